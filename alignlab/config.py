@@ -1,0 +1,151 @@
+"""RunConfig: everything that defines one training run, validated on creation.
+
+Common settings are dataclass fields whose ``metadata`` carries help text and bounds;
+method-specific knobs (β, loss type, clip ranges, ...) live in the method's MethodSpec and
+arrive here in ``method_args``. :func:`common_knobs` turns the fields into :class:`Knob`
+objects so the CLI, both UIs and validation share one declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignlab.errors import AlignLabError
+from alignlab.methods import get_method, method_names
+from alignlab.methods.base import Knob
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_DATASET = "positive-reviews"
+
+
+def _meta(help: str, **bounds: Any) -> dict:
+    return {"help": help, **bounds}
+
+
+@dataclass
+class RunConfig:
+    """One run: method, model, data and the knobs shared by every method."""
+
+    method: str = field(default="dpo", metadata=_meta("Training method.", kind="choice"))
+    model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", kind="str"))
+    dataset: str = field(
+        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id or JSONL/CSV/Parquet path.", kind="str")
+    )
+    reward: str = field(default="sentiment", metadata=_meta("Reward source for probes, samples and RL.", kind="str"))
+    max_steps: int = field(default=30, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", min=0, max=100000))
+    epochs: float = field(default=1.0, metadata=_meta("Passes over the data when max_steps is 0.", min=0, min_exclusive=True, max=1000))
+    learning_rate: float = field(
+        default=1e-4, metadata=_meta("Learning rate.", min=0, min_exclusive=True, max=1.0, log_scale=True)
+    )
+    batch_size: int = field(default=8, metadata=_meta("Examples per optimizer step (per device).", min=1, max=4096))
+    grad_accum: int = field(default=1, metadata=_meta("Gradient accumulation steps.", min=1, max=1024))
+    max_length: int = field(default=96, metadata=_meta("Max tokens of prompt + completion.", min=8, max=32768))
+    max_completion_length: int = field(
+        default=32, metadata=_meta("Max new tokens when the lab generates (samples, probe, RL).", min=1, max=8192)
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=_meta("Gradient-norm clipping (0 disables).", min=0, max=1000)
+    )
+    lora: bool = field(default=True, metadata=_meta("Train a LoRA adapter instead of all weights (PERL)."))
+    lora_r: int = field(default=16, metadata=_meta("LoRA rank.", min=1, max=1024))
+    lora_alpha: int = field(default=32, metadata=_meta("LoRA scaling alpha.", min=1, max=4096))
+    lora_dropout: float = field(default=0.0, metadata=_meta("LoRA dropout.", min=0, max=0.9))
+    lora_target_modules: str = field(
+        default="all-linear", metadata=_meta("Comma-separated module names, or all-linear.", kind="str")
+    )
+    seed: int = field(default=42, metadata=_meta("Random seed (data order, init, sampling).", min=0, max=2**31 - 1))
+    probe_every: int = field(
+        default=0, metadata=_meta("Run the reward/KL probe every N steps (0 = off).", min=0, max=100000)
+    )
+    output_dir: str = field(default="runs", metadata=_meta("Folder that holds run directories.", kind="str"))
+    run_name: str = field(default="", metadata=_meta("Optional label added to the run id.", kind="str"))
+    trust_remote_code: bool = field(default=False, metadata=_meta("Allow model code from the model's own repo."))
+    method_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.method not in method_names():
+            raise AlignLabError(f"method: got {self.method!r}, expected one of {', '.join(method_names())}")
+        for knob in common_knobs():
+            setattr(self, knob.name, knob.coerce(getattr(self, knob.name)))
+        if self.max_completion_length >= self.max_length:
+            raise AlignLabError(
+                f"max_completion_length: got {self.max_completion_length}, expected less than max_length "
+                f"({self.max_length}) so the prompt has room"
+            )
+        spec = get_method(self.method)
+        known = {knob.name: knob for knob in spec.knobs}
+        args = dict(spec.defaults())
+        for name, value in dict(self.method_args).items():
+            if name not in known:
+                expected = ", ".join(known) or "none"
+                raise AlignLabError(f"{name}: not a knob of method {self.method!r} (its knobs: {expected})")
+            args[name] = known[name].coerce(value)
+        self.method_args = args
+
+    @property
+    def spec(self):
+        return get_method(self.method)
+
+    def knob(self, name: str) -> Any:
+        """Value of a common field or a method knob."""
+        if name in self.method_args:
+            return self.method_args[name]
+        return getattr(self, name)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        """Build from a flat dict: common fields by name, anything else is a method knob."""
+        values = {k.replace("-", "_"): v for k, v in values.items() if v is not None}
+        names = {f.name for f in dataclasses.fields(cls)}
+        common = {k: v for k, v in values.items() if k in names and k != "method_args"}
+        method_args = dict(values.get("method_args") or {})
+        method_args.update({k: v for k, v in values.items() if k not in names})
+        return cls(**common, method_args=method_args)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> "RunConfig":
+        """Load a YAML or JSON config; ``overrides`` (e.g. CLI flags) win over the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise AlignLabError(f"config: file {str(path)!r} not found")
+        text = path.read_text()
+        try:
+            if path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                import yaml
+
+                values = yaml.safe_load(text)
+        except Exception as error:  # noqa: BLE001 - report any parse error as bad input
+            raise AlignLabError(f"config: {path} is not valid YAML/JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise AlignLabError(f"config: {path} must hold a mapping of knob names to values")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Common fields and method knobs in one mapping (what a form shows)."""
+        values = self.to_dict()
+        values.update(values.pop("method_args"))
+        return values
+
+
+@functools.cache
+def common_knobs() -> tuple[Knob, ...]:
+    """The RunConfig fields as Knobs (method excluded: it is the form's first choice)."""
+    knobs = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name in ("method", "method_args"):
+            continue
+        meta = dict(f.metadata)
+        kind = meta.pop("kind", None) or {bool: "bool", int: "int", float: "float"}.get(type(f.default), "str")
+        knobs.append(Knob(f.name, f.default, meta.pop("help"), kind=kind, **meta))
+    return tuple(knobs)

@@ -1,0 +1,10 @@
+"""The one exception type alignlab raises for bad input.
+
+Every boundary (config validation, dataset loading, model resolution) raises
+:class:`AlignLabError` with a message naming the field, the bad value and what is
+expected, so the CLI and both UIs can show it as one line instead of a traceback.
+"""
+
+
+class AlignLabError(ValueError):
+    """Bad input to alignlab: the message says which field, what was given and what is expected."""

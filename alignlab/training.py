@@ -1,0 +1,154 @@
+"""One training run, method-agnostic: model + data + MethodSpec -> TRL trainer -> run directory.
+
+``train(handle)`` is what the runner's thread executes. It builds the TRL config from the
+RunConfig (common fields and the method's knobs), wires the :class:`EventCallback` that turns
+every trainer log into a bus event and honours stop requests, trains, saves the adapter or
+model, and writes reference-vs-aligned samples on held-out prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+from alignlab.config import RunConfig
+from alignlab.metrics import clean_metrics
+
+SAMPLE_PROMPTS = 4
+
+
+class EventCallback(TrainerCallback):
+    """Publishes each trainer log as ``{run_id, step, time, metrics}`` and honours stop requests."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.handle.total_steps = state.max_steps
+        self.handle._write_status()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        metrics = clean_metrics(logs)
+        if metrics:
+            self.handle.bus.publish({"run_id": self.handle.run_id, "step": state.global_step,
+                                     "time": round(time.time(), 3), "metrics": metrics})
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.handle.stop_requested:
+            control.should_training_stop = True
+        if state.is_world_process_zero and state.global_step % 5 == 0:
+            self.handle._write_status()
+
+
+def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
+    """Keyword arguments for the method's TRL config class."""
+    import torch
+
+    spec = config.spec
+    field_names = {f.name for f in dataclasses.fields(spec.config_class())}
+    use_gpu = torch.cuda.is_available()
+    values = dict(
+        output_dir=str(run_dir / "trainer"), max_steps=config.max_steps if config.max_steps > 0 else -1,
+        num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        max_grad_norm=config.max_grad_norm, seed=config.seed, data_seed=config.seed, logging_steps=1,
+        save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=not use_gpu,
+        bf16=use_gpu and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
+        gradient_checkpointing=False,  # small models: recomputing activations only costs time
+    )
+    lengths = {"max_length": config.max_length, "max_completion_length": config.max_completion_length,
+               "max_prompt_length": config.max_length - config.max_completion_length}
+    values.update({k: v for k, v in lengths.items() if k in field_names})
+    values.update(spec.trl_defaults)
+    for knob in spec.knobs:
+        if knob.trl_field:
+            values[knob.trl_field] = config.method_args[knob.name]
+    if "loss_type" in values and "loss_type" in field_names and spec.name == "dpo":
+        values["loss_type"] = [values["loss_type"]]
+    return {k: v for k, v in values.items() if k in field_names}
+
+
+def build_trainer(handle, context):
+    """Instantiate the method's TRL trainer for this run."""
+    from alignlab.models import lora_config
+
+    config, spec = handle.config, handle.config.spec
+    args = spec.config_class()(**trl_arguments(config, handle.run_dir))
+    kwargs = dict(model=context.model, args=args, train_dataset=context.dataset, processing_class=context.tokenizer,
+                  callbacks=[EventCallback(handle), *context.extras.get("callbacks", [])])
+    if config.lora:
+        kwargs["peft_config"] = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
+                                            config.lora_target_modules, spec.model_kind)
+    if spec.trainer_kwargs is not None:
+        kwargs.update(spec.trainer_kwargs(context))
+    trainer = spec.trainer_class()(**kwargs)
+    trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
+    return trainer
+
+
+def train(handle) -> None:
+    """Train one run to the end (or a stop request) and save its results."""
+    from alignlab.data import load_dataset
+    from alignlab.models import load_model, load_tokenizer
+    from alignlab.rewards import get_reward
+    from alignlab.runner import RunContext
+
+    config = handle.config
+    spec = config.spec
+    tokenizer = load_tokenizer(config.model, config.trust_remote_code)
+    model = load_model(config.model, spec.model_kind, config.trust_remote_code)
+    context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
+                         dataset=load_dataset(config.dataset, spec.data_format, config.method),
+                         reward=get_reward(config.reward))
+    if config.probe_every and spec.model_kind == "causal-lm":
+        from alignlab.probe import ProbeCallback
+
+        context.extras.setdefault("callbacks", []).append(ProbeCallback(handle, context))
+    trainer = build_trainer(handle, context)
+    handle.model, handle.tokenizer = trainer.model, tokenizer  # live model: chat during training
+    try:
+        trainer.train()
+    finally:
+        # Whatever happened, keep the weights trained so far.
+        if handle.is_writer or trainer.accelerator.num_processes > 1:
+            trainer.save_model(str(handle.run_dir / "model"))
+    if handle.is_writer:
+        shutil.rmtree(handle.run_dir / "trainer", ignore_errors=True)  # TRL's scratch folder (no checkpoints)
+        tokenizer.save_pretrained(str(handle.run_dir / "model"))
+        if spec.model_kind == "causal-lm":
+            write_samples(handle, trainer.model, tokenizer, context.reward)
+
+
+def write_samples(handle, model, tokenizer, reward) -> None:
+    """Reference vs aligned completions on a few held-out prompts, same seed, with rewards."""
+    from alignlab.chat import reference_of
+    from alignlab.generation import SamplingSettings, sample
+
+    prompts = held_out_prompts(handle.config)[:SAMPLE_PROMPTS]
+    settings = SamplingSettings(max_new_tokens=handle.config.max_completion_length, seed=handle.config.seed)
+    aligned = sample(model, tokenizer, prompts, settings)
+    with reference_of(model, handle.config) as reference:
+        base = sample(reference, tokenizer, prompts, settings)
+    aligned_scores, base_scores = reward(prompts, aligned), reward(prompts, base)
+    with open(handle.run_dir / "samples.jsonl", "w", encoding="utf-8") as out:
+        for i, prompt in enumerate(prompts):
+            out.write(json.dumps({"prompt": prompt, "reference": base[i], "aligned": aligned[i],
+                                  "reference_reward": base_scores[i], "aligned_reward": aligned_scores[i]}) + "\n")
+
+
+def held_out_prompts(config: RunConfig) -> list:
+    """Held-out prompts for samples and probes: the task's eval split, else the dataset's last prompts."""
+    from alignlab.data import BUILTIN_TASK, load_rows, task_prompts
+
+    if config.dataset == BUILTIN_TASK:
+        return task_prompts("eval")
+    rows = load_rows(config.dataset, "prompt")
+    return [row["prompt"] for row in rows[-16:]]
