@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefs.add_argument("--limit", type=int, default=0, help="Use only the first N prompts (0 = all).")
     prefs.add_argument("--seed", type=int, default=0)
     prefs.add_argument("--output", required=True, help="Where to write the JSONL pairs.")
+    evaluate = subparsers.add_parser("eval", help="Mean reward of aligned vs reference on held-out prompts.")
+    evaluate.add_argument("run_dir", help="A run directory (runs/<run-id>).")
+    evaluate.add_argument("--reward", help="Reward source (default: the run's own).")
+    evaluate.add_argument("--samples", type=int, default=2, help="Completions per held-out prompt.")
+    evaluate.add_argument("--seed", type=int, default=1234)
     models = subparsers.add_parser("models", help="Model tools.")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     fetch = models_sub.add_parser("fetch", help="Build/locate a model now so later runs start offline.")
@@ -79,6 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(args)
         if args.command == "data":
             return _make_prefs(args)
+        if args.command == "eval":
+            from alignlab.evaluate import compare_run
+
+            result = compare_run(args.run_dir, reward=args.reward, samples_per_prompt=args.samples, seed=args.seed)
+            print(f"{result.reward} on {result.prompts} held-out prompts x {result.samples_per_prompt} samples "
+                  f"(seed {args.seed}): aligned {result.aligned_mean:+.4f} ± {result.aligned_sem:.4f}, "
+                  f"reference {result.reference_mean:+.4f} ± {result.reference_sem:.4f}, gain {result.gain:+.4f}")
+            return 0
         if args.command == "models":
             from alignlab.models import resolve_model
 

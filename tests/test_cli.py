@@ -1,0 +1,103 @@
+"""The CLI: train with a progress bar and summary, runs table, clear errors, accelerate launch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def alignlab(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "alignlab", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+def tiny_flags(tiny):
+    flags = []
+    for key, value in tiny.items():
+        flags += ["--" + key.replace("_", "-"), str(value)]
+    return flags
+
+
+def test_train_then_runs_table(tiny):
+    result = alignlab("train", "--method", "dpo", "--beta", "0.2", *tiny_flags(tiny))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "finished after 2 steps" in result.stdout and "saved to" in result.stdout
+    assert "final: loss=" in result.stdout
+    table = alignlab("runs", "--output-dir", tiny["output_dir"])
+    header, row = table.stdout.strip().splitlines()
+    assert header.split()[:3] == ["run", "id", "method"]
+    assert row.split()[1:4] == ["dpo", "finished", "2"]
+
+
+@pytest.mark.parametrize(
+    "flags, field",
+    [
+        (["--beta", "0"], "beta"),
+        (["--learning-rate", "-1"], "learning_rate"),
+        (["--max-steps", "-1"], "max_steps"),
+        (["--loss-type", "nope"], "loss_type"),
+        (["--model", "no/such-model"], "model"),
+        (["--dataset", "no-such-dataset"], "dataset"),
+        (["--reward", "no-such-reward"], "reward"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(flags, field, tiny, capsys):
+    from alignlab.cli import main  # in-process: the same code path as the command, minus start-up time
+
+    assert main(["train", "--method", "dpo", *tiny_flags(tiny), *flags]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {field}:")
+    assert not Path(tiny["output_dir"]).exists()
+
+
+def test_bad_input_from_the_real_command(tiny):
+    result = alignlab("train", "--method", "dpo", *tiny_flags(tiny), "--beta", "-1", timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: beta:")
+    assert not Path(tiny["output_dir"]).exists()
+
+
+def test_broken_jsonl_names_the_line(tiny, tmp_path, capsys):
+    from alignlab.cli import main
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{broken\n')
+    assert main(["train", "--method", "dpo", *tiny_flags({**tiny, "dataset": broken})]) == 2
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_config_file_with_flag_override(tiny, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("method: kto\nbeta: 0.3\nmax_steps: 50\n" + "".join(
+        f"{k}: {v}\n" for k, v in tiny.items() if k != "max_steps"))
+    result = alignlab("train", "--config", str(config), "--max-steps", "1", "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = Path(tiny["output_dir"]).iterdir()
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["method"], saved["max_steps"], saved["method_args"]["beta"]) == ("kto", 1, 0.3)
+
+
+def test_make_prefs_on_tiny_model(tmp_path):
+    output = tmp_path / "prefs.jsonl"
+    result = alignlab("data", "make-prefs", "--model", "tiny-random", "--limit", "4", "--samples", "3",
+                      "--max-new-tokens", "6", "--min-gap", "0", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert rows and all(r["chosen_score"] >= r["rejected_score"] for r in rows)
+    assert "pairs" in (tmp_path / "prefs.card.md").read_text()
+
+
+def test_accelerate_launch_two_cpu_processes(tiny):
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "alignlab", "train", "--method", "dpo", *tiny_flags(tiny)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = Path(tiny["output_dir"]).iterdir()  # one run directory for both processes
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 2
+    assert (run / "model" / "adapter_config.json").exists()

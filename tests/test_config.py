@@ -1,0 +1,63 @@
+"""RunConfig and knob validation: bad values give one clear AlignLabError naming the field."""
+
+import pytest
+
+from alignlab.config import RunConfig, common_knobs
+from alignlab.errors import AlignLabError
+from alignlab.methods import get_method, method_names
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"method": "dpo", "beta": 0}, "beta"),
+        ({"method": "dpo", "beta": -1}, "beta"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"max_steps": -3}, "max_steps"),
+        ({"method": "nope"}, "method"),
+        ({"method": "dpo", "loss_type": "bogus"}, "loss_type"),
+        ({"method": "sft", "beta": 0.1}, "beta"),  # SFT has no β
+        ({"batch_size": 1.5}, "batch_size"),
+        ({"lora": "maybe"}, "lora"),
+        ({"max_length": 32, "max_completion_length": 32}, "max_completion_length"),
+    ],
+)
+def test_bad_values_name_the_field(values, field):
+    with pytest.raises(AlignLabError) as error:
+        RunConfig.from_dict(values)
+    assert str(error.value).startswith(field + ":")
+
+
+def test_method_knobs_get_defaults_and_coercion():
+    config = RunConfig.from_dict({"method": "dpo", "beta": "0.25", "loss_type": "ipo", "max_steps": "7"})
+    assert config.method_args["beta"] == 0.25
+    assert config.method_args["loss_type"] == "ipo"
+    assert config.max_steps == 7
+    assert config.flat()["beta"] == 0.25
+
+
+def test_dpo_offers_every_trl_loss_type():
+    choices = get_method("dpo").knob("loss_type").choices
+    assert {"sigmoid", "ipo", "hinge", "robust"} <= set(choices)
+
+
+def test_every_method_declares_format_and_paper():
+    for name in method_names():
+        spec = get_method(name)
+        assert spec.data_format in ("preference", "unpaired", "sft", "prompt")
+        assert spec.paper and spec.summary
+
+
+def test_config_file_and_flags_agree(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("method: dpo\nbeta: 0.3\nmax_steps: 5\nloss_type: hinge\n")
+    config = RunConfig.from_file(path, max_steps=9)
+    assert (config.method_args["beta"], config.max_steps, config.method_args["loss_type"]) == (0.3, 9, "hinge")
+    path.write_text("- not a mapping\n")
+    with pytest.raises(AlignLabError, match="config"):
+        RunConfig.from_file(path)
+
+
+def test_common_knobs_cover_the_fields():
+    names = {knob.name for knob in common_knobs()}
+    assert {"learning_rate", "max_steps", "max_grad_norm", "lora_r", "seed"} <= names

@@ -1,0 +1,53 @@
+"""Model resolution: the default model offline, tiny-random, clear errors, LoRA reference."""
+
+import json
+
+import pytest
+
+from alignlab.errors import AlignLabError
+from alignlab.models import default_model_path, load_model, lora_config, resolve_model, tiny_model_path
+
+
+def test_default_model_is_a_clean_plain_checkpoint():
+    folder = default_model_path()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
+    assert "quantization_config" not in config
+    assert (folder / "model.safetensors").exists()
+
+
+def test_tiny_random_shares_the_real_tokenizer():
+    from transformers import AutoTokenizer
+
+    tiny = AutoTokenizer.from_pretrained(tiny_model_path())
+    real = AutoTokenizer.from_pretrained(default_model_path())
+    text = "I went in with low expectations and"
+    assert tiny(text)["input_ids"] == real(text)["input_ids"]
+    assert tiny.chat_template == real.chat_template
+    assert "tests" in (tiny_model_path() / "SOURCE.txt").read_text()
+
+
+def test_missing_model_fails_fast_offline():
+    with pytest.raises(AlignLabError, match="offline"):
+        resolve_model("someone/not-in-the-cache")
+
+
+def test_lora_reference_is_the_adapter_disabled_model():
+    import torch
+    from peft import get_peft_model
+
+    from alignlab.chat import reference_of
+    from alignlab.config import RunConfig
+
+    base = load_model("tiny-random")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        expected = base(ids).logits.clone()
+    model = get_peft_model(base, lora_config(r=4))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)  # make the adapter change the output
+    with torch.no_grad():
+        assert not torch.allclose(model(ids).logits, expected)
+        with reference_of(model, RunConfig(model="tiny-random")) as reference:
+            assert torch.allclose(reference(ids).logits, expected, atol=1e-5)

@@ -1,0 +1,75 @@
+"""Runs on the tiny-random model: every method trains, stops cleanly, fails loudly."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alignlab.config import RunConfig
+from alignlab.errors import AlignLabError
+from alignlab.metrics import read_metrics
+from alignlab.runner import list_runs, start
+
+OFFLINE_METHODS = ["sft", "reward", "dpo", "kto", "orpo"]
+
+
+@pytest.mark.parametrize("method", OFFLINE_METHODS)
+def test_each_method_trains_and_writes_its_run_directory(method, tiny):
+    handle = start(RunConfig.from_dict({"method": method, **tiny}))
+    assert handle.wait(300) == "finished", handle.error
+    run = Path(handle.run_dir)
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 2
+    rows, _ = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows if "loss" in r][:2] == [1, 2]
+    assert (run / "model" / "adapter_config.json").exists()
+    assert not (run / "trainer").exists()
+    if method != "reward":
+        samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+        assert samples and {"reference", "aligned", "aligned_reward"} <= set(samples[0])
+
+
+def test_dpo_logs_trl_metric_names_and_loss_type(tiny):
+    handle = start(RunConfig.from_dict({"method": "dpo", "loss_type": "ipo", "beta": 0.5, **tiny}))
+    assert handle.wait(300) == "finished", handle.error
+    keys = set().union(*(event["metrics"] for event in handle.history))
+    assert {"loss", "rewards/margins", "rewards/accuracies"} <= keys
+    saved = json.loads((handle.run_dir / "config.json").read_text())
+    assert saved["method_args"]["loss_type"] == "ipo"
+
+
+def test_subscribers_see_every_step_and_stop_is_honoured(tiny):
+    config = RunConfig.from_dict({"method": "dpo", **{**tiny, "max_steps": 200}})
+    handle = start(config)
+    seen = []
+
+    def on_event(event):
+        seen.append(event["step"])
+        if event["step"] >= 2:
+            handle.stop()
+
+    handle.subscribe(on_event)
+    assert handle.wait(300) == "stopped"
+    assert 2 <= max(seen) < 200
+    status = json.loads((handle.run_dir / "status.json").read_text())
+    assert status["state"] == "stopped"
+    assert (handle.run_dir / "model" / "adapter_config.json").exists()  # nothing lost
+
+
+def test_failed_run_records_its_error(tiny):
+    handle = start(RunConfig.from_dict({"method": "dpo", "lora_target_modules": "no_such_module", **tiny}))
+    assert handle.wait(300) == "failed"
+    status = json.loads((handle.run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and "no_such_module" in status["error"]
+    assert (handle.run_dir / "error.log").exists()
+    assert [r["state"] for r in list_runs(tiny["output_dir"])] == ["failed"]
+
+
+def test_bad_input_leaves_no_run_directory(tiny, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "only a prompt"}\n')
+    with pytest.raises(AlignLabError, match="preference format"):
+        start(RunConfig.from_dict({"method": "dpo", **{**tiny, "dataset": str(prompts)}}))
+    with pytest.raises(AlignLabError, match="model"):
+        start(RunConfig.from_dict({"method": "dpo", **{**tiny, "model": "no/such-model"}}))
+    assert not Path(tiny["output_dir"]).exists()
