@@ -51,3 +51,18 @@ def test_lora_reference_is_the_adapter_disabled_model():
         assert not torch.allclose(model(ids).logits, expected)
         with reference_of(model, RunConfig(model="tiny-random")) as reference:
             assert torch.allclose(reference(ids).logits, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_dpo_two_steps_on_the_default_model(tmp_path):
+    """The real default model trains through the whole path (kept in CI: one small real run)."""
+    from alignlab.config import RunConfig
+    from alignlab.runner import start
+
+    handle = start(RunConfig(method="dpo", max_steps=2, batch_size=2, max_length=64, max_completion_length=16,
+                             output_dir=str(tmp_path)))
+    assert handle.wait(900) == "finished", handle.error
+    losses = [e["metrics"]["loss"] for e in handle.history if "loss" in e["metrics"]]
+    assert len(losses) == 2 and all(0 < loss < 5 for loss in losses)
+    assert (handle.run_dir / "samples.jsonl").read_text().strip()
