@@ -10,8 +10,6 @@ classification loss on preference pairs:
 hinge (SLiC, Zhao et al. 2023), robust (Chowdhury et al. 2024) and the rest TRL offers.
 """
 
-import re
-
 from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
 
 
@@ -27,12 +25,10 @@ def _dpo_trainer():
     return DPOTrainer
 
 
-def dpo_loss_types() -> tuple[str, ...]:
-    """Every ``loss_type`` the installed TRL's DPOConfig documents, read from its help text."""
-    import dataclasses
-
-    help_text = next(f for f in dataclasses.fields(_dpo_config()) if f.name == "loss_type").metadata["help"]
-    return tuple(re.findall(r"`'(\w+)'`", help_text.split("If multiple")[0]))
+# The loss types TRL's DPOConfig accepts (trl 1.12, pinned); tests/test_config.py checks this list
+# against TRL's own help text, so importing alignlab does not have to import TRL and torch.
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 
 
 SPEC = register(
@@ -48,7 +44,7 @@ SPEC = register(
         knobs=(
             beta_knob(0.1, "β: inverse temperature of the implicit reward; higher keeps the policy nearer the reference."),
             Knob("loss_type", "sigmoid", "Loss variant: sigmoid = DPO, ipo = IPO, hinge = SLiC, robust = rDPO, ...",
-                 kind="choice", choices=dpo_loss_types()),
+                 kind="choice", choices=LOSS_TYPES),
             Knob("label_smoothing", 0.0, "Assumed label-flip rate (robust DPO) / smoothing (EXO).", min=0.0, max=0.49),
             Knob("precompute_ref_log_probs", False, "Compute reference log-probs once before training.", kind="bool"),
         ),
