@@ -1,23 +1,70 @@
-"""Reference vs aligned: the two models a lab compares, without two copies when LoRA is on.
+"""Reference vs aligned: the two models a lab compares, side by side, streamed token by token.
 
 With a LoRA adapter the reference is the same weights with the adapter disabled
 (``PeftModel.disable_adapter()``); without LoRA it is a frozen copy loaded from the base model.
+
+:class:`ChatPair` answers one prompt with both models in a single manual decoding loop: one token
+for the reference, one for the aligned model, each side with its own KV cache and its own
+``torch.Generator`` seeded identically, so both columns draw from the same random stream and a
+difference between them comes from the weights, not from luck. A :class:`ChatReply` is yielded
+after every token pair; the last one has ``done=True`` and both answers' rewards.
+
+Two modes:
+
+- ``continue``: the message is raw text that the models continue, exactly what the built-in task
+  trains on ("I went in with low expectations and" -> "..."). Histories are ignored: each message
+  is continued on its own, since there is no conversation in a text continuation.
+- ``chat``: each side keeps its own history of ``{"role", "content"}`` messages (its own earlier
+  answers, not the other side's), rendered with the tokenizer's chat template.
+
+A run can be chatted with while it trains (:meth:`ChatPair.from_handle`): the live model is only
+read, never switched to eval mode nor to the reference, and the reference is a frozen copy. Every
+chat step holds :func:`lock_for` ``(model)``, which :func:`reference_of` holds too while it switches
+a LoRA adapter off, so a chat never reads the aligned model while the probe has the adapter off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from alignlab.errors import AlignLabError
+from alignlab.generation import SamplingSettings
+from alignlab.rewards import RewardSource, get_reward, reward_for
+
+MODES = ("continue", "chat")
+
+# One lock per model object, so nothing reads the aligned model while another thread has its LoRA
+# adapter switched off for a reference step (two chats on the same model, a probe during training).
+_MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
 
 
 def is_adapter_model(model) -> bool:
+    """True for a peft model whose adapter can be switched off to give the reference."""
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def lock_for(model) -> threading.RLock:
+    """The lock shared by every :class:`ChatPair` on ``model`` and by :func:`reference_of` (made on first use)."""
+    with _MODEL_LOCKS_GUARD:
+        return _MODEL_LOCKS.setdefault(model, threading.RLock())
 
 
 @contextlib.contextmanager
 def reference_of(model, config):
-    """Context manager yielding the reference model for ``model`` (trained from ``config.model``)."""
+    """Context manager yielding the reference model for ``model`` (trained from ``config.model``).
+
+    With LoRA it holds :func:`lock_for` ``(model)`` while the adapter is off, so a chat reading the
+    aligned model meanwhile (a probe during training, say) waits instead of seeing the reference.
+    """
     if is_adapter_model(model):
-        with model.disable_adapter():
+        with lock_for(model), model.disable_adapter():
             yield model
         return
     from alignlab.models import load_model
@@ -25,3 +72,252 @@ def reference_of(model, config):
     reference = load_model(config.model, trust_remote_code=config.trust_remote_code)
     reference.eval()
     yield reference
+
+
+@dataclass
+class ChatReply:
+    """One streamed update of both columns: the texts so far; rewards and histories once ``done``.
+
+    ``reference_history`` / ``aligned_history`` are the histories to pass to the next turn (the
+    given history plus this message and answer); they are set on the final reply only.
+    """
+
+    reference: str
+    aligned: str
+    done: bool = False
+    reference_reward: float | None = None
+    aligned_reward: float | None = None
+    reference_history: list[dict] = field(default_factory=list)
+    aligned_history: list[dict] = field(default_factory=list)
+
+
+class _Side:
+    """One column's decoding state: its model context, KV cache, random stream and tokens."""
+
+    def __init__(self, model, context, prompt_ids, generator):
+        self.model = model
+        self.context = context  # a zero-argument callable returning a context manager
+        self.next_input = prompt_ids
+        self.cache = None
+        self.generator = generator
+        self.tokens: list[int] = []
+        self.finished = False
+
+
+class ChatPair:
+    """Reference and aligned model answering the same prompt with the same seed and settings."""
+
+    def __init__(self, model, tokenizer, base_model_name: str | None = None,
+                 reward: str | RewardSource = "sentiment", mode: str = "continue",
+                 lock: threading.Lock | None = None, *, live: bool = False, trust_remote_code: bool = False):
+        """``model`` is the aligned model; its reference is found as follows.
+
+        - a LoRA model that is not ``live``: the same model under ``disable_adapter()``;
+        - otherwise, with ``base_model_name``: a frozen copy of that base model;
+        - no ``base_model_name`` and no adapter: the model itself (both columns identical).
+
+        ``live=True`` marks a model that a run is training right now: it is never switched to eval
+        mode nor has its adapter switched off (the training thread would see it), so the reference
+        is a frozen copy of ``base_model_name``. ``reward`` is a reward-source name or a
+        :class:`~alignlab.rewards.RewardSource` (the ``reward`` attribute may be swapped later).
+        ``lock`` is held around each token pair; by default it is shared by every ChatPair on the
+        same model.
+        """
+        from alignlab.models import load_model
+
+        if mode not in MODES:
+            raise AlignLabError(f"mode: got {mode!r}, expected one of {', '.join(MODES)}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.mode = mode
+        self.reward = get_reward(reward) if isinstance(reward, str) else reward
+        self.lock = lock or lock_for(model)
+        self.live = live
+        self.shares_weights = is_adapter_model(model) and not live
+        if self.shares_weights:
+            self.reference_model = model
+        elif base_model_name is not None:
+            device = next(model.parameters()).device
+            self.reference_model = load_model(base_model_name, trust_remote_code=trust_remote_code).to(device).eval()
+        elif live:
+            raise AlignLabError("model: a live model needs base_model_name for its frozen reference copy")
+        else:
+            self.reference_model = model
+        if not live:
+            model.eval()
+        self.identical = self.reference_model is model and not self.shares_weights
+
+    # --- constructors --------------------------------------------------------------------------
+    @classmethod
+    def from_run(cls, run_dir: str | Path, reward: str | None = None, mode: str | None = None) -> "ChatPair":
+        """Chat with a run's saved model (see :func:`alignlab.models.load_trained`) and its reference.
+
+        ``reward`` defaults to the run's reward source (:func:`~alignlab.rewards.reward_for`); ``mode``
+        to ``continue`` when the run trained on the built-in task (raw text continuation), else ``chat``.
+        """
+        from alignlab.models import load_trained
+        from alignlab.runner import config_of
+
+        config = config_of(run_dir)
+        _check_generative(config)
+        model, tokenizer = load_trained(run_dir, trust_remote_code=config.trust_remote_code)
+        return cls(model, tokenizer, base_model_name=None if is_adapter_model(model) else config.model,
+                   reward=reward or reward_for(config), mode=mode or _trained_mode(config),
+                   trust_remote_code=config.trust_remote_code)
+
+    @classmethod
+    def from_handle(cls, handle, reward: str | None = None, mode: str | None = None) -> "ChatPair":
+        """Chat with the model a :class:`~alignlab.runner.RunHandle` is training, while it trains.
+
+        The live model is only read (under ``torch.no_grad()``); the reference is a frozen copy of
+        the base model, so chatting never changes what the training thread computes. Weights may
+        move between two tokens of one answer: the aligned column follows training as it goes. The
+        tokenizer is a copy: a fast tokenizer used from two threads at once can fail ("Already borrowed").
+        """
+        config = handle.config
+        _check_generative(config)
+        if handle.model is None or handle.tokenizer is None:
+            raise AlignLabError(f"run: {handle.run_id} has not loaded its model yet; try again in a moment")
+        return cls(handle.model, copy.deepcopy(handle.tokenizer), base_model_name=config.model,
+                   reward=reward or reward_for(config), mode=mode or _trained_mode(config), live=not handle.done,
+                   trust_remote_code=config.trust_remote_code)
+
+    @classmethod
+    def base_only(cls, model_name: str, reward: str = "sentiment", mode: str = "continue",
+                  trust_remote_code: bool = False) -> "ChatPair":
+        """Both columns from the base model (aligned == reference): what chat looks like before training."""
+        from alignlab.models import load_model, load_tokenizer
+
+        model = load_model(model_name, trust_remote_code=trust_remote_code)
+        return cls(model, load_tokenizer(model_name, trust_remote_code), reward=reward, mode=mode)
+
+    # --- generation ------------------------------------------------------------------------------
+    def stream(self, message: str, settings: SamplingSettings, reference_history: list[dict] | None = None,
+               aligned_history: list[dict] | None = None) -> Iterator[ChatReply]:
+        """Yield a :class:`ChatReply` after each token pair; the last one is ``done`` with rewards.
+
+        Each side stops at an end-of-sequence token or after ``settings.max_new_tokens`` tokens.
+        """
+        import torch
+
+        if not message or not message.strip():
+            raise AlignLabError("message: got an empty message, expected some text")
+        reference_history = list(reference_history or [])
+        aligned_history = list(aligned_history or [])
+        device = next(self.model.parameters()).device
+        sides = []
+        for model, context, history in (
+            (self.reference_model, self._reference_context, reference_history),
+            (self.model, contextlib.nullcontext, aligned_history),
+        ):
+            prompt_ids = self._encode(message, history).to(device)
+            generator = torch.Generator(device=device).manual_seed(settings.seed)
+            sides.append(_Side(model, context, prompt_ids, generator))
+        if self.identical:
+            sides = sides[:1]  # base only: one model, both columns show its answer
+        stop_ids = self._stop_ids()
+        for _ in range(settings.max_new_tokens):
+            with self.lock:
+                for side in sides:
+                    if not side.finished:
+                        self._step(side, settings, stop_ids)
+            if all(side.finished for side in sides):
+                break
+            yield self._reply(sides)
+        yield self._final(sides, message, reference_history, aligned_history)
+
+    def generate_pair(self, message: str, settings: SamplingSettings, reference_history: list[dict] | None = None,
+                      aligned_history: list[dict] | None = None) -> ChatReply:
+        """Both answers at once (the last reply of :meth:`stream`)."""
+        reply = None
+        for reply in self.stream(message, settings, reference_history, aligned_history):
+            pass
+        return reply
+
+    # --- internals -------------------------------------------------------------------------------
+    def _reference_context(self):
+        return self.model.disable_adapter() if self.shares_weights else contextlib.nullcontext()
+
+    def _encode(self, message: str, history: list[dict]):
+        if self.mode == "chat":
+            messages = [*history, {"role": "user", "content": message}]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = message
+        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        if ids.shape[1] == 0:
+            raise AlignLabError(f"message: {message!r} encodes to no tokens")
+        return ids
+
+    def _stop_ids(self) -> set[int]:
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids = set(configured if isinstance(configured, (list, tuple)) else [configured])
+        ids.add(self.tokenizer.eos_token_id)
+        return {i for i in ids if i is not None}
+
+    def _step(self, side: _Side, settings: SamplingSettings, stop_ids: set[int]) -> None:
+        import torch
+
+        with torch.no_grad(), side.context():
+            output = side.model(input_ids=side.next_input, past_key_values=side.cache, use_cache=True)
+        side.cache = output.past_key_values
+        token = next_token(output.logits[0, -1].float(), settings, side.generator)
+        if token in stop_ids:
+            side.finished = True
+            return
+        side.tokens.append(token)
+        side.next_input = torch.tensor([[token]], device=side.next_input.device)
+        if len(side.tokens) >= settings.max_new_tokens:
+            side.finished = True
+
+    def _texts(self, sides: list[_Side]) -> tuple[str, str]:
+        texts = [self.tokenizer.decode(side.tokens, skip_special_tokens=True) for side in sides]
+        return texts[0], texts[-1]
+
+    def _reply(self, sides: list[_Side]) -> ChatReply:
+        return ChatReply(*self._texts(sides))
+
+    def _final(self, sides, message, reference_history, aligned_history) -> ChatReply:
+        reference, aligned = self._texts(sides)
+        turn = {"role": "user", "content": message}
+        if self.mode == "chat":  # a reward model scores the whole conversation, chat template included
+            prompts = [[*reference_history, turn], [*aligned_history, turn]]
+        else:
+            prompts = [message, message]
+        reference_reward, aligned_reward = self.reward(prompts, [reference, aligned])
+        return ChatReply(reference, aligned, done=True, reference_reward=reference_reward,
+                         aligned_reward=aligned_reward,
+                         reference_history=[*reference_history, turn, {"role": "assistant", "content": reference}],
+                         aligned_history=[*aligned_history, turn, {"role": "assistant", "content": aligned}])
+
+
+def next_token(logits, settings: SamplingSettings, generator) -> int:
+    """Pick the next token from one position's logits: greedy at temperature 0, else nucleus sampling.
+
+    Temperature scaling then top-p (Holtzman et al. 2019, "The Curious Case of Neural Text
+    Degeneration"): keep the smallest set of tokens whose probability reaches ``top_p``.
+    """
+    import torch
+
+    if settings.temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / settings.temperature, dim=-1)
+    if settings.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(0) - sorted_probs >= settings.top_p  # mass before a token already enough
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _check_generative(config) -> None:
+    if config.spec.model_kind != "causal-lm":
+        raise AlignLabError(f"run: method {config.method!r} trains a scorer, not a text generator; "
+                            "there is nothing to chat with")
+
+
+def _trained_mode(config) -> str:
+    """``continue`` for the built-in task (raw text), ``chat`` for other datasets."""
+    from alignlab.data import BUILTIN_TASK
+
+    return "continue" if config.dataset == BUILTIN_TASK else "chat"

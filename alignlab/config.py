@@ -18,6 +18,7 @@ from typing import Any
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
+from alignlab.rewards import DEFAULT_INSTRUCTION
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_DATASET = "positive-reviews"
@@ -36,7 +37,15 @@ class RunConfig:
     dataset: str = field(
         default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id or JSONL/CSV/Parquet path.", kind="str")
     )
-    reward: str = field(default="sentiment", metadata=_meta("Reward source for probes, samples and RL.", kind="str"))
+    reward: str = field(
+        default="sentiment",
+        metadata=_meta("Reward source for probes, samples and RL: sentiment, length[:N], reward-model:<run>, "
+                       "judge[:<model>].", kind="str"),
+    )
+    judge_instruction: str = field(
+        default=DEFAULT_INSTRUCTION,
+        metadata=_meta("What the judge reward asks for (only with reward judge[:<model>]).", kind="str"),
+    )
     max_steps: int = field(default=30, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", min=0, max=100000))
     epochs: float = field(default=1.0, metadata=_meta("Passes over the data when max_steps is 0.", min=0, min_exclusive=True, max=1000))
     learning_rate: float = field(
@@ -60,7 +69,8 @@ class RunConfig:
     )
     seed: int = field(default=42, metadata=_meta("Random seed (data order, init, sampling).", min=0, max=2**31 - 1))
     probe_every: int = field(
-        default=0, metadata=_meta("Run the reward/KL probe every N steps (0 = off).", min=0, max=100000)
+        default=10,
+        metadata=_meta("Reward/KL probe every N steps, plus at the start and the end (0 = off).", min=0, max=100000),
     )
     output_dir: str = field(default="runs", metadata=_meta("Folder that holds run directories.", kind="str"))
     run_name: str = field(default="", metadata=_meta("Optional label added to the run id.", kind="str"))
@@ -86,6 +96,8 @@ class RunConfig:
                 raise AlignLabError(f"{name}: not a knob of method {self.method!r} (its knobs: {expected})")
             args[name] = known[name].coerce(value)
         self.method_args = args
+        if spec.validate is not None:
+            spec.validate(self)
 
     @property
     def spec(self):

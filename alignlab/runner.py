@@ -121,10 +121,10 @@ def preflight(config: RunConfig) -> None:
     """Check data format, reward source and model name before anything is written."""
     from alignlab.data import load_rows
     from alignlab.models import resolve_model
-    from alignlab.rewards import get_reward
+    from alignlab.rewards import reward_for
 
     load_rows(config.dataset, config.spec.data_format, config.method)
-    get_reward(config.reward)
+    reward_for(config)
     resolve_model(config.model)
 
 

@@ -65,12 +65,16 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
         gradient_checkpointing=False,  # small models: recomputing activations only costs time
     )
     lengths = {"max_length": config.max_length, "max_completion_length": config.max_completion_length,
-               "max_prompt_length": config.max_length - config.max_completion_length}
+               "max_prompt_length": config.max_length - config.max_completion_length,
+               "response_length": config.max_completion_length,  # PPO's name
+               "max_new_tokens": config.max_completion_length}  # online DPO's name
     values.update({k: v for k, v in lengths.items() if k in field_names})
     values.update(spec.trl_defaults)
     for knob in spec.knobs:
         if knob.trl_field:
             values[knob.trl_field] = config.method_args[knob.name]
+    if spec.trl_overrides is not None:
+        values.update(spec.trl_overrides(config))
     if "loss_type" in values and "loss_type" in field_names and spec.name == "dpo":
         values["loss_type"] = [values["loss_type"]]
     return {k: v for k, v in values.items() if k in field_names}
@@ -98,7 +102,7 @@ def train(handle) -> None:
     """Train one run to the end (or a stop request) and save its results."""
     from alignlab.data import load_dataset
     from alignlab.models import load_model, load_tokenizer
-    from alignlab.rewards import get_reward
+    from alignlab.rewards import reward_for
     from alignlab.runner import RunContext
 
     config = handle.config
@@ -107,13 +111,14 @@ def train(handle) -> None:
     model = load_model(config.model, spec.model_kind, config.trust_remote_code)
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
                          dataset=load_dataset(config.dataset, spec.data_format, config.method),
-                         reward=get_reward(config.reward))
+                         reward=reward_for(config))
     if config.probe_every and spec.model_kind == "causal-lm":
         from alignlab.probe import ProbeCallback
 
         context.extras.setdefault("callbacks", []).append(ProbeCallback(handle, context))
     trainer = build_trainer(handle, context)
-    handle.model, handle.tokenizer = trainer.model, tokenizer  # live model: chat during training
+    policy = policy_of(trainer.model)
+    handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
     try:
         trainer.train()
     finally:
@@ -124,7 +129,12 @@ def train(handle) -> None:
         shutil.rmtree(handle.run_dir / "trainer", ignore_errors=True)  # TRL's scratch folder (no checkpoints)
         tokenizer.save_pretrained(str(handle.run_dir / "model"))
         if spec.model_kind == "causal-lm":
-            write_samples(handle, trainer.model, tokenizer, context.reward)
+            write_samples(handle, policy, tokenizer, context.reward)
+
+
+def policy_of(model):
+    """The language model a trainer trains (PPO's trainer holds a policy-and-value wrapper)."""
+    return getattr(model, "policy", model)
 
 
 def write_samples(handle, model, tokenizer, reward) -> None:

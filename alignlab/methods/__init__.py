@@ -6,7 +6,7 @@ Adding a method means adding one module here and importing it below.
 from alignlab.errors import AlignLabError
 from alignlab.methods.base import Knob, MethodSpec, Panel, register, registry
 
-from alignlab.methods import sft, reward, dpo, kto, orpo  # noqa: E402,F401  (registration)
+from alignlab.methods import sft, reward, dpo, kto, orpo, ppo, rloo, grpo, online_dpo  # noqa: E402,F401  (registration)
 
 
 def method_names() -> list[str]:

@@ -126,7 +126,10 @@ class MethodSpec:
     (prompt, completion, label), ``sft`` (prompt, completion) or ``prompt`` (prompt only).
     ``config_class`` / ``trainer_class`` are zero-argument loaders so importing alignlab does
     not import every TRL trainer. ``trainer_kwargs`` builds extra trainer arguments (reward
-    functions, value models, ...) from the run context.
+    functions, value models, ...) from the run context. ``trl_overrides`` computes TRL config
+    values that depend on the run (PPO counts episodes, not steps). ``validate`` rejects settings
+    that cannot work (a batch that does not hold whole groups of generations) when the RunConfig
+    is created, before anything is written.
     """
 
     name: str
@@ -142,6 +145,8 @@ class MethodSpec:
     uses_reference: bool = True
     trl_defaults: dict = field(default_factory=dict)
     trainer_kwargs: Callable[[Any], dict] | None = None
+    trl_overrides: Callable[[Any], dict] | None = None
+    validate: Callable[[Any], None] | None = None
     length_fields: tuple[str, ...] = ("max_length",)
 
     def knob(self, name: str) -> Knob:

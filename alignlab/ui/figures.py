@@ -3,7 +3,8 @@
 Pure functions ``histories -> go.Figure``: a history is a list of ``metrics.jsonl`` rows (see
 :mod:`alignlab.plots`, which picks the data); these functions only decide how it looks. The notebook
 wraps a figure in a ``FigureWidget`` and updates its traces in place; Gradio redraws on a timer.
-An empty history gives a valid empty figure that says it is waiting for the first logged step.
+An empty history gives a valid empty figure that says it is waiting for the first logged step; a history
+without the figure's keys says which keys are missing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def _waiting(figure: go.Figure, text: str = WAITING) -> go.Figure:
     return figure
 
 
+def _missing(keys: Sequence[str]) -> str:
+    """The note on a figure whose runs have logged steps, none with these keys."""
+    hint = "<br>(the probe logs reward and KL: set probe_every)" if any(k.startswith("probe/") for k in keys) else ""
+    return f"no {', '.join(keys)} logged yet{hint}"
+
+
 def curves_figure(histories: dict[str, list[dict]], keys: Sequence[str], title: str) -> go.Figure:
     """One line per (run label, metric key) that has data, against the training step.
 
@@ -48,12 +55,13 @@ def curves_figure(histories: dict[str, list[dict]], keys: Sequence[str], title: 
             steps, values = series(rows, key)
             if not steps:
                 continue
-            name = " · ".join(part for part, show in ((label, len(histories) > 1), (key, True)) if show)
+            parts = [label] * (len(histories) > 1) + [key] * (len(keys) > 1)
+            name = " · ".join(parts) or key
             figure.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers" if len(steps) < 30 else "lines",
                                         name=name, hovertemplate=f"{name}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"))
     _layout(figure, title, "step")
     if not figure.data:
-        _waiting(figure)
+        _waiting(figure, _missing(keys) if any(histories.values()) else WAITING)
     figure.update_layout(showlegend=len(figure.data) > 1)
     return figure
 
@@ -72,7 +80,7 @@ def frontier_figure(runs: dict[str, list[dict]]) -> go.Figure:
         ))
     _layout(figure, "Reward vs KL from reference", "KL(policy ‖ reference)", "reward")
     if not figure.data:
-        _waiting(figure, "waiting for the first logged step with both reward and KL (the probe logs them)")
+        _waiting(figure, _missing(("probe/reward", "probe/kl")) if any(runs.values()) else WAITING)
     figure.update_layout(showlegend=bool(figure.data))
     return figure
 

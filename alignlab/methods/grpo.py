@@ -1,0 +1,52 @@
+"""GRPO over TRL's GRPOTrainer: group-relative advantages, PPO's clipped ratio, an optional KL term.
+
+Shao et al. 2024 ("DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language
+Models", Eq. 3) sample a group of k completions per prompt and use the reward standardised within
+the group as every token's advantage, Â_i = (r_i - mean(r)) / std(r), inside the clipped surrogate
+min(ρ Â, clip(ρ, 1-ε, 1+ε) Â). The KL to the reference is a separate loss term weighted by β, which
+TRL sets to 0 by default (no reference model); with β > 0 the trainer logs ``kl``.
+"""
+
+from alignlab.methods.base import Knob, MethodSpec, Panel, register
+from alignlab.methods.online import LENGTH_PANEL, check_groups, epsilon_knob, generations_knob, temperature_knob
+
+
+def _grpo_config():
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
+def _grpo_trainer():
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
+
+
+def _reward_functions(context) -> dict:
+    return {"reward_funcs": [context.reward]}
+
+
+SPEC = register(
+    MethodSpec(
+        name="grpo",
+        title="GRPO (group-relative policy optimisation)",
+        summary="Samples k completions per prompt and scores each against its group's mean and spread; "
+        "PPO's clipping keeps updates small. KL to the reference only if β > 0.",
+        paper="Shao et al. 2024, DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language "
+        "Models (arXiv:2402.03300)",
+        data_format="prompt",
+        config_class=_grpo_config,
+        trainer_class=_grpo_trainer,
+        knobs=(
+            generations_knob(4),
+            Knob("beta", 0.0, "β: weight of the KL-to-reference loss term (0 = no reference model, TRL's default).",
+                 min=0.0, max=100.0),
+            epsilon_knob(),
+            temperature_knob(),
+        ),
+        panels=(LENGTH_PANEL, Panel("Clipped ratio", ("clip_ratio/region_mean",))),
+        trainer_kwargs=_reward_functions,
+        validate=check_groups,
+    )
+)

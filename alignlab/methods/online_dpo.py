@@ -1,0 +1,74 @@
+"""Online DPO with an AI annotator, over TRL's experimental OnlineDPOTrainer.
+
+Guo et al. 2024 ("Direct Language Model Alignment from Online AI Feedback", OAIF, Algorithm 1): for
+each prompt, sample two responses from the *current* policy, let an annotator pick the better one, and
+take a DPO step (Rafailov et al. 2023, Eq. 7) on that fresh pair:
+
+    L = -log σ(β [log π(y_w|x)/π_ref(y_w|x) - log π(y_l|x)/π_ref(y_l|x)])
+
+TRL no longer ships LLM judges, so the annotator is alignlab's reward source: a pairwise judge
+(``--reward judge[:<model>]``, steered by ``judge_instruction``) compares the two responses in both
+orders to cancel position bias; any other source (``sentiment``, ``reward-model:<run>``) picks the
+higher-scoring response. ``batch_size`` counts completions, so each step uses batch_size / 2 prompts.
+"""
+
+import os
+
+from alignlab.errors import AlignLabError
+from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
+from alignlab.methods.online import temperature_knob
+
+
+def _online_dpo_config():
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # pinned TRL; we know the API is experimental
+    from trl.experimental.online_dpo import OnlineDPOConfig
+
+    return OnlineDPOConfig
+
+
+def _online_dpo_trainer():
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.online_dpo import OnlineDPOTrainer
+
+    return OnlineDPOTrainer
+
+
+def _annotator(context) -> dict:
+    from alignlab.rewards import pairwise_reward
+
+    return {"reward_funcs": [pairwise_reward(context.reward)]}
+
+
+def _pairs(config) -> None:
+    if config.batch_size % 2:
+        raise AlignLabError(f"batch_size: got {config.batch_size}, expected an even number >= 2 for online-dpo "
+                            "(it counts completions: two per prompt)")
+
+
+def _prompts_per_step(config) -> dict:
+    return {"per_device_train_batch_size": config.batch_size // 2}
+
+
+SPEC = register(
+    MethodSpec(
+        name="online-dpo",
+        title="Online DPO (AI feedback)",
+        summary="Samples two answers per prompt from the current policy, lets the reward source or an LLM judge "
+        "pick the better one, and takes a DPO step on that fresh pair.",
+        paper="Guo et al. 2024, Direct Language Model Alignment from Online AI Feedback (arXiv:2402.04792)",
+        data_format="prompt",
+        config_class=_online_dpo_config,
+        trainer_class=_online_dpo_trainer,
+        knobs=(
+            beta_knob(0.1, "β: inverse temperature of DPO's implicit reward; higher stays nearer the reference."),
+            Knob("loss_type", "sigmoid", "sigmoid = DPO loss, ipo = IPO loss on the online pairs.", kind="choice",
+                 choices=("sigmoid", "ipo")),
+            temperature_knob(),
+        ),
+        panels=(Panel("Reward margin (implicit)", ("rewards/margins",)),
+                Panel("Annotator score margin", ("objective/scores_margin",))),
+        trainer_kwargs=_annotator,
+        trl_overrides=_prompts_per_step,
+        validate=_pairs,
+    )
+)

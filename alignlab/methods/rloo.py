@@ -1,0 +1,54 @@
+"""RLOO over TRL's RLOOTrainer: REINFORCE with a leave-one-out baseline.
+
+Ahmadian et al. 2024 ("Back to Basics: Revisiting REINFORCE Style Optimization for Learning from
+Human Feedback in LLMs", Eq. 6) treat the whole completion as one action. For k samples y_1..y_k of a
+prompt x, each sample's advantage is its reward minus the mean reward of the other k-1:
+
+    A_i = R(x, y_i) - 1/(k-1) * sum_{j != i} R(x, y_j),   R = r(x, y) - β KL(π || π_ref) (sequence level)
+
+No value model: three models instead of PPO's four (policy, reference, reward; with LoRA the reference
+is the policy with its adapter disabled). Any alignlab reward source works, TRL calls it directly.
+"""
+
+from alignlab.methods.base import MethodSpec, Panel, beta_knob, register
+from alignlab.methods.online import LENGTH_PANEL, check_groups, epsilon_knob, generations_knob, temperature_knob
+
+
+def _rloo_config():
+    from trl import RLOOConfig
+
+    return RLOOConfig
+
+
+def _rloo_trainer():
+    from trl import RLOOTrainer
+
+    return RLOOTrainer
+
+
+def _reward_functions(context) -> dict:
+    return {"reward_funcs": [context.reward]}
+
+
+SPEC = register(
+    MethodSpec(
+        name="rloo",
+        title="RLOO (REINFORCE leave-one-out)",
+        summary="Samples k completions per prompt and pushes up the ones that beat the mean reward of their "
+        "siblings; the KL to the reference is subtracted from the reward. No value model.",
+        paper="Ahmadian et al. 2024, Back to Basics: Revisiting REINFORCE Style Optimization for Learning from "
+        "Human Feedback in LLMs (arXiv:2402.14740)",
+        data_format="prompt",
+        config_class=_rloo_config,
+        trainer_class=_rloo_trainer,
+        knobs=(
+            generations_knob(4),
+            beta_knob(0.05, "β: weight of the sequence-level KL penalty subtracted from the reward."),
+            epsilon_knob(),
+            temperature_knob(),
+        ),
+        panels=(LENGTH_PANEL, Panel("Reward spread within groups", ("reward_std",))),
+        trainer_kwargs=_reward_functions,
+        validate=check_groups,
+    )
+)

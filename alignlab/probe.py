@@ -1,0 +1,172 @@
+"""The reward/KL probe: one point on the reward-vs-KL frontier every N steps, for every method.
+
+The DPO paper (Rafailov et al. 2023, Sec. 6.1 and Fig. 2) compares methods by the reward they reach
+against their KL divergence from the reference policy. Each method logs its own, incomparable
+quantities (DPO's implicit rewards, PPO's per-token KL at its own temperature), so the probe measures
+the same two things the same way for every run: every ``probe_every`` steps it samples one
+completion per fixed held-out prompt with a fixed seed, at temperature 1, and logs
+
+- ``probe/reward``: mean reward of the completions under the run's reward source,
+- ``probe/kl``: mean over samples of sum_t log π(y_t|x, y_<t) / π_ref(y_t|x, y_<t), the sequence-level
+  Monte-Carlo estimate of KL(π || π_ref) (unbiased because y is sampled from π itself),
+- ``probe/length``: mean completion length in tokens, and ``probe/seconds``: what the probe cost.
+
+The reference is the same weights with the LoRA adapter disabled (a frozen copy without LoRA).
+Samples go to ``probe_samples.jsonl`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+
+from transformers import TrainerCallback
+
+from alignlab.generation import render_prompt
+
+PROBE_PROMPTS = 16
+
+
+@dataclass
+class ProbeResult:
+    """One probe: the logged means and the per-sample rows."""
+
+    reward: float
+    kl: float
+    length: float
+    samples: list[dict]
+
+    def metrics(self) -> dict[str, float]:
+        return {"probe/reward": self.reward, "probe/kl": self.kl, "probe/length": self.length}
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    return ids | {tokenizer.eos_token_id}
+
+
+def sequence_logprobs(model, input_ids, attention_mask, completion_mask):
+    """Summed log-probability of each row's completion (the last ``completion_mask.shape[1]`` tokens)."""
+    import torch
+
+    completion_length = completion_mask.shape[1]
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding, as during generation
+    with torch.no_grad():  # logits only where they predict a completion token
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       logits_to_keep=completion_length + 1).logits
+    logits = logits[:, -completion_length - 1:-1].float()
+    tokens = input_ids[:, -completion_length:].unsqueeze(-1)
+    return _summed_logprobs(logits, tokens, completion_mask)
+
+
+def _summed_logprobs(logits, tokens, mask):
+    import torch
+
+    return (torch.log_softmax(logits, dim=-1).gather(-1, tokens).squeeze(-1) * mask).sum(-1)
+
+
+def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_tokens: int, seed: int) -> ProbeResult:
+    """Sample from ``model`` on ``prompts`` (seeded, temperature 1) and score reward, KL and length.
+
+    ``reference_context`` is a zero-argument callable returning a context manager that yields the
+    reference model (e.g. ``lambda: reference_of(model, config)``).
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer([render_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            torch.manual_seed(seed)
+            output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
+                                    top_p=1.0, top_k=0, repetition_penalty=1.0, pad_token_id=tokenizer.pad_token_id,
+                                    eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True,
+                                    output_logits=True)
+        completion = output.sequences[:, batch["input_ids"].shape[1]:]
+        is_eos = torch.isin(completion, torch.tensor(sorted(_eos_ids(model, tokenizer)), device=device))
+        completion_mask = ((is_eos.cumsum(-1) - is_eos.long()) == 0).long()  # up to and including the first EOS
+        # The policy's log-probs come from the sampling logits (unprocessed, temperature 1): no second pass.
+        logprobs = _summed_logprobs(torch.stack(output.logits, dim=1).float(), completion.unsqueeze(-1),
+                                    completion_mask)
+        attention_mask = torch.cat([batch["attention_mask"], completion_mask], dim=1)
+        with reference_context() as reference:
+            reference_logprobs = sequence_logprobs(reference, output.sequences, attention_mask, completion_mask)
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    lengths = completion_mask.sum(-1).tolist()
+    texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(completion, lengths)]
+    rewards = reward(prompts, texts)
+    kls = (logprobs - reference_logprobs).tolist()
+    samples = [{"prompt": p, "completion": t, "reward": r, "kl": k, "length": n}
+               for p, t, r, k, n in zip(prompts, texts, rewards, kls, lengths)]
+    return ProbeResult(sum(rewards) / len(rewards), sum(kls) / len(kls), sum(lengths) / len(lengths), samples)
+
+
+class ProbeCallback(TrainerCallback):
+    """Runs :func:`measure` at the start, every ``config.probe_every`` steps and at the end of training,
+    publishing ``{run_id, step, time, metrics}`` on the run's bus (so it lands in ``metrics.jsonl``)."""
+
+    def __init__(self, handle, context, num_prompts: int = PROBE_PROMPTS):
+        from alignlab.training import held_out_prompts
+
+        self.handle = handle
+        self.config = context.config
+        self.tokenizer = context.tokenizer
+        self.reward = context.reward
+        self.prompts = held_out_prompts(context.config)[:num_prompts]
+        self._frozen_reference = None
+        self._last_step: int | None = None
+
+    def _reference_context(self, model):
+        from alignlab.chat import is_adapter_model, reference_of
+
+        if is_adapter_model(model):
+            return lambda: reference_of(model, self.config)
+        if self._frozen_reference is None:  # without LoRA: load the base weights once, not every probe
+            from alignlab.models import load_model
+
+            device = next(model.parameters()).device
+            self._frozen_reference = load_model(self.config.model, trust_remote_code=self.config.trust_remote_code)
+            self._frozen_reference.to(device).eval()
+        return lambda: contextlib.nullcontext(self._frozen_reference)
+
+    def run(self, model, step: int) -> ProbeResult:
+        """Probe ``model`` now and publish the result as the event of ``step``."""
+        from alignlab.training import policy_of
+
+        policy = policy_of(model)
+        started = time.perf_counter()
+        result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts, self.reward,
+                         self.config.max_completion_length, self.config.seed)
+        elapsed = time.perf_counter() - started
+        self._last_step = step
+        self.handle.bus.publish({"run_id": self.handle.run_id, "step": step, "time": round(time.time(), 3),
+                                 "metrics": {**result.metrics(), "probe/seconds": round(elapsed, 3)}})
+        if self.handle.is_writer:
+            with open(self.handle.run_dir / "probe_samples.jsonl", "a", encoding="utf-8") as out:
+                for sample in result.samples:
+                    out.write(json.dumps({"step": step, **sample}) + "\n")
+        return result
+
+    def _model(self, kwargs):
+        return kwargs["model"] if kwargs.get("model") is not None else self.handle.model
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.run(self._model(kwargs), state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and state.global_step % self.config.probe_every == 0:
+            self.run(self._model(kwargs), state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self._last_step != state.global_step:
+            self.run(self._model(kwargs), state.global_step)

@@ -1,0 +1,36 @@
+"""Build the Gradio app: Train, Runs, Chat and Learn tabs over one set of server-side services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from alignlab.ui.gradio.components import create_chat_tab, create_learn_tab, create_runs_tab, create_train_tab
+from alignlab.ui.gradio.services import Services
+
+TITLE = "alignlab"
+HEADER = (f"# {TITLE}\nAlign a small language model with preferences: train with DPO and friends, watch reward "
+          "and KL move, then chat with the reference and the aligned model side by side.")
+
+
+def create_app(runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
+               trust_remote_code: bool = False) -> gr.Blocks:
+    """The app over ``runs_dir`` (uploads, job logs and exports under ``data_dir``, default ``<runs_dir>/_app``).
+
+    The returned Blocks has ``demo.services`` (the job queue and friends) for shutdown and tests.
+    """
+    services = Services.create(runs_dir, data_dir, trust_remote_code)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as demo:
+        gr.Markdown(HEADER, elem_id="lab-header")
+        with gr.Tabs():
+            with gr.Tab("Train", id="train"):
+                create_train_tab(services)
+            with gr.Tab("Runs", id="runs") as runs_tab:
+                create_runs_tab(services, runs_tab)
+            with gr.Tab("Chat", id="chat") as chat_tab:
+                create_chat_tab(services, chat_tab)
+            with gr.Tab("Learn", id="learn"):
+                create_learn_tab()
+    demo.services = services
+    return demo

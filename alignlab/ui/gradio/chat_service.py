@@ -1,0 +1,76 @@
+"""Chat in the app: which models can be chosen, and loading their :class:`~alignlab.chat.ChatPair`.
+
+Chat runs in the web server while training runs in a worker process, so it keeps working during a
+run. Pairs are loaded on first use and kept (a few at most); a lock makes two sessions that choose a
+new model at the same moment load it once. Two sessions on the same pair take turns token by token
+(the pair's own lock), so neither blocks the other for a whole answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from alignlab.chat import ChatPair
+from alignlab.errors import AlignLabError
+from alignlab.methods import registry
+from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.runner import config_of
+from alignlab.ui.gradio.run_files import find_run
+
+BASE_PREFIX = "base:"
+RUN_PREFIX = "run:"
+BASE_MODELS = (DEFAULT_MODEL, TINY_MODEL)
+KEEP_PAIRS = 3
+
+
+class ChatService:
+    """The chat models the app offers (base models and finished runs) and their loaded pairs."""
+
+    def __init__(self, runs_dir: str | Path, trust_remote_code: bool = False):
+        self.runs_dir = Path(runs_dir).resolve()
+        self.trust_remote_code = trust_remote_code
+        self._pairs: OrderedDict[tuple[str, str], ChatPair] = OrderedDict()
+        self._load_lock = threading.Lock()
+
+    def choices(self, runs: list[dict]) -> list[tuple[str, str]]:
+        """(label, value) for the model picker: base models, then runs that saved a text model."""
+        options = [(f"base model: {name}" + (" (random weights, for tests)" if name == TINY_MODEL else ""),
+                    BASE_PREFIX + name) for name in BASE_MODELS]
+        for run in runs:
+            spec = registry().get(run["method"])
+            if run["state"] in ("finished", "stopped") and spec is not None and spec.model_kind == "causal-lm" \
+                    and (Path(run["path"]) / "model").exists():
+                options.append((f"run: {run['run_id']} ({run['state']})", RUN_PREFIX + run["run_id"]))
+        return options
+
+    def pair(self, choice: str, mode: str) -> ChatPair:
+        """The loaded pair for a picker value; loads it on first use. ``mode``: continue or chat."""
+        key = (choice, mode)
+        with self._load_lock:
+            if key in self._pairs:
+                self._pairs.move_to_end(key)
+                return self._pairs[key]
+            pair = self._load(choice, mode)
+            self._pairs[key] = pair
+            while len(self._pairs) > KEEP_PAIRS:
+                self._pairs.popitem(last=False)
+            return pair
+
+    def forget_run(self, run_id: str) -> None:
+        """Drop a run's loaded pairs (after it was deleted)."""
+        with self._load_lock:
+            for key in [key for key in self._pairs if key[0] == RUN_PREFIX + run_id]:
+                del self._pairs[key]
+
+    def _load(self, choice: str, mode: str) -> ChatPair:
+        if choice.startswith(BASE_PREFIX) and choice[len(BASE_PREFIX):] in BASE_MODELS:
+            return ChatPair.base_only(choice[len(BASE_PREFIX):], mode=mode)
+        if choice.startswith(RUN_PREFIX):
+            run_dir = find_run(self.runs_dir, choice[len(RUN_PREFIX):])
+
+            if config_of(run_dir).trust_remote_code and not self.trust_remote_code:
+                raise AlignLabError("model: this run needs remote model code; start the app with --trust-remote-code")
+            return ChatPair.from_run(run_dir, mode=mode)
+        raise AlignLabError(f"model: got {choice!r}, expected a base model or a run from the list")

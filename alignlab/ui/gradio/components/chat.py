@@ -1,0 +1,133 @@
+"""The Chat tab: the reference and the aligned model answer the same message side by side.
+
+Both columns stream token by token from one :class:`~alignlab.chat.ChatPair` with the same seed and
+sampling settings, so a difference comes from training, not luck; each answer shows its reward.
+In ``chat`` mode each side keeps its own multi-turn history; in ``continue`` mode (what the built-in
+task trains) every message is a text opening the models continue.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import gradio as gr
+
+from alignlab.data import BUILTIN_TASK, task_prompts
+from alignlab.errors import AlignLabError
+from alignlab.generation import SamplingSettings
+from alignlab.models import DEFAULT_MODEL
+from alignlab.runner import config_of
+from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX
+from alignlab.ui.gradio.run_files import find_run
+from alignlab.ui.gradio.services import Services
+
+MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (what the built-in task trains)", "continue")]
+DEFAULT_CHOICE = BASE_PREFIX + DEFAULT_MODEL
+
+
+def side_labels(choice: str) -> tuple[str, str]:
+    """Column titles for a picker value."""
+    if choice.startswith(RUN_PREFIX):
+        return "Reference (the base model)", f"Aligned ({choice[len(RUN_PREFIX):]})"
+    return f"Reference ({choice[len(BASE_PREFIX):]})", "Aligned: none yet, the same base model (pick a trained run)"
+
+
+def reward_line(reward: float | None, name: str) -> str:
+    return "" if reward is None else f"reward ({name}): **{reward:+.3f}**"
+
+
+def create_chat_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
+    """Build the Chat tab's components and bind them to the chat service (picker refreshed on ``tab`` select)."""
+    with gr.Row(equal_height=True):
+        choice = gr.Dropdown(services.chat.choices([]), value=DEFAULT_CHOICE, label="Model", scale=3,
+                             elem_id="chat-model")
+        mode = gr.Radio(MODES, value="chat", label="Mode", scale=2, elem_id="chat-mode")
+    reference_title, aligned_title = side_labels(DEFAULT_CHOICE)
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            reference_box = gr.Chatbot(label=reference_title, height=360, feedback_options=None,
+                                       elem_id="chat-reference")
+            reference_reward = gr.Markdown(elem_id="chat-reference-reward")
+        with gr.Column():
+            aligned_box = gr.Chatbot(label=aligned_title, height=360, feedback_options=None, elem_id="chat-aligned")
+            aligned_reward = gr.Markdown(elem_id="chat-aligned-reward")
+    with gr.Row(equal_height=True):
+        message = gr.Textbox(placeholder="Type a message, or a review opening to continue, then Enter", scale=5,
+                             show_label=False, max_lines=4, elem_id="chat-message")
+        send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="chat-send")
+        clear = gr.Button("Clear", scale=1, min_width=90, elem_id="chat-clear")
+    gr.Examples([[prompt] for prompt in task_prompts("eval")[:4]], [message], label="Review openings (held out)")
+    with gr.Accordion("Generation settings (the same for both columns)", open=False):
+        with gr.Row():
+            max_new_tokens = gr.Slider(1, 256, value=48, step=1, label="max new tokens")
+            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature", info="0 = greedy")
+            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="top p", info="nucleus sampling")
+            seed = gr.Number(0, precision=0, minimum=0, label="seed", info="same random stream for both sides")
+    reference_history = gr.State([])
+    aligned_history = gr.State([])
+
+    def refresh_choices(current: str | None = None):
+        """Re-read the runs folder for the model picker (base models, then finished or stopped runs)."""
+        options = services.chat.choices(services.runs())
+        values = [value for _, value in options]
+        return gr.update(choices=options, value=current if current in values else DEFAULT_CHOICE)
+
+    tab.select(refresh_choices, [choice], [choice], api_name="chat_models")
+
+    def pick(value: str):
+        """New model: fresh conversation, column titles, and the mode the run was trained in."""
+        reference_label, aligned_label = side_labels(value)
+        trained_mode = "chat"
+        if value.startswith(RUN_PREFIX):
+            try:
+                config = config_of(find_run(services.runs_dir, value[len(RUN_PREFIX):]))
+                trained_mode = "continue" if config.dataset == BUILTIN_TASK else "chat"
+            except AlignLabError:
+                pass
+        return (gr.update(value=[], label=reference_label), gr.update(value=[], label=aligned_label), "", "", [], [],
+                trained_mode)
+
+    choice.input(pick, [choice], [reference_box, aligned_box, reference_reward, aligned_reward, reference_history,
+                                  aligned_history, mode], api_visibility="private")
+
+    def reset():
+        return [], [], "", "", [], []
+
+    chat_outputs = [reference_box, aligned_box, reference_reward, aligned_reward, reference_history, aligned_history]
+    clear.click(reset, None, chat_outputs, api_visibility="private")
+    mode.input(reset, None, chat_outputs, api_visibility="private")
+
+    def chat(text: str, picked: str, chat_mode: str, tokens: float, temp: float, nucleus: float, seed_value: float,
+             reference_turns: list, aligned_turns: list, reference_view: list, aligned_view: list) -> Iterator:
+        """Stream both answers to ``text``; yields (reference view, aligned view, rewards, histories)."""
+        if not text or not text.strip():
+            raise gr.Error("Type a message first.", title="Empty message")
+        settings = SamplingSettings(max_new_tokens=int(tokens), temperature=float(temp), top_p=float(nucleus),
+                                    seed=int(seed_value or 0))
+        reference_view = [*reference_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
+        aligned_view = [*aligned_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
+        yield reference_view, aligned_view, "loading the model…", "", gr.skip(), gr.skip(), ""
+        try:
+            pair = services.chat.pair(picked, chat_mode)
+            replies = pair.stream(text, settings, reference_turns, aligned_turns)
+            for reply in replies:
+                reference_view[-1] = {"role": "assistant", "content": reply.reference or "…"}
+                aligned_view[-1] = {"role": "assistant", "content": reply.aligned or "…"}
+                if reply.done:
+                    name = pair.reward.name
+                    yield (reference_view, aligned_view, reward_line(reply.reference_reward, name),
+                           reward_line(reply.aligned_reward, name), reply.reference_history, reply.aligned_history, "")
+                else:
+                    yield reference_view, aligned_view, "generating…", "generating…", gr.skip(), gr.skip(), ""
+        except AlignLabError as error:
+            raise gr.Error(str(error), title="Cannot chat") from None
+
+    send_inputs = [message, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
+                   aligned_history, reference_box, aligned_box]
+    send_outputs = [*chat_outputs, message]
+    streaming = dict(concurrency_limit=2, concurrency_id="chat", show_progress="hidden")
+    send.click(chat, send_inputs, send_outputs, api_name="chat", **streaming)
+    message.submit(chat, send_inputs, send_outputs, api_visibility="private", **streaming)
+    return {"choice": choice, "mode": mode, "reference": reference_box, "aligned": aligned_box,
+            "reference_reward": reference_reward, "aligned_reward": aligned_reward, "message": message, "send": send,
+            "clear": clear, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}

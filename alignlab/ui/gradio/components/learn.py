@@ -1,0 +1,60 @@
+"""The Learn tab: one card per method, generated from its MethodSpec, so a workshop can run from the app.
+
+Each card says what the method optimises (its summary), which paper it comes from, what data it needs,
+whether it keeps a reference model, and what every knob does (the knob's own help text and range).
+A last card covers the settings every method shares.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from alignlab.data import FORMATS
+from alignlab.methods import Knob, MethodSpec, registry
+from alignlab.ui.gradio.forms import form_knobs
+
+INTRO = """\
+**How to read the lab.** Every method starts from a *reference* model (the base model before training)
+and moves a *policy* toward answers people (or a reward) prefer. Two numbers tell the story:
+the **reward** the policy's answers get, and the **KL divergence** from the reference — how far it drifted.
+A good run buys reward with little drift: on the *reward vs KL* plot, up and to the left is better.
+**β** sets the price of drift (higher β = stay closer to the reference); **clipping** (a gradient-norm cap,
+or PPO-style ratio clipping where a method has it) limits how far one update can move the model.
+"""
+
+
+def _range(knob: Knob) -> str:
+    return knob.expected() + f"; default `{knob.default!r}`"
+
+
+def knob_rows(knobs: tuple[Knob, ...] | list[Knob]) -> str:
+    """A Markdown table: knob, what it does, accepted values and default."""
+    if not knobs:
+        return "_No method-specific knobs: the shared settings below are all it needs._\n"
+    lines = ["| knob | what it does | values |", "|---|---|---|"]
+    for knob in knobs:
+        lines.append(f"| `{knob.name}` | {knob.help.replace('|', '/')} | {_range(knob).replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def method_card(spec: MethodSpec) -> str:
+    """Markdown for one method."""
+    reference = ("keeps a frozen **reference** model (with LoRA: the same weights, adapter off)"
+                 if spec.uses_reference else "needs **no reference** model")
+    output = "a reward model (a scorer, not a chatbot)" if spec.model_kind == "sequence-classifier" else "a text model"
+    columns = ", ".join(FORMATS.get(spec.data_format, ()))
+    return (f"{spec.summary}\n\n"
+            f"- **Name:** `{spec.name}` (CLI: `alignlab train --method {spec.name}`)\n- **Paper:** {spec.paper}\n- **Data:** {spec.data_format} ({columns})\n"
+            f"- **Trains:** {output}; {reference}\n\n{knob_rows(spec.knobs)}")
+
+
+def create_learn_tab() -> dict[str, gr.Component]:
+    """Build the Learn tab: an intro and one card per registered method."""
+    intro = gr.Markdown(INTRO, elem_id="learn-intro")
+    cards = {}
+    for name, spec in registry().items():
+        with gr.Accordion(f"{spec.title}", open=name == "dpo", elem_id=f"learn-{name}"):
+            cards[name] = gr.Markdown(method_card(spec), elem_classes=["lab-card"])
+    with gr.Accordion("Settings every method shares", open=False, elem_id="learn-common"):
+        common = gr.Markdown(knob_rows(form_knobs()), elem_classes=["lab-card"])
+    return {"intro": intro, "common": common, **{f"card_{name}": card for name, card in cards.items()}}

@@ -1,0 +1,143 @@
+"""The Runs tab: every run in the runs folder; overlay several; open one for samples, delete, export.
+
+Runs are read from disk (``list_runs``), so an app restart shows every past run. Comparing draws the
+union of the selected runs' panels with one line per run, and their reward-vs-KL frontier.
+"""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+from alignlab.errors import AlignLabError
+from alignlab.plots import panels_for
+from alignlab.runner import delete_run
+from alignlab.ui.figures import curves_figure, frontier_figure
+from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
+from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run, find_run, read_samples
+from alignlab.ui.gradio.services import Services
+
+RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL"]
+SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward"]
+COMPARE_SLOTS_EXTRA = 3  # room for panels of a second and third method in one comparison
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def runs_table(runs: list[dict]) -> dict:
+    """The runs as table data: id, method, model, state, steps and last loss, reward and KL."""
+    data = [[run["run_id"], run["method"], run["model"], run["state"], run["steps"], _number(run["loss"]),
+             _number(run["reward"]), _number(run["kl"])] for run in runs]
+    return {"headers": RUN_COLUMNS, "data": data}
+
+
+def comparison_figures(runs: list[dict], selected: list[str]) -> list:
+    """Overlay figures for the selected runs: each panel of their methods that some run logged, then the frontier."""
+    chosen = [run for run in runs if run["run_id"] in selected]
+    if not chosen:
+        return []
+    histories = {run["run_id"]: run["history"] for run in chosen}
+    panels: dict[str, tuple[str, ...]] = {}
+    for run in chosen:
+        for panel in panels_for(run["method"]):
+            panels[panel.title] = tuple(dict.fromkeys(panels.get(panel.title, ()) + panel.keys))
+    logged = {key for rows in histories.values() for row in rows for key, value in row.items() if value is not None}
+    figures = [curves_figure(histories, keys, title) for title, keys in panels.items() if logged & set(keys)]
+    return figures + [frontier_figure(histories)]
+
+
+def samples_table(run_dir) -> dict:
+    rows = read_samples(run_dir)
+    data = [[row.get("prompt", ""), row.get("reference", ""), _number(row.get("reference_reward")),
+             row.get("aligned", ""), _number(row.get("aligned_reward"))] for row in rows]
+    return {"headers": SAMPLE_COLUMNS, "data": data}
+
+
+def create_runs_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
+    """Build the Runs tab's components and bind them to the runs folder (re-read when ``tab`` is selected)."""
+    slots = slot_count(extra=1 + COMPARE_SLOTS_EXTRA)
+    with gr.Row():
+        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="runs-refresh")
+        gr.Markdown(f"Runs folder: `{services.runs_dir}`")
+    table = gr.Dataframe(interactive=False, wrap=True, max_height=320, elem_id="runs-table")
+    gr.Markdown("### Compare runs")
+    compare = gr.Dropdown([], multiselect=True, label="Runs to overlay (loss, reward, KL, … and the reward-vs-KL "
+                          "frontier: up and to the left is better)", elem_id="runs-compare")
+    grid = create_plot_grid(slots, "runs")
+    gr.Markdown("### One run")
+    with gr.Row():
+        chosen = gr.Dropdown([], label="Run", elem_id="runs-chosen", scale=3)
+        kind = gr.Radio(list(EXPORT_KINDS), value="adapter", label="Export as", scale=2,
+                        info="adapter: the small LoRA folder; merged: a standalone model with the adapter folded in")
+    with gr.Row():
+        export = gr.Button("Export", size="sm", elem_id="runs-export")
+        delete = gr.Button("Delete…", size="sm", variant="stop", elem_id="runs-delete")
+        confirm = gr.Button("Yes, delete it for good", size="sm", variant="stop", visible=False,
+                            elem_id="runs-delete-confirm")
+    result = gr.Markdown(elem_id="runs-result")
+    samples = gr.Dataframe(interactive=False, wrap=True, column_widths=["20%", "30%", "10%", "30%", "10%"], label="Samples: reference vs aligned on held-out prompts "
+                           "(same seed and settings)", elem_id="runs-samples")
+    with gr.Accordion("Config", open=False):
+        config = gr.Code(language="json", interactive=False)
+
+    def list_all(selected: list[str] | None = None, current: str | None = None):
+        """Table and pickers from the runs folder (keeps the selections that still exist)."""
+        runs = services.runs()
+        ids = [run["run_id"] for run in runs]
+        kept = [run_id for run_id in (selected or []) if run_id in ids]
+        return (runs_table(runs), gr.update(choices=ids, value=kept),
+                gr.update(choices=ids, value=current if current in ids else (ids[0] if ids else None)))
+
+    refresh.click(list_all, [compare, chosen], [table, compare, chosen], api_name="list_runs")
+    tab.select(list_all, [compare, chosen], [table, compare, chosen], api_visibility="private")
+
+    def overlay(selected: list[str]):
+        return grid.updates(comparison_figures(services.runs(), selected or []))
+
+    compare.change(overlay, [compare], grid.outputs, api_visibility="private")
+
+    def open_run(run_id: str | None):
+        if not run_id:
+            return {"headers": SAMPLE_COLUMNS, "data": []}, "", gr.update(visible=False), ""
+        try:
+            run_dir = find_run(services.runs_dir, run_id)
+        except AlignLabError as error:
+            return {"headers": SAMPLE_COLUMNS, "data": []}, "", gr.update(visible=False), f"✗ {error}"
+        text = json.dumps(json.loads((run_dir / "config.json").read_text()), indent=1)
+        note = "" if (run_dir / "samples.jsonl").exists() else "This run has no samples yet (they are written when it ends)."
+        return samples_table(run_dir), text, gr.update(visible=False), note
+
+    chosen.change(open_run, [chosen], [samples, config, confirm, result], api_visibility="private")
+
+    def export_chosen(run_id: str | None, export_kind: str) -> str:
+        """Export a run's adapter, or its merged model, to a folder under the app's data folder."""
+        try:
+            folder = export_run(find_run(services.runs_dir, run_id or ""), services.exports_dir, export_kind)
+        except AlignLabError as error:
+            raise gr.Error(str(error), title="Cannot export") from None
+        return f"✓ Exported to `{folder}`"
+
+    export.click(export_chosen, [chosen, kind], [result], api_name="export_run")
+    delete.click(lambda run_id: (gr.update(visible=bool(run_id)), f"Delete `{run_id}` and its model?" if run_id else ""),
+                 [chosen], [confirm, result], api_visibility="private")
+
+    def delete_chosen(run_id: str | None, selected: list[str] | None = None):
+        """Delete a run directory (not the one training now)."""
+        try:
+            run_dir = find_run(services.runs_dir, run_id or "")
+            if run_dir.resolve() in services.jobs.running_run_dirs():
+                raise AlignLabError(f"run: {run_id} is training now; stop it first")
+            delete_run(run_dir)
+        except AlignLabError as error:
+            raise gr.Error(str(error), title="Cannot delete") from None
+        services.chat.forget_run(run_id)
+        table_value, compare_update, chosen_update = list_all(selected, None)
+        return table_value, compare_update, chosen_update, gr.update(visible=False), f"Deleted `{run_id}`."
+
+    confirm.click(delete_chosen, [chosen, compare], [table, compare, chosen, confirm, result], api_name="delete_run")
+    return {"refresh": refresh, "table": table, "compare": compare, "chosen": chosen, "export": export,
+            "kind": kind, "delete": delete, "confirm": confirm, "result": result, "samples": samples,
+            "config": config}

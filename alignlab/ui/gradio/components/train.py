@@ -1,0 +1,226 @@
+"""The Train tab: pick a method, model and data, tune the generated knobs, start, watch, stop.
+
+The form is generated from ``common_knobs()`` and every method's knobs: each method gets a group of
+inputs and only the selected method's group is shown. Start validates the form into a RunConfig and
+queues it; the job is trained by a worker process. A 1 s timer follows the current job (see
+:mod:`.job_view`): progress and ETA, the live curves (redrawn only when new rows arrived) and the
+tail of the worker's log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from alignlab.data import BUILTIN_TASK, builtin_names, load_rows
+from alignlab.errors import AlignLabError
+from alignlab.methods import get_method, registry
+from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.ui.gradio.chat_service import BASE_MODELS
+from alignlab.ui.gradio.components.job_view import job_figures, job_status, progress_html, queue_table
+from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
+from alignlab.ui.gradio.forms import (APP_DEFAULTS, config_from_form, form_knobs, knob_input, knob_section,
+                                      method_input_name)
+from alignlab.ui.gradio.run_files import find_run
+from alignlab.ui.gradio.services import Services
+from alignlab.ui.gradio.uploads import SUFFIXES, preview
+
+DEFAULT_METHOD = "dpo"
+UPLOAD_PREFIX = "upload:"
+MODEL_CHOICES = [("SmolLM2-135M-Instruct (default)", DEFAULT_MODEL),
+                 ("tiny-random (random weights: seconds per run, gibberish text; for trying the app)", TINY_MODEL)]
+REFRESH_S = 1.0
+KNOB_WIDTH = 220
+
+
+def method_summary(name: str) -> str:
+    spec = get_method(name)
+    return f"**{spec.title}** — {spec.summary}  \n*Data:* {spec.data_format} · *Paper:* {spec.paper}"
+
+
+def dataset_choices(services: Services) -> list[tuple[str, str]]:
+    """Built-in datasets, then uploads (value ``upload:<stored name>``, never a path)."""
+    return [(f"{name} (built-in)", name) for name in builtin_names()] + \
+        [(f"{name} (uploaded)", UPLOAD_PREFIX + name) for name in services.uploads.names()]
+
+
+def dataset_source(services: Services, choice: str) -> str:
+    """What the engine reads for a dataset choice: a built-in name or the stored upload's path."""
+    if choice in builtin_names():
+        return choice
+    if choice and choice.startswith(UPLOAD_PREFIX):
+        return str(services.uploads.path(choice[len(UPLOAD_PREFIX):]))
+    raise AlignLabError(f"dataset: got {choice!r}, expected a built-in dataset or an uploaded file")
+
+
+def check_dataset(services: Services, choice: str, method: str) -> tuple[str, Any]:
+    """A format check of the chosen dataset for the chosen method, and a preview table."""
+    try:
+        spec = get_method(method)
+        rows = load_rows(dataset_source(services, choice), spec.data_format, method)
+    except AlignLabError as error:
+        return f"✗ {error}", gr.update(value=None, visible=False)
+    except Exception as error:  # noqa: BLE001 - an unreadable file is a user error here, not a crash
+        return f"✗ dataset: cannot read it ({type(error).__name__}: {error})", gr.update(value=None, visible=False)
+    headers, cells = preview(rows)
+    message = f"✓ {len(rows)} rows in {spec.data_format} format ({', '.join(headers)}), as {spec.name} needs."
+    return message, gr.update(value={"headers": headers, "data": cells}, visible=True)
+
+
+def check_reward(services: Services, name: str) -> None:
+    """Refuse reward sources that would load a model from a path the browser sent: a reward model must
+    be a run of this app's runs folder, a judge one of the offered base models."""
+    kind, _, argument = name.partition(":")
+    if kind == "reward-model":
+        find_run(services.runs_dir, argument)
+    if kind == "judge" and argument and argument not in BASE_MODELS:
+        raise AlignLabError(f"reward: judge model {argument!r} is not offered here; expected one of "
+                            f"{', '.join(BASE_MODELS)}")
+
+
+# --- the tab --------------------------------------------------------------------------------------
+def create_train_tab(services: Services) -> dict[str, gr.Component]:
+    """Build the Train tab's components and bind them to the job queue."""
+    knob_inputs: dict[str, gr.Component] = {}
+    method_groups: dict[str, gr.Group] = {}
+    with gr.Row(equal_height=True):
+        method = gr.Dropdown([(spec.title, name) for name, spec in registry().items()], value=DEFAULT_METHOD,
+                             label="Method", elem_id="train-method", scale=3)
+        model = gr.Dropdown(MODEL_CHOICES, value=DEFAULT_MODEL, label="Model", elem_id="train-model", scale=3)
+        dataset = gr.Dropdown(dataset_choices(services), value=BUILTIN_TASK, label="Dataset",
+                              elem_id="train-dataset", scale=3)
+        upload = gr.UploadButton(f"Upload a dataset ({' '.join(SUFFIXES)}, ≤ 20 MB)", file_types=list(SUFFIXES),
+                                 size="md", scale=1, min_width=170, elem_id="train-upload")
+    with gr.Row(equal_height=False):
+        summary = gr.Markdown(method_summary(DEFAULT_METHOD), elem_classes=["lab-summary"])
+        check = gr.Markdown(check_dataset(services, BUILTIN_TASK, DEFAULT_METHOD)[0], elem_classes=["lab-summary"],
+                            elem_id="train-dataset-check")
+    with gr.Accordion("Dataset preview (first rows)", open=False):
+        table = gr.Dataframe(interactive=False, wrap=True, max_height=260, elem_id="train-preview")
+    for name, spec in registry().items():
+        with gr.Group(visible=name == DEFAULT_METHOD) as group:
+            gr.Markdown(f"**{spec.title}: method knobs**" if spec.knobs else
+                        f"**{spec.title}** has no knobs of its own: the training settings below are all it needs.",
+                        elem_classes=["lab-section"])
+            with gr.Row():
+                for knob in spec.knobs:
+                    key = method_input_name(name, knob.name)
+                    knob_inputs[key] = knob_input(knob, elem_suffix=key, min_width=KNOB_WIDTH)
+        method_groups[name] = group
+    sections = {"main": None, "lora": "LoRA (train a small adapter, not all weights)", "more": "More settings"}
+    for section, title in sections.items():
+        with gr.Accordion(title, open=False) if title else gr.Group():
+            if not title:
+                gr.Markdown("**Training**", elem_classes=["lab-section"])
+            with gr.Row():
+                for knob in form_knobs():
+                    if knob_section(knob) == section:
+                        knob_inputs[knob.name] = knob_input(knob, APP_DEFAULTS.get(knob.name), min_width=KNOB_WIDTH)
+    with gr.Row():
+        start = gr.Button("Start", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
+    message = gr.Markdown(elem_id="train-message")
+    progress = gr.HTML(progress_html(None, []), elem_id="train-progress")
+    grid = create_plot_grid(slot_count(), "train")
+    with gr.Row(equal_height=False):
+        log = gr.Textbox(label="Worker log (tail)", lines=8, max_lines=20, autoscroll=True, interactive=False,
+                         elem_id="train-log", scale=3)
+        with gr.Column(scale=2):
+            queue = gr.Dataframe(label="Job queue (one job trains at a time)", interactive=False, max_height=220,
+                                 elem_id="train-queue")
+            cancel = gr.Button("Cancel queued jobs", size="sm")
+    seen = gr.State({})
+    timer = gr.Timer(REFRESH_S)
+
+    def on_method(name: str, choice: str):
+        text, rows = check_dataset(services, choice, name)
+        return [method_summary(name), *[gr.update(visible=key == name) for key in method_groups], text, rows]
+
+    method.change(on_method, [method, dataset], [summary, *method_groups.values(), check, table],
+                  api_visibility="private")
+
+    def on_upload(file_path: str | None, name: str):
+        if not file_path:
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            stored = services.uploads.add(file_path, Path(file_path).name)
+        except AlignLabError as error:
+            return gr.skip(), f"✗ {error}", gr.update(visible=False)
+        choice = UPLOAD_PREFIX + stored
+        text, rows = check_dataset(services, choice, name)
+        return gr.update(choices=dataset_choices(services), value=choice), text, rows
+
+    upload.upload(on_upload, [upload, method], [dataset, check, table], api_visibility="private")
+    dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
+                  api_visibility="private")
+
+    def start_run(**form: Any) -> str:
+        """Validate the form and queue a run; returns what happened."""
+        values = dict(form)
+        name, model_name, choice = values.pop("method"), values.pop("model"), values.pop("dataset")
+        try:
+            config = config_from_form(name, model_name, dataset_source(services, choice), values,
+                                      str(services.runs_dir), services.trust_remote_code)
+            check_reward(services, config.reward)
+            load_rows(config.dataset, config.spec.data_format, config.method)  # the worker would fail later
+        except AlignLabError as error:
+            raise gr.Error(str(error), title="Cannot start") from None
+        job = services.jobs.submit(config)
+        ahead = services.jobs.ahead_of(job)
+        where = f", behind {ahead} other job(s): one job trains at a time" if ahead else ""
+        return f"Queued job {job.number}: {config.method} on {config.model}{where}."
+
+    start.click(start_run, inputs_kwargs={"method": method, "model": model, "dataset": dataset, **knob_inputs},
+                outputs=[message], api_name="start_run")
+
+    def stop_run() -> str:
+        """Stop the job that is training (it saves what it has)."""
+        job = services.jobs.stop()
+        if job is None:
+            return "Nothing is training."
+        return f"Stopping {job.label}: it finishes the current step, then saves the model and samples."
+
+    stop.click(stop_run, outputs=[message], api_name="stop_run")
+
+    def cancel_queued() -> str:
+        """Drop the jobs still waiting in the queue."""
+        return f"Cancelled {services.jobs.cancel_queued()} queued job(s)."
+
+    cancel.click(cancel_queued, outputs=[message], api_name="cancel_queued")
+
+    def refresh(last: dict):
+        """Progress, curves (when new rows arrived), log, queue and Stop of the current job; unchanged
+        outputs are skipped so the page does not redraw every second."""
+        job = services.jobs.current()
+        rows = job.rows() if job else []
+        log_text = job.log_tail() if job else ""
+        progress_text = progress_html(job, rows)
+        queue_value = queue_table(services)
+        can_stop = bool(job and job.active and not job.stop_requested)
+        now = {"job": job.number if job else None, "rows": len(rows), "state": job.state if job else None,
+               "progress": progress_text, "log": log_text, "queue": queue_value, "can_stop": can_stop}
+
+        def changed(*keys: str) -> bool:
+            return any(now[k] != last.get(k) for k in keys)
+
+        figures = grid.updates(job_figures(job, rows)) if job and changed("job", "rows", "state") else grid.skip()
+        return [now,
+                progress_text if changed("progress") else gr.skip(),
+                *figures,
+                log_text if changed("log") else gr.skip(),
+                queue_value if changed("queue") else gr.skip(),
+                gr.update(interactive=can_stop) if changed("can_stop") else gr.skip()]
+
+    timer.tick(refresh, [seen], [seen, progress, *grid.outputs, log, queue, stop], show_progress="hidden",
+               api_visibility="private", concurrency_limit=None)
+
+    def current_job() -> dict:
+        """The current job: state, run id, steps and every metric row logged so far."""
+        return job_status(services)
+
+    gr.api(current_job, api_name="job_status")
+    return {"method": method, "model": model, "dataset": dataset, "upload": upload, "check": check, "start": start,
+            "stop": stop, "message": message, "progress": progress, "log": log, "queue": queue, "timer": timer,
+            **knob_inputs}

@@ -1,0 +1,286 @@
+"""The app's training queue: one job at a time, each trained by a worker process.
+
+The web server never trains. A job is a validated :class:`~alignlab.config.RunConfig` written to a
+JSON file and trained by ``python -m alignlab train --config FILE --output-dir RUNS --quiet`` in a
+child process, so a heavy step never stalls a page and chat keeps answering. The server follows the
+run directory the worker creates (``metrics.jsonl`` read with byte offsets, ``status.json``).
+
+Stop sends SIGINT once: the CLI catches it, asks the run to stop at the next step, saves the adapter
+and samples, and marks the run ``stopped``. The queue lives in the server process, so a reloaded
+page re-attaches to the job in progress; past runs are read from the runs directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignlab.config import RunConfig
+from alignlab.metrics import read_metrics
+from alignlab.ui.gradio.cpu import worker_environment
+
+# queued -> starting (worker loading) -> running (run directory exists) -> finished|stopped|failed;
+# a queued job can be cancelled.
+ACTIVE_STATES = ("starting", "running")
+POLL_S = 0.2
+
+
+class RunFollower:
+    """Tails one run directory: every ``metrics.jsonl`` row so far (read incrementally) and its status."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.rows: list[dict] = []
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    def poll(self) -> list[dict]:
+        """Read the rows written since the last poll; returns all rows so far."""
+        with self._lock:
+            new_rows, self._offset = read_metrics(self.run_dir / "metrics.jsonl", self._offset)
+            self.rows.extend(new_rows)
+            return list(self.rows)
+
+    def status(self) -> dict:
+        """``status.json`` of the run ({} while it is being written for the first time)."""
+        try:
+            return json.loads((self.run_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+@dataclass
+class Job:
+    """One queued training request and, once started, its worker process and run directory."""
+
+    number: int
+    config: RunConfig
+    config_path: Path
+    log_path: Path
+    submitted: float = field(default_factory=time.time)
+    state: str = "queued"
+    started: float | None = None
+    ended: float | None = None
+    run_dir: Path | None = None
+    follower: RunFollower | None = None
+    error: str | None = None
+    stop_requested: bool = False
+    process: subprocess.Popen | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run_dir.name if self.run_dir else None
+
+    @property
+    def label(self) -> str:
+        """What the UI calls the job: its run id once known, else its number, method and model."""
+        return self.run_id or f"job {self.number} ({self.config.method} on {self.config.model})"
+
+    @property
+    def summary(self) -> str:
+        """Method, model, dataset and steps: what the job trains."""
+        config = self.config
+        steps = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs:g} epoch(s)"
+        return f"{config.method} · {config.model} · {Path(config.dataset).name} · {steps}"
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def rows(self) -> list[dict]:
+        """Metric rows logged so far (empty until the worker has created the run directory)."""
+        return self.follower.poll() if self.follower else []
+
+    def log_tail(self, lines: int = 12) -> str:
+        """Last lines of the worker's output, progress-bar redraws collapsed, plus error.log if the run failed."""
+        text = _read_tail(self.log_path)
+        # A progress bar redraws its line with carriage returns: keep what a terminal would show.
+        redrawn = [next((part for part in reversed(line.split("\r")) if part.strip()), "") for line in text.split("\n")]
+        shown = [line.rstrip() for line in redrawn if line.strip()]
+        tail = "\n".join(shown[-lines:])
+        error_log = self.run_dir / "error.log" if self.run_dir else None
+        if error_log and error_log.exists():
+            tail += "\n--- error.log ---\n" + "\n".join(_read_tail(error_log).splitlines()[-lines:])
+        return tail
+
+
+def _default_sigint() -> None:
+    """In the worker, before exec: SIGINT must raise KeyboardInterrupt (the CLI's clean stop) even when
+    the server was started with SIGINT ignored, as ``nohup`` and background shells do."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _read_tail(path: Path, max_bytes: int = 32_000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - max_bytes))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+class JobQueue:
+    """Runs submitted jobs one after another in worker processes; thread-safe."""
+
+    def __init__(self, runs_dir: str | Path, jobs_dir: str | Path):
+        self.runs_dir = Path(runs_dir).resolve()
+        self.jobs_dir = Path(jobs_dir).resolve()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs: list[Job] = []
+        self._numbers = itertools.count(1)
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="alignlab-job-queue", daemon=True)
+        self._thread.start()
+
+    # --- what the UI calls ------------------------------------------------------------------
+    def submit(self, config: RunConfig) -> Job:
+        """Queue a validated config (its ``output_dir`` is replaced by the app's runs directory)."""
+        config.output_dir = str(self.runs_dir)
+        number = next(self._numbers)
+        stem = self.jobs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-job{number}"
+        config_path = stem.with_suffix(".json")
+        config_path.write_text(json.dumps(config.to_dict(), indent=1))
+        job = Job(number, config, config_path, stem.with_suffix(".log"))
+        with self._wake:
+            self.jobs.append(job)
+            self._wake.notify_all()
+        return job
+
+    def current(self) -> Job | None:
+        """The job being trained, else the next queued one, else the last job that ran."""
+        with self._wake:
+            for states in (ACTIVE_STATES, ("queued",)):
+                for job in self.jobs:
+                    if job.state in states:
+                        return job
+            started = [job for job in self.jobs if job.started is not None]
+            return started[-1] if started else None
+
+    def queued(self) -> list[Job]:
+        """Jobs waiting for their turn, oldest first."""
+        with self._wake:
+            return [job for job in self.jobs if job.state == "queued"]
+
+    def ahead_of(self, job: Job) -> int:
+        """How many jobs train or wait before ``job``."""
+        with self._wake:
+            return sum(1 for other in self.jobs if other.number < job.number and (other.active or other.state == "queued"))
+
+    def stop(self) -> Job | None:
+        """Stop the active job (SIGINT once: the run saves and ends ``stopped``); returns it or None."""
+        with self._wake:
+            job = next((job for job in self.jobs if job.active), None)
+            if job is None or job.stop_requested:
+                return job
+            job.stop_requested = True
+            if job.process is not None and job.process.poll() is None:
+                job.process.send_signal(signal.SIGINT)
+            return job
+
+    def cancel_queued(self) -> int:
+        """Drop every job still waiting; returns how many."""
+        with self._wake:
+            waiting = [job for job in self.jobs if job.state == "queued"]
+            for job in waiting:
+                job.state = "cancelled"
+            return len(waiting)
+
+    def close(self, wait_s: float = 30.0) -> None:
+        """Cancel what waits, stop what runs and wait up to ``wait_s`` for it to save."""
+        self.cancel_queued()
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        job = self.stop()
+        if job is not None and job.process is not None:
+            try:
+                job.process.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+
+    def running_run_dirs(self) -> set[Path]:
+        """Run directories a worker is writing now (not to be deleted)."""
+        with self._wake:
+            return {job.run_dir for job in self.jobs if job.active and job.run_dir is not None}
+
+    # --- the worker thread ------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and not any(job.state == "queued" for job in self.jobs):
+                    self._wake.wait()
+                if self._closed:
+                    return
+                job = next(job for job in self.jobs if job.state == "queued")
+                job.state = "starting"
+                job.started = time.time()
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        before = {path.name for path in self.runs_dir.iterdir()}
+        command = [sys.executable, "-m", "alignlab", "train", "--config", str(job.config_path),
+                   "--output-dir", str(self.runs_dir), "--quiet"]
+        # Unbuffered so the log tail is live; library deprecation chatter kept out of the visible log.
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore::FutureWarning",
+                       **worker_environment()}
+        with open(job.log_path, "w", encoding="utf-8") as log:
+            log.write("$ " + " ".join(command) + "\n")
+            log.flush()
+            # A session of its own: Ctrl-C in the app's terminal reaches the server, which stops the
+            # worker once through close(); a second SIGINT would interrupt the worker's save.
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                                       start_new_session=True, preexec_fn=_default_sigint)
+        with self._wake:
+            job.process = process
+            if job.stop_requested:
+                process.send_signal(signal.SIGINT)
+        while process.poll() is None:
+            if job.run_dir is None:
+                self._find_run_dir(job, before)
+            time.sleep(POLL_S)
+        if job.run_dir is None:
+            self._find_run_dir(job, before)
+        self._finish(job, process.returncode)
+
+    def _find_run_dir(self, job: Job, before: set[str]) -> None:
+        """The new run directory whose config.json is this job's config."""
+        wanted = job.config.to_dict()
+        for path in self.runs_dir.iterdir():
+            if path.name in before or not (path / "config.json").exists():
+                continue
+            try:
+                written = json.loads((path / "config.json").read_text())
+            except (OSError, ValueError):
+                continue  # still being written
+            written.pop("run_id", None)
+            if written == json.loads(json.dumps(wanted)):
+                with self._wake:
+                    job.run_dir = path
+                    job.follower = RunFollower(path)
+                    job.state = "running"
+                return
+
+    def _finish(self, job: Job, returncode: int) -> None:
+        status = job.follower.status() if job.follower else {}
+        state = status.get("state")
+        if state not in ("finished", "stopped", "failed"):  # the worker ended before the run could say
+            state = "stopped" if job.stop_requested else "failed"
+        error = status.get("error")
+        if state == "failed" and not error:
+            lines = [line for line in _read_tail(job.log_path).splitlines() if line.strip()]
+            reported = [line for line in lines if line.startswith("error:")]
+            error = (reported or lines or [f"worker exited with code {returncode}"])[-1].removeprefix("error: ")
+        with self._wake:
+            job.state, job.error, job.ended = state, error, time.time()
+            if job.follower:
+                job.follower.poll()

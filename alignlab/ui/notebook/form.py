@@ -1,0 +1,164 @@
+"""The run form: one widget per knob, generated from the declarations, never written per method.
+
+:func:`knob_widget` maps a :class:`~alignlab.methods.base.Knob` to an ipywidget (log slider for
+``log_scale`` knobs, slider for small bounded ranges, a number box otherwise, dropdown for choices,
+checkbox for booleans, text for strings). :class:`RunForm` shows the method picker, the method's own
+knobs and the common run settings (:func:`alignlab.config.common_knobs`); it checks every edit with
+``Knob.coerce`` and shows the reason next to the form instead of raising.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import ipywidgets as widgets
+
+from alignlab.config import RunConfig, common_knobs
+from alignlab.data import builtin_names
+from alignlab.errors import AlignLabError
+from alignlab.methods import get_method, method_names
+from alignlab.methods.base import Knob
+from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.rewards import reward_names
+
+# Common settings shown above the fold; the rest sit in a collapsed "More settings" section.
+ESSENTIAL = ("model", "dataset", "reward", "max_steps", "learning_rate", "batch_size", "lora", "probe_every")
+SLIDER_SPAN = 100  # a bounded number gets a slider when max - min is at most this (else a number box)
+LOG_SPAN = 3  # decades either side of the default when a log-scale knob has no usable bound
+FIELD_WIDTH = "340px"
+STYLE = {"description_width": "150px"}
+
+
+def knob_widget(knob: Knob, value: Any = None) -> widgets.ValueWidget:
+    """An input widget for ``knob``, starting at ``value`` (the knob's default when None)."""
+    value = knob.default if value is None else value
+    common = dict(description=knob.name, tooltip=knob.help, style=STYLE,
+                  layout=widgets.Layout(width=FIELD_WIDTH))  # one Layout each: a refused field gets a red border
+    pickers = {"model": [DEFAULT_MODEL, TINY_MODEL], "dataset": builtin_names(), "reward": reward_names()}
+    if knob.name in pickers:  # a list to pick from, or type a path, reward-model:<run>, judge:<model>, ...
+        return widgets.Combobox(options=pickers[knob.name], value=str(value), ensure_option=False,
+                                placeholder="pick or type", **common)
+    if knob.kind == "bool":
+        return widgets.Checkbox(value=bool(value), indent=True, **common)
+    if knob.kind == "choice":
+        return widgets.Dropdown(options=list(knob.choices), value=value, **common)
+    if knob.kind == "str":
+        return widgets.Text(value=str(value), **common)
+    if knob.kind == "float" and knob.log_scale and (knob.min or knob.default > 0):  # a log axis needs a scale
+        low = math.log10(knob.min) if knob.min else math.log10(knob.default) - LOG_SPAN
+        high = math.log10(knob.max) if knob.max else math.log10(knob.default) + LOG_SPAN
+        if knob.min_exclusive and knob.min is not None and knob.min > 0:
+            low += 0.1
+        return widgets.FloatLogSlider(value=value, base=10, min=low, max=high, step=0.05, readout_format=".3g",
+                                      continuous_update=False, **common)
+    bounded = knob.min is not None and knob.max is not None and knob.max - knob.min <= SLIDER_SPAN
+    if knob.kind == "int":
+        if bounded:
+            return widgets.IntSlider(value=value, min=int(knob.min), max=int(knob.max), continuous_update=False,
+                                     **common)
+        return widgets.IntText(value=value, **common)
+    if bounded and not knob.min_exclusive:
+        return widgets.FloatSlider(value=value, min=knob.min, max=knob.max, step=(knob.max - knob.min) / 100,
+                                   readout_format=".3g", continuous_update=False, **common)
+    return widgets.FloatText(value=value, **common)
+
+
+class RunForm(widgets.VBox):
+    """Method picker + knob form. ``values()`` is the flat dict a RunConfig is built from.
+
+    ``presets`` (knob name -> value) replace the declared defaults, e.g. ``model="tiny-random"``.
+    ``error`` shows why the current values are refused (empty when they are fine).
+    """
+
+    def __init__(self, method: str = "dpo", **presets: Any):
+        self.presets = dict(presets)
+        self.method = widgets.Dropdown(options=[(f"{get_method(n).title}  [{n}]", n) for n in method_names()],
+                                       value=get_method(method).name, description="method", style=STYLE,
+                                       layout=widgets.Layout(width="520px"))
+        self.summary = widgets.HTML()
+        self.error = widgets.HTML()
+        self.inputs: dict[str, widgets.ValueWidget] = {}
+        self.knobs: dict[str, Knob] = {}
+        self.method_box = widgets.VBox()
+        common = common_knobs()
+        unknown = set(self.presets) - {k.name for k in common} - {k.name for spec in map(get_method, method_names())
+                                                                  for k in spec.knobs}
+        if unknown:
+            raise AlignLabError(f"{sorted(unknown)[0]}: not a knob of any method nor a run setting")
+        for knob in common:
+            self._add(knob)
+        essential = [self.inputs[name] for name in ESSENTIAL if name in self.inputs]
+        more = [self.inputs[k.name] for k in common if k.name not in ESSENTIAL]
+        self.more = widgets.Accordion(children=[widgets.VBox(more)], titles=("More settings",), selected_index=None)
+        self.method.observe(lambda _: self._show_method(strict=False), names="value")
+        self._show_method(strict=True)
+        super().__init__([self.method, self.summary, self.method_box, widgets.VBox(essential), self.more, self.error])
+
+    def _add(self, knob: Knob, strict: bool = True) -> widgets.ValueWidget:
+        """Widget for ``knob`` at its preset value; a preset another method's knob of that name
+        refuses falls back to the default unless ``strict`` (the presets of the first method shown)."""
+        value = self.presets.get(knob.name)
+        if value is not None:
+            try:
+                value = knob.coerce(value)
+            except AlignLabError:
+                if strict:
+                    raise
+                value = None
+        widget = knob_widget(knob, value)
+        widget.observe(lambda _: self.check(), names="value")
+        self.inputs[knob.name], self.knobs[knob.name] = widget, knob
+        return widget
+
+    def _show_method(self, strict: bool) -> None:
+        spec = get_method(self.method.value)
+        for name in [n for n in self.knobs if n not in {k.name for k in common_knobs()}]:
+            del self.inputs[name], self.knobs[name]
+        own = [self._add(knob, strict) for knob in spec.knobs]
+        self.method_box.children = own
+        self.summary.value = (f"<div style='max-width:640px;color:#444'>{html.escape(spec.summary)}"
+                              f"<br><i>{html.escape(spec.paper)}</i></div>")
+        self.check()
+
+    def values(self) -> dict[str, Any]:
+        """Current form values (raw widget values), with ``method``."""
+        return {"method": self.method.value, **{name: widget.value for name, widget in self.inputs.items()}}
+
+    def set(self, **values: Any) -> None:
+        """Set form values by knob name (``method`` first, so its knobs exist)."""
+        if "method" in values:
+            self.method.value = values.pop("method")
+        for name, value in values.items():
+            if name not in self.inputs:
+                raise AlignLabError(f"{name}: not a knob of {self.method.value!r} nor a run setting")
+            self.inputs[name].value = value
+
+    def check(self) -> str:
+        """Validate every input; show and return the first reason a value is refused ('' if none)."""
+        reason = ""
+        for name, widget in self.inputs.items():
+            try:
+                self.knobs[name].coerce(widget.value)
+                widget.layout.border = None
+            except AlignLabError as error:
+                widget.layout.border = "1px solid #d33"
+                reason = reason or str(error)
+        self.show_error(reason)
+        return reason
+
+    def show_error(self, message: str) -> None:
+        """Show ``message`` under the form (an empty message clears it)."""
+        self.error.value = (f"<div style='color:#b00;font-weight:600'>&#9888; {html.escape(message)}</div>"
+                            if message else "")
+
+    def config(self) -> RunConfig | None:
+        """The RunConfig of the current values, or None with the reason shown in the form."""
+        if self.check():
+            return None
+        try:
+            return RunConfig.from_dict(self.values())
+        except AlignLabError as error:
+            self.show_error(str(error))
+            return None

@@ -1,0 +1,118 @@
+"""``Lab()``: the whole lab in one widget: Train (form, Start/Stop, progress, live curves), Runs, Chat.
+
+Training runs in a background thread (:func:`alignlab.runner.start`); the widgets follow it through
+the run's metric bus, so the kernel stays free while it trains. ``Lab(method="dpo", beta=0.3,
+model="tiny-random")`` presets the form; :meth:`Lab.start` and :meth:`Lab.wait` do from code what
+the buttons do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from alignlab import runner
+from alignlab.errors import AlignLabError
+from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.runner import RunHandle
+from alignlab.ui.notebook.chat import Chat
+from alignlab.ui.notebook.form import RunForm
+from alignlab.ui.notebook.live import LiveFigures
+from alignlab.ui.notebook.progress import RunProgress
+from alignlab.ui.notebook.runs import RunsView, run_label
+
+
+class Lab(widgets.VBox):
+    """Method picker and knobs, Start/Stop, progress with ETA, live curves; Runs and Chat tabs."""
+
+    def __init__(self, method: str = "dpo", **presets: Any):
+        self.form = RunForm(method, **presets)
+        self.run: RunHandle | None = None
+        self.start_button = widgets.Button(description="Start", button_style="success", icon="play")
+        self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.progress = RunProgress()
+        self.live = LiveFigures([self.form.method.value])
+        self.live_box = widgets.VBox([self.live])
+        self.runs = RunsView(self.output_dir)
+        self.chat = Chat()
+        self.chat_with = widgets.Dropdown(description="chat with", style={"description_width": "80px"},
+                                          layout=widgets.Layout(width="520px"))
+        self.start_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.runs.refresh_button.on_click(lambda _: self._list_chat_targets())
+        self.form.inputs["output_dir"].observe(lambda _: setattr(self.runs, "output_dir", self.output_dir), names="value")
+        self.chat_with.observe(lambda change: self._chat_with(change["new"]), names="value")
+        train = widgets.VBox([self.form, widgets.HBox([self.start_button, self.stop_button, self.progress]),
+                              self.live_box])
+        self.tabs = widgets.Tab([train, self.runs, widgets.VBox([self.chat_with, self.chat])],
+                                titles=("Train", "Runs", "Chat"))
+        super().__init__([self.tabs])
+        self._list_chat_targets()
+
+    @property
+    def output_dir(self) -> Path:
+        """The runs folder the form points at."""
+        return Path(self.form.inputs["output_dir"].value)
+
+    def start(self) -> RunHandle | None:
+        """Start a run with the form's values; None (reason shown in the form) if they are refused."""
+        if self.run is not None and not self.run.done:
+            self.form.show_error("a run is already training: stop it or wait for it to finish")
+            return None
+        config = self.form.config()
+        if config is None:
+            return None
+        live = LiveFigures([config.method])
+        try:
+            handle = runner.start(config)
+        except AlignLabError as error:
+            self.form.show_error(str(error))
+            return None
+        self.run = handle
+        self.live.close_subscriptions()
+        self.live = live
+        self.live_box.children = [live]
+        live.follow(handle)
+        self.progress.track(handle, on_end=self._ended)
+        self.start_button.disabled, self.stop_button.disabled = True, False
+        self._list_chat_targets()
+        self.chat_with.value = handle
+        return handle
+
+    def stop(self) -> None:
+        """Ask the current run to stop at its next step (it saves what it has)."""
+        if self.run is not None:
+            self.run.stop()
+            self.stop_button.disabled = True
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """Block until the current run ends (or ``timeout`` seconds); returns its state."""
+        return self.run.wait(timeout) if self.run is not None else None
+
+    def _ended(self, handle: RunHandle) -> None:
+        self.start_button.disabled, self.stop_button.disabled = False, True
+        self.runs.refresh([handle.run_id])
+        self._list_chat_targets()
+
+    def _chat_with(self, target: Any) -> None:
+        if target is not None and not (target is self.chat.run or target == self.chat.run):
+            self.chat.bind(target)
+
+    def _list_chat_targets(self) -> None:
+        """Offer the current run (live), past runs of generative methods, and the base models."""
+        options: list[tuple[str, Any]] = []
+        if self.run is not None:
+            state = "training now" if not self.run.done else self.run.state
+            options.append((f"this run: {run_label(self.run.run_id)} ({state})", self.run))
+        for run in runner.list_runs(self.output_dir):
+            if run["method"] != "reward" and (Path(run["path"]) / "model").exists() and \
+                    (self.run is None or run["run_id"] != self.run.run_id):
+                options.append((f"{run_label(run['run_id'])} ({run['state']})", run["path"]))
+        model = self.form.inputs["model"].value
+        options += [(f"base model only: {name}", name) for name in dict.fromkeys([model, DEFAULT_MODEL, TINY_MODEL])]
+        current = self.chat_with.value
+        self.chat_with.options = options
+        values = [value for _, value in options]
+        self.chat_with.value = current if any(value is current for value in values) else values[0]

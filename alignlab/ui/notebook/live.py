@@ -1,0 +1,108 @@
+"""Live curves: one plotly FigureWidget that runs push their logged points into as they train.
+
+:class:`LiveFigures` shows every panel of the followed runs' methods (loss, reward, KL, the method's
+own panels, the reward-vs-KL frontier) as subplots of a single ``FigureWidget`` (see
+:mod:`alignlab.ui.notebook.grid`). ``follow(handle)`` subscribes to the run's metric bus; each event
+extends the run's traces inside one ``batch_update`` (one message to the browser per logged step),
+from the training thread, so the kernel stays free. When a run ends the figure is drawn again from
+the run's whole history, so the final picture is complete even if a live message was lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterable
+
+import ipywidgets as widgets
+import pandas  # noqa: F401 - import now: plotly imports it lazily, racing the training thread's import
+import plotly.graph_objects as go
+
+from alignlab.plots import rows_from_events
+from alignlab.ui.notebook.figure_widget import FigureWidget
+from alignlab.ui.notebook.grid import (FRONTIER, empty_grid, grid_figure, panel_lines, panels_of, subplot_title,
+                                       trace_style)
+
+
+class LiveFigures(widgets.VBox):
+    """Every panel of ``methods`` in one live figure, fed by the runs it follows.
+
+    With ``overlay=True`` several runs share the panels, one colour and one legend entry each (for
+    sweeps and comparisons). ``latencies`` keeps, for recent events, the seconds from the metric's
+    log time to the moment its point had been sent to the figure.
+    """
+
+    def __init__(self, methods: Iterable[str], overlay: bool = False):
+        self.panels = panels_of(methods)
+        self.overlay = overlay
+        self.rows: dict[str, list[dict]] = {}  # run label -> metric rows so far
+        self.latencies: list[float] = []
+        self._lock = threading.Lock()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self.figure = FigureWidget(empty_grid(self.panels, overlay))
+        super().__init__([self.figure])
+
+    def follow(self, handle, label: str | None = None) -> None:
+        """Draw ``handle``'s past events and every new one as it is logged; redraw whole when it ends."""
+        label = label or handle.run_id
+        with self._lock:
+            self.rows.setdefault(label, [])
+        self._unsubscribe.append(handle.subscribe(lambda event: self.add([event], label), replay=True))
+
+        def redraw_at_end() -> None:
+            handle.wait()
+            self.redraw()
+
+        threading.Thread(target=redraw_at_end, name=f"figures-{handle.run_id}", daemon=True).start()
+
+    def add(self, events: list[dict], label: str) -> None:
+        """Append the points of ``events`` (bus events) to ``label``'s traces."""
+        rows = rows_from_events(events)
+        with self._lock:
+            history = self.rows.setdefault(label, [])
+            history.extend(rows)
+            with self.figure.batch_update():
+                for panel in self.panels:
+                    frontier = panel.title == FRONTIER  # recomputed from the whole history; curves just grow
+                    for key, x, y, steps in panel_lines(panel, history if frontier else rows):
+                        trace = self._trace(panel.title, label, key)
+                        if frontier:
+                            trace.x, trace.y, trace.customdata = x, y, steps
+                        else:
+                            trace.x, trace.y = (*trace.x, *x), (*trace.y, *y)
+        now = time.time()
+        self.latencies.extend(now - event["time"] for event in events if event.get("time"))
+        del self.latencies[:-1000]
+
+    def line(self, title: str, key: str, label: str | None = None) -> go.Scatter | None:
+        """The trace of ``key`` on panel ``title`` for run ``label`` (the only run when None), if drawn yet."""
+        for trace in self.figure.data:
+            meta = tuple(trace.meta or ())
+            if meta[:1] == (title,) and meta[2:] == (key,) and (label is None or meta[1] == label):
+                return trace
+        return None
+
+    def _trace(self, title: str, label: str, key: str) -> go.Scatter:
+        trace = self.line(title, key, label)
+        if trace is None:
+            style = trace_style(self.panels, title, key, list(self.rows).index(label), label, self.overlay)
+            if self.overlay:  # the run's first line carries its legend entry
+                style["showlegend"] = not any(trace.meta[1] == label for trace in self.figure.data)
+            self.figure.add_scatter(x=(), y=(), meta=[title, label, key], **style)
+            index = next(i for i, panel in enumerate(self.panels) if panel.title == title)
+            drawn = {trace.meta[2] for trace in self.figure.data if trace.meta[0] == title}
+            self.figure.layout.annotations[index].text = subplot_title(self.panels[index], drawn, self.overlay)
+            trace = self.figure.data[-1]
+        return trace
+
+    def redraw(self) -> None:
+        """Draw the figure again from every followed run's whole history (a new widget)."""
+        with self._lock:
+            self.figure = FigureWidget(grid_figure(self.panels, self.rows, self.overlay))
+            self.children = [self.figure]
+
+    def close_subscriptions(self) -> None:
+        """Unsubscribe from every followed run (the figure keeps what it shows)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()

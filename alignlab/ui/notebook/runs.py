@@ -1,0 +1,96 @@
+"""Past runs: a table of the run directories, the chosen runs' curves overlaid, and their frontier.
+
+Everything is read from the run directories (``config.json``, ``status.json``, ``metrics.jsonl``,
+``samples.jsonl``), so runs from earlier sessions, the CLI or the app show up the same as runs
+started here. Press Refresh to pick up runs that are still writing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Iterable
+
+import ipywidgets as widgets
+
+from alignlab.methods import method_names
+from alignlab.runner import list_runs
+from alignlab.ui.notebook.figure_widget import FigureWidget
+from alignlab.ui.notebook.grid import grid_figure, panels_of
+
+
+def run_label(run_id: str) -> str:
+    """A run id without its date (``20250101-120000-dpo-ab12`` -> ``120000-dpo-ab12``)."""
+    return run_id.split("-", 1)[-1]
+
+
+def samples_summary(run_dir: str | Path) -> dict | None:
+    """Mean reward of the reference and the aligned samples a finished run wrote, or None."""
+    path = Path(run_dir) / "samples.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    mean = lambda key: sum(row[key] for row in rows) / len(rows)  # noqa: E731
+    return {"reference": mean("reference_reward"), "aligned": mean("aligned_reward"), "samples": len(rows)}
+
+
+def runs_table(runs: list[dict]) -> str:
+    """HTML table: run, method, state, steps, last loss / reward / KL, sample reward before -> after."""
+    def number(value) -> str:
+        return "" if value is None else f"{value:.4g}"
+
+    header = ("run", "method", "state", "steps", "loss", "reward", "KL", "sample reward: reference → aligned")
+    lines = []
+    for run in runs:
+        summary = samples_summary(run["path"])
+        change = "" if summary is None else f"{summary['reference']:+.3f} → {summary['aligned']:+.3f}"
+        cells = (run_label(run["run_id"]), run["method"], run["state"], run["steps"], number(run["loss"]),
+                 number(run["reward"]), number(run["kl"]), change)
+        lines.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"<th style='text-align:left;padding-right:12px'>{cell}</th>" for cell in header)
+    return f"<table style='font-size:90%'><tr>{head}</tr>{''.join(lines)}</table>"
+
+
+class RunsView(widgets.VBox):
+    """Pick runs from ``output_dir``; see their curves overlaid and their reward-vs-KL frontier.
+
+    ``selected``: run ids (or RunHandles) chosen at start; by default none.
+    """
+
+    def __init__(self, output_dir: str | Path = "runs", selected: Iterable = ()):
+        self.output_dir = Path(output_dir)
+        self.runs: dict[str, dict] = {}
+        self.picker = widgets.SelectMultiple(description="runs", rows=8,
+                                             layout=widgets.Layout(width="640px"), style={"description_width": "60px"})
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.table = widgets.HTML()
+        self.figure: FigureWidget | None = None  # curves and frontier of the selected runs
+        self.figure_box = widgets.VBox()
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.picker.observe(lambda _: self.draw(), names="value")
+        super().__init__([widgets.HBox([self.picker, self.refresh_button]), self.table, self.figure_box])
+        self.refresh([getattr(run, "run_id", run) for run in selected])
+
+    def refresh(self, selected: Iterable[str] | None = None) -> None:
+        """Re-read the run directories (keeping the selection unless ``selected`` is given)."""
+        keep = tuple(self.picker.value if selected is None else selected)
+        self.runs = {run["run_id"]: run for run in list_runs(self.output_dir)}
+        self.picker.options = [(f"{run_label(r['run_id'])}  [{r['state']}, {r['steps']} steps]", r["run_id"])
+                               for r in self.runs.values()]
+        self.picker.value = tuple(run_id for run_id in keep if run_id in self.runs)
+        self.draw()
+
+    def histories(self) -> dict[str, list[dict]]:
+        """Metric rows of the selected runs, by label."""
+        return {run_label(run_id): self.runs[run_id]["history"] for run_id in self.picker.value}
+
+    def draw(self) -> None:
+        """Redraw the table and the figure for the current selection (a new figure widget each time)."""
+        chosen = [self.runs[run_id] for run_id in self.picker.value]
+        self.table.value = runs_table(chosen or list(self.runs.values()))
+        methods = dict.fromkeys(run["method"] for run in chosen if run["method"] in method_names())
+        self.figure = FigureWidget(grid_figure(panels_of(methods), self.histories(), overlay=True)) if chosen else None
+        self.figure_box.children = [self.figure] if self.figure is not None else []

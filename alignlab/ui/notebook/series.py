@@ -1,0 +1,148 @@
+"""Runs from code with live curves: ``train`` one, ``sweep`` a grid, ``compare`` methods, one after another.
+
+>>> sft = train("sft", max_steps=30)  # doctest: +SKIP
+>>> runs = sweep("dpo", beta=[0.03, 0.1, 0.3], max_steps=30)  # doctest: +SKIP
+>>> runs = compare(dict(method="dpo"), dict(method="kto"), max_steps=30)  # doctest: +SKIP
+
+Every configuration is checked (knobs, data, reward, model) before the first run starts, so a typo
+fails at once rather than after an hour of training. Runs go one at a time: on a CPU, two at once
+only make both slower. By default the call waits for the last run; the curves still update live
+(they are sent from the training thread), but the Stop button needs a free kernel: pass
+``wait=False`` to keep it free.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+import threading
+from typing import Any
+
+import ipywidgets as widgets
+
+from alignlab import runner
+from alignlab.config import RunConfig
+from alignlab.errors import AlignLabError
+from alignlab.runner import RunHandle
+from alignlab.ui.notebook.live import LiveFigures
+from alignlab.ui.notebook.progress import RunProgress
+
+
+def run_name(label: str) -> str:
+    """A label made safe for a run id (``beta=0.1, loss_type=ipo`` -> ``beta=0.1_loss_type=ipo``)."""
+    return re.sub(r"[^\w.=-]+", "_", label).strip("_")
+
+
+class SeriesView(widgets.VBox):
+    """Which run of the series is training, its progress, a Stop button and the live curves (overlaid)."""
+
+    def __init__(self, configs: list[RunConfig], labels: list[str]):
+        self.configs, self.labels = configs, labels
+        self.handles: list[RunHandle] = []
+        self.started = threading.Event()  # set once the first run has started (or could not)
+        self.stopped = threading.Event()
+        self.heading = widgets.HTML()
+        self.progress = RunProgress()
+        self.stop_button = widgets.Button(description="Stop" if len(configs) == 1 else "Stop all", icon="stop",
+                                          button_style="danger")
+        self.stop_button.on_click(lambda _: self.stop())
+        self.live = LiveFigures(dict.fromkeys(config.method for config in configs), overlay=len(configs) > 1)
+        self.thread = threading.Thread(target=self._run_all, name="alignlab-series", daemon=True)
+        super().__init__([self.heading, widgets.HBox([self.progress, self.stop_button]), self.live])
+
+    def _run_all(self) -> None:
+        problem = ""
+        for number, (config, label) in enumerate(zip(self.configs, self.labels), start=1):
+            if self.stopped.is_set():
+                break
+            self.heading.value = f"<b>run {number}/{len(self.configs)}</b>: {html.escape(label)}"
+            try:
+                handle = runner.start(config)
+            except Exception as error:  # noqa: BLE001 - show it in the view, the thread has no caller
+                problem = f" <span style='color:#b00'>({html.escape(label)} did not start: {html.escape(str(error))})</span>"
+                break
+            finally:
+                self.started.set()
+            self.handles.append(handle)
+            self.live.follow(handle, label)
+            self.progress.track(handle)
+            handle.wait()
+        done = sum(handle.state == "finished" for handle in self.handles)
+        self.heading.value = f"<b>{done} of {len(self.configs)} runs finished</b>{problem}"
+        self.stop_button.disabled = True
+
+    def stop(self) -> None:
+        """Stop the run in progress and skip the rest."""
+        self.stopped.set()
+        for handle in self.handles:
+            handle.stop()
+
+
+def launch(configs: list[RunConfig], labels: list[str], wait: bool = True, show: bool = True) -> SeriesView:
+    """Check every config, show the view and train the configs one after another in a thread."""
+    for config in configs:
+        runner.preflight(config)
+    view = SeriesView(configs, labels)
+    if show:
+        from IPython.display import display
+
+        display(view)
+    view.thread.start()
+    view.started.wait()
+    if wait:
+        view.thread.join()
+    return view
+
+
+def train(method: str, wait: bool = True, show: bool = True, **values: Any) -> RunHandle:
+    """One run with its live curves, progress and Stop button; returns its handle."""
+    view = launch([RunConfig.from_dict({**values, "method": method})], [values.get("run_name") or method], wait, show)
+    if not view.handles:
+        raise AlignLabError(f"run: {method} did not start: {view.heading.value}")
+    return view.handles[0]
+
+
+def run_series(configs: list[RunConfig], labels: list[str], wait: bool = True, show: bool = True) -> list[RunHandle]:
+    """Train ``configs`` one after another, overlaying their curves live; returns their handles.
+
+    With ``wait=False`` the list fills as runs start.
+    """
+    return launch(configs, labels, wait, show).handles
+
+
+def grid(method: str, **values: Any) -> tuple[list[RunConfig], list[str]]:
+    """Configs and labels of every combination of the list-valued knobs (scalars shared by all).
+
+    >>> configs, labels = grid("dpo", beta=[0.1, 0.5], loss_type=["sigmoid", "ipo"], max_steps=20)
+    >>> labels[1], configs[1].method_args["loss_type"], configs[1].max_steps
+    ('beta=0.1, loss_type=ipo', 'ipo', 20)
+    """
+    axes = {name: list(value) for name, value in values.items() if isinstance(value, (list, tuple))}
+    fixed = {name: value for name, value in values.items() if name not in axes}
+    combos = [dict(zip(axes, chosen)) for chosen in itertools.product(*axes.values())]
+    labels = [", ".join(f"{name}={value}" for name, value in combo.items()) or method for combo in combos]
+    configs = [RunConfig.from_dict({**fixed, **combo, "method": method, "run_name": run_name(label)})
+               for combo, label in zip(combos, labels)]
+    return configs, labels
+
+
+def sweep(method: str, wait: bool = True, show: bool = True, **values: Any) -> list[RunHandle]:
+    """Train one run per combination of the list-valued knobs (see :func:`grid`), overlaid live.
+
+    ``sweep("dpo", beta=[0.1, 0.5], loss_type=["sigmoid", "ipo"], max_steps=20)`` trains four runs.
+    """
+    configs, labels = grid(method, **values)
+    return run_series(configs, labels, wait=wait, show=show)
+
+
+def compare(*settings: dict[str, Any], wait: bool = True, show: bool = True, **common: Any) -> list[RunHandle]:
+    """One run per dict of ``settings`` (each names its ``method`` and own knobs), sharing ``common``.
+
+    ``compare(dict(method="dpo"), dict(method="dpo", loss_type="ipo"), dict(method="kto"), max_steps=20)``
+    """
+    labels = [", ".join([str(each["method"]), *(f"{k}={v}" for k, v in each.items() if k != "method")])
+              for each in settings]
+    configs = [RunConfig.from_dict({**common, **each, "run_name": run_name(label)})
+               for each, label in zip(settings, labels)]
+    return run_series(configs, labels, wait=wait, show=show)

@@ -1,0 +1,161 @@
+"""Reference vs aligned chat (alignlab.chat) on real tiny-random runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from alignlab.chat import ChatPair, ChatReply, lock_for, next_token, reference_of
+from alignlab.config import RunConfig
+from alignlab.errors import AlignLabError
+from alignlab.generation import SamplingSettings
+from alignlab.models import load_model, load_tokenizer
+from alignlab.runner import config_of, start
+
+SETTINGS = SamplingSettings(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=7)
+GREEDY = SamplingSettings(max_new_tokens=6, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    handle = start(RunConfig(method="dpo", model="tiny-random", max_steps=2, batch_size=2, max_length=64,
+                             max_completion_length=8, output_dir=str(tmp_path_factory.mktemp("runs"))),
+                   background=False)
+    assert handle.state == "finished", handle.error
+    return handle.run_dir
+
+
+@pytest.fixture(scope="module")
+def pair(run_dir) -> ChatPair:
+    return ChatPair.from_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def moved_pair(run_dir) -> ChatPair:
+    """A pair whose adapter is pushed far from zero, so aligned answers differ from the base model's."""
+    moved = ChatPair.from_run(run_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in moved.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 1.0)
+    return moved
+
+
+def test_from_run_continues_raw_text_on_the_builtin_task(pair):
+    assert pair.mode == "continue" and pair.shares_weights and pair.reward.name == "sentiment"
+
+
+def test_stream_grows_token_by_token_and_ends_with_rewards(pair):
+    replies = list(pair.stream("The film was", SETTINGS))
+    assert all(isinstance(reply, ChatReply) for reply in replies)
+    assert [reply.done for reply in replies] == [False] * (len(replies) - 1) + [True]
+    for earlier, later in zip(replies, replies[1:]):
+        assert later.aligned.startswith(earlier.aligned) and later.reference.startswith(earlier.reference)
+    assert 1 < len(replies) <= SETTINGS.max_new_tokens + 1
+    final = replies[-1]
+    assert final.aligned and final.reference
+    assert isinstance(final.reference_reward, float) and isinstance(final.aligned_reward, float)
+    assert all(reply.aligned_reward is None for reply in replies[:-1])
+
+
+def test_same_seed_same_answers_other_seed_other_answers(moved_pair):
+    first = moved_pair.generate_pair("The film was", SETTINGS)
+    again = moved_pair.generate_pair("The film was", SETTINGS)
+    assert (first.reference, first.aligned) == (again.reference, again.aligned)
+    other = moved_pair.generate_pair("The film was", SamplingSettings(max_new_tokens=6, top_p=0.9, seed=8))
+    assert (other.reference, other.aligned) != (first.reference, first.aligned)
+
+
+def test_lora_reference_is_the_base_model(moved_pair):
+    base_model, tokenizer = load_model("tiny-random").eval(), load_tokenizer("tiny-random")
+    prompt = tokenizer("The film was", return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        output = base_model.generate(**prompt, max_new_tokens=GREEDY.max_new_tokens, do_sample=False)
+    plain = tokenizer.decode(output[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    greedy = moved_pair.generate_pair("The film was", GREEDY)
+    assert greedy.reference == plain
+    assert greedy.aligned != plain  # the moved adapter is on for the aligned column only
+    sampled = moved_pair.generate_pair("The film was", SETTINGS)
+    base_only = ChatPair.base_only("tiny-random").generate_pair("The film was", SETTINGS)
+    assert sampled.reference == base_only.reference == base_only.aligned
+
+
+def test_reference_of_holds_the_model_lock_while_the_adapter_is_off(pair, run_dir):
+    def try_lock(result):
+        result.append(lock_for(pair.model).acquire(blocking=False))
+
+    inside, outside = [], []
+    with reference_of(pair.model, config_of(run_dir)):
+        thread = threading.Thread(target=try_lock, args=(inside,))
+        thread.start()
+        thread.join()
+    assert inside == [False]  # a chat step in another thread would wait
+    try_lock(outside)
+    lock_for(pair.model).release()
+    assert outside == [True] and pair.lock is lock_for(pair.model)
+
+
+def test_chat_mode_keeps_one_history_per_side(moved_pair):
+    chat = ChatPair(moved_pair.model, moved_pair.tokenizer, mode="chat")
+    first = chat.generate_pair("Hello!", GREEDY)
+    assert [m["role"] for m in first.aligned_history] == ["user", "assistant"]
+    assert first.aligned_history[1]["content"] == first.aligned
+    assert first.reference_history[1]["content"] == first.reference
+    second = chat.generate_pair("Tell me more.", GREEDY, first.reference_history, first.aligned_history)
+    assert len(second.aligned_history) == len(second.reference_history) == 4
+    assert second.aligned_history[:2] == first.aligned_history
+    # the history is part of the prompt: the same message after another history reads differently
+    other = chat.generate_pair("Tell me more.", GREEDY, first.aligned_history, first.reference_history)
+    assert (other.reference, other.aligned) != (second.reference, second.aligned)
+
+
+def test_next_token_greedy_and_nucleus():
+    logits = torch.tensor([0.0, 3.0, 1.0, 2.9])
+    generator = torch.Generator().manual_seed(0)
+    assert next_token(logits, SamplingSettings(temperature=0), generator) == 1
+    tiny_nucleus = SamplingSettings(temperature=1.0, top_p=0.01)
+    assert {next_token(logits, tiny_nucleus, generator) for _ in range(20)} == {1}
+    half = SamplingSettings(temperature=1.0, top_p=0.6)
+    assert {next_token(logits, half, generator) for _ in range(50)} == {1, 3}
+
+
+def test_bad_input_raises_alignlab_errors(pair):
+    with pytest.raises(AlignLabError, match="mode"):
+        ChatPair(pair.model, pair.tokenizer, mode="poem")
+    with pytest.raises(AlignLabError, match="message"):
+        pair.generate_pair("   ", SETTINGS)
+
+
+def test_chat_with_a_run_while_it_trains(tmp_path):
+    handle = start(RunConfig(method="dpo", model="tiny-random", max_steps=200, batch_size=2, max_length=64,
+                             max_completion_length=8, output_dir=str(tmp_path)))
+    deadline = time.time() + 120
+    while handle.model is None and not handle.done and time.time() < deadline:
+        time.sleep(0.1)
+    try:
+        live = ChatPair.from_handle(handle)
+        assert live.live and not live.shares_weights and live.reference_model is not handle.model
+        reply = live.generate_pair("The film was", SETTINGS)
+        assert reply.done and reply.aligned and not handle.done
+        assert handle.model.training  # chatting never switched the live model to eval mode
+    finally:
+        handle.stop()
+    assert handle.wait(300) == "stopped", handle.error
+    assert handle.history and (handle.run_dir / "model").exists()
+
+
+@pytest.mark.slow
+def test_default_model_streams_what_generate_writes():
+    pair = ChatPair.base_only("smollm2-135m-instruct", mode="chat")
+    text = pair.tokenizer.apply_chat_template([{"role": "user", "content": "Name a fruit."}], tokenize=False,
+                                              add_generation_prompt=True)
+    prompt = pair.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        output = pair.model.generate(**prompt, max_new_tokens=12, do_sample=False)
+    expected = pair.tokenizer.decode(output[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    reply = pair.generate_pair("Name a fruit.", SamplingSettings(max_new_tokens=12, temperature=0))
+    assert reply.reference == reply.aligned == expected and expected.strip()

@@ -1,0 +1,199 @@
+"""The JupyterLab widgets without a browser: forms from specs, refusals, live updates, stop, chat."""
+
+import time
+
+import ipywidgets as widgets
+import pytest
+
+from alignlab.config import RunConfig, common_knobs
+from alignlab.errors import AlignLabError
+from alignlab.methods import get_method, method_names
+from alignlab.rewards import reward_names
+from alignlab.ui.notebook import Chat, Lab, RunForm, RunsView, knob_widget
+from alignlab.ui.notebook.grid import FRONTIER
+from alignlab.ui.notebook.runs import run_label
+from alignlab.ui.notebook.series import grid
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_form_is_generated_from_the_method_spec(method):
+    spec = get_method(method)
+    form = RunForm(method)
+    assert set(form.inputs) == {knob.name for knob in (*common_knobs(), *spec.knobs)}
+    for knob in spec.knobs:
+        widget = form.inputs[knob.name]
+        assert widget.value == knob.default
+        if knob.log_scale:
+            assert isinstance(widget, widgets.FloatLogSlider)
+        if knob.kind == "choice":
+            assert isinstance(widget, widgets.Dropdown) and tuple(widget.options) == tuple(knob.choices)
+        if knob.kind == "bool":
+            assert isinstance(widget, widgets.Checkbox)
+    config = form.config()
+    assert config is not None and config.method == method and form.error.value == ""
+    assert config.method_args == spec.defaults()
+
+
+def test_switching_method_swaps_its_knobs():
+    form = RunForm("dpo", loss_type="hinge", beta=0.3)
+    assert form.inputs["loss_type"].value == "hinge"
+    form.method.value = "kto"
+    assert "loss_type" not in form.inputs and "desirable_weight" in form.inputs
+    assert form.config().method == "kto" and form.inputs["beta"].value == pytest.approx(0.3)
+    form.method.value = "online-dpo"  # its loss_type has no hinge: the preset gives way to the default
+    assert form.inputs["loss_type"].value == "sigmoid" and form.config().method == "online-dpo"
+
+
+def test_knob_widgets_follow_the_declaration():
+    knobs = {knob.name: knob for knob in common_knobs()}
+    assert isinstance(knob_widget(knobs["learning_rate"]), widgets.FloatLogSlider)
+    assert isinstance(knob_widget(knobs["lora_dropout"]), widgets.FloatSlider)  # bounded 0..0.9
+    assert isinstance(knob_widget(knobs["max_steps"]), widgets.IntText)  # 0..100000: a box, not a slider
+    assert isinstance(knob_widget(knobs["lora_target_modules"]), widgets.Text)
+    reward = knob_widget(knobs["reward"])  # pick a source or type reward-model:<run>, judge:<model>
+    assert isinstance(reward, widgets.Combobox) and set(reward_names()) <= set(reward.options)
+    beta = get_method("dpo").knob("beta")
+    slider = knob_widget(beta, 0.5)
+    assert slider.value == pytest.approx(0.5) and 10 ** slider.min > 0  # β > 0: the slider cannot reach 0
+
+
+def test_presets_fill_the_form_and_unknown_names_are_refused():
+    lab = Lab(method="dpo", beta=0.5, max_steps=7, model="tiny-random")
+    assert lab.form.inputs["beta"].value == pytest.approx(0.5)
+    assert lab.form.config().max_steps == 7
+    with pytest.raises(AlignLabError, match="bogus"):
+        Lab(bogus=1)
+
+
+def test_bad_values_are_refused_in_the_form_with_the_reason(tmp_path):
+    form = RunForm("dpo", output_dir=str(tmp_path))
+    form.set(max_steps=-3)
+    assert form.config() is None
+    assert "max_steps: got -3, expected an integer &gt;= 0" in form.error.value
+    assert form.inputs["max_steps"].layout.border  # the bad field is marked
+    form.set(max_steps=3, max_completion_length=90, max_length=64)
+    assert form.config() is None and "max_completion_length" in form.error.value
+    form.set(max_length=96)
+    assert form.config() is not None and form.error.value == ""
+
+
+def test_start_refuses_bad_input_without_creating_a_run(tmp_path):
+    lab = Lab(method="dpo", model="tiny-random", dataset=str(tmp_path / "missing.jsonl"), output_dir=str(tmp_path))
+    assert lab.start() is None
+    assert "dataset" in lab.form.error.value and "missing.jsonl" in lab.form.error.value
+    assert list(tmp_path.iterdir()) == [] and lab.run is None and not lab.start_button.disabled
+
+
+def test_figure_widget_opens_with_its_data_and_layout(monkeypatch):
+    import ipywidgets.widgets.widget as widget_module
+    import plotly.graph_objects as go
+
+    from alignlab.ui.notebook.figure_widget import FigureWidget
+
+    opened = []
+    create_comm = widget_module.comm.create_comm
+    monkeypatch.setattr(widget_module.comm, "create_comm", lambda **args: opened.append(args) or create_comm(**args))
+    figure = FigureWidget(go.Figure(go.Scatter(x=[1, 2], y=[3, 4]), layout={"title": "t"}))
+    state = opened[-1]["data"]["state"]  # the browser's first message: data and layout already in it
+    assert state["_widget_data"][0]["y"] == [3, 4] and state["_widget_layout"]["title"]["text"] == "t"
+    figure.add_scatter(x=[1], y=[1])
+    assert len(figure.data) == 2 and len(opened) == 1
+
+
+def test_sweep_grid_is_every_combination_validated_up_front():
+    configs, labels = grid("dpo", beta=[0.1, 0.5], loss_type=["sigmoid", "ipo"], max_steps=5, model="tiny-random")
+    assert labels == ["beta=0.1, loss_type=sigmoid", "beta=0.1, loss_type=ipo",
+                      "beta=0.5, loss_type=sigmoid", "beta=0.5, loss_type=ipo"]
+    assert [(c.method_args["beta"], c.method_args["loss_type"], c.max_steps) for c in configs] == [
+        (0.1, "sigmoid", 5), (0.1, "ipo", 5), (0.5, "sigmoid", 5), (0.5, "ipo", 5)]
+    assert configs[1].run_name == "beta=0.1_loss_type=ipo"
+    with pytest.raises(AlignLabError, match="beta: got -1"):
+        grid("dpo", beta=[0.1, -1])
+
+
+# --- one real tiny-random run through the Lab, shared by the tests below ---------------------------
+STEPS_BEFORE_STOP = 3
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory, request):
+    """Start a 50-step run from the Lab, time each point's arrival in the figure, chat, then press Stop."""
+    pairs = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    pairs.write_text("".join('{"prompt": "Review %d: the film", "chosen": " was wonderful.", "rejected": '
+                             '" was awful."}\n' % i for i in range(12)))
+    output_dir = tmp_path_factory.mktemp("runs")
+    lab = Lab(method="dpo", model="tiny-random", dataset=str(pairs), max_steps=50, batch_size=2, max_length=48,
+              max_completion_length=8, probe_every=2, output_dir=str(output_dir))
+    lab.start_button.click()
+    handle = lab.run
+    assert handle is not None, lab.form.error.value
+    arrived: dict[int, float] = {}  # step -> seconds from its log time to its point in the Loss figure
+    deadline = time.time() + 120
+    while len(arrived) < STEPS_BEFORE_STOP and time.time() < deadline and not handle.done:
+        loss = lab.live.line("Loss", "loss")
+        shown = set(loss.x) if loss is not None else set()
+        for event in handle.history:
+            if event["step"] in shown and event["step"] not in arrived and "loss" in event["metrics"]:
+                arrived[event["step"]] = time.time() - event["time"]
+        time.sleep(0.005)
+    chat = Chat(handle, max_new_tokens=4)
+    reply_during_training = chat.send("I went in with low expectations and")
+    state_during_chat = handle.state
+    lab.stop_button.click()
+    handle.wait(120)
+    time.sleep(1.5)  # the progress watcher ticks once a second
+    return dict(lab=lab, handle=handle, arrived=arrived, chat=chat, reply=reply_during_training,
+                state_during_chat=state_during_chat, output_dir=output_dir)
+
+
+def test_live_points_reach_the_figure_within_a_second(live_run):
+    arrived, lab = live_run["arrived"], live_run["lab"]
+    assert len(arrived) >= STEPS_BEFORE_STOP, arrived
+    assert max(arrived.values()) < 1.0, arrived
+    assert max(lab.live.latencies) < 1.0
+    steps = [event["step"] for event in live_run["handle"].history if "loss" in event["metrics"]]
+    assert list(lab.live.line("Loss", "loss").x) == steps  # redrawn whole when the run ended
+    margins = lab.live.line("Reward margin", "rewards/margins")
+    assert len(margins.x) >= STEPS_BEFORE_STOP and all(isinstance(y, float) for y in margins.y)
+    frontier = lab.live.line(FRONTIER, FRONTIER)  # the probe ran at step 0 and every 2 steps
+    assert frontier is not None and frontier.customdata[0] == 0 and frontier.x[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_stop_button_stops_the_run_and_the_form_is_ready_again(live_run):
+    lab, handle = live_run["lab"], live_run["handle"]
+    assert handle.state == "stopped"
+    assert STEPS_BEFORE_STOP <= handle.status["step"] < 50
+    assert lab.progress.bar.bar_style == "warning" and "stopped at step" in lab.progress.text.value
+    assert not lab.start_button.disabled and lab.stop_button.disabled
+    assert (handle.run_dir / "model").exists()
+
+
+def test_chat_answers_during_training_with_both_columns_and_rewards(live_run):
+    reply, chat = live_run["reply"], live_run["chat"]
+    assert live_run["state_during_chat"] == "running"
+    assert reply is not None and reply.done
+    assert reply.reference_reward is not None and reply.aligned_reward is not None
+    assert "Reference" in chat.reference_column.value and "reward (sentiment)" in chat.aligned_column.value
+    assert "I went in with low expectations and" in chat.aligned_column.value
+
+
+def test_chat_after_training_is_multi_turn_and_clears(live_run):
+    chat = Chat(str(live_run["handle"].run_dir), max_new_tokens=3)
+    chat.send("The film")
+    chat.send("The ending")
+    assert [turn["message"] for turn in chat.turns] == ["The film", "The ending"]
+    assert all(turn["aligned_reward"] is not None for turn in chat.turns)
+    assert "The ending" in chat.reference_column.value and len(chat.histories[1]) == 4
+    chat.clear()
+    assert chat.turns == [] and "The film" not in chat.aligned_column.value
+    assert chat.send("   ") is None and "empty message" in chat.status.value
+
+
+def test_finished_run_shows_in_the_runs_and_chat_tabs(live_run):
+    lab, handle = live_run["lab"], live_run["handle"]
+    assert handle.run_id in lab.runs.picker.value  # the Runs tab selects the run that just ended
+    assert lab.runs.figure is not None and "stopped" in lab.runs.table.value
+    view = RunsView(live_run["output_dir"], selected=[handle])
+    lines = {tuple(trace.meta) for trace in view.figure.data}
+    assert {(FRONTIER, run_label(handle.run_id), FRONTIER), ("Loss", run_label(handle.run_id), "loss")} <= lines
+    assert any(value is handle for _, value in lab.chat_with.options)

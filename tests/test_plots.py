@@ -1,0 +1,107 @@
+"""Plot data (alignlab.plots) and the plotly figures both UIs draw (alignlab.ui.figures)."""
+
+from __future__ import annotations
+
+import pytest
+
+from alignlab.config import RunConfig
+from alignlab.metrics import read_metrics
+from alignlab.methods import method_names
+from alignlab.plots import final_point, frontier, frontier_points, panels_for, rows_from_events, series
+from alignlab.runner import start
+
+ROWS = [
+    {"step": 1, "loss": 0.69, "probe/reward": 0.10, "probe/kl": 0.0},
+    {"step": 2, "loss": 0.60, "rewards/margins": None},
+    {"step": 3, "loss": 0.52, "probe/reward": 0.30, "probe/kl": 0.4, "rewards/margins": 0.2},
+]
+RL_ROWS = [{"step": 1, "objective/kl": 0.1, "objective/scores": 0.2}, {"step": 2, "objective/kl": 0.3, "reward": 0.5}]
+
+
+@pytest.fixture(scope="module")
+def dpo_rows(tmp_path_factory) -> list[dict]:
+    handle = start(RunConfig(method="dpo", model="tiny-random", max_steps=2, batch_size=2, max_length=64,
+                             max_completion_length=8, output_dir=str(tmp_path_factory.mktemp("runs"))),
+                   background=False)
+    assert handle.state == "finished", handle.error
+    rows, _ = read_metrics(handle.run_dir / "metrics.jsonl")
+    return rows
+
+
+def test_series_skips_missing_and_none():
+    assert series(ROWS, "loss") == ([1, 2, 3], [0.69, 0.60, 0.52])
+    assert series(ROWS, "rewards/margins") == ([3], [0.2])
+    assert series(ROWS, "nope") == ([], [])
+
+
+def test_frontier_pairs_reward_and_kl_from_the_probe_rows():
+    assert frontier_points(ROWS) == [{"step": 1, "kl": 0.0, "reward": 0.1}, {"step": 3, "kl": 0.4, "reward": 0.3}]
+    assert final_point(ROWS) == {"step": 3, "kl": 0.4, "reward": 0.3}
+    assert final_point([{"step": 1, "loss": 1.0}]) is None
+
+
+def test_frontier_falls_back_to_the_rl_trainers_keys():
+    assert frontier_points(RL_ROWS) == [{"step": 1, "kl": 0.1, "reward": 0.2}, {"step": 2, "kl": 0.3, "reward": 0.5}]
+    assert frontier({"probe": ROWS, "rl": RL_ROWS, "none": [{"step": 1, "loss": 1.0}]}).keys() == {"probe", "rl"}
+
+
+def test_rows_from_events_flattens_bus_events():
+    events = [{"run_id": "r", "step": 4, "time": 1.5, "metrics": {"loss": 0.3, "probe/kl": 0.2}}]
+    assert rows_from_events(events) == [{"step": 4, "time": 1.5, "loss": 0.3, "probe/kl": 0.2}]
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_panels_start_with_loss_reward_kl_and_draw_each_key_once(method):
+    panels = panels_for(method)
+    assert [p.title for p in panels[:2]] == ["Loss", "Reward"]
+    assert any("probe/reward" in p.keys for p in panels) and any("probe/kl" in p.keys for p in panels)
+    keys = [key for panel in panels for key in panel.keys]
+    assert len(keys) == len(set(keys))
+
+
+def test_dpo_panels_include_its_own():
+    titles = [panel.title for panel in panels_for("dpo")]
+    assert titles[:3] == ["Loss", "Reward", "KL from reference"]
+    assert {"Reward margin", "Preference accuracy", "Implicit rewards"} <= set(titles)
+
+
+def test_series_on_a_real_dpo_run(dpo_rows):
+    steps, losses = series(dpo_rows, "loss")
+    assert steps == [1, 2] and all(0 < loss < 5 for loss in losses)
+    assert series(dpo_rows, "rewards/margins")[0] == [1, 2]
+    assert frontier_points(dpo_rows) == []  # no probe in this run, and DPO logs no RL keys
+
+
+def test_figures_have_one_trace_per_run_and_key(dpo_rows):
+    from alignlab.ui.figures import curves_figure, frontier_figure, method_figures
+
+    histories = {"a": dpo_rows, "b": dpo_rows[:1]}
+    figure = curves_figure(histories, ("rewards/chosen", "rewards/rejected"), "Implicit rewards")
+    assert [trace.name for trace in figure.data] == ["a · rewards/chosen", "a · rewards/rejected",
+                                                     "b · rewards/chosen", "b · rewards/rejected"]
+    assert list(figure.data[0].x) == [1, 2]
+    figures = method_figures("dpo", histories)
+    assert list(figures) == [panel.title for panel in panels_for("dpo")]
+    assert len(figures["Loss"].data) == 2
+    frontier_fig = frontier_figure({"probe": ROWS, "rl": RL_ROWS})
+    assert [trace.name for trace in frontier_fig.data] == ["probe", "rl"]
+    assert list(frontier_fig.data[0].x) == [0.0, 0.4] and list(frontier_fig.data[0].customdata) == [1, 3]
+    assert "step" in frontier_fig.data[0].hovertemplate
+
+
+def test_empty_histories_give_a_figure_that_says_it_is_waiting():
+    from alignlab.ui.figures import curves_figure, frontier_figure, method_figures
+
+    for figure in (curves_figure({}, ("loss",), "Loss"), curves_figure({"a": []}, ("loss",), "Loss"),
+                   frontier_figure({}), *method_figures("kto", {}).values()):
+        assert len(figure.data) == 0
+        assert "waiting for the first logged step" in figure.layout.annotations[0].text
+        figure.to_json()  # serialisable: both UIs ship it to the browser
+
+
+def test_figures_name_the_keys_a_run_has_not_logged(dpo_rows):
+    from alignlab.ui.figures import frontier_figure, method_figures
+
+    kl = method_figures("dpo", {"a": dpo_rows})["KL from reference"]
+    assert len(kl.data) == 0 and "no kl, objective/kl, probe/kl logged yet" in kl.layout.annotations[0].text
+    assert "probe_every" in frontier_figure({"a": dpo_rows}).layout.annotations[0].text

@@ -1,0 +1,88 @@
+"""The reward/KL probe: exact log-probs under left padding, KL 0 at the reference, events and samples in a run."""
+
+import json
+
+import pytest
+import torch
+
+from alignlab.chat import reference_of
+from alignlab.config import RunConfig
+from alignlab.metrics import read_metrics
+from alignlab.models import load_model, load_tokenizer, lora_config
+from alignlab.plots import frontier_points
+from alignlab.probe import measure, sequence_logprobs
+from alignlab.rewards import get_reward
+from alignlab.runner import start
+
+PROMPTS = ["The film", "I went in with low expectations and the second half", "Honestly,"]
+
+
+@pytest.fixture(scope="module")
+def policy():
+    """tiny-random with LoRA, its (tied) embeddings scaled up so next-token distributions are sharp:
+    at random init they are nearly uniform and no change to the weights would show in the KL."""
+    from peft import get_peft_model
+
+    model = load_model("tiny-random")
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(30)
+    return get_peft_model(model, lora_config())
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("tiny-random")
+
+
+def test_sequence_logprobs_are_the_same_with_left_padding(policy, tokenizer):
+    """Batched, left-padded scoring must give each row what scoring it alone gives."""
+    completion = torch.tensor([[1000, 2000, 3000]])
+    alone = []
+    for prompt in PROMPTS:
+        ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+        full = torch.cat([ids, completion], dim=1)
+        alone.append(sequence_logprobs(policy, full, torch.ones_like(full), torch.ones_like(completion)).item())
+    tokenizer.padding_side = "left"
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    tokenizer.padding_side = "right"
+    completions = completion.repeat(len(PROMPTS), 1)
+    full = torch.cat([batch["input_ids"], completions], dim=1)
+    mask = torch.cat([batch["attention_mask"], torch.ones_like(completions)], dim=1)
+    batched = sequence_logprobs(policy, full, mask, torch.ones_like(completions))
+    assert batched.tolist() == pytest.approx(alone, rel=1e-4)
+
+
+def test_kl_is_zero_at_the_reference_and_grows_when_the_adapter_moves(policy, tokenizer):
+    config = RunConfig(model="tiny-random")
+    reward = get_reward("length:4")
+
+    def probe():
+        return measure(policy, lambda: reference_of(policy, config), tokenizer, PROMPTS, reward, 8, seed=3)
+
+    first, again = probe(), probe()
+    assert first.kl == pytest.approx(0.0, abs=1e-5)  # LoRA starts as a no-op
+    assert [s["completion"] for s in first.samples] == [s["completion"] for s in again.samples]  # fixed seed
+    assert 0 < first.length <= 8 and first.reward == pytest.approx(sum(s["reward"] for s in first.samples) / 3)
+    with torch.no_grad():
+        for name, parameter in policy.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    moved = probe()
+    for name, parameter in policy.named_parameters():
+        if "lora_B" in name:
+            parameter.data.zero_()
+    assert moved.kl > 1.0
+
+
+def test_probe_logs_frontier_points_and_samples_for_a_reward_free_method(tiny):
+    handle = start(RunConfig.from_dict({"method": "dpo", **tiny, "probe_every": 1}), background=False)
+    assert handle.state == "finished", handle.error
+    rows, _ = read_metrics(handle.run_dir / "metrics.jsonl")
+    probes = [row for row in rows if "probe/kl" in row]
+    assert [row["step"] for row in probes] == [0, 1, 2]
+    assert probes[0]["probe/kl"] == pytest.approx(0.0, abs=1e-5)
+    assert all({"probe/reward", "probe/length", "probe/seconds"} <= set(row) for row in probes)
+    assert [point["step"] for point in frontier_points(rows)] == [0, 1, 2]
+    samples = [json.loads(line) for line in (handle.run_dir / "probe_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 3 * 12  # 12 held-out prompts in the small pair file, three probes
+    assert {"step", "prompt", "completion", "reward", "kl", "length"} <= set(samples[0])

@@ -1,0 +1,121 @@
+"""Reward sources: built-ins, a trained reward model, the LLM judge (both orders), bad names and NaN."""
+
+import json
+import math
+
+import pytest
+
+from alignlab.config import RunConfig
+from alignlab.errors import AlignLabError
+from alignlab.rewards import RewardSource, get_reward, pairwise_reward, register_reward
+from alignlab.runner import start
+
+
+def test_length_reward_peaks_at_its_target():
+    score = get_reward("length:4")
+    completions = ["one two three four", "one", "one two three four five six seven eight"]
+    assert score(["p"] * 3, completions) == [1.0, 0.25, 0.0]
+
+
+def test_a_source_returning_nan_or_the_wrong_count_raises():
+    with pytest.raises(AlignLabError, match="NaN"):
+        RewardSource("broken", lambda p, c: [math.nan] * len(c))(["p"], ["c"])
+    with pytest.raises(AlignLabError, match="wrong number"):
+        RewardSource("short", lambda p, c: [])(["p"], ["c"])
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("nope", "expected one of sentiment"),
+    ("length:0", "positive word count"),
+    ("reward-model", "reward-model:<run-id or path>"),
+    ("reward-model:no-such-run", "train one with --method reward"),
+    ("judge:no/such-model", "model: 'no/such-model'"),
+])
+def test_bad_reward_names_say_what_is_expected(name, message, tmp_path):
+    with pytest.raises(AlignLabError, match=message):
+        get_reward(name, runs_dir=tmp_path)
+
+
+def test_reward_model_source_refuses_runs_of_other_methods(tmp_path):
+    run = tmp_path / "some-dpo-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"method": "dpo"}))
+    with pytest.raises(AlignLabError, match="trained with method 'dpo', expected 'reward'"):
+        get_reward(f"reward-model:{run}")
+
+
+def test_custom_rewards_cannot_shadow_built_in_names():
+    with pytest.raises(AlignLabError, match="built-in"):
+        register_reward("judge:mine", lambda p, c: [0.0] * len(c))
+    register_reward("exclaim", lambda p, c: [float(text.count("!")) for text in c])
+    assert get_reward("exclaim")(["p", "p"], ["wow!!", "ok"]) == [2.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def reward_run(tmp_path_factory):
+    """A 2-step reward model on tiny-random, as a finished run directory."""
+    root = tmp_path_factory.mktemp("reward")
+    pairs = root / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Review {i}:", "chosen": " great", "rejected": " awful"}) + "\n"
+                             for i in range(8)))
+    handle = start(RunConfig(method="reward", model="tiny-random", dataset=str(pairs), max_steps=2, batch_size=2,
+                             max_length=32, max_completion_length=8, output_dir=str(root / "runs")), background=False)
+    assert handle.state == "finished", handle.error
+    return handle
+
+
+def test_reward_model_source_scores_by_run_id_or_path(reward_run):
+    by_id = get_reward(f"reward-model:{reward_run.run_id}", runs_dir=reward_run.config.output_dir)
+    by_path = get_reward(f"reward-model:{reward_run.run_dir}")
+    prompts, completions = ["Review 1:", "Review 1:"], [" great", " a long and rambling answer"]
+    scores = by_id(prompts, completions)
+    assert scores == by_path(prompts, completions)
+    assert len(scores) == 2 and scores[0] != scores[1]
+
+
+def test_reward_model_source_drives_ppo(reward_run, tiny):
+    """PPO needs a reward model it can call: alignlab's text wrapper makes any source one."""
+    config = RunConfig.from_dict({"method": "ppo", **tiny, "max_completion_length": 6, "probe_every": 0,
+                                  "reward": f"reward-model:{reward_run.run_dir}"})
+    handle = start(config, background=False)
+    assert handle.state == "finished", handle.error
+    scores = [e["metrics"]["objective/scores"] for e in handle.history if "objective/scores" in e["metrics"]]
+    assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return get_reward("judge:tiny-random", instruction="very positive")
+
+
+def test_judge_scores_are_probabilities_and_follow_the_instruction(judge):
+    prompts, completions = ["The film", "The film"], [" was great.", " was bad."]
+    scores = judge(prompts, completions)
+    assert all(0.0 < s < 1.0 for s in scores)
+    other = get_reward("judge:tiny-random", instruction="written in French")(prompts, completions)
+    assert other != scores  # the instruction is part of what the judge reads
+
+
+def test_judge_compares_pairs_in_both_orders(judge):
+    """Averaging both orders makes P(a over b) + P(b over a) = 1 whatever the model's position bias."""
+    prompts, first, second = ["The film"] * 2, [" was great.", " ok"], [" was bad.", " a long answer"]
+    forward, backward = judge.prefer(prompts, first, second), judge.prefer(prompts, second, first)
+    assert forward != [0.5, 0.5]
+    assert [a + b for a, b in zip(forward, backward)] == pytest.approx([1.0, 1.0])
+
+
+def test_pairwise_reward_turns_a_judge_into_online_dpo_preferences(judge):
+    pair_reward = pairwise_reward(judge)
+    prompts, completions = ["x", "y", "x", "y"], [" a", " b", " c", " d"]
+    scores = pair_reward(prompts=prompts, completions=completions)
+    assert scores[:2] == judge.prefer(["x", "y"], [" a", " b"], [" c", " d"])
+    assert scores[2:] == pytest.approx([1 - s for s in scores[:2]])
+    with pytest.raises(AlignLabError, match="prompts twice"):
+        pair_reward(prompts=["x", "y", "y", "x"], completions=completions)
+    sentiment = get_reward("sentiment")
+    assert pairwise_reward(sentiment) is sentiment  # pointwise sources score alone
+
+
+def test_empty_judge_instruction_is_rejected():
+    with pytest.raises(AlignLabError, match="judge_instruction"):
+        get_reward("judge:tiny-random", instruction="  ")
