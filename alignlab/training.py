@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -21,6 +22,8 @@ from alignlab.config import RunConfig
 from alignlab.metrics import clean_metrics
 
 SAMPLE_PROMPTS = 4
+# TRL still sets the old name of activation checkpointing; the rename warning is noise for a lab user.
+warnings.filterwarnings("ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
 class EventCallback(TrainerCallback):
@@ -105,6 +108,9 @@ def train(handle) -> None:
     from alignlab.rewards import reward_for
     from alignlab.runner import RunContext
 
+    import datasets
+
+    datasets.disable_progress_bars()  # the lab shows its own progress; these would print into notebooks
     config = handle.config
     spec = config.spec
     tokenizer = load_tokenizer(config.model, config.trust_remote_code)
