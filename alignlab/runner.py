@@ -92,8 +92,14 @@ class RunHandle:
         return self._stop.is_set()
 
     def wait(self, timeout: float | None = None) -> str:
-        """Block until the run ends (or ``timeout``); returns the state."""
-        self._done.wait(timeout)
+        """Block until the run ends (or ``timeout``); returns the state.
+
+        Once the run has ended this also joins its thread (within ``timeout``): a process that exits
+        right after must not finalise Python while that thread still frees tensors, which aborts it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._done.wait(timeout) and self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return self.state
 
     @property

@@ -9,7 +9,7 @@ Each run is its own ``alignlab train`` process, so its peak memory (max RSS) is 
 time per step is read from the run's ``metrics.jsonl`` with the probe's own time taken out. Writes
 ``frontier.png``, ``frontier.md`` and ``frontier.json`` to ``--docs`` (docs/ by default).
 
-    python -m experiments.frontier            # the default model (about an hour on 2 busy CPUs)
+    python -m experiments.frontier            # the default model (one to two hours on 2 busy CPUs)
     python -m experiments.frontier --quick    # tiny-random, 2 values x 3 methods: checks the pipeline
 """
 
@@ -37,11 +37,11 @@ class Settings:
     model: str = "smollm2-135m-instruct"
     values: tuple[float, ...] = (0.03, 0.1, 0.3)  # β / kl_coef grid, shared by every method
     methods: tuple[str, ...] = ("dpo", "ppo", "rloo")
-    max_steps: int = 20
+    max_steps: int = 12
     batch_size: int = 8  # pairs for DPO, completions for PPO and RLOO (RLOO: 2 prompts x k=4)
     learning_rate: float = 3e-4
     max_completion_length: int = 32
-    probe_every: int = 5
+    probe_every: int = 4
     seed: int = 42
     output_dir: str = "runs/frontier"
     extra: dict = field(default_factory=dict)  # method knobs held fixed (e.g. num_generations)

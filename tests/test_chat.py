@@ -132,7 +132,7 @@ def test_bad_input_raises_alignlab_errors(pair):
 
 def test_chat_with_a_run_while_it_trains(tmp_path):
     handle = start(RunConfig(method="dpo", model="tiny-random", max_steps=200, batch_size=2, max_length=64,
-                             max_completion_length=8, output_dir=str(tmp_path)))
+                             max_completion_length=8, probe_every=0, output_dir=str(tmp_path)))
     deadline = time.time() + 120
     while handle.model is None and not handle.done and time.time() < deadline:
         time.sleep(0.1)

@@ -21,7 +21,7 @@ RL_ROWS = [{"step": 1, "objective/kl": 0.1, "objective/scores": 0.2}, {"step": 2
 @pytest.fixture(scope="module")
 def dpo_rows(tmp_path_factory) -> list[dict]:
     handle = start(RunConfig(method="dpo", model="tiny-random", max_steps=2, batch_size=2, max_length=64,
-                             max_completion_length=8, output_dir=str(tmp_path_factory.mktemp("runs"))),
+                             max_completion_length=8, probe_every=0, output_dir=str(tmp_path_factory.mktemp("runs"))),
                    background=False)
     assert handle.state == "finished", handle.error
     rows, _ = read_metrics(handle.run_dir / "metrics.jsonl")

@@ -23,8 +23,8 @@ RUNS = {
 def test_each_online_method_trains_on_prompts_from_pairs(method, tiny):
     """The pair file is turned into prompts; two steps log TRL's metrics and the probe's, and save an adapter."""
     extra, keys = RUNS[method]
-    handle = start(RunConfig.from_dict({"method": method, **tiny, "max_completion_length": 6, **extra}),
-                   background=False)
+    config = RunConfig.from_dict({"method": method, **tiny, "max_completion_length": 6, "probe_every": 10, **extra})
+    handle = start(config, background=False)
     assert handle.state == "finished", handle.error
     status = json.loads((handle.run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["step"] == 2

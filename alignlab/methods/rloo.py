@@ -1,7 +1,7 @@
 """RLOO over TRL's RLOOTrainer: REINFORCE with a leave-one-out baseline.
 
 Ahmadian et al. 2024 ("Back to Basics: Revisiting REINFORCE Style Optimization for Learning from
-Human Feedback in LLMs", Eq. 6) treat the whole completion as one action. For k samples y_1..y_k of a
+Human Feedback in LLMs") treat the whole completion as one action. For k samples y_1..y_k of a
 prompt x, each sample's advantage is its reward minus the mean reward of the other k-1:
 
     A_i = R(x, y_i) - 1/(k-1) * sum_{j != i} R(x, y_j),   R = r(x, y) - β KL(π || π_ref) (sequence level)
