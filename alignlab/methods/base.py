@@ -147,7 +147,6 @@ class MethodSpec:
     trainer_kwargs: Callable[[Any], dict] | None = None
     trl_overrides: Callable[[Any], dict] | None = None
     validate: Callable[[Any], None] | None = None
-    length_fields: tuple[str, ...] = ("max_length",)
 
     def knob(self, name: str) -> Knob:
         for knob in self.knobs:

@@ -40,6 +40,5 @@ SPEC = register(
             Panel("Log odds ratio", ("log_odds_ratio",)),
         ),
         uses_reference=False,
-        length_fields=("max_length",),
     )
 )
