@@ -77,13 +77,25 @@ def seconds_per_step(rows: list[dict]) -> float | None:
     return (end - start - probing) / train[-1]["step"]
 
 
+def final_reward_se(run_dir: Path) -> float | None:
+    """Standard error of the last probe's mean reward (its samples' spread over sqrt(n))."""
+    path = run_dir / "probe_samples.jsonl"
+    if not path.exists():
+        return None
+    samples = [json.loads(line) for line in path.read_text().splitlines()]
+    rewards = [s["reward"] for s in samples if s["step"] == samples[-1]["step"]]
+    mean = sum(rewards) / len(rewards)
+    return (sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1) / len(rewards)) ** 0.5
+
+
 def run_sweep(settings: Settings, work: Path) -> dict:
     """Train every (method, value) run and collect its frontier points, speed and peak memory."""
     work.mkdir(parents=True, exist_ok=True)
     load_only = ("from alignlab.models import load_model, load_tokenizer; "
                  f"load_tokenizer({settings.model!r}); load_model({settings.model!r})")
     _, baseline = _child([sys.executable, "-c", load_only], work / "baseline.log")
-    results = {"settings": asdict(settings), "baseline_rss_mib": round(baseline), "runs": []}
+    results = {"settings": asdict(settings), "baseline_rss_mib": round(baseline), "runs": [],
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     for method in settings.methods:
         for value in settings.values:
             config = settings.config(method, value)
@@ -99,7 +111,7 @@ def run_sweep(settings: Settings, work: Path) -> dict:
                 "method": method, "knob": KNOB[method], "value": value, "run_dir": str(run_dir),
                 "state": status["state"], "error": status.get("error"), "exit_code": code,
                 "wall_s": round(time.time() - started, 1), "seconds_per_step": seconds_per_step(rows),
-                "peak_rss_mib": round(peak), "points": frontier_points(rows),
+                "peak_rss_mib": round(peak), "points": frontier_points(rows), "reward_se": final_reward_se(run_dir),
             })
             print(f"{method} {KNOB[method]}={value:g}: {status['state']}, {results['runs'][-1]['wall_s']}s", flush=True)
     return results
@@ -162,12 +174,13 @@ def markdown(results: dict, command: str) -> str:
         "# Reward vs KL frontier (positive-reviews)", "",
         "The DPO paper's Figure 2 in miniature: every run probed the same way (16 held-out prompts, one sample each,",
         "fixed seed, temperature 1); reward = mean VADER sentiment, KL = mean summed log π/π_ref of the samples.",
-        "Final point of each run below; the picture shows every probe.", "",
+        "Final point of each run below; the picture shows every probe. With 16 samples a probe's mean reward has a",
+        "standard error near 0.1: differences smaller than about twice that are noise.", "",
         f"Rerun: `{command}`", "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "extra") +
         (f", fixed knobs {settings['extra']}" if settings["extra"] else "") + ".", "",
         "![frontier](frontier.png)", "",
-        "| method | knob | KL (nats) | reward | s/step | steps/s | peak RSS (MiB) | state |",
+        "| method | knob | KL (nats) | reward ± s.e. | s/step | steps/s | peak RSS (MiB) | state |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in results["runs"]:
@@ -175,12 +188,14 @@ def markdown(results: dict, command: str) -> str:
         step_s = run["seconds_per_step"]
         lines.append(
             f"| {run['method']} | {run['knob']}={run['value']:g} | {final.get('kl', float('nan')):.2f} | "
-            f"{final.get('reward', float('nan')):+.3f} | {step_s or float('nan'):.1f} | "
+            f"{final.get('reward', float('nan')):+.3f} ± {run.get('reward_se') or float('nan'):.3f} | "
+            f"{step_s or float('nan'):.1f} | "
             f"{(1 / step_s) if step_s else float('nan'):.3f} | {run['peak_rss_mib']} | {run['state']} |")
     start = next((r["points"][0] for r in results["runs"] if r["points"]), None)
     if start:
         lines += ["", f"Reference (step 0, every run): reward {start['reward']:+.3f}, KL {start['kl']:.2f}."]
-    lines += ["", f"Peak RSS of a process that only loads the model and tokenizer: {results['baseline_rss_mib']} MiB."]
+    lines += ["", f"Peak RSS of a process that only loads the model and tokenizer: {results['baseline_rss_mib']} MiB. "
+              f"OMP_NUM_THREADS={results.get('omp_num_threads')} (1 keeps torch from thrashing on a shared CPU)."]
     if ratios:
         lines += ["", "RLOO vs PPO, same model, prompts and batch (mean over the β grid): PPO takes "
                   f"{ratios['time_ppo_over_rloo']:.2f}x RLOO's time per step; RLOO's peak RSS is "
@@ -205,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run_sweep(settings, Path(settings.output_dir) / "work")
     (docs / "frontier.json").write_text(json.dumps(results, indent=1))
     plot(results, docs / "frontier.png")
-    command = "python -m experiments.frontier " + " ".join(argv if argv is not None else sys.argv[1:])
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if os.environ.get("OMP_NUM_THREADS") else ""
+    command = threads + "python -m experiments.frontier " + " ".join(argv if argv is not None else sys.argv[1:])
     (docs / "frontier.md").write_text(markdown(results, command.strip()))
     print(f"wrote {docs / 'frontier.png'} and {docs / 'frontier.md'}")
     return 0 if all(r["state"] == "finished" for r in results["runs"]) else 1
