@@ -1,6 +1,9 @@
 """The JupyterLab widgets without a browser: forms from specs, refusals, live updates, stop, chat."""
 
+import json
+import queue
 import time
+from pathlib import Path
 
 import ipywidgets as widgets
 import pytest
@@ -9,7 +12,8 @@ from alignlab.config import RunConfig, common_knobs
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.rewards import reward_names
-from alignlab.ui.notebook import Chat, Lab, RunForm, RunsView, knob_widget
+from alignlab.runner import list_runs
+from alignlab.ui.notebook import Chat, Lab, RunForm, RunsView, knob_widget, sweep, waiting
 from alignlab.ui.notebook.grid import FRONTIER
 from alignlab.ui.notebook.runs import run_label
 from alignlab.ui.notebook.series import grid
@@ -197,3 +201,105 @@ def test_finished_run_shows_in_the_runs_and_chat_tabs(live_run):
     lines = {tuple(trace.meta) for trace in view.figure.data}
     assert {(FRONTIER, run_label(handle.run_id), FRONTIER), ("Loss", run_label(handle.run_id), "loss")} <= lines
     assert any(value is handle for _, value in lab.chat_with.options)
+
+
+# --- waiting in a cell: widget events handled meanwhile, an interrupt stops the runs cleanly ---------------
+TINY_RUN = dict(model="tiny-random", max_steps=50, batch_size=2, max_length=48, max_completion_length=8,
+                probe_every=0)
+
+
+@pytest.fixture
+def pairs(tmp_path) -> str:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join('{"prompt": "Review %d: the film", "chosen": " was wonderful.", "rejected": '
+                            '" was awful."}\n' % i for i in range(12)))
+    return str(path)
+
+
+def interrupt_when(monkeypatch, condition) -> list[float]:
+    """Stand in for the wait's widget-event hook: record each call, and raise KeyboardInterrupt (as the
+    kernel's interrupt would) on the first call where ``condition()`` holds."""
+    calls: list[float] = []
+
+    def process_ui_events(seconds: float = waiting.POLL_S) -> None:
+        calls.append(seconds)
+        if condition():
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    monkeypatch.setattr(waiting, "process_ui_events", process_ui_events)
+    return calls
+
+
+def test_outside_a_kernel_waiting_just_sleeps():
+    assert waiting.widget_kernel() is None
+    started = time.monotonic()
+    assert waiting.wait_until(lambda: False, timeout=0.12) is False
+    assert 0.1 <= time.monotonic() - started < 1.0
+    assert waiting.wait_until(lambda: True) is True
+
+
+def test_interrupting_lab_wait_stops_the_run_and_saves_it(tmp_path, pairs, monkeypatch):
+    lab = Lab(method="dpo", dataset=pairs, output_dir=str(tmp_path), **TINY_RUN)
+    handle = lab.start()
+    assert handle is not None, lab.form.error.value
+    calls = interrupt_when(monkeypatch, lambda: bool(handle.history))
+    with pytest.raises(KeyboardInterrupt, match=f"run {handle.run_id} stopped at step"):
+        lab.wait()
+    assert calls  # widget events were handled while the cell waited
+    assert handle.done and handle.state == "stopped" and 1 <= handle.status["step"] < 50
+    assert json.loads((handle.run_dir / "status.json").read_text())["state"] == "stopped"
+    assert (handle.run_dir / "model").exists()  # the adapter trained so far is saved
+    assert lab.stop_button.disabled
+
+
+def test_interrupting_a_sweep_stops_the_run_in_progress_and_skips_the_rest(tmp_path, pairs, monkeypatch):
+    output_dir = tmp_path / "runs"
+    calls = interrupt_when(monkeypatch, lambda: any(run["steps"] for run in list_runs(output_dir)))
+    with pytest.raises(KeyboardInterrupt, match="stopped at step .*; 1 more not started"):
+        sweep("dpo", beta=[0.1, 0.5], show=False, dataset=pairs, output_dir=str(output_dir), **TINY_RUN)
+    assert calls
+    runs = list_runs(output_dir)
+    assert len(runs) == 1 and runs[0]["state"] == "stopped" and 1 <= runs[0]["steps"] < 50
+    assert (Path(runs[0]["path"]) / "model").exists()
+
+
+def test_a_click_reaches_its_widget_while_a_cell_waits_in_a_real_kernel():
+    """No browser: a kernel runs a cell that waits; a Button click sent meanwhile (the comm message a
+    browser sends) is handled during the wait, and a cell queued meanwhile runs after the waiting one."""
+    manager = pytest.importorskip("jupyter_client.manager")
+    kernel, client = manager.start_new_kernel(kernel_name="python3")
+    outputs: list[dict] = []
+    try:
+        setup = client.execute_interactive(
+            "import ipywidgets, time\nfrom alignlab.ui.notebook.waiting import wait_until\nclicks = []\n"
+            "button = ipywidgets.Button()\nbutton.on_click(lambda _: clicks.append(time.monotonic()))\n"
+            "print(button.model_id)", timeout=120, output_hook=lambda msg: outputs.append(msg))
+        assert setup["content"]["status"] == "ok"
+        model_id = next(m["content"]["text"].strip() for m in outputs if m["msg_type"] == "stream")
+        waiting_cell = client.execute("start = time.monotonic()\nclicked = wait_until(lambda: bool(clicks), 20)\n"
+                                      "print('clicked', clicked, 'after', round(time.monotonic() - start, 1))")
+        time.sleep(1.0)
+        click = {"method": "custom", "content": {"event": "click"}}
+        client.shell_channel.send(client.session.msg("comm_msg", {"comm_id": model_id, "data": click}))
+        next_cell = client.execute("print('next cell sees', len(clicks), 'click')")
+        printed: list[tuple[str, str]] = []
+        idle: set[str] = set()
+        deadline = time.monotonic() + 60
+        while idle != {waiting_cell, next_cell} and time.monotonic() < deadline:
+            try:
+                msg = client.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            parent = msg["parent_header"].get("msg_id")
+            if msg["msg_type"] == "stream":
+                printed.append((parent, msg["content"]["text"].strip()))
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                idle.add(parent)
+        assert [parent for parent, _ in printed] == [waiting_cell, next_cell], printed
+        clicked, seconds = printed[0][1].split()[1], float(printed[0][1].split()[-1])
+        assert clicked == "True" and seconds < 15, printed  # handled during the wait, not after it
+        assert printed[1][1] == "next cell sees 1 click"
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)

@@ -3,7 +3,8 @@
 Training runs in a background thread (:func:`alignlab.runner.start`); the widgets follow it through
 the run's metric bus, so the kernel stays free while it trains. ``Lab(method="dpo", beta=0.3,
 model="tiny-random")`` presets the form; :meth:`Lab.start` and :meth:`Lab.wait` do from code what
-the buttons do.
+the buttons do. While :meth:`Lab.wait` blocks a cell the widgets stay live (Stop works), and
+interrupting the kernel stops the run (see :mod:`alignlab.ui.notebook.waiting`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from alignlab.ui.notebook.form import RunForm
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.progress import RunProgress
 from alignlab.ui.notebook.runs import RunsView, run_label
+from alignlab.ui.notebook.waiting import stop_on_interrupt, stopped_note, wait_until
 
 
 class Lab(widgets.VBox):
@@ -88,8 +90,18 @@ class Lab(widgets.VBox):
             self.stop_button.disabled = True
 
     def wait(self, timeout: float | None = None) -> str | None:
-        """Block until the current run ends (or ``timeout`` seconds); returns its state."""
-        return self.run.wait(timeout) if self.run is not None else None
+        """Block until the current run ends (or ``timeout`` seconds); returns its state.
+
+        The widgets keep answering meanwhile, so Stop works. Interrupting the kernel stops the run,
+        waits until it has saved, and raises ``KeyboardInterrupt`` saying so.
+        """
+        run = self.run
+        if run is None:
+            return None
+        with stop_on_interrupt(self.stop, run.wait, lambda: stopped_note([run])):
+            if wait_until(lambda: run.done, timeout):
+                run.wait()  # joins the training thread
+        return run.state
 
     def _ended(self, handle: RunHandle) -> None:
         self.start_button.disabled, self.stop_button.disabled = False, True

@@ -6,9 +6,10 @@
 
 Every configuration is checked (knobs, data, reward, model) before the first run starts, so a typo
 fails at once rather than after an hour of training. Runs go one at a time: on a CPU, two at once
-only make both slower. By default the call waits for the last run; the curves still update live
-(they are sent from the training thread), but the Stop button needs a free kernel: pass
-``wait=False`` to keep it free.
+only make both slower. By default the call waits for the last run, with the curves updating live
+and the Stop button working meanwhile; interrupting the kernel stops the run in progress, skips the
+rest and raises ``KeyboardInterrupt`` (see :mod:`alignlab.ui.notebook.waiting`). ``wait=False``
+returns at once and leaves the cell free.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from alignlab.errors import AlignLabError
 from alignlab.runner import RunHandle
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.progress import RunProgress
+from alignlab.ui.notebook.waiting import stop_on_interrupt, stopped_note, wait_until
 
 
 def run_name(label: str) -> str:
@@ -65,6 +67,8 @@ class SeriesView(widgets.VBox):
             finally:
                 self.started.set()
             self.handles.append(handle)
+            if self.stopped.is_set():  # stop() ran while this run was starting
+                handle.stop()
             self.live.follow(handle, label)
             self.progress.track(handle)
             handle.wait()
@@ -78,9 +82,17 @@ class SeriesView(widgets.VBox):
         for handle in self.handles:
             handle.stop()
 
+    def interrupt_note(self) -> str:
+        """The runs stopped so far and how many were skipped (the message of an interrupt)."""
+        stopped = [handle for handle in self.handles if handle.state != "finished"]
+        return stopped_note(stopped, skipped=len(self.configs) - len(self.handles))
+
 
 def launch(configs: list[RunConfig], labels: list[str], wait: bool = True, show: bool = True) -> SeriesView:
-    """Check every config, show the view and train the configs one after another in a thread."""
+    """Check every config, show the view and train the configs one after another in a thread.
+
+    Returns once the first run has started, or with ``wait`` once the last has ended.
+    """
     for config in configs:
         runner.preflight(config)
     view = SeriesView(configs, labels)
@@ -89,9 +101,10 @@ def launch(configs: list[RunConfig], labels: list[str], wait: bool = True, show:
 
         display(view)
     view.thread.start()
-    view.started.wait()
-    if wait:
-        view.thread.join()
+    with stop_on_interrupt(view.stop, view.thread.join, view.interrupt_note):
+        wait_until(view.started.is_set)
+        if wait:
+            wait_until(lambda: not view.thread.is_alive())
     return view
 
 
