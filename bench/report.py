@@ -1,0 +1,99 @@
+"""``bench/RESULTS.md``: the summary as tables, with the goals from the benchmark issue beside each figure."""
+
+from __future__ import annotations
+
+
+def _f(value, fmt: str = ".2f", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def _goal(value, limit, below: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    return "met" if (value <= limit if below else value >= limit) else "**not met**"
+
+
+def markdown(results: dict) -> str:
+    s, m = results["summary"], results["machine"]
+    lines = [
+        "# alignlab benchmarks", "",
+        f"Rerun: `{results['command']}` ({results['minutes']} min). Raw per-case results: `bench/results.json`.", "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs ({m['affinity']} usable by this run), torch {m['torch']}, "
+        f"CUDA {'yes' if m['cuda'] else 'no'}, AVX2 {'yes' if m['avx2'] else 'no'}, AVX512-BF16 "
+        f"{'yes' if m['avx512_bf16'] else 'no'}, AMX {'yes' if m['amx'] else 'no'}. Load average at start "
+        f"{m['load_avg_start'][0]:.1f}, at end {m['load_avg_end'][0]:.1f}. Model `{results['settings']['model']}`, "
+        f"{results['settings']['threads']} torch thread(s) per case, {results['settings']['steps']} steps per timed "
+        f"run, {results['settings']['reps']} A/B repetition(s). Step times are medians over steps after the first.", "",
+    ]
+    if "overhead" in s:
+        o = s["overhead"]
+        lines += ["## 1. Runner overhead (DPO, LoRA, same seed and data)", "",
+                  "| path | s/step | ratio | goal |", "|---|---:|---:|---|",
+                  f"| bare TRL `DPOTrainer` script | {_f(o['step_s']['bare-trl'])} | 1 | |",
+                  f"| alignlab runner (bus, JSONL log, status; probe off) | {_f(o['step_s']['alignlab'])} | "
+                  f"{_f(o['runner_over_bare'], '.3f')} vs bare | ≤ 1.03: {_goal(o['runner_over_bare'], 1.03)} |",
+                  f"| + live subscriber | {_f(o['step_s']['alignlab+subscriber'])} | "
+                  f"{_f(o['subscriber_over_runner'], '.3f')} vs runner | ≤ 1.02: {_goal(o['subscriber_over_runner'], 1.02)} |",
+                  "", f"Same tokens per step in every path: {o['same_tokens']}. TRL config fields that differ "
+                  f"(bare, alignlab): {o['config_differences'] or 'none'}."]
+        if o.get("subscriber_latency_ms"):
+            lat = o["subscriber_latency_ms"]
+            lines += ["", f"Logged metric to subscriber: median {lat['median']:.2f} ms, max {lat['max']:.2f} ms "
+                      f"over {lat['events']} events."]
+        lines.append("")
+    if s.get("efficiency"):
+        e = s["efficiency"]
+        lines += ["## 2. Compute efficiency of a DPO step", "",
+                  f"fp32 matmul peak in this run: {e['matmul_peak_gflops']:.1f} GFLOP/s (best square size; runs "
+                  f"{', '.join(f'{p:.1f}' for p in e['matmul_peak_runs_gflops'])}); a matmul shaped like the model's "
+                  f"MLP: {e['model_shaped_gflops']:.1f} GFLOP/s. Model: {e['linear_macs_per_token'] / 1e6:.1f} M "
+                  "linear MACs per token (lm_head included).", "",
+                  "| variant | threads | s/step | model GFLOP/s | fraction of matmul peak | goal ≥ 0.5 |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for label, v in e["variants"].items():
+            lines.append(f"| {label} | {v['threads']} | {_f(v['step_s'])} | {_f(v['gflops'], '.1f')} | "
+                         f"{_f(v['fraction_of_peak'], '.2f')} | {_goal(v['fraction_of_peak'], 0.5, below=False)} |")
+        lines += ["", "Model FLOPs: see `bench.summary.step_flops` (LoRA: the frozen weights need only activation "
+                  "gradients; the reference forward counts unless precomputed).", ""]
+    if "chat" in s:
+        c = s["chat"]
+        lines += ["## 3. Side-by-side chat", "",
+                  "| figure | value | goal |", "|---|---:|---|",
+                  f"| pair (adapter toggled per token), tokens/s | {_f(c.get('pair_tokens_per_s'), '.1f')} | |",
+                  f"| two plain `generate` calls, tokens/s | {_f(c.get('plain_tokens_per_s'), '.1f')} | |",
+                  f"| pair / plain speed | {_f(c.get('pair_over_plain'), '.2f')} | ≥ 0.9: "
+                  f"{_goal(c.get('pair_over_plain'), 0.9, below=False)} |"]
+        for kind, mib in c["memory_mib"].items():
+            lines.append(f"| peak RSS, {kind.replace('_', ' ')} (MiB) | {mib:.0f} | |")
+        lines += [f"| pair / one model memory | {_f(c.get('pair_over_one'))} | ≤ 1.1: {_goal(c.get('pair_over_one'), 1.1)} |",
+                  f"| two copies / one model memory | {_f(c.get('two_copies_over_one'))} | |", ""]
+    if "perl" in s:
+        p = s["perl"]
+        lines += ["## 4. PERL (LoRA vs full) and RLOO vs PPO", "",
+                  "| run | s/step | peak RSS (MiB) |", "|---|---:|---:|"]
+        for label, row in p["runs"].items():
+            lines.append(f"| {label} | {_f(row['step_s'])} | {row['peak_rss_mib']} |")
+        lines += ["",
+                  f"Full fine-tuning / LoRA: reward model {_f(p.get('reward_full_over_lora_time'))}x time, "
+                  f"{_f(p.get('reward_full_over_lora_memory'))}x memory; DPO policy {_f(p.get('dpo_full_over_lora_time'))}x "
+                  f"time, {_f(p.get('dpo_full_over_lora_memory'))}x memory.", "",
+                  f"PPO / RLOO time per step (8 completions each): {_f(p.get('ppo_over_rloo_time'))}x; RLOO / PPO peak "
+                  f"memory: {_f(p.get('rloo_over_ppo_memory'))}x. The seed claim is 2-3x faster and 50-70% less memory "
+                  "(0.3-0.5x). Each method at its defaults: PPO takes 4 optimisation epochs per batch, RLOO 1. Both use "
+                  "LoRA and take the reference as the policy with its adapter off; PPO also holds a value model (a "
+                  "second copy of the base weights with its own adapter), RLOO none.", ""]
+    if s.get("probe"):
+        p = s["probe"]
+        lines += ["## 5. Probe overhead and responsiveness (a run at the lab's defaults)", "",
+                  "| figure | value | goal |", "|---|---:|---|",
+                  f"| probes in the run ({p['steps']} steps) | {p['probes']} | |",
+                  f"| seconds per probe | {_f(p['probe_s_each'], '.1f')} | |",
+                  f"| probe share of training + probing time | {_f(p['probe_fraction_of_run'], '.3f')} | < 0.15: "
+                  f"{_goal(p['probe_fraction_of_run'], 0.15)} |",
+                  f"| Start to first curve point (the step-0 probe), s | {_f(p['start_to_first_point_s'], '.1f')} | |",
+                  f"| Start to first training step, s | {_f(p['start_to_first_step_s'], '.1f')} | |"]
+        if p.get("subscriber_latency_ms"):
+            lines.append(f"| logged metric to subscriber, median ms | {p['subscriber_latency_ms']['median']:.2f} | |")
+        lines.append("")
+    lines += ["## 6. GPU", "", "CUDA available in this run: " + ("yes" if m["cuda"] else "no") + ".", ""]
+    return "\n".join(lines)
