@@ -57,6 +57,22 @@ def panels_for(method: str) -> list[Panel]:
     return [panel for panel in common if panel.keys] + own
 
 
+def merged_panels(methods: Iterable[str]) -> list[Panel]:
+    """Panels of several methods merged by title (keys united, in order of first appearance), for
+    overlaying runs of different methods.
+
+    >>> merged = merged_panels(["kto", "dpo"])
+    >>> [panel.title for panel in merged][-3:], merged[2].keys
+    (['KL estimate', 'Reward margin', 'Preference accuracy'], ('objective/kl', 'probe/kl', 'kl'))
+    """
+    merged: dict[str, list[str]] = {}
+    for method in methods:
+        for panel in panels_for(method):
+            keys = merged.setdefault(panel.title, [])
+            keys.extend(key for key in panel.keys if key not in keys)
+    return [Panel(title, tuple(keys)) for title, keys in merged.items()]
+
+
 def frontier_points(rows: list[dict]) -> list[dict]:
     """``[{"step", "kl", "reward"}]``: reward and KL logged on the same row, in step order.
 

@@ -14,7 +14,7 @@ from alignlab.methods import get_method, method_names
 from alignlab.rewards import reward_names
 from alignlab.runner import list_runs
 from alignlab.ui.notebook import Chat, Lab, RunForm, RunsView, knob_widget, sweep, waiting
-from alignlab.ui.notebook.grid import FRONTIER
+from alignlab.ui.figures import FRONTIER
 from alignlab.ui.notebook.runs import run_label
 from alignlab.ui.notebook.series import grid
 
@@ -102,6 +102,28 @@ def test_figure_widget_opens_with_its_data_and_layout(monkeypatch):
     assert state["_widget_data"][0]["y"] == [3, 4] and state["_widget_layout"]["title"]["text"] == "t"
     figure.add_scatter(x=[1], y=[1])
     assert len(figure.data) == 2 and len(opened) == 1
+
+
+def test_live_points_draw_what_the_whole_history_draws():
+    from alignlab.ui.notebook import LiveFigures
+    from alignlab.ui.notebook.grid import grid_figure
+
+    events = [{"step": step, "time": None, "metrics": {"loss": 1 / step, "rewards/margins": step / 10,
+                                                       **({"probe/reward": step / 5, "probe/kl": step / 50}
+                                                          if step % 10 == 0 else {})}} for step in range(1, 41)]
+    live = LiveFigures(["dpo"])
+    for start in range(0, 40, 8):  # as a run logs them, a few at a time
+        live.add(events[start:start + 8], "run")
+    whole = grid_figure(live.panels, live.rows)
+
+    def look(figure) -> set[tuple]:
+        return {(tuple(t.meta), t.name, t.mode, t.line.color, t.hovertemplate, tuple(t.x), tuple(t.y))
+                for t in figure.data}
+
+    assert look(live.figure) == look(whole)
+    assert live.line("Loss", "loss").mode == "lines"  # markers went once the curve grew long
+    assert live.line(FRONTIER, FRONTIER).mode == "lines+markers" and len(live.line(FRONTIER, FRONTIER).x) == 4
+    assert [a.text for a in live.figure.layout.annotations] == [a.text for a in whole.layout.annotations]
 
 
 def test_sweep_grid_is_every_combination_validated_up_front():

@@ -105,3 +105,22 @@ def test_figures_name_the_keys_a_run_has_not_logged(dpo_rows):
     kl = method_figures("dpo", {"a": dpo_rows})["KL from reference"]
     assert len(kl.data) == 0 and "no kl, objective/kl, probe/kl logged yet" in kl.layout.annotations[0].text
     assert "probe_every" in frontier_figure({"a": dpo_rows}).layout.annotations[0].text
+
+
+def test_the_notebook_grid_draws_the_lines_of_the_app_figures(dpo_rows):
+    from alignlab.ui.figures import FRONTIER, curves_figure, frontier_figure
+    from alignlab.ui.notebook.grid import grid_figure, panels_of
+
+    histories = {"a": dpo_rows, "b": ROWS}
+    panels = panels_of(["dpo"])
+    grid = grid_figure(panels, histories, overlay=True)
+
+    def look(traces) -> list[tuple]:
+        return [(t.name, t.mode, t.line.color, t.line.dash, t.hovertemplate, list(t.x), list(t.y)) for t in traces]
+
+    for panel in panels:
+        app = frontier_figure(histories) if panel.title == FRONTIER else curves_figure(histories, panel.keys,
+                                                                                       panel.title)
+        assert look(trace for trace in grid.data if trace.meta[0] == panel.title) == look(app.data), panel.title
+    colours = {trace.meta[1]: trace.line.color for trace in grid.data}
+    assert len(set(colours.values())) == 2  # overlaid: a colour per run

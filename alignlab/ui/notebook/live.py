@@ -19,9 +19,9 @@ import pandas  # noqa: F401 - import now: plotly imports it lazily, racing the t
 import plotly.graph_objects as go
 
 from alignlab.plots import rows_from_events
+from alignlab.ui.figures import FRONTIER, line_mode, panel_lines
 from alignlab.ui.notebook.figure_widget import FigureWidget
-from alignlab.ui.notebook.grid import (FRONTIER, empty_grid, grid_figure, panel_lines, panels_of, subplot_title,
-                                       trace_style)
+from alignlab.ui.notebook.grid import empty_grid, grid_figure, panels_of, subplot_title, trace_style
 
 
 class LiveFigures(widgets.VBox):
@@ -70,6 +70,8 @@ class LiveFigures(widgets.VBox):
                             trace.x, trace.y, trace.customdata = x, y, steps
                         else:
                             trace.x, trace.y = (*trace.x, *x), (*trace.y, *y)
+                        if trace.mode != line_mode(panel, len(trace.x)):  # markers go once a curve is long
+                            trace.mode = line_mode(panel, len(trace.x))
         now = time.time()
         self.latencies.extend(now - event["time"] for event in events if event.get("time"))
         del self.latencies[:-1000]

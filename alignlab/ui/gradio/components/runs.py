@@ -11,7 +11,7 @@ import json
 import gradio as gr
 
 from alignlab.errors import AlignLabError
-from alignlab.plots import panels_for
+from alignlab.plots import merged_panels
 from alignlab.runner import delete_run
 from alignlab.ui.figures import curves_figure, frontier_figure
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
@@ -40,12 +40,9 @@ def comparison_figures(runs: list[dict], selected: list[str]) -> list:
     if not chosen:
         return []
     histories = {run["run_id"]: run["history"] for run in chosen}
-    panels: dict[str, tuple[str, ...]] = {}
-    for run in chosen:
-        for panel in panels_for(run["method"]):
-            panels[panel.title] = tuple(dict.fromkeys(panels.get(panel.title, ()) + panel.keys))
+    panels = merged_panels(run["method"] for run in chosen)
     logged = {key for rows in histories.values() for row in rows for key, value in row.items() if value is not None}
-    figures = [curves_figure(histories, keys, title) for title, keys in panels.items() if logged & set(keys)]
+    figures = [curves_figure(histories, panel.keys, panel.title) for panel in panels if logged & set(panel.keys)]
     return figures + [frontier_figure(histories)]
 
 
