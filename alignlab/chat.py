@@ -6,7 +6,9 @@ With a LoRA adapter the reference is the same weights with the adapter disabled
 :class:`ChatPair` answers one prompt with both models in a single manual decoding loop: one token
 for the reference, one for the aligned model, each side with its own KV cache and its own
 ``torch.Generator`` seeded identically, so both columns draw from the same random stream and a
-difference between them comes from the weights, not from luck. A :class:`ChatReply` is yielded
+difference between them comes from the weights, not from luck. When the two share weights (a LoRA
+adapter), each token pair is one batched forward pass: PEFT's mixed-adapter batch runs the reference
+row without the adapter and the aligned row with it. A :class:`ChatReply` is yielded
 after every token pair; the last one has ``done=True`` and both answers' rewards.
 
 Two modes:
@@ -216,11 +218,15 @@ class ChatPair:
         if self.identical:
             sides = sides[:1]  # base only: one model, both columns show its answer
         stop_ids = self._stop_ids()
+        batch = self._mixed_batch(sides) if self.shares_weights else None
         for _ in range(settings.max_new_tokens):
             with self.lock:
-                for side in sides:
-                    if not side.finished:
-                        self._step(side, settings, stop_ids)
+                if batch is not None:
+                    self._step_mixed(sides, batch, settings, stop_ids)
+                else:
+                    for side in sides:
+                        if not side.finished:
+                            self._step(side, settings, stop_ids)
             if all(side.finished for side in sides):
                 break
             yield self._reply(sides)
@@ -269,6 +275,52 @@ class ChatPair:
         side.next_input = torch.tensor([[token]], device=side.next_input.device)
         if len(side.tokens) >= settings.max_new_tokens:
             side.finished = True
+
+    def _mixed_batch(self, sides: list[_Side]) -> dict:
+        """Both prompts left-padded into one batch, for :meth:`_step_mixed`."""
+        import torch
+
+        pad = self._pad_id()
+        width = max(side.next_input.shape[1] for side in sides)
+        device = sides[0].next_input.device
+        rows, masks = [], []
+        for side in sides:
+            gap = width - side.next_input.shape[1]
+            rows.append(torch.cat([torch.full((gap,), pad, device=device), side.next_input[0]]))
+            masks.append(torch.cat([torch.zeros(gap, device=device), torch.ones(side.next_input.shape[1], device=device)]))
+        mask = torch.stack(masks).long()
+        return {"input_ids": torch.stack(rows), "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+                "past_key_values": None}
+
+    def _step_mixed(self, sides: list[_Side], batch: dict, settings: SamplingSettings, stop_ids: set[int]) -> None:
+        """One token for both columns in a single forward pass over the shared weights.
+
+        PEFT's mixed-adapter batch runs row 0 through the base weights (``__base__``: the
+        reference) and row 1 with the adapter on, so the adapter is never switched off and the
+        weights are read once per token pair instead of twice.
+        """
+        import torch
+
+        with torch.no_grad():
+            output = self.model(**batch, use_cache=True, adapter_names=["__base__", self.model.active_adapter])
+        picked = []
+        for row, side in enumerate(sides):
+            token = None
+            if not side.finished:
+                token = next_token(output.logits[row, -1].float(), settings, side.generator)
+                if token in stop_ids:
+                    side.finished, token = True, None
+                else:
+                    side.tokens.append(token)
+                    side.finished = len(side.tokens) >= settings.max_new_tokens
+            picked.append(self._pad_id() if token is None else token)
+        mask = batch["attention_mask"]
+        batch.update(input_ids=torch.tensor(picked, device=mask.device).unsqueeze(1),
+                     attention_mask=torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1),
+                     position_ids=batch["position_ids"][:, -1:] + 1, past_key_values=output.past_key_values)
+
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
 
     def _texts(self, sides: list[_Side]) -> tuple[str, str]:
         texts = [self.tokenizer.decode(side.tokens, skip_special_tokens=True) for side in sides]
