@@ -58,6 +58,26 @@ def lock_for(model) -> threading.RLock:
         return _MODEL_LOCKS.setdefault(model, threading.RLock())
 
 
+def guard_adapter_switch(model) -> None:
+    """Make ``model.disable_adapter()`` hold :func:`lock_for` ``(model)`` while the adapter is off.
+
+    TRL's trainers switch a LoRA policy's adapter off for every reference forward pass. A chat
+    reading the live model from another thread takes the same lock per token, so with this guard
+    it waits for the reference pass instead of reading the reference weights as the aligned model.
+    """
+    if not is_adapter_model(model) or getattr(model, "_alignlab_guarded", False):
+        return
+    unguarded, lock = model.disable_adapter, lock_for(model)
+
+    @contextlib.contextmanager
+    def disable_adapter():
+        with lock, unguarded():
+            yield
+
+    model.disable_adapter = disable_adapter
+    model._alignlab_guarded = True
+
+
 @contextlib.contextmanager
 def reference_of(model, config):
     """Context manager yielding the reference model for ``model`` (trained from ``config.model``).
@@ -148,6 +168,8 @@ class ChatPair:
         if not live:
             model.eval()
         self.identical = self.reference_model is model and not self.shares_weights
+        # shared weights: both columns in one batched forward per token (False: one forward per side)
+        self.mixed_batch = self.shares_weights
 
     # --- constructors --------------------------------------------------------------------------
     @classmethod
@@ -218,7 +240,7 @@ class ChatPair:
         if self.identical:
             sides = sides[:1]  # base only: one model, both columns show its answer
         stop_ids = self._stop_ids()
-        batch = self._mixed_batch(sides) if self.shares_weights else None
+        batch = self._mixed_batch(sides) if self.mixed_batch else None
         for _ in range(settings.max_new_tokens):
             with self.lock:
                 if batch is not None:

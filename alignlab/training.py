@@ -103,6 +103,7 @@ def build_trainer(handle, context):
 
 def train(handle) -> None:
     """Train one run to the end (or a stop request) and save its results."""
+    from alignlab.chat import guard_adapter_switch
     from alignlab.data import load_dataset
     from alignlab.models import load_model, load_tokenizer
     from alignlab.rewards import reward_for
@@ -124,6 +125,7 @@ def train(handle) -> None:
         context.extras.setdefault("callbacks", []).append(ProbeCallback(handle, context))
     trainer = build_trainer(handle, context)
     policy = policy_of(trainer.model)
+    guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
     try:
         trainer.train()

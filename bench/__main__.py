@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.report import markdown
 from bench.summary import summarise
 
-SECTIONS = ("overhead", "efficiency", "chat", "perl", "probe")
+SECTIONS = ("overhead", "efficiency", "chat", "perl", "probe", "methods")
 
 
 class Bench:
@@ -113,6 +113,15 @@ def probe(bench: Bench, model: str) -> None:
                subscriber=True, output_dir=bench.run_dir("probe"))
 
 
+def methods(bench: Bench, model: str) -> None:
+    """Seconds per step of every registered method at its defaults (LoRA, batch 8, probe off)."""
+    from alignlab.methods import method_names
+
+    for method in method_names():
+        bench.case("methods", method, "alignlab_run", method=method, model=model, steps=max(3, bench.args.steps // 2),
+                   output_dir=bench.run_dir("methods"))
+
+
 def machine() -> dict:
     """What the figures came from."""
     import torch
@@ -163,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         perl(bench, args.model)
     if "probe" in args.sections:
         probe(bench, args.model)
+    if "methods" in args.sections:
+        methods(bench, args.model)
     info["load_avg_end"] = os.getloadavg()
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {"command": command.strip(), "machine": info, "minutes": round((time.time() - started) / 60, 1),

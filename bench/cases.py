@@ -146,7 +146,11 @@ def matmul_peak(seconds: float = 2.0, tokens: int = 800, hidden: int = 576, ffn:
 
 
 def chat_speed(run_dir: str, tokens: int = 48, reps: int = 3) -> dict:
-    """Tokens/s of the side-by-side pair (one model, adapter toggled per token) vs two plain ``generate`` calls."""
+    """Tokens/s of the side-by-side pair vs two plain ``generate`` calls on the same LoRA model.
+
+    The pair is timed both ways: one mixed-adapter batched forward per token pair (the default) and
+    one forward per side with the adapter switched off for the reference (``mixed_batch=False``).
+    """
     import torch
 
     from alignlab.chat import ChatPair
@@ -173,16 +177,18 @@ def chat_speed(run_dir: str, tokens: int = 48, reps: int = 3) -> dict:
                 made += count(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
         return made, time.perf_counter() - begin
 
-    def paired() -> tuple[int, float]:
+    def paired(mixed_batch: bool) -> tuple[int, float]:
+        pair.mixed_batch = mixed_batch
         begin = time.perf_counter()
         reply = pair.generate_pair(CHAT_MESSAGE, settings)
         return count(reply.reference) + count(reply.aligned), time.perf_counter() - begin
 
-    paired(), plain()  # warm up both paths
+    paired(True), paired(False), plain()  # warm up every path
     rounds = []
     for _ in range(reps):
-        (pn, pt), (qn, qt) = paired(), plain()
-        rounds.append({"pair_tokens_per_s": pn / pt, "plain_tokens_per_s": qn / qt, "pair_tokens": pn, "plain_tokens": qn})
+        (pn, pt), (sn, st), (qn, qt) = paired(True), paired(False), plain()
+        rounds.append({"pair_tokens_per_s": pn / pt, "per_side_tokens_per_s": sn / st, "plain_tokens_per_s": qn / qt,
+                       "pair_tokens": pn, "per_side_tokens": sn, "plain_tokens": qn})
     return {"threads": _threads(), "rounds": rounds, "shares_weights": pair.shares_weights}
 
 

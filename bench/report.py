@@ -59,10 +59,13 @@ def markdown(results: dict) -> str:
         c = s["chat"]
         lines += ["## 3. Side-by-side chat", "",
                   "| figure | value | goal |", "|---|---:|---|",
-                  f"| pair (adapter toggled per token), tokens/s | {_f(c.get('pair_tokens_per_s'), '.1f')} | |",
+                  f"| pair, one batched forward per token pair (default), tokens/s | {_f(c.get('pair_tokens_per_s'), '.1f')} | |",
+                  f"| pair, one forward per side, adapter toggled (before), tokens/s | "
+                  f"{_f(c.get('per_side_tokens_per_s'), '.1f')} | |",
                   f"| two plain `generate` calls, tokens/s | {_f(c.get('plain_tokens_per_s'), '.1f')} | |",
                   f"| pair / plain speed | {_f(c.get('pair_over_plain'), '.2f')} | ≥ 0.9: "
-                  f"{_goal(c.get('pair_over_plain'), 0.9, below=False)} |"]
+                  f"{_goal(c.get('pair_over_plain'), 0.9, below=False)} |",
+                  f"| per-side pair / plain speed (before) | {_f(c.get('per_side_over_plain'), '.2f')} | |"]
         for kind, mib in c["memory_mib"].items():
             lines.append(f"| peak RSS, {kind.replace('_', ' ')} (MiB) | {mib:.0f} | |")
         lines += [f"| pair / one model memory | {_f(c.get('pair_over_one'))} | ≤ 1.1: {_goal(c.get('pair_over_one'), 1.1)} |",
@@ -94,6 +97,14 @@ def markdown(results: dict) -> str:
                   f"| Start to first training step, s | {_f(p['start_to_first_step_s'], '.1f')} | |"]
         if p.get("subscriber_latency_ms"):
             lines.append(f"| logged metric to subscriber, median ms | {p['subscriber_latency_ms']['median']:.2f} | |")
+        lines.append("")
+    if s.get("methods"):
+        lines += ["## Every method at its defaults (LoRA, batch 8, probe off)", "",
+                  "| method | s/step | steps/s | peak RSS (MiB) | state |", "|---|---:|---:|---:|---|"]
+        for name, row in s["methods"].items():
+            rate = 1 / row["step_s"] if row["step_s"] else None
+            lines.append(f"| {name} | {_f(row['step_s'])} | {_f(rate, '.3f')} | {row['peak_rss_mib']} | "
+                         f"{row['state']}{' ' + str(row['error'])[:80] if row['error'] else ''} |")
         lines.append("")
     lines += ["## 6. GPU", "", "CUDA available in this run: " + ("yes" if m["cuda"] else "no") + ".", ""]
     return "\n".join(lines)

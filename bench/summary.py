@@ -103,6 +103,8 @@ def chat(rows: list[dict]) -> dict:
         rounds = speed["rounds"]
         out.update(pair_tokens_per_s=median(r["pair_tokens_per_s"] for r in rounds),
                    plain_tokens_per_s=median(r["plain_tokens_per_s"] for r in rounds),
+                   per_side_tokens_per_s=median(r["per_side_tokens_per_s"] for r in rounds),
+                   per_side_over_plain=median(r["per_side_tokens_per_s"] / r["plain_tokens_per_s"] for r in rounds),
                    pair_over_plain=median(r["pair_tokens_per_s"] / r["plain_tokens_per_s"] for r in rounds),
                    shares_weights=speed.get("shares_weights"))
     if "one" in memory:
@@ -144,6 +146,11 @@ def probe(rows: list[dict]) -> dict:
             "subscriber_latency_ms": _latency([run]), "wall_s": run["wall_s"]}
 
 
+def methods(rows: list[dict]) -> dict:
+    return {r["label"]: {"step_s": pooled_median(rows, r["label"]), "peak_rss_mib": r["peak_rss_mib"],
+                         "state": r.get("state"), "error": r.get("error")} for r in rows}
+
+
 def summarise(raw: dict[str, list]) -> dict:
     """Every section's figures; sections that did not run are absent."""
     out = {}
@@ -157,4 +164,6 @@ def summarise(raw: dict[str, list]) -> dict:
         out["perl"] = perl(raw["perl"])
     if "probe" in raw:
         out["probe"] = probe(raw["probe"])
+    if "methods" in raw:
+        out["methods"] = methods(raw["methods"])
     return out

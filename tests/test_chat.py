@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from alignlab.chat import ChatPair, ChatReply, lock_for, next_token, reference_of
+from alignlab.chat import ChatPair, ChatReply, guard_adapter_switch, lock_for, next_token, reference_of
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
@@ -97,6 +97,29 @@ def test_reference_of_holds_the_model_lock_while_the_adapter_is_off(pair, run_di
     try_lock(outside)
     lock_for(pair.model).release()
     assert outside == [True] and pair.lock is lock_for(pair.model)
+
+
+def test_a_guarded_adapter_switch_waits_for_a_chat_step_in_another_thread(run_dir):
+    from alignlab.models import load_trained
+
+    model, _ = load_trained(run_dir)  # a PeftModel, as a trainer holds it
+    guard_adapter_switch(model)
+    guard_adapter_switch(model)  # idempotent
+    switched = threading.Event()
+
+    def trainer_reference_pass():
+        with model.disable_adapter():  # what TRL does for every reference forward
+            switched.set()
+
+    with lock_for(model):  # a chat step in progress on the live model
+        thread = threading.Thread(target=trainer_reference_pass)
+        thread.start()
+        assert not switched.wait(0.3)  # the adapter stays on until the chat step ends
+    thread.join(5)
+    assert switched.is_set()
+    with model.disable_adapter():  # the same thread may nest (the lock is re-entrant)
+        with reference_of(model, config_of(run_dir)):
+            pass
 
 
 def test_chat_mode_keeps_one_history_per_side(moved_pair):

@@ -1,0 +1,48 @@
+"""The benchmark's arithmetic, and one real quick run of two of its sections on tiny-random."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.summary import achieved, overhead, step_flops
+
+SHAPE = {"linear_macs_per_token": 1000, "lora_macs_per_token": 10, "layers": 2, "attention_width": 4}
+
+
+def test_step_flops_counts_forward_backward_and_reference():
+    tokens = 160  # 16 sequences (8 pairs) of 10 tokens: attention term 4·2·4·10 = 320 per token forward
+    forward = 2 * 1000 + 320
+    full_no_ref = step_flops(SHAPE, tokens, lora=False, reference=False)
+    assert full_no_ref == pytest.approx(tokens * 3 * forward)  # the classic 6·N per token, plus attention
+    assert step_flops(SHAPE, tokens, lora=False) == pytest.approx(tokens * 4 * forward)
+    lora = step_flops(SHAPE, tokens)  # frozen weights: activation gradients only, adapters in full
+    assert lora == pytest.approx(tokens * (2 * forward + 3 * 20 + forward))
+
+
+def test_achieved_rate_pairs_each_step_time_with_its_own_tokens():
+    run = {"step_times": [2.0, 1.0, 1.0, 1.0], "tokens_per_step": [10.0, 160.0, 160.0, 160.0, 160.0]}
+    assert achieved(SHAPE, run, lora=False, reference=False) == pytest.approx(step_flops(SHAPE, 160, False, False))
+
+
+def test_overhead_ratio_uses_medians_of_steady_steps():
+    rows = [{"label": "bare-trl", "state": "finished", "step_times": [9.0, 1.0, 1.0, 1.2], "tokens_per_step": [1, 2]},
+            {"label": "alignlab", "state": "finished", "step_times": [5.0, 1.1, 1.1, 1.0], "tokens_per_step": [1, 2]}]
+    result = overhead(rows)
+    assert result["runner_over_bare"] == pytest.approx(1.1) and result["same_tokens"]
+
+
+def test_quick_bench_runs_and_writes_its_table(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--sections", "overhead", "chat",
+                           "--out", str(tmp_path), "--work", str(tmp_path / "work")],
+                          cwd=root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    o = results["summary"]["overhead"]
+    assert o["same_tokens"] and o["config_differences"] == {}  # the bare script really runs the same config
+    assert 0.5 < o["runner_over_bare"] < 2.0
+    assert results["summary"]["chat"]["shares_weights"] and results["summary"]["chat"]["pair_tokens_per_s"] > 0
+    assert "## 1. Runner overhead" in (tmp_path / "RESULTS.md").read_text()
