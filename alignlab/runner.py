@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
+import socket
 import shutil
 import threading
 import time
@@ -109,7 +111,8 @@ class RunHandle:
     # --- internal ------------------------------------------------------------------------
     def _write_status(self, **extra: Any) -> None:
         if self.is_writer:
-            write_json(self.run_dir / "status.json", {**self.status, **extra, "updated": time.time()})
+            write_json(self.run_dir / "status.json", {**self.status, **extra, "updated": time.time(),
+                                                      "pid": os.getpid(), "host": socket.gethostname()})
 
     def _finish(self, state: str, error: str | None = None) -> None:
         self.state = state
@@ -185,6 +188,9 @@ def read_run(run_dir: str | Path) -> dict:
     config = json.loads((run_dir / "config.json").read_text())
     status_path = run_dir / "status.json"
     status = json.loads(status_path.read_text()) if status_path.exists() else {"state": "unknown"}
+    if status.get("state") == "running" and _owner_is_gone(status):
+        status.update(state="failed", error=f"the process training this run (pid {status['pid']}) ended without "
+                      "finishing it (killed?); the weights saved so far, if any, are in model/")
     rows, _ = read_metrics(run_dir / "metrics.jsonl")
     last: dict[str, Any] = {}
     for row in rows:
@@ -193,6 +199,20 @@ def read_run(run_dir: str | Path) -> dict:
             "state": status.get("state"), "error": status.get("error"), "steps": last.get("step", 0),
             "loss": last.get("loss"), "reward": _first(last, ("probe/reward", "reward", "rewards/margins")),
             "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "config": config, "history": rows}
+
+
+def _owner_is_gone(status: dict) -> bool:
+    """True when the status names a process on this host that no longer exists."""
+    pid = status.get("pid")
+    if not pid or status.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _first(values: dict, keys: tuple[str, ...]):

@@ -73,3 +73,19 @@ def test_bad_input_leaves_no_run_directory(tiny, tmp_path):
     with pytest.raises(AlignLabError, match="model"):
         start(RunConfig.from_dict({"method": "dpo", **{**tiny, "model": "no/such-model"}}))
     assert not Path(tiny["output_dir"]).exists()
+
+
+def test_a_run_whose_process_died_reads_as_failed(tiny):
+    import subprocess
+    import sys
+
+    handle = start(RunConfig.from_dict({"method": "dpo", **tiny}), background=False)
+    status_path = handle.run_dir / "status.json"
+    assert json.loads(status_path.read_text())["pid"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    status = json.loads(status_path.read_text())
+    status_path.write_text(json.dumps({**status, "state": "running", "pid": int(dead.stdout)}))  # as if SIGKILLed
+    [run] = list_runs(tiny["output_dir"])
+    assert run["state"] == "failed" and "ended without finishing" in run["error"]
+    status_path.write_text(json.dumps({**status, "state": "running"}))  # this process is alive: still running
+    assert list_runs(tiny["output_dir"])[0]["state"] == "running"
