@@ -65,6 +65,8 @@ def overhead(bench: Bench, model: str, model_path: str) -> None:
             ("alignlab", "alignlab_run", dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"))),
             ("alignlab+subscriber", "alignlab_run",
              dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"), subscriber=True)),
+            ("alignlab+notebook-figure", "alignlab_run",
+             dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"), subscriber="notebook-figure")),
         ):
             bench.case("overhead", label, name, steps=bench.args.steps, **kwargs)
 

@@ -29,9 +29,13 @@ def _token_steps(cumulative: list[float]) -> list[float]:
 
 
 def alignlab_run(method: str, model: str, steps: int, output_dir: str, probe_every: int = 0,
-                 subscriber: bool = False, lora: bool = True, batch_size: int = 8, seed: int = 42,
+                 subscriber: bool | str = False, lora: bool = True, batch_size: int = 8, seed: int = 42,
                  method_args: dict | None = None) -> dict:
-    """One run through alignlab's runner (bus, JSONL log, status writes) with optional live subscriber."""
+    """One run through alignlab's runner (bus, JSONL log, status writes) with an optional live subscriber.
+
+    ``subscriber``: True records each event's delivery latency; ``"notebook-figure"`` attaches the
+    notebook's live plotly figure (:class:`~alignlab.ui.notebook.live.LiveFigures`), no browser.
+    """
     from alignlab import RunConfig, start
     from alignlab.training import trl_arguments
 
@@ -40,7 +44,13 @@ def alignlab_run(method: str, model: str, steps: int, output_dir: str, probe_eve
     latencies: list[float] = []
     started = time.time()
     handle = start(config)
-    if subscriber:  # what a dashboard does at least: receive every event as it is published
+    if subscriber == "notebook-figure":  # the lab's live plotly figure, fed from the training thread
+        from alignlab.ui.notebook.live import LiveFigures
+
+        figures = LiveFigures([method])
+        figures.follow(handle)
+        latencies = figures.latencies
+    elif subscriber:  # what a dashboard does at least: receive every event as it is published
         handle.subscribe(lambda event: latencies.append(time.time() - event["time"]), replay=False)
     handle.wait()
     rows = [json.loads(line) for line in (handle.run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -34,12 +34,19 @@ def markdown(results: dict) -> str:
                   f"{_f(o['runner_over_bare'], '.3f')} vs bare | ≤ 1.03: {_goal(o['runner_over_bare'], 1.03)} |",
                   f"| + live subscriber | {_f(o['step_s']['alignlab+subscriber'])} | "
                   f"{_f(o['subscriber_over_runner'], '.3f')} vs runner | ≤ 1.02: {_goal(o['subscriber_over_runner'], 1.02)} |",
+                  f"| + the notebook's live plotly figure (no browser) | {_f(o['step_s'].get('alignlab+notebook-figure'))} | "
+                  f"{_f(o.get('notebook_figure_over_runner'), '.3f')} vs runner | ≤ 1.02: "
+                  f"{_goal(o.get('notebook_figure_over_runner'), 1.02)} |",
                   "", f"Same tokens per step in every path: {o['same_tokens']}. TRL config fields that differ "
                   f"(bare, alignlab): {o['config_differences'] or 'none'}."]
         if o.get("subscriber_latency_ms"):
             lat = o["subscriber_latency_ms"]
             lines += ["", f"Logged metric to subscriber: median {lat['median']:.2f} ms, max {lat['max']:.2f} ms "
                       f"over {lat['events']} events."]
+        if o.get("figure_latency_ms"):
+            lat = o["figure_latency_ms"]
+            lines += ["", f"Logged metric to its point sent by the live figure: median {lat['median']:.2f} ms, "
+                      f"max {lat['max']:.2f} ms over {lat['events']} events."]
         lines.append("")
     if s.get("efficiency"):
         e = s["efficiency"]

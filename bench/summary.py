@@ -23,17 +23,21 @@ def _ratio(a, b):
 
 
 def overhead(rows: list[dict]) -> dict:
-    bare, runner, live = (pooled_median(rows, k) for k in ("bare-trl", "alignlab", "alignlab+subscriber"))
+    bare, runner, live, figure = (pooled_median(rows, k) for k in
+                                  ("bare-trl", "alignlab", "alignlab+subscriber", "alignlab+notebook-figure"))
     first = {r["label"]: r for r in rows}
     diffs = {}
     if "bare-trl" in first and "alignlab" in first:
         a, b = first["bare-trl"].get("trl_args", {}), first["alignlab"].get("trl_args", {})
         diffs = {k: [a.get(k), b.get(k)] for k in set(a) | set(b) if k not in IGNORED_ARGS and a.get(k) != b.get(k)}
     tokens = {r["label"]: r.get("tokens_per_step") for r in rows}
-    return {"step_s": {"bare-trl": bare, "alignlab": runner, "alignlab+subscriber": live},
+    return {"step_s": {"bare-trl": bare, "alignlab": runner, "alignlab+subscriber": live,
+                       "alignlab+notebook-figure": figure},
             "runner_over_bare": _ratio(runner, bare), "subscriber_over_runner": _ratio(live, runner),
+            "notebook_figure_over_runner": _ratio(figure, runner),
             "config_differences": diffs, "same_tokens": len({str(t) for t in tokens.values() if t}) == 1,
-            "subscriber_latency_ms": _latency(rows)}
+            "subscriber_latency_ms": _latency([r for r in rows if r["label"] == "alignlab+subscriber"]),
+            "figure_latency_ms": _latency([r for r in rows if r["label"] == "alignlab+notebook-figure"])}
 
 
 def _latency(rows: list[dict]) -> dict | None:
