@@ -22,6 +22,7 @@ from pathlib import Path
 from bench.report import markdown
 from bench.summary import summarise
 
+MAY_FAIL = {"torch-compile"}  # variants TRL may not support: their failure is reported, not fatal
 SECTIONS = ("overhead", "efficiency", "chat", "perl", "probe", "methods")
 
 
@@ -75,7 +76,9 @@ def efficiency(bench: Bench, model: str, model_path: str) -> None:
     """Matmul peak, the model's shape, and DPO step variants TRL and PyTorch offer."""
     bench.case("efficiency", "model-shape", "model_shape", model=model)
     bench.case("efficiency", "matmul-peak", "matmul_peak")
-    variants = [("fp32", {}), ("precompute-ref", {"precompute_ref_log_probs": True}), ("bf16-autocast", {"bf16": True})]
+    bench.case("efficiency", "padding", "padding_utilisation", model=model)
+    variants = [("fp32", {}), ("precompute-ref", {"precompute_ref_log_probs": True}), ("bf16-autocast", {"bf16": True}),
+                ("torch-compile", {"torch_compile": True})]
     for label, extra in variants:  # bf16 without hardware support is slow: fewer steps suffice
         steps = min(bench.args.steps, 4) if "bf16" in extra else bench.args.steps
         bench.case("efficiency", label, "dpo_bare", model_path=model_path, steps=steps,
@@ -186,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "RESULTS.md").write_text(markdown(results))
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")
-    failed = [r["label"] for rows in bench.raw.values() for r in rows if r.get("state") not in (None, "finished")]
+    failed = [r["label"] for rows in bench.raw.values() for r in rows
+              if r.get("state") not in (None, "finished") and r["label"] not in MAY_FAIL]
     if failed:
         print("failed cases: " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0

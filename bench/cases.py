@@ -108,7 +108,11 @@ def dpo_bare(model_path: str, steps: int, output_dir: str, batch_size: int = 8, 
                          peft_config=LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules="all-linear",
                                                 task_type="CAUSAL_LM"),
                          callbacks=[clock])
-    trainer.train()
+    try:
+        trainer.train()
+    except Exception as error:  # noqa: BLE001 - a variant TRL cannot run is a result too
+        return {"state": "failed", "error": f"{type(error).__name__}: {error}", "threads": _threads(),
+                "step_times": _deltas(clock.times), "tokens_per_step": _token_steps(clock.tokens)}
     return {"state": "finished", "threads": _threads(), "step_times": _deltas(clock.times),
             "tokens_per_step": _token_steps(clock.tokens), "wall_s": round(time.time() - started, 2),
             "trl_args": _plain(args.to_dict())}
@@ -217,3 +221,32 @@ def chat_memory(kind: str, run_dir: str, model: str) -> dict:
         aligned, tokenizer = load_trained(run_dir)
         ChatPair(aligned.merge_and_unload(), tokenizer, base_model_name=model).generate_pair(CHAT_MESSAGE, settings)
     return {"kind": kind}
+
+
+def padding_utilisation(model: str, batch_size: int = 8, draws: int = 2000) -> dict:
+    """Share of real tokens in DPO batches of the built-in pairs (chosen and rejected padded to one length).
+
+    Random batches (what the trainer draws) against batches of pairs sorted by length (the best
+    that length bucketing could do).
+    """
+    import random
+
+    from alignlab.models import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    rows = [json.loads(line) for line in PREFS.read_text().splitlines()]
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    pairs = [(count(r["prompt"]) + count(r["chosen"]) + 1, count(r["prompt"]) + count(r["rejected"]) + 1) for r in rows]
+
+    def share(batches) -> float:
+        real = sum(sum(a + b for a, b in batch) for batch in batches)
+        return real / sum(2 * len(batch) * max(max(p) for p in batch) for batch in batches)
+
+    rng = random.Random(0)
+    ordered = sorted(pairs, key=max)
+    return {"random_batches": share([rng.sample(pairs, batch_size) for _ in range(draws)]),
+            "length_sorted_batches": share([ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]),
+            "mean_tokens_per_sequence": sum(a + b for a, b in pairs) / (2 * len(pairs))}

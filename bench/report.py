@@ -58,8 +58,16 @@ def markdown(results: dict) -> str:
                   "| variant | threads | s/step | model GFLOP/s | fraction of matmul peak | goal ≥ 0.5 |",
                   "|---|---:|---:|---:|---:|---|"]
         for label, v in e["variants"].items():
+            if "failed" in v:
+                lines.append(f"| {label} | {v['threads']} | failed | | | {str(v['failed'])[:90]} |")
+                continue
             lines.append(f"| {label} | {v['threads']} | {_f(v['step_s'])} | {_f(v['gflops'], '.1f')} | "
                          f"{_f(v['fraction_of_peak'], '.2f')} | {_goal(v['fraction_of_peak'], 0.5, below=False)} |")
+        if e.get("padding"):
+            pad = e["padding"]
+            lines += ["", f"Real tokens in a DPO batch of the built-in pairs: {pad['random_batches']:.3f} with random "
+                      f"batches, {pad['length_sorted_batches']:.3f} if sorted by length (the most length bucketing could "
+                      f"give); {pad['mean_tokens_per_sequence']:.1f} tokens per sequence on average."]
         lines += ["", "Model FLOPs: see `bench.summary.step_flops` (LoRA: the frozen weights need only activation "
                   "gradients; the reference forward counts unless precomputed).", ""]
     if "chat" in s:

@@ -92,7 +92,15 @@ def efficiency(rows: list[dict], overhead_rows: list[dict]) -> dict:
         entry["gflops"].append(rate / 1e9)
         entry["fraction_of_peak"].append(rate / peak_here)
         entry["step_s"].append(median(steady(run["step_times"])))
+    for run in rows:
+        if run["case"] == "dpo_bare" and run.get("state") != "finished":
+            out["variants"][run["label"]] = {"failed": run.get("error"), "threads": run.get("threads")}
+    padding = next((r for r in rows if r["label"] == "padding"), None)
+    if padding:
+        out["padding"] = {k: padding[k] for k in ("random_batches", "length_sorted_batches", "mean_tokens_per_sequence")}
     for entry in out["variants"].values():
+        if "failed" in entry:
+            continue
         for key in ("gflops", "fraction_of_peak", "step_s"):
             entry[key] = median(entry[key])
     return out
