@@ -110,8 +110,10 @@ def train(handle) -> None:
     from alignlab.runner import RunContext
 
     import datasets
+    from transformers.utils import logging as transformers_logging
 
     datasets.disable_progress_bars()  # the lab shows its own progress; these would print into notebooks
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars too
     config = handle.config
     spec = config.spec
     tokenizer = load_tokenizer(config.model, config.trust_remote_code)
