@@ -140,6 +140,24 @@ def machine() -> dict:
             "load_avg_start": os.getloadavg()}
 
 
+def provenance(results: dict) -> dict:
+    """Where one section's figures came from (a merged file holds sections of several runs)."""
+    settings = results["settings"]
+    return {"command": results["command"], "finished": results.get("finished"),
+            "load_avg": [round(results["machine"]["load_avg_start"][0], 1), round(results["machine"]["load_avg_end"][0], 1)],
+            "threads": settings["threads"], "steps": settings["steps"], "reps": settings["reps"]}
+
+
+def merged(previous: dict, latest: dict) -> dict:
+    """``latest`` plus the sections of ``previous`` it did not measure (each keeps its provenance)."""
+    for section, raw in previous.get("raw", {}).items():
+        if section not in latest["raw"]:
+            latest["raw"][section] = raw
+            latest["provenance"][section] = previous.get("provenance", {}).get(section) or provenance(previous)
+    latest["summary"] = summarise(latest["raw"])
+    return latest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny-random, 3 steps, 1 rep (checks the bench runs)")
@@ -152,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thread-variants", type=int, nargs="*", default=[], help="extra thread counts to try")
     parser.add_argument("--out", default="bench", help="where results.json and RESULTS.md go")
     parser.add_argument("--work", default="runs/bench", help="scratch: run directories and child logs")
+    parser.add_argument("--keep-other-sections", action="store_true",
+                        help="keep the sections of an existing results.json that this run does not measure")
     args = parser.parse_args(argv)
     args.model = args.model or ("tiny-random" if args.quick else "smollm2-135m-instruct")
     args.steps = args.steps or (3 if args.quick else 8)
@@ -183,9 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {"command": command.strip(), "machine": info, "minutes": round((time.time() - started) / 60, 1),
                "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work")},
-               "summary": summarise(bench.raw), "raw": bench.raw}
+               "summary": summarise(bench.raw), "raw": bench.raw, "finished": time.strftime("%Y-%m-%d %H:%M")}
+    results["provenance"] = {section: provenance(results) for section in bench.raw}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.keep_other_sections and (out / "results.json").exists():
+        results = merged(json.loads((out / "results.json").read_text()), results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "RESULTS.md").write_text(markdown(results))
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")

@@ -13,6 +13,16 @@ def _goal(value, limit, below: bool = True) -> str:
     return "met" if (value <= limit if below else value >= limit) else "**not met**"
 
 
+def _source(results: dict, section: str) -> list[str]:
+    """One line naming the run a section came from, when the file merges several runs."""
+    sources = results.get("provenance", {})
+    if len({str(v.get("command")) + str(v.get("finished")) for v in sources.values()}) <= 1 or section not in sources:
+        return []
+    src = sources[section]
+    return [f"_From `{src.get('command')}`, finished {src.get('finished')}, load average {src.get('load_avg')}, "
+            f"{src.get('threads')} thread(s), {src.get('steps')} steps, {src.get('reps')} rep(s)._", ""]
+
+
 def markdown(results: dict) -> str:
     s, m = results["summary"], results["machine"]
     lines = [
@@ -27,7 +37,7 @@ def markdown(results: dict) -> str:
     ]
     if "overhead" in s:
         o = s["overhead"]
-        lines += ["## 1. Runner overhead (DPO, LoRA, same seed and data)", "",
+        lines += ["## 1. Runner overhead (DPO, LoRA, same seed and data)", "", *_source(results, "overhead"),
                   "| path | s/step | ratio | goal |", "|---|---:|---:|---|",
                   f"| bare TRL `DPOTrainer` script | {_f(o['step_s']['bare-trl'])} | 1 | |",
                   f"| alignlab runner (bus, JSONL log, status; probe off) | {_f(o['step_s']['alignlab'])} | "
@@ -50,7 +60,7 @@ def markdown(results: dict) -> str:
         lines.append("")
     if s.get("efficiency"):
         e = s["efficiency"]
-        lines += ["## 2. Compute efficiency of a DPO step", "",
+        lines += ["## 2. Compute efficiency of a DPO step", "", *_source(results, "efficiency"),
                   f"fp32 matmul peak in this run: {e['matmul_peak_gflops']:.1f} GFLOP/s (best square size; runs "
                   f"{', '.join(f'{p:.1f}' for p in e['matmul_peak_runs_gflops'])}); a matmul shaped like the model's "
                   f"MLP: {e['model_shaped_gflops']:.1f} GFLOP/s. Model: {e['linear_macs_per_token'] / 1e6:.1f} M "
@@ -72,7 +82,7 @@ def markdown(results: dict) -> str:
                   "gradients; the reference forward counts unless precomputed).", ""]
     if "chat" in s:
         c = s["chat"]
-        lines += ["## 3. Side-by-side chat", "",
+        lines += ["## 3. Side-by-side chat", "", *_source(results, "chat"),
                   "| figure | value | goal |", "|---|---:|---|",
                   f"| pair, one batched forward per token pair (default), tokens/s | {_f(c.get('pair_tokens_per_s'), '.1f')} | |",
                   f"| pair, one forward per side, adapter toggled (before), tokens/s | "
@@ -87,7 +97,7 @@ def markdown(results: dict) -> str:
                   f"| two copies / one model memory | {_f(c.get('two_copies_over_one'))} | |", ""]
     if "perl" in s:
         p = s["perl"]
-        lines += ["## 4. PERL (LoRA vs full) and RLOO vs PPO", "",
+        lines += ["## 4. PERL (LoRA vs full) and RLOO vs PPO", "", *_source(results, "perl"),
                   "| run | s/step | peak RSS (MiB) |", "|---|---:|---:|"]
         for label, row in p["runs"].items():
             lines.append(f"| {label} | {_f(row['step_s'])} | {row['peak_rss_mib']} |")
@@ -102,7 +112,7 @@ def markdown(results: dict) -> str:
                   "second copy of the base weights with its own adapter), RLOO none.", ""]
     if s.get("probe"):
         p = s["probe"]
-        lines += ["## 5. Probe overhead and responsiveness (a run at the lab's defaults)", "",
+        lines += ["## 5. Probe overhead and responsiveness (a run at the lab's defaults)", "", *_source(results, "probe"),
                   "| figure | value | goal |", "|---|---:|---|",
                   f"| probes in the run ({p['steps']} steps) | {p['probes']} | |",
                   f"| seconds per probe | {_f(p['probe_s_each'], '.1f')} | |",
@@ -114,7 +124,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| logged metric to subscriber, median ms | {p['subscriber_latency_ms']['median']:.2f} | |")
         lines.append("")
     if s.get("methods"):
-        lines += ["## Every method at its defaults (LoRA, batch 8, probe off)", "",
+        lines += ["## Every method at its defaults (LoRA, batch 8, probe off)", "", *_source(results, "methods"),
                   "| method | s/step | steps/s | peak RSS (MiB) | state |", "|---|---:|---:|---:|---|"]
         for name, row in s["methods"].items():
             rate = 1 / row["step_s"] if row["step_s"] else None
