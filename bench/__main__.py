@@ -22,6 +22,7 @@ from pathlib import Path
 from bench.report import markdown
 from bench.summary import summarise
 
+VARIANTS = ("fp32", "precompute-ref", "bf16-autocast", "torch-compile")
 MAY_FAIL = {"torch-compile"}  # variants TRL may not support: their failure is reported, not fatal
 SECTIONS = ("overhead", "efficiency", "chat", "perl", "probe", "methods")
 
@@ -79,7 +80,7 @@ def efficiency(bench: Bench, model: str, model_path: str) -> None:
     bench.case("efficiency", "padding", "padding_utilisation", model=model)
     variants = [("fp32", {}), ("precompute-ref", {"precompute_ref_log_probs": True}), ("bf16-autocast", {"bf16": True}),
                 ("torch-compile", {"torch_compile": True})]
-    for label, extra in variants:  # bf16 without hardware support is slow: fewer steps suffice
+    for label, extra in [v for v in variants if v[0] in bench.args.variants]:  # bf16 without hardware support is slow
         steps = min(bench.args.steps, 4) if "bf16" in extra else bench.args.steps
         bench.case("efficiency", label, "dpo_bare", model_path=model_path, steps=steps,
                    output_dir=bench.run_dir("efficiency"), extra=extra)
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="A/B repetitions (default 2, quick 1)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 0) or 1),
                         help="torch threads per case (default $OMP_NUM_THREADS or 1)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                        help="efficiency variants of the bare TRL DPO step to time")
     parser.add_argument("--thread-variants", type=int, nargs="*", default=[], help="extra thread counts to try")
     parser.add_argument("--out", default="bench", help="where results.json and RESULTS.md go")
     parser.add_argument("--work", default="runs/bench", help="scratch: run directories and child logs")
