@@ -49,14 +49,11 @@ def markdown(results: dict) -> str:
                   f"{_goal(o.get('notebook_figure_over_runner'), 1.02)} |",
                   "", f"Same tokens per step in every path: {o['same_tokens']}. TRL config fields that differ "
                   f"(bare, alignlab): {o['config_differences'] or 'none'}."]
-        if o.get("subscriber_latency_ms"):
-            lat = o["subscriber_latency_ms"]
-            lines += ["", f"Logged metric to subscriber: median {lat['median']:.2f} ms, max {lat['max']:.2f} ms "
-                      f"over {lat['events']} events."]
-        if o.get("figure_latency_ms"):
-            lat = o["figure_latency_ms"]
-            lines += ["", f"Logged metric to its point sent by the live figure: median {lat['median']:.2f} ms, "
-                      f"max {lat['max']:.2f} ms over {lat['events']} events."]
+        for key, what in (("subscriber_latency_ms", "the subscriber"), ("figure_latency_ms", "its point sent by the live figure")):
+            if o.get(key):
+                lat = o[key]
+                lines += ["", f"Logged metric to {what}: median {lat['median']:.2f} ms, max {lat['max']:.2f} ms "
+                          f"over {lat['events']} events."]
         lines.append("")
     if s.get("efficiency"):
         e = s["efficiency"]
