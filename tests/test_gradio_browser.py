@@ -66,8 +66,19 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def curve_points(page, slot: int = 0) -> int:
-    return page.locator(f"#train-plot-{slot} .scatterlayer .point").count()
+# Points of the longest line in a plot, read from plotly's graph div (long curves are drawn without markers).
+POINTS_JS = """(plot) => {
+  const graph = document.querySelector('#' + plot + ' .js-plotly-plot');
+  return graph && graph.data ? Math.max(0, ...graph.data.map(trace => (trace.x || []).length)) : 0;
+}"""
+
+
+def curve_points(page, plot: str = "train-plot-0") -> int:
+    return page.evaluate(POINTS_JS, plot)
+
+
+def wait_for_points(page, plot: str = "train-plot-0", at_least: int = 1) -> None:
+    page.wait_for_function(f"(plot) => ({POINTS_JS})(plot) >= {at_least}", arg=plot)
 
 
 def send_chat(page, text: str) -> None:
@@ -97,12 +108,12 @@ def test_two_sessions_train_watch_stop_and_chat(app, browser):
     shot(chatter, "chat-base-while-training")
 
     # Curve points appear in A (the 1 s timer follows metrics.jsonl).
-    trainer.wait_for_function("() => document.querySelectorAll('#train-plot-0 .scatterlayer .point').length >= 2")
+    wait_for_points(trainer, at_least=2)
     assert "step" in trainer.locator("#train-progress").inner_text()
 
     # A reload re-attaches to the job: the state lives in the server.
     trainer.reload()
-    trainer.wait_for_selector("#train-plot-0 .scatterlayer .point")
+    wait_for_points(trainer)
     run_id = demo.services.jobs.current().run_id
     assert run_id in trainer.locator("#train-progress").inner_text()
     assert "tiny-random" in trainer.locator("#train-progress").inner_text()
@@ -128,7 +139,7 @@ def test_two_sessions_train_watch_stop_and_chat(app, browser):
     trainer.wait_for_function(f"() => document.getElementById('runs-table').innerText.includes('{run_id}')")
     pick(trainer, "runs-compare", run_id)
     trainer.keyboard.press("Escape")  # close the multiselect menu
-    trainer.wait_for_selector("#runs-plot-0 .scatterlayer .point")
+    wait_for_points(trainer, "runs-plot-0")
     frontier = trainer.locator(".lab-plot:visible").filter(has_text="Reward vs KL")
     assert frontier.count() == 1  # without probe points it says what it waits for
     trainer.wait_for_function("() => document.getElementById('runs-samples').innerText.includes('aligned')")
