@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ def timed_run(path: Path, quick: bool, work: Path, timeout: int) -> dict:
     index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(f"QUICK = {quick}", metadata={"tags": ["injected"]}))
     folder = work / path.stem
+    shutil.rmtree(folder, ignore_errors=True)  # count only this execution's runs
     folder.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", record_timing=True,
                             resources={"metadata": {"path": str(folder)}})
@@ -51,7 +53,8 @@ def timed_run(path: Path, quick: bool, work: Path, timeout: int) -> dict:
 
             begin = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
-            cells.append({"source": cell.source.splitlines()[0][:60], "seconds": round((end - begin).total_seconds(), 1)})
+            lines = [line for line in cell.source.splitlines() if line.strip() and not line.startswith(("from ", "import "))]
+            cells.append({"source": (lines or [cell.source])[0][:60], "seconds": round((end - begin).total_seconds(), 1)})
     runs = sorted((folder / "runs").glob("*/status.json")) if (folder / "runs").exists() else []
     states = [json.loads(p.read_text())["state"] for p in runs]
     return {"notebook": path.stem, "seconds": round(wall, 1), "error": error, "cells": cells, "run_states": states}
