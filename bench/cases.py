@@ -126,13 +126,15 @@ def model_shape(model: str) -> dict:
     """Multiply-accumulates per token of a causal LM's linear layers, its attention width, and LoRA's extra."""
     import torch
 
+    from alignlab.config import RunConfig
     from alignlab.models import load_model
 
     net = load_model(model)
     config = net.config
     linear_macs = sum(m.in_features * m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear))
-    lora_macs = sum(16 * (m.in_features + m.out_features) for name, m in net.named_modules()
-                    if isinstance(m, torch.nn.Linear) and name != "lm_head")  # r=16 on all-linear (alignlab's default)
+    rank = RunConfig().lora_r  # alignlab's default adapter: this rank on every linear layer but lm_head
+    lora_macs = sum(rank * (m.in_features + m.out_features) for name, m in net.named_modules()
+                    if isinstance(m, torch.nn.Linear) and name != "lm_head")
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return {"linear_macs_per_token": linear_macs, "lora_macs_per_token": lora_macs,
             "layers": config.num_hidden_layers, "attention_width": config.num_attention_heads * head_dim,
