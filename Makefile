@@ -31,5 +31,6 @@ test-all: setup browser model  # include every slow real-model test
 app: setup model
 	$(VENV)/bin/alignlab app
 
-train: setup model  # a first real run: DPO + LoRA on the default model and the built-in task
-	$(VENV)/bin/alignlab train --method dpo --max-steps 30
+train: setup model  # a first real run: DPO + LoRA on the default model and the built-in task, then its eval
+	$(VENV)/bin/alignlab train --method dpo --output-dir runs
+	$(VENV)/bin/alignlab eval "$$(dirname "$$(ls -t runs/*/config.json | head -1)")"

@@ -13,11 +13,14 @@ after every token pair; the last one has ``done=True`` and both answers' rewards
 
 Two modes:
 
-- ``continue``: the message is raw text that the models continue, exactly what the built-in task
-  trains on ("I went in with low expectations and" -> "..."). Histories are ignored: each message
-  is continued on its own, since there is no conversation in a text continuation.
-- ``chat``: each side keeps its own history of ``{"role", "content"}`` messages (its own earlier
-  answers, not the other side's), rendered with the tokenizer's chat template.
+- ``chat`` (the default): each side keeps its own history of ``{"role", "content"}`` messages (its
+  own earlier answers, not the other side's), rendered with the tokenizer's chat template. The
+  built-in task trains this way: a user message asks for a short review that begins with an opening.
+- ``continue``: the message is raw text that the models continue ("I went in with low expectations
+  and" -> "..."), as a run trained on plain-text prompts saw them. Histories are ignored: each
+  message is continued on its own, since there is no conversation in a text continuation.
+
+:func:`trained_mode` picks the mode that shows what a run learned, with a line saying why, for the UIs.
 
 A run can be chatted with while it trains (:meth:`ChatPair.from_handle`): the live model is only
 read, never switched to eval mode nor to the reference, and the reference is a frozen copy. Every
@@ -130,7 +133,7 @@ class ChatPair:
     """Reference and aligned model answering the same prompt with the same seed and settings."""
 
     def __init__(self, model, tokenizer, base_model_name: str | None = None,
-                 reward: str | RewardSource = "sentiment", mode: str = "continue",
+                 reward: str | RewardSource = "sentiment", mode: str = "chat",
                  lock: threading.Lock | None = None, *, live: bool = False, trust_remote_code: bool = False):
         """``model`` is the aligned model; its reference is found as follows.
 
@@ -177,7 +180,7 @@ class ChatPair:
         """Chat with a run's saved model (see :func:`alignlab.models.load_trained`) and its reference.
 
         ``reward`` defaults to the run's reward source (:func:`~alignlab.rewards.reward_for`); ``mode``
-        to ``continue`` when the run trained on the built-in task (raw text continuation), else ``chat``.
+        to the one it trained in (:func:`trained_mode`).
         """
         from alignlab.models import load_trained
         from alignlab.runner import config_of
@@ -186,7 +189,7 @@ class ChatPair:
         _check_generative(config)
         model, tokenizer = load_trained(run_dir, trust_remote_code=config.trust_remote_code)
         return cls(model, tokenizer, base_model_name=None if is_adapter_model(model) else config.model,
-                   reward=reward or reward_for(config), mode=mode or _trained_mode(config),
+                   reward=reward or reward_for(config), mode=mode or trained_mode(config)[0],
                    trust_remote_code=config.trust_remote_code)
 
     @classmethod
@@ -203,11 +206,11 @@ class ChatPair:
         if handle.model is None or handle.tokenizer is None:
             raise AlignLabError(f"run: {handle.run_id} has not loaded its model yet; try again in a moment")
         return cls(handle.model, copy.deepcopy(handle.tokenizer), base_model_name=config.model,
-                   reward=reward or reward_for(config), mode=mode or _trained_mode(config), live=not handle.done,
+                   reward=reward or reward_for(config), mode=mode or trained_mode(config)[0], live=not handle.done,
                    trust_remote_code=config.trust_remote_code)
 
     @classmethod
-    def base_only(cls, model_name: str, reward: str = "sentiment", mode: str = "continue",
+    def base_only(cls, model_name: str, reward: str = "sentiment", mode: str = "chat",
                   trust_remote_code: bool = False) -> "ChatPair":
         """Both columns from the base model (aligned == reference): what chat looks like before training."""
         from alignlab.models import load_model, load_tokenizer
@@ -390,8 +393,23 @@ def _check_generative(config) -> None:
                             "there is nothing to chat with")
 
 
-def _trained_mode(config) -> str:
-    """``continue`` for the built-in task (raw text), ``chat`` for other datasets."""
+def trained_mode(config=None) -> tuple[str, str]:
+    """``(mode, why)``: the mode to chat with a run of ``config`` in by default, and a short line
+    saying why, for the UIs to show beside the mode choice (``config=None``: a base model, untrained).
+
+    The built-in task asks for reviews through the chat template, and the trainers render every
+    conversational prompt with it, so chat is the default; continue suits plain-text prompts.
+
+    >>> trained_mode()[0]
+    'chat'
+    """
     from alignlab.data import BUILTIN_TASK
 
-    return "continue" if config.dataset == BUILTIN_TASK else "chat"
+    if config is None:
+        why = "A base model: Chat talks to it through its chat template, as a user would."
+    elif config.dataset == BUILTIN_TASK:
+        why = "This run trained on chat-formatted review requests, so Chat shows its effect."
+    else:
+        why = ("Chat renders messages with the chat template, as training did for conversational prompts; "
+               "pick Continue if this run's prompts were plain text.")
+    return "chat", why

@@ -46,16 +46,29 @@ class RunConfig:
         default=DEFAULT_INSTRUCTION,
         metadata=_meta("What the judge reward asks for (only with reward judge[:<model>]).", kind="str"),
     )
-    max_steps: int = field(default=30, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", min=0, max=100000))
+    max_steps: int = field(default=12, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", min=0, max=100000))
     epochs: float = field(default=1.0, metadata=_meta("Passes over the data when max_steps is 0.", min=0, min_exclusive=True, max=1000))
     learning_rate: float = field(
-        default=1e-4, metadata=_meta("Learning rate.", min=0, min_exclusive=True, max=1.0, log_scale=True)
+        default=1e-3, metadata=_meta("Learning rate (LoRA adapters take a higher rate than full fine-tuning; try 1e-4 "
+                                     "without LoRA).", min=0, min_exclusive=True, max=1.0, log_scale=True)
     )
+    lr_schedule: str = field(
+        default="constant",
+        metadata=_meta("Learning-rate schedule: constant keeps the full rate to the end, so a short run is not spent "
+                       "at a decaying rate; linear and cosine decay to 0 by the last step; constant_with_warmup ramps "
+                       "up over warmup_steps first.",
+                       kind="choice", choices=("constant", "constant_with_warmup", "linear", "cosine")),
+    )
+    warmup_steps: int = field(default=0, metadata=_meta("Steps of linear warm-up at the start (the first of them "
+                                                        "runs at rate 0).", min=0, max=100000))
     batch_size: int = field(default=8, metadata=_meta("Examples per optimizer step (per device).", min=1, max=4096))
     grad_accum: int = field(default=1, metadata=_meta("Gradient accumulation steps.", min=1, max=1024))
-    max_length: int = field(default=96, metadata=_meta("Max tokens of prompt + completion.", min=8, max=32768))
+    max_length: int = field(
+        default=112, metadata=_meta("Max tokens of prompt + completion (the built-in task's chat prompt is ~52).",
+                                    min=8, max=32768))
     max_completion_length: int = field(
-        default=32, metadata=_meta("Max new tokens when the lab generates (samples, probe, RL).", min=1, max=8192)
+        default=48, metadata=_meta("Max new tokens when the lab generates (samples, probe, RL); two sentences "
+                                   "of review fit in 48.", min=1, max=8192)
     )
     max_grad_norm: float = field(
         default=1.0, metadata=_meta("Gradient-norm clipping (0 disables).", min=0, max=1000)
@@ -69,7 +82,7 @@ class RunConfig:
     )
     seed: int = field(default=42, metadata=_meta("Random seed (data order, init, sampling).", min=0, max=2**31 - 1))
     probe_every: int = field(
-        default=10,
+        default=6,
         metadata=_meta("Reward/KL probe every N steps, plus at the start and the end (0 = off).", min=0, max=100000),
     )
     output_dir: str = field(default="runs", metadata=_meta("Folder that holds run directories.", kind="str"))

@@ -23,6 +23,10 @@ from pathlib import Path
 from alignlab.errors import AlignLabError
 
 BUILTIN_TASK = "positive-reviews"
+# The built-in task asks the instruct model, through its chat template, for a short review that starts
+# with a given opening: it then writes sentences about a film that end, instead of continuing raw text
+# off topic. Openings of mixed tone keep the base model's reward spread wide (the data card reports it).
+TASK_INSTRUCTION = 'Write a short movie review (two sentences) that begins with: "{opening}"'
 FORMATS = {
     "preference": ("prompt", "chosen", "rejected"),
     "unpaired": ("prompt", "completion", "label"),
@@ -51,13 +55,23 @@ def task_dir() -> Path:
     return assets_dir() / BUILTIN_TASK
 
 
-def task_prompts(split: str = "train") -> list[str]:
+def task_openings(split: str = "train") -> list[str]:
     """Review openings of the built-in task; ``split`` is ``train`` or ``eval`` (held out)."""
     rows = read_jsonl(task_dir() / "prompts.jsonl")
-    prompts = [row["prompt"] for row in rows if row["split"] == split]
-    if not prompts:
+    openings = [row["prompt"] for row in rows if row["split"] == split]
+    if not openings:
         raise AlignLabError(f"split: got {split!r}, expected train or eval")
-    return prompts
+    return openings
+
+
+def task_instruction(opening: str) -> str:
+    """The user message of the built-in task for one review opening."""
+    return TASK_INSTRUCTION.format(opening=opening)
+
+
+def task_prompts(split: str = "train") -> list[list[dict]]:
+    """The built-in task's prompts: one chat message per review opening (see :data:`TASK_INSTRUCTION`)."""
+    return [[{"role": "user", "content": task_instruction(opening)}] for opening in task_openings(split)]
 
 
 def builtin_names() -> list[str]:

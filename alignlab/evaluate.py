@@ -1,61 +1,112 @@
-"""Score a finished run: mean reward of the aligned vs the reference model on held-out prompts.
+"""Score a run honestly: aligned vs reference on held-out prompts, paired by prompt and seed.
 
-Both models sample with the same settings and the same seed, so the only difference between the
-two columns is the training. With LoRA the reference is the adapter-disabled model.
+Both models sample every held-out prompt ``samples_per_prompt`` times with the same settings and
+the same seed, so the only difference between the two columns is the training. The report gives
+
+- the reward gain (aligned - reference) with its *paired* standard error (per-prompt differences,
+  samples of a prompt averaged first), the number that says whether an effect is real;
+- the win-rate: the share of prompts where the aligned model's mean reward beats the reference's
+  (ties count half), with a 95% Wilson interval;
+- fluency for both columns (:mod:`alignlab.fluency`): distinct-word ratio, words, and the reference
+  model's perplexity of the text, so a reward hack ("great great great") shows as such.
+
+The defaults (all 100 held-out prompts, 2 samples each) give a paired standard error below 0.05 VADER
+on the built-in task. With LoRA the reference is the adapter-disabled model.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from alignlab.generation import READING_TEMPERATURE, READING_TOP_P
+from alignlab.stats import mean_se, paired_difference
+
+DEFAULT_SAMPLES = 2
 
 
 @dataclass
 class Comparison:
-    """Mean reward (and its standard error) of aligned vs reference completions."""
+    """Aligned vs reference on held-out prompts: rewards, paired gain, win-rate and fluency."""
 
     run_id: str
     reward: str
     prompts: int
     samples_per_prompt: int
+    seed: int
     aligned_mean: float
-    aligned_sem: float
     reference_mean: float
-    reference_sem: float
+    gain: float
+    gain_se: float
+    wins: int
+    losses: int
+    ties: int
+    win_rate: float
+    win_low: float
+    win_high: float
+    aligned_fluency: dict
+    reference_fluency: dict
 
-    @property
-    def gain(self) -> float:
-        return self.aligned_mean - self.reference_mean
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def report(self) -> str:
+        """A few lines a person reads: gain ± paired s.e., win-rate with its interval, fluency."""
+        a, r = self.aligned_fluency, self.reference_fluency
+        return (
+            f"{self.reward} on {self.prompts} held-out prompts x {self.samples_per_prompt} samples (seed {self.seed})\n"
+            f"  reward    aligned {self.aligned_mean:+.3f}   reference {self.reference_mean:+.3f}   "
+            f"gain {self.gain:+.3f} ± {self.gain_se:.3f} (paired s.e.)\n"
+            f"  win-rate  {self.win_rate:.0%} of prompts [95% CI {self.win_low:.0%}-{self.win_high:.0%}] "
+            f"({self.wins} won, {self.losses} lost, {self.ties} tied)\n"
+            f"  fluency   distinct words {a['distinct']:.2f} vs {r['distinct']:.2f}, words {a['words']:.1f} vs "
+            f"{r['words']:.1f}, reference perplexity {a['perplexity']:.1f} vs {r['perplexity']:.1f} (aligned vs reference)"
+        )
 
 
-def _mean_sem(values: list[float]) -> tuple[float, float]:
-    sem = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
-    return statistics.fmean(values), sem
-
-
-def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prompt: int = 2, seed: int = 1234,
-                max_new_tokens: int | None = None, temperature: float = 1.0) -> Comparison:
-    """Sample aligned and reference completions for every held-out prompt and score them."""
+def compare_models(model, tokenizer, config, run_id: str = "", reward=None, prompts: list | None = None,
+                   samples_per_prompt: int = DEFAULT_SAMPLES, seed: int = 1234, max_new_tokens: int | None = None,
+                   temperature: float = READING_TEMPERATURE, top_p: float = READING_TOP_P,
+                   with_fluency: bool = True) -> Comparison:
+    """Compare ``model`` (the aligned one) with its reference for a run trained from ``config``."""
     from alignlab.chat import reference_of
+    from alignlab.fluency import fluency
     from alignlab.generation import SamplingSettings, sample
+    from alignlab.rewards import reward_for
+    from alignlab.training import held_out_prompts
+
+    source = reward or reward_for(config)
+    prompts = prompts if prompts is not None else held_out_prompts(config)
+    settings = SamplingSettings(max_new_tokens=max_new_tokens or config.max_completion_length,
+                                temperature=temperature, top_p=top_p, seed=seed)
+    repeated = [p for p in prompts for _ in range(samples_per_prompt)]
+    groups = [i for i in range(len(prompts)) for _ in range(samples_per_prompt)]
+    aligned_texts = sample(model, tokenizer, prompts, settings, num_return_sequences=samples_per_prompt)
+    with reference_of(model, config) as reference:
+        reference_texts = sample(reference, tokenizer, prompts, settings, num_return_sequences=samples_per_prompt)
+        scorer = reference if with_fluency else None
+        aligned_fluency = fluency(aligned_texts, repeated, scorer, tokenizer).as_dict()
+        reference_fluency = fluency(reference_texts, repeated, scorer, tokenizer).as_dict()
+    aligned, base = source(repeated, aligned_texts), source(repeated, reference_texts)
+    paired = paired_difference(aligned, base, groups)
+    low, high = paired.win_interval()
+    return Comparison(run_id, source.name, len(prompts), samples_per_prompt, seed,
+                      round(mean_se(aligned)[0], 4), round(mean_se(base)[0], 4), round(paired.mean, 4),
+                      round(paired.se, 4), paired.wins, paired.losses, paired.ties, round(paired.win_rate, 4),
+                      round(low, 4), round(high, 4), aligned_fluency, reference_fluency)
+
+
+def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prompt: int = DEFAULT_SAMPLES,
+                seed: int = 1234, max_new_tokens: int | None = None, temperature: float = READING_TEMPERATURE,
+                top_p: float = READING_TOP_P, with_fluency: bool = True) -> Comparison:
+    """Load a run's trained model and compare it with its reference (the run's own reward source by default)."""
     from alignlab.models import load_trained
     from alignlab.rewards import get_reward
     from alignlab.runner import config_of
-    from alignlab.training import held_out_prompts
 
     config = config_of(run_dir)
-    source = get_reward(reward or config.reward)
     model, tokenizer = load_trained(run_dir, config.trust_remote_code)
-    prompts = held_out_prompts(config)
-    settings = SamplingSettings(max_new_tokens=max_new_tokens or config.max_completion_length,
-                                temperature=temperature, seed=seed)
-    repeated = [p for p in prompts for _ in range(samples_per_prompt)]
-    aligned = source(repeated, sample(model, tokenizer, prompts, settings, num_return_sequences=samples_per_prompt))
-    with reference_of(model, config) as reference:
-        base = source(repeated, sample(reference, tokenizer, prompts, settings,
-                                       num_return_sequences=samples_per_prompt))
-    aligned_mean, aligned_sem = _mean_sem(aligned)
-    base_mean, base_sem = _mean_sem(base)
-    return Comparison(Path(run_dir).name, source.name, len(prompts), samples_per_prompt,
-                      round(aligned_mean, 4), round(aligned_sem, 4), round(base_mean, 4), round(base_sem, 4))
+    source = get_reward(reward, instruction=config.judge_instruction, runs_dir=config.output_dir) if reward else None
+    return compare_models(model, tokenizer, config, Path(run_dir).name, source, samples_per_prompt=samples_per_prompt,
+                          seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                          with_fluency=with_fluency)

@@ -1,23 +1,34 @@
-"""Batched sampling shared by make-prefs, final samples, the probe and chat.
+"""Batched sampling shared by make-prefs, final samples, the evaluation and the probe.
 
-Prompts are plain strings (continued as raw text, like the built-in task) or lists of chat
-messages (rendered with the tokenizer's chat template). Sampling is seeded so the reference and
-the aligned model can be compared on the same random stream.
+Prompts are plain strings (continued as raw text) or lists of chat messages (rendered with the
+tokenizer's chat template, as the built-in task does). Sampling is seeded so the reference and the
+aligned model can be compared on the same random stream. A completion ends at the first special
+token the model emits (``<|im_end|>``, or a new ``<|im_start|>`` turn), and :func:`sentence_end`
+cuts a completion that ran out of tokens back to its last full sentence, so what a user reads stops
+at a sentence boundary rather than mid-word.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
+
+# The lab's sampling settings for text people read (samples, eval, make-prefs): temperature 0.7 with
+# nucleus 0.9 reads as coherent sentences from a 135M model; temperature 1 (the probe's, for an unbiased
+# KL estimate) drifts off topic within a sentence.
+READING_TEMPERATURE = 0.7
+READING_TOP_P = 0.9
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
 
 
 @dataclass
 class SamplingSettings:
     """How the lab samples: max new tokens, temperature (0 = greedy), nucleus top_p, seed."""
 
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    top_p: float = 1.0
+    max_new_tokens: int = 48
+    temperature: float = READING_TEMPERATURE
+    top_p: float = READING_TOP_P
     seed: int = 0
 
 
@@ -28,10 +39,43 @@ def render_prompt(tokenizer, prompt) -> str:
     return prompt
 
 
+def prompt_text(prompt) -> str:
+    """What a person reads as the prompt: the text, or the last user message of a message list."""
+    if isinstance(prompt, list):
+        users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return users[-1] if users else ""
+    return str(prompt)
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Token ids that end a completion: the configured EOS ids and the tokenizer's special tokens.
+
+    An instruct model sometimes closes its turn with ``<|im_start|>`` instead of ``<|im_end|>``;
+    anything after a special token is a new turn, not part of the answer.
+    """
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(configured if isinstance(configured, list) else [] if configured is None else [configured])
+    ids.update(i for i in (tokenizer.eos_token_id, *tokenizer.all_special_ids) if i is not None)
+    ids.discard(tokenizer.unk_token_id)
+    return sorted(ids)
+
+
+def sentence_end(text: str) -> str:
+    """``text`` cut after its last full sentence; unchanged when it has no sentence end at all.
+
+    >>> sentence_end("A warm, funny film. The ending drags on and")
+    'A warm, funny film.'
+    """
+    text = text.strip()
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[:ends[-1].end()] if ends else text
+
+
 def sample(model, tokenizer, prompts: Sequence, settings: SamplingSettings, batch_size: int = 32,
-           num_return_sequences: int = 1, progress=None) -> list[str]:
+           num_return_sequences: int = 1, progress=None, whole_sentences: bool = True) -> list[str]:
     """Sample completions; returns ``len(prompts) * num_return_sequences`` strings, prompt-major.
 
+    ``whole_sentences`` cuts each completion back to its last full sentence (:func:`sentence_end`).
     ``progress``, if given, is called with the number of prompts done after each batch.
     """
     import torch
@@ -45,6 +89,7 @@ def sample(model, tokenizer, prompts: Sequence, settings: SamplingSettings, batc
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    stops = stop_token_ids(model, tokenizer)
     try:
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
@@ -55,14 +100,22 @@ def sample(model, tokenizer, prompts: Sequence, settings: SamplingSettings, batc
                     **batch, max_new_tokens=settings.max_new_tokens, do_sample=not greedy,
                     temperature=None if greedy else settings.temperature, top_p=None if greedy else settings.top_p,
                     top_k=None if greedy else 0, num_return_sequences=num_return_sequences,
-                    pad_token_id=tokenizer.pad_token_id,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
                 )
             new_tokens = output[:, batch["input_ids"].shape[1]:]
-            completions.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            completions.extend(_until_stop(row, stops, tokenizer) for row in new_tokens.tolist())
             if progress is not None:
                 progress(min(start + batch_size, len(texts)))
     finally:
         tokenizer.padding_side = side
         torch.random.set_rng_state(generator_state)
         model.train(was_training)
-    return completions
+    return [sentence_end(text) for text in completions] if whole_sentences else completions
+
+
+def _until_stop(token_ids: list[int], stops: list[int], tokenizer) -> str:
+    for index, token in enumerate(token_ids):
+        if token in stops:
+            token_ids = token_ids[:index]
+            break
+    return tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -3,6 +3,8 @@
 For each prompt, sample N completions from the model, score them with the reward (VADER
 sentiment on the built-in task) and keep (prompt, best, worst) when the two differ by at least
 ``min_gap``. This is how the DPO paper built its IMDb pairs, with a sentiment classifier as judge.
+More samples per prompt widen the best-worst gap. Chat prompts (message lists) give pairs in the
+conversational format (each answer an assistant message), which TRL renders with the chat template.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ class PrefsReport:
     pairs: int
     max_new_tokens: int
     temperature: float
+    top_p: float
     seed: int
     min_gap: float
     reward_mean: float
     reward_deciles: list[float]
     mean_gap: float
+    whole_sentences: float  # share of completions that end with a full sentence
 
 
 def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_per_prompt: int = 4,
-               reward: str = "sentiment", max_new_tokens: int = 32, temperature: float = 1.0, seed: int = 0,
+               reward: str = "sentiment", max_new_tokens: int = 48, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
                min_gap: float = 0.05, batch_size: int = 16,
                progress: Callable[[int, int], None] | None = None) -> PrefsReport:
     """Sample, score and write ``output`` (JSONL of prompt/chosen/rejected plus scores)."""
@@ -50,7 +54,7 @@ def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_
     score = get_reward(reward)
     model = load_model(model_name)
     tokenizer = load_tokenizer(model_name)
-    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     completions = sample(model, tokenizer, prompts, settings, batch_size=batch_size,
                          num_return_sequences=samples_per_prompt,
                          progress=(lambda done: progress(done, len(prompts))) if progress else None)
@@ -63,7 +67,7 @@ def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_
         best = max(group, key=lambda pair: pair[0])
         worst = min(group, key=lambda pair: pair[0])
         if best[0] - worst[0] >= min_gap and best[1].strip() and worst[1].strip() and best[1] != worst[1]:
-            rows.append({"prompt": prompt, "chosen": best[1], "rejected": worst[1],
+            rows.append({"prompt": prompt, "chosen": _answer(prompt, best[1]), "rejected": _answer(prompt, worst[1]),
                          "chosen_score": round(best[0], 4), "rejected_score": round(worst[0], 4)})
             gaps.append(best[0] - worst[0])
     output = Path(output)
@@ -72,9 +76,19 @@ def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_
         for row in rows:
             handle.write(json.dumps(row) + "\n")
     deciles = statistics.quantiles(scores, n=10) if len(scores) > 1 else list(scores)
+    ended = sum(text.rstrip().endswith(_ENDINGS) for text in completions) / len(completions)
     return PrefsReport(model_name, reward, len(prompts), samples_per_prompt, len(rows), max_new_tokens,
-                       temperature, seed, min_gap, round(statistics.fmean(scores), 4),
-                       [round(d, 4) for d in deciles], round(statistics.fmean(gaps), 4) if gaps else 0.0)
+                       temperature, top_p, seed, min_gap, round(statistics.fmean(scores), 4),
+                       [round(d, 4) for d in deciles], round(statistics.fmean(gaps), 4) if gaps else 0.0,
+                       round(ended, 3))
+
+
+_ENDINGS = tuple(".!?…\"'”’)]")
+
+
+def _answer(prompt, text: str):
+    """A completion in the prompt's format: an assistant message for chat prompts, else plain text."""
+    return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
 
 
 def write_card(report: PrefsReport, path: str | Path, command: str) -> None:
@@ -85,8 +99,9 @@ def write_card(report: PrefsReport, path: str | Path, command: str) -> None:
 Made by `{command}`.
 
 - Model: `{report.model}`; reward: `{report.reward}` (VADER compound of the completion only)
-- {report.prompts} prompts x {report.samples_per_prompt} samples, {report.max_new_tokens} new tokens,
-  temperature {report.temperature}, seed {report.seed}
+- {report.prompts} prompts x {report.samples_per_prompt} samples, at most {report.max_new_tokens} new tokens,
+  temperature {report.temperature}, top_p {report.top_p}, seed {report.seed}; each completion cut back to its
+  last full sentence ({report.whole_sentences:.0%} end with one)
 - Kept best/worst when they differ by >= {report.min_gap}: **{report.pairs} pairs**, mean gap {report.mean_gap:+.3f}
 - Base-model reward over all samples: mean {report.reward_mean:+.3f}; deciles {deciles}
 

@@ -20,8 +20,26 @@ LOSS_KEYS = ("loss",)
 REWARD_KEYS = ("reward", "rewards/chosen", "objective/scores", "probe/reward")
 KL_KEYS = ("kl", "objective/kl", "probe/kl")
 PROBE_KEYS = ("probe/reward", "probe/kl", "probe/length")
+# A source that measures a mean over samples (the probe) logs its standard error on the same row, under
+# the mean's key plus this suffix (``probe/reward_se``). Plots draw it around its mean, as a band or as
+# error bars, never as a curve, a panel or a legend entry of its own.
+SE_SUFFIX = "_se"
 
 Event = dict[str, Any]
+
+
+def se_key(key: str) -> str:
+    """The key of the standard error logged with ``key``.
+
+    >>> se_key("probe/reward")
+    'probe/reward_se'
+    """
+    return key + SE_SUFFIX
+
+
+def is_se_key(key: str) -> bool:
+    """True for a standard-error key (drawn with its mean, never on its own)."""
+    return key.endswith(SE_SUFFIX)
 
 
 class MetricBus:

@@ -9,6 +9,11 @@ The reward-vs-KL *frontier* (the DPO paper's Fig. 2) pairs a run's reward with i
 reference at the same step. The probe logs ``probe/reward`` and ``probe/kl`` on one row, so every
 method gets a frontier; RL trainers' own ``objective/kl`` with ``objective/scores`` (or ``reward``)
 is the fallback for runs without a probe.
+
+Uncertainty: the probe's means come with standard errors on the same row (``probe/reward_se``,
+``probe/kl_se``, see :func:`alignlab.metrics.se_key`). A curve gets a band of mean ± 1.96·se
+(:func:`band`: a 95% normal interval) and a frontier point error bars of the same width
+(:func:`error_bars`), so a move smaller than the noise of 32 prompts reads as such.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from typing import Iterable
 
 from alignlab.methods import get_method
 from alignlab.methods.base import Panel
-from alignlab.metrics import KL_KEYS, LOSS_KEYS, REWARD_KEYS
+from alignlab.metrics import KL_KEYS, LOSS_KEYS, REWARD_KEYS, se_key
 
 # (kl key, reward keys) pairs tried in order; the first pair with any point wins.
 FRONTIER_SOURCES = (
     ("probe/kl", ("probe/reward",)),
     ("objective/kl", ("objective/scores", "reward")),
 )
+Z_95 = 1.96  # half-width of a 95% normal interval, in standard errors
 
 
 def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -39,6 +45,24 @@ def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
             steps.append(int(row.get("step", len(steps))))
             values.append(float(value))
     return steps, values
+
+
+def band(rows: list[dict], key: str, z: float = Z_95) -> tuple[list[int], list[float], list[float]]:
+    """Steps, lower and upper edges of ``key`` ± z·se over the rows that log both ``key`` and its
+    standard error ``key + "_se"`` (a 95% interval with the default ``z``).
+
+    >>> band([{"step": 1, "probe/reward": 2.0, "probe/reward_se": 0.5}, {"step": 2, "probe/reward": 2.5}],
+    ...      "probe/reward")
+    ([1], [1.02], [2.98])
+    """
+    steps, lower, upper = [], [], []
+    for row in rows:
+        value, error = row.get(key), row.get(se_key(key))
+        if value is not None and error is not None:
+            steps.append(int(row.get("step", len(steps))))
+            lower.append(float(value) - z * float(error))
+            upper.append(float(value) + z * float(error))
+    return steps, lower, upper
 
 
 def panels_for(method: str) -> list[Panel]:
@@ -77,21 +101,41 @@ def frontier_points(rows: list[dict]) -> list[dict]:
     """``[{"step", "kl", "reward"}]``: reward and KL logged on the same row, in step order.
 
     Uses the probe's ``probe/kl`` + ``probe/reward``; without them, ``objective/kl`` with
-    ``objective/scores`` (or ``reward``).
+    ``objective/scores`` (or ``reward``). A point also has ``kl_se`` / ``reward_se`` where its row
+    logs the standard errors.
 
     >>> frontier_points([{"step": 5, "probe/kl": 0.1, "probe/reward": 0.3}, {"step": 6, "loss": 1.0}])
     [{'step': 5, 'kl': 0.1, 'reward': 0.3}]
+    >>> frontier_points([{"step": 5, "probe/kl": 0.1, "probe/reward": 0.3, "probe/reward_se": 0.05}])
+    [{'step': 5, 'kl': 0.1, 'reward': 0.3, 'reward_se': 0.05}]
     """
     for kl_key, reward_keys in FRONTIER_SOURCES:
         points = []
         for row in rows:
-            kl = row.get(kl_key)
-            reward = next((row[key] for key in reward_keys if row.get(key) is not None), None)
-            if kl is not None and reward is not None:
-                points.append({"step": int(row.get("step", 0)), "kl": float(kl), "reward": float(reward)})
+            reward_key = next((key for key in reward_keys if row.get(key) is not None), None)
+            if row.get(kl_key) is None or reward_key is None:
+                continue
+            point = {"step": int(row.get("step", 0)), "kl": float(row[kl_key]), "reward": float(row[reward_key])}
+            for field, key in (("kl", kl_key), ("reward", reward_key)):
+                if row.get(se_key(key)) is not None:
+                    point[f"{field}_se"] = float(row[se_key(key)])
+            points.append(point)
         if points:
             return sorted(points, key=lambda point: point["step"])
     return []
+
+
+def error_bars(points: list[dict], field: str, z: float = Z_95) -> list[float | None] | None:
+    """Half-widths z·se of the frontier points' ``field`` (``kl`` or ``reward``): None for a point
+    without its standard error, and None instead of a list when no point has one.
+
+    >>> error_bars([{"kl": 0.1, "reward": 0.3, "reward_se": 0.5}, {"kl": 0.2, "reward": 0.4}], "reward")
+    [0.98, None]
+    >>> error_bars([{"kl": 0.1, "reward": 0.3}], "kl") is None
+    True
+    """
+    half_widths = [None if point.get(f"{field}_se") is None else z * point[f"{field}_se"] for point in points]
+    return half_widths if any(width is not None for width in half_widths) else None
 
 
 def frontier(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:

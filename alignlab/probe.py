@@ -9,7 +9,11 @@ completion per fixed held-out prompt with a fixed seed, at temperature 1, and lo
 - ``probe/reward``: mean reward of the completions under the run's reward source,
 - ``probe/kl``: mean over samples of sum_t log π(y_t|x, y_<t) / π_ref(y_t|x, y_<t), the sequence-level
   Monte-Carlo estimate of KL(π || π_ref) (unbiased because y is sampled from π itself),
-- ``probe/length``: mean completion length in tokens, and ``probe/seconds``: what the probe cost.
+- ``probe/length``: mean completion length in tokens, and ``probe/seconds``: what the probe cost,
+- ``probe/reward_se`` and ``probe/kl_se``: standard errors of the two means over the prompts, so a
+  curve can show how far a move is beyond noise (the plots draw them as a band).
+
+A completion ends at the first stop token (:func:`alignlab.generation.stop_token_ids`).
 
 The reference is the same weights with the LoRA adapter disabled (a frozen copy without LoRA).
 Samples go to ``probe_samples.jsonl`` in the run directory.
@@ -18,15 +22,17 @@ Samples go to ``probe_samples.jsonl`` in the run directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
 
 from transformers import TrainerCallback
 
-from alignlab.generation import render_prompt
+from alignlab.generation import render_prompt, stop_token_ids
+from alignlab.stats import mean_se
 
-PROBE_PROMPTS = 16
+PROBE_PROMPTS = 32
 
 
 @dataclass
@@ -37,15 +43,12 @@ class ProbeResult:
     kl: float
     length: float
     samples: list[dict]
+    reward_se: float = 0.0
+    kl_se: float = 0.0
 
     def metrics(self) -> dict[str, float]:
-        return {"probe/reward": self.reward, "probe/kl": self.kl, "probe/length": self.length}
-
-
-def _eos_ids(model, tokenizer) -> set[int]:
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
-    return ids | {tokenizer.eos_token_id}
+        return {"probe/reward": self.reward, "probe/kl": self.kl, "probe/length": self.length,
+                "probe/reward_se": self.reward_se, "probe/kl_se": self.kl_se}
 
 
 def sequence_logprobs(model, input_ids, attention_mask, completion_mask):
@@ -83,14 +86,15 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
     try:
         batch = tokenizer([render_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
+        stops = stop_token_ids(model, tokenizer)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
             torch.manual_seed(seed)
             output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
                                     top_p=1.0, top_k=0, repetition_penalty=1.0, pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True,
+                                    eos_token_id=stops, return_dict_in_generate=True,
                                     output_logits=True)
         completion = output.sequences[:, batch["input_ids"].shape[1]:]
-        is_eos = torch.isin(completion, torch.tensor(sorted(_eos_ids(model, tokenizer)), device=device))
+        is_eos = torch.isin(completion, torch.tensor(stops, device=device))
         completion_mask = ((is_eos.cumsum(-1) - is_eos.long()) == 0).long()  # up to and including the first EOS
         # The policy's log-probs come from the sampling logits (unprocessed, temperature 1): no second pass.
         logprobs = _summed_logprobs(torch.stack(output.logits, dim=1).float(), completion.unsqueeze(-1),
@@ -107,7 +111,8 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
     kls = (logprobs - reference_logprobs).tolist()
     samples = [{"prompt": p, "completion": t, "reward": r, "kl": k, "length": n}
                for p, t, r, k, n in zip(prompts, texts, rewards, kls, lengths)]
-    return ProbeResult(sum(rewards) / len(rewards), sum(kls) / len(kls), sum(lengths) / len(lengths), samples)
+    (reward_mean, reward_se), (kl_mean, kl_se) = mean_se(rewards), mean_se(kls)
+    return ProbeResult(reward_mean, kl_mean, sum(lengths) / len(lengths), samples, reward_se, kl_se)
 
 
 class ProbeCallback(TrainerCallback):
@@ -138,14 +143,39 @@ class ProbeCallback(TrainerCallback):
             self._frozen_reference.to(device).eval()
         return lambda: contextlib.nullcontext(self._frozen_reference)
 
-    def run(self, model, step: int) -> ProbeResult:
-        """Probe ``model`` now and publish the result as the event of ``step``."""
+    def _untrained_key(self, policy) -> str | None:
+        """Cache key of the step-0 probe: the policy is the reference then (see alignlab.reference_cache)."""
+        import hashlib
+
+        from alignlab.reference_cache import weights_identity
+
+        identity = weights_identity(policy)
+        if identity is None:
+            return None
+        settings = [identity, self.prompts, self.config.seed, self.config.max_completion_length, self.reward.name,
+                    self.config.judge_instruction, PROBE_PROMPTS]
+        return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:32]
+
+    def run(self, model, step: int, untrained: bool = False) -> ProbeResult:
+        """Probe ``model`` now and publish the result as the event of ``step``.
+
+        ``untrained``: the policy still equals the reference (before the first step), so a cached
+        result of the same base weights, prompts and settings is reused instead of sampling again.
+        """
+        from alignlab import reference_cache
         from alignlab.training import policy_of
 
         policy = policy_of(model)
         started = time.perf_counter()
-        result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts, self.reward,
-                         self.config.max_completion_length, self.config.seed)
+        key = self._untrained_key(policy) if untrained else None
+        cached = reference_cache.load(key, kind="probe") if key else None
+        if cached is not None:
+            result = ProbeResult(**cached)
+        else:
+            result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts, self.reward,
+                             self.config.max_completion_length, self.config.seed)
+            if key:
+                reference_cache.store(key, dataclasses.asdict(result), kind="probe")
         elapsed = time.perf_counter() - started
         self._last_step = step
         self.handle.bus.publish({"run_id": self.handle.run_id, "step": step, "time": round(time.time(), 3),
@@ -161,7 +191,7 @@ class ProbeCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.run(self._model(kwargs), state.global_step)
+            self.run(self._model(kwargs), state.global_step, untrained=state.global_step == 0)
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and state.global_step % self.config.probe_every == 0:

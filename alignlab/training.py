@@ -21,7 +21,7 @@ from transformers.trainer_callback import PrinterCallback
 from alignlab.config import RunConfig
 from alignlab.metrics import clean_metrics
 
-SAMPLE_PROMPTS = 4
+SAMPLE_PROMPTS = 16  # held-out prompts in samples.jsonl
 # TRL still sets the old name of activation checkpointing; the rename warning is noise for a lab user.
 warnings.filterwarnings("ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning)
 
@@ -61,6 +61,7 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
     values = dict(
         output_dir=str(run_dir / "trainer"), max_steps=config.max_steps if config.max_steps > 0 else -1,
         num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_schedule, warmup_steps=config.warmup_steps,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         max_grad_norm=config.max_grad_norm, seed=config.seed, data_seed=config.seed, logging_steps=1,
         save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=not use_gpu,
@@ -148,19 +149,19 @@ def policy_of(model):
 
 
 def write_samples(handle, model, tokenizer, reward) -> None:
-    """Reference vs aligned completions on a few held-out prompts, same seed, with rewards."""
+    """Reference vs aligned completions on 16 held-out prompts, same seed and settings, with rewards."""
     from alignlab.chat import reference_of
-    from alignlab.generation import SamplingSettings, sample
+    from alignlab.generation import SamplingSettings, prompt_text, sample
 
     prompts = held_out_prompts(handle.config)[:SAMPLE_PROMPTS]
-    settings = SamplingSettings(max_new_tokens=handle.config.max_completion_length, seed=handle.config.seed)
+    settings = SamplingSettings(max_new_tokens=handle.config.max_completion_length, seed=handle.config.seed)  # reading settings
     aligned = sample(model, tokenizer, prompts, settings)
     with reference_of(model, handle.config) as reference:
         base = sample(reference, tokenizer, prompts, settings)
     aligned_scores, base_scores = reward(prompts, aligned), reward(prompts, base)
     with open(handle.run_dir / "samples.jsonl", "w", encoding="utf-8") as out:
         for i, prompt in enumerate(prompts):
-            out.write(json.dumps({"prompt": prompt, "reference": base[i], "aligned": aligned[i],
+            out.write(json.dumps({"prompt": prompt_text(prompt), "reference": base[i], "aligned": aligned[i],
                                   "reference_reward": base_scores[i], "aligned_reward": aligned_scores[i]}) + "\n")
 
 
@@ -171,4 +172,4 @@ def held_out_prompts(config: RunConfig) -> list:
     if config.dataset == BUILTIN_TASK:
         return task_prompts("eval")
     rows = load_rows(config.dataset, "prompt")
-    return [row["prompt"] for row in rows[-16:]]
+    return [row["prompt"] for row in rows[-64:]]

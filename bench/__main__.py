@@ -61,14 +61,14 @@ class Bench:
 
 def overhead(bench: Bench, model: str, model_path: str) -> None:
     """Same DPO config through bare TRL, alignlab's runner, and the runner with a live subscriber."""
+    same = dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"),
+                method_args={"precompute_ref_log_probs": False})  # TRL's default, as in the bare script
     for rep in range(bench.args.reps):
         for label, name, kwargs in (
             ("bare-trl", "dpo_bare", dict(model_path=model_path, output_dir=bench.run_dir("bare"))),
-            ("alignlab", "alignlab_run", dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"))),
-            ("alignlab+subscriber", "alignlab_run",
-             dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"), subscriber=True)),
-            ("alignlab+notebook-figure", "alignlab_run",
-             dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"), subscriber="notebook-figure")),
+            ("alignlab", "alignlab_run", same),
+            ("alignlab+subscriber", "alignlab_run", dict(same, subscriber=True)),
+            ("alignlab+notebook-figure", "alignlab_run", dict(same, subscriber="notebook-figure")),
         ):
             bench.case("overhead", label, name, steps=bench.args.steps, **kwargs)
 

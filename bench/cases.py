@@ -72,11 +72,13 @@ def alignlab_run(method: str, model: str, steps: int, output_dir: str, probe_eve
 
 
 def dpo_bare(model_path: str, steps: int, output_dir: str, batch_size: int = 8, seed: int = 42,
-             learning_rate: float = 1e-4, beta: float = 0.1, max_length: int = 96, lora_r: int = 16,
+             learning_rate: float = 1e-3, beta: float = 0.1, max_length: int = 112, lora_r: int = 16,
              lora_alpha: int = 32, extra: dict | None = None) -> dict:
     """The same DPO run as a plain TRL script: model, tokenizer, dataset, DPOConfig, DPOTrainer, train().
 
     ``bf16`` is off as in alignlab's CPU runs (TRL's default turns it on; ``extra`` may turn it back on).
+    Settings mirror alignlab's defaults, with the reference computed in every step (TRL's default; the
+    overhead section runs alignlab that way too, so both consume the same pairs in the same order).
     """
     import datasets
     import torch
@@ -98,7 +100,7 @@ def dpo_bare(model_path: str, steps: int, output_dir: str, batch_size: int = 8, 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     rows = [json.loads(line) for line in PREFS.read_text().splitlines()]
     dataset = datasets.Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
-    args = DPOConfig(output_dir=output_dir, max_steps=steps, learning_rate=learning_rate,
+    args = DPOConfig(output_dir=output_dir, max_steps=steps, learning_rate=learning_rate, lr_scheduler_type="constant",
                      per_device_train_batch_size=batch_size, seed=seed, data_seed=seed, logging_steps=1,
                      save_strategy="no", report_to="none", use_cpu=True, max_length=max_length, beta=beta,
                      gradient_checkpointing=False, disable_tqdm=True, **{"bf16": False, **(extra or {})})

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from alignlab.chat import ChatPair, ChatReply, guard_adapter_switch, lock_for, next_token, reference_of
+from alignlab.chat import ChatPair, ChatReply, guard_adapter_switch, lock_for, next_token, reference_of, trained_mode
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
@@ -45,8 +45,12 @@ def moved_pair(run_dir) -> ChatPair:
     return moved
 
 
-def test_from_run_continues_raw_text_on_the_builtin_task(pair):
-    assert pair.mode == "continue" and pair.shares_weights and pair.reward.name == "sentiment"
+def test_from_run_chats_on_the_builtin_task_and_says_why(pair, run_dir):
+    assert pair.mode == "chat" and pair.shares_weights and pair.reward.name == "sentiment"
+    mode, why = trained_mode(config_of(run_dir))
+    assert mode == "chat" and "chat-formatted review requests" in why
+    assert trained_mode(RunConfig(dataset="my-prompts.jsonl"))[0] == trained_mode(None)[0] == "chat"
+    assert ChatPair.from_run(run_dir, mode="continue").mode == "continue"  # a choice overrides the default
 
 
 def test_stream_grows_token_by_token_and_ends_with_rewards(pair):
@@ -72,7 +76,9 @@ def test_same_seed_same_answers_other_seed_other_answers(moved_pair):
 
 def test_lora_reference_is_the_base_model(moved_pair):
     base_model, tokenizer = load_model("tiny-random").eval(), load_tokenizer("tiny-random")
-    prompt = tokenizer("The film was", return_tensors="pt", add_special_tokens=False)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "The film was"}], tokenize=False,
+                                         add_generation_prompt=True)  # the pair chats, as the run trained
+    prompt = tokenizer(text, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         output = base_model.generate(**prompt, max_new_tokens=GREEDY.max_new_tokens, do_sample=False)
     plain = tokenizer.decode(output[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)

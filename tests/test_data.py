@@ -4,17 +4,29 @@ import json
 
 import pytest
 
-from alignlab.data import load_rows, parse_transcript, task_prompts
+from alignlab.data import load_rows, parse_transcript, task_openings, task_prompts
 from alignlab.errors import AlignLabError
 
 
 def test_builtin_task_has_enough_prompts_and_pairs():
-    train, held_out = task_prompts("train"), task_prompts("eval")
-    assert len(train) + len(held_out) >= 300 and held_out
+    train, held_out = task_openings("train"), task_openings("eval")
+    assert len(train) + len(held_out) >= 300 and len(held_out) >= 64  # honest eval: >= 64 held-out prompts
     assert not set(train) & set(held_out)
     pairs = load_rows("positive-reviews", "preference")
     assert len(pairs) >= 256
     assert all(p["chosen"] != p["rejected"] for p in pairs)
+    held_out_texts = {json.dumps(p) for p in task_prompts("eval")}
+    assert not any(json.dumps(p["prompt"]) in held_out_texts for p in pairs)  # no held-out prompt trains
+
+
+def test_builtin_task_prompts_are_chat_requests_and_pairs_are_whole_sentences():
+    (first,) = task_prompts("eval")[0]
+    assert first["role"] == "user" and task_openings("eval")[0] in first["content"]
+    pairs = load_rows("positive-reviews", "preference")
+    answers = [p[side][0]["content"] for p in pairs for side in ("chosen", "rejected")]
+    assert all(p["chosen"][0]["role"] == "assistant" for p in pairs)
+    ended = sum(a.rstrip().endswith((".", "!", "?", '"', "'", ")")) for a in answers) / len(answers)
+    assert ended > 0.9, ended
 
 
 def test_conversions_from_pairs(pairs_file):

@@ -224,3 +224,25 @@ def test_uploads_are_checked_and_renamed_by_the_server(tmp_path, pairs_file):
     for unknown in ("../pairs.jsonl", str(pairs_file), "nope.jsonl"):
         with pytest.raises(AlignLabError, match="no uploaded dataset"):
             store.path(unknown)
+
+
+def test_chat_tab_offers_held_out_review_requests_and_says_why_it_chats(tmp_path):
+    from alignlab.data import task_instruction, task_openings
+    from alignlab.ui.gradio.components.chat import default_mode
+
+    run = tmp_path / "runs" / "20250101-120000-dpo-ab12"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": "dpo", "dataset": "positive-reviews"}))
+    mode, why = default_mode("run:" + run.name, tmp_path / "runs")
+    assert mode == "chat" and "chat-formatted review requests" in why  # the built-in task trains in chat mode
+    assert default_mode("run:no-such-run", tmp_path / "runs")[0] == "chat"
+    demo = create_app(tmp_path / "runs")
+    try:
+        blocks = list(demo.blocks.values())
+        examples = next(block for block in blocks if isinstance(block, gr.Dataset))
+        held_out = [task_instruction(opening) for opening in task_openings("eval")[:4]]
+        assert [sample[0] for sample in examples.samples] == held_out and all(isinstance(s, str) for s in held_out)
+        radio = next(block for block in blocks if getattr(block, "elem_id", None) == "chat-mode")
+        assert radio.value == "chat" and radio.info  # the line that says why the mode starts as it does
+    finally:
+        demo.services.jobs.close()

@@ -108,21 +108,26 @@ def test_live_points_draw_what_the_whole_history_draws():
     from alignlab.ui.notebook import LiveFigures
     from alignlab.ui.notebook.grid import grid_figure
 
+    probe = lambda step: {"probe/reward": step / 5, "probe/kl": step / 50,  # noqa: E731
+                          "probe/reward_se": step / 100, "probe/kl_se": step / 500}
     events = [{"step": step, "time": None, "metrics": {"loss": 1 / step, "rewards/margins": step / 10,
-                                                       **({"probe/reward": step / 5, "probe/kl": step / 50}
-                                                          if step % 10 == 0 else {})}} for step in range(1, 41)]
+                                                       **(probe(step) if step % 10 == 0 else {})}}
+              for step in range(1, 41)]
     live = LiveFigures(["dpo"])
     for start in range(0, 40, 8):  # as a run logs them, a few at a time
         live.add(events[start:start + 8], "run")
     whole = grid_figure(live.panels, live.rows)
 
     def look(figure) -> set[tuple]:
-        return {(tuple(t.meta), t.name, t.mode, t.line.color, t.hovertemplate, tuple(t.x), tuple(t.y))
-                for t in figure.data}
+        return {(tuple(t.meta), t.name, t.mode, t.line.color, t.hovertemplate, t.fillcolor, t.showlegend,
+                 tuple(t.x), tuple(t.y), tuple(t.error_y.array or ())) for t in figure.data}
 
     assert look(live.figure) == look(whole)
     assert live.line("Loss", "loss").mode == "lines"  # markers went once the curve grew long
     assert live.line(FRONTIER, FRONTIER).mode == "lines+markers" and len(live.line(FRONTIER, FRONTIER).x) == 4
+    assert len(live.line(FRONTIER, FRONTIER).error_y.array) == 4
+    band = live.line("Reward", "probe/reward_se")  # the ±1.96·se band under probe/reward
+    assert band is not None and band.fill == "toself" and len(band.x) == 2 * 4
     assert [a.text for a in live.figure.layout.annotations] == [a.text for a in whole.layout.annotations]
 
 
@@ -201,6 +206,16 @@ def test_chat_answers_during_training_with_both_columns_and_rewards(live_run):
     assert reply.reference_reward is not None and reply.aligned_reward is not None
     assert "Reference" in chat.reference_column.value and "reward (sentiment)" in chat.aligned_column.value
     assert "I went in with low expectations and" in chat.aligned_column.value
+
+
+def test_chat_starts_in_the_mode_the_run_trained_in_and_says_why(tmp_path):
+    run = tmp_path / "20250101-120000-dpo-ab12"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"method": "dpo", "dataset": "positive-reviews"}))
+    chat = Chat(str(run))  # nothing loads before the first message
+    assert chat.mode.value == "chat" and "chat-formatted review requests" in chat.mode_note.value
+    chat.bind("tiny-random")
+    assert chat.mode.value == "chat" and "base model" in chat.mode_note.value
 
 
 def test_chat_after_training_is_multi_turn_and_clears(live_run):

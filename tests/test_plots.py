@@ -7,7 +7,8 @@ import pytest
 from alignlab.config import RunConfig
 from alignlab.metrics import read_metrics
 from alignlab.methods import method_names
-from alignlab.plots import final_point, frontier, frontier_points, panels_for, rows_from_events, series
+from alignlab.plots import (band, error_bars, final_point, frontier, frontier_points, merged_panels, panels_for,
+                            rows_from_events, series)
 from alignlab.runner import start
 
 ROWS = [
@@ -16,6 +17,9 @@ ROWS = [
     {"step": 3, "loss": 0.52, "probe/reward": 0.30, "probe/kl": 0.4, "rewards/margins": 0.2},
 ]
 RL_ROWS = [{"step": 1, "objective/kl": 0.1, "objective/scores": 0.2}, {"step": 2, "objective/kl": 0.3, "reward": 0.5}]
+# the probe's rows with their standard errors, as probe.py logs them
+SE_ROWS = [{**row, "probe/reward_se": 0.02 * row["step"], "probe/kl_se": 0.01 * row["step"]} if "probe/kl" in row
+           else row for row in ROWS]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +49,22 @@ def test_frontier_falls_back_to_the_rl_trainers_keys():
     assert frontier({"probe": ROWS, "rl": RL_ROWS, "none": [{"step": 1, "loss": 1.0}]}).keys() == {"probe", "rl"}
 
 
+def test_band_is_the_mean_plus_minus_1_96_standard_errors():
+    steps, lower, upper = band(SE_ROWS, "probe/reward")
+    assert steps == [1, 3]
+    assert lower == pytest.approx([0.10 - 1.96 * 0.02, 0.30 - 1.96 * 0.06])
+    assert upper == pytest.approx([0.10 + 1.96 * 0.02, 0.30 + 1.96 * 0.06])
+    assert band(ROWS, "probe/reward") == ([], [], [])  # no standard error logged: no band
+
+
+def test_frontier_points_carry_their_standard_errors():
+    points = frontier_points(SE_ROWS)
+    assert [p["kl_se"] for p in points] == pytest.approx([0.01, 0.03])
+    assert [p["reward_se"] for p in points] == pytest.approx([0.02, 0.06])
+    assert error_bars(points, "reward") == pytest.approx([1.96 * 0.02, 1.96 * 0.06])
+    assert error_bars(frontier_points(RL_ROWS), "kl") is None
+
+
 def test_rows_from_events_flattens_bus_events():
     events = [{"run_id": "r", "step": 4, "time": 1.5, "metrics": {"loss": 0.3, "probe/kl": 0.2}}]
     assert rows_from_events(events) == [{"step": 4, "time": 1.5, "loss": 0.3, "probe/kl": 0.2}]
@@ -57,6 +77,8 @@ def test_panels_start_with_loss_reward_kl_and_draw_each_key_once(method):
     assert any("probe/reward" in p.keys for p in panels) and any("probe/kl" in p.keys for p in panels)
     keys = [key for panel in panels for key in panel.keys]
     assert len(keys) == len(set(keys))
+    merged = [key for panel in merged_panels(method_names()) for key in panel.keys]
+    assert not [key for key in keys + merged if key.endswith("_se")]  # standard errors are bands, not curves
 
 
 def test_dpo_panels_include_its_own():
@@ -89,6 +111,30 @@ def test_figures_have_one_trace_per_run_and_key(dpo_rows):
     assert "step" in frontier_fig.data[0].hovertemplate
 
 
+def test_a_curve_with_standard_errors_gets_a_shaded_band_and_the_frontier_error_bars():
+    from alignlab.ui.figures import curves_figure, frontier_figure
+
+    figure = curves_figure({"a": SE_ROWS}, ("reward", "probe/reward"), "Reward")
+    band_trace, line = figure.data  # the band first, under its line
+    assert band_trace.fill == "toself" and band_trace.showlegend is False and band_trace.hoverinfo == "skip"
+    assert list(band_trace.x) == [1, 3, 3, 1]
+    assert list(band_trace.y) == pytest.approx([0.10 + 1.96 * 0.02, 0.30 + 1.96 * 0.06,  # upper edge, forward
+                                                0.30 - 1.96 * 0.06, 0.10 - 1.96 * 0.02])  # lower edge, back
+    assert line.name == "probe/reward" and list(line.y) == [0.10, 0.30]
+    assert band_trace.fillcolor.startswith("rgba(") and band_trace.fillcolor.endswith(", 0.15)")
+    red, green, blue = (int(line.line.color[i:i + 2], 16) for i in (1, 3, 5))  # the line's colour, faint
+    assert band_trace.fillcolor == f"rgba({red}, {green}, {blue}, 0.15)"
+    assert not figure.layout.showlegend  # one line: the band adds no legend entry
+    overlaid = curves_figure({"a": SE_ROWS, "b": ROWS}, ("probe/reward",), "Reward")
+    assert [trace.name for trace in overlaid.data if trace.showlegend is not False] == ["a", "b"]
+    frontier_fig = frontier_figure({"probe": SE_ROWS, "rl": RL_ROWS})
+    assert [trace.name for trace in frontier_fig.data] == ["probe", "rl"]  # error bars, no band
+    assert list(frontier_fig.data[0].error_y.array) == pytest.approx([1.96 * 0.02, 1.96 * 0.06])
+    assert list(frontier_fig.data[0].error_x.array) == pytest.approx([1.96 * 0.01, 1.96 * 0.03])
+    assert frontier_fig.data[1].error_y.array is None
+    frontier_fig.to_json()
+
+
 def test_empty_histories_give_a_figure_that_says_it_is_waiting():
     from alignlab.ui.figures import curves_figure, frontier_figure, method_figures
 
@@ -111,16 +157,19 @@ def test_the_notebook_grid_draws_the_lines_of_the_app_figures(dpo_rows):
     from alignlab.ui.figures import FRONTIER, curves_figure, frontier_figure
     from alignlab.ui.notebook.grid import grid_figure, panels_of
 
-    histories = {"a": dpo_rows, "b": ROWS}
+    histories = {"a": dpo_rows, "b": SE_ROWS}
     panels = panels_of(["dpo"])
     grid = grid_figure(panels, histories, overlay=True)
 
     def look(traces) -> list[tuple]:
-        return [(t.name, t.mode, t.line.color, t.line.dash, t.hovertemplate, list(t.x), list(t.y)) for t in traces]
+        return [(t.name, t.mode, t.line.color, t.line.dash, t.hovertemplate, t.fillcolor, list(t.x), list(t.y),
+                 t.error_y.array) for t in traces]
 
     for panel in panels:
         app = frontier_figure(histories) if panel.title == FRONTIER else curves_figure(histories, panel.keys,
                                                                                        panel.title)
         assert look(trace for trace in grid.data if trace.meta[0] == panel.title) == look(app.data), panel.title
-    colours = {trace.meta[1]: trace.line.color for trace in grid.data}
+    colours = {trace.meta[1]: trace.line.color for trace in grid.data if trace.fill is None}
     assert len(set(colours.values())) == 2  # overlaid: a colour per run
+    assert ("Reward", "b", "probe/reward_se") in {tuple(trace.meta) for trace in grid.data}  # the band, keyed _se
+    assert [trace.meta[1] for trace in grid.data if trace.showlegend] == ["a", "b"]  # bands: no legend entry

@@ -129,7 +129,8 @@ class MethodSpec:
     functions, value models, ...) from the run context. ``trl_overrides`` computes TRL config
     values that depend on the run (PPO counts episodes, not steps). ``validate`` rejects settings
     that cannot work (a batch that does not hold whole groups of generations) when the RunConfig
-    is created, before anything is written.
+    is created, before anything is written. ``measured`` says what the method reaches at its defaults
+    on the built-in task (from ``python -m bench.alignment``), for the Learn text.
     """
 
     name: str
@@ -147,6 +148,7 @@ class MethodSpec:
     trainer_kwargs: Callable[[Any], dict] | None = None
     trl_overrides: Callable[[Any], dict] | None = None
     validate: Callable[[Any], None] | None = None
+    measured: str = ""
 
     def knob(self, name: str) -> Knob:
         for knob in self.knobs:

@@ -8,7 +8,13 @@ classification loss on preference pairs:
 
 β·log-ratio is the implicit reward. ``loss_type`` selects TRL's variants: IPO (Azar et al. 2023),
 hinge (SLiC, Zhao et al. 2023), robust (Chowdhury et al. 2024) and the rest TRL offers.
+
+The reference log-probs π_ref(y|x) of the pairs are computed in one pass before training and cached on
+disk (:mod:`alignlab.reference_cache`), so a step runs only the policy; the pass covers just the pairs
+the run will consume (``max_steps`` x batch, a seeded sample of the set).
 """
+
+import os
 
 from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
 
@@ -22,7 +28,20 @@ def _dpo_config():
 def _dpo_trainer():
     from trl import DPOTrainer
 
-    return DPOTrainer
+    from alignlab.reference_cache import cached_trainer
+
+    return cached_trainer(DPOTrainer)
+
+
+def _consumed_pairs(context) -> dict:
+    """With precomputed reference log-probs, only the pairs ``max_steps`` will draw (a seeded sample)."""
+    config = context.config
+    if not config.method_args["precompute_ref_log_probs"] or config.max_steps <= 0:
+        return {}
+    needed = config.max_steps * config.batch_size * config.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
+    if needed >= len(context.dataset):
+        return {}
+    return {"train_dataset": context.dataset.shuffle(seed=config.seed).select(range(needed))}
 
 
 # The loss types TRL's DPOConfig accepts (trl 1.12, pinned); tests/test_config.py checks this list
@@ -46,8 +65,11 @@ SPEC = register(
             Knob("loss_type", "sigmoid", "Loss variant: sigmoid = DPO, ipo = IPO, hinge = SLiC, robust = rDPO, ...",
                  kind="choice", choices=LOSS_TYPES),
             Knob("label_smoothing", 0.0, "Assumed label-flip rate (robust DPO) / smoothing (EXO).", min=0.0, max=0.49),
-            Knob("precompute_ref_log_probs", False, "Compute reference log-probs once before training.", kind="bool"),
+            Knob("precompute_ref_log_probs", True, "Compute the reference log-probs of the pairs in one pass before "
+                 "training and keep them on disk for later runs (each step then skips the reference forward).",
+                 kind="bool"),
         ),
+        trainer_kwargs=_consumed_pairs,
         panels=(
             Panel("Reward margin", ("rewards/margins",)),
             Panel("Preference accuracy", ("rewards/accuracies",)),

@@ -9,8 +9,11 @@ in one subplot grid (:mod:`alignlab.ui.notebook.grid`) built from the same parts
 its lines in place as runs log them.
 
 Colours: one run alone gets a colour per metric key; runs overlaid get a colour per run and a dash
-per key. An empty history gives a valid empty figure that says it is waiting for the first logged
-step; a history without the figure's keys says which keys are missing.
+per key. A curve whose rows also log its standard error (``probe/reward`` with ``probe/reward_se``)
+sits on a faint band of mean ± 1.96·se in its own colour (:func:`panel_bands`, drawn under the lines,
+without hover or legend entry); the frontier's points get error bars of the same width
+(:func:`line_errors`). An empty history gives a valid empty figure that says it is waiting for the
+first logged step; a history without the figure's keys says which keys are missing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from alignlab.methods.base import Panel
-from alignlab.plots import frontier_points, panels_for, series
+from alignlab.metrics import SE_SUFFIX, is_se_key, se_key
+from alignlab.plots import band, error_bars, frontier_points, panels_for, series
 
 HEIGHT = 280
 LOOK = {"template": "plotly_white", "hovermode": "closest"}
@@ -32,6 +36,7 @@ FRONTIER_KEYS = ("probe/reward", "probe/kl")  # what to log for a frontier (name
 COLOURS = plotly.colors.qualitative.Plotly
 DASHES = ("solid", "dot", "dash", "dashdot")
 MARKERS_BELOW = 30  # a curve with fewer points marks each one
+BAND_OPACITY = 0.15  # of the ±1.96·se band's fill, in its line's colour
 
 
 def axis_titles(panel: Panel) -> tuple[str, str]:
@@ -51,6 +56,36 @@ def panel_lines(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list, l
     else:
         lines = [(key, *series(rows, key), None) for key in panel.keys]
     return [line for line in lines if line[1]]
+
+
+def panel_bands(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list]]:
+    """``(key, x, y)`` of the ±1.96·se band under each curve of ``panel`` whose rows log ``key``'s standard error.
+
+    The band is one closed outline for ``fill="toself"``: the upper edge left to right, then the
+    lower edge back (:func:`alignlab.plots.band`). The frontier has error bars instead (:func:`line_errors`).
+    """
+    if panel.title == FRONTIER:
+        return []
+    bands = []
+    for key in panel.keys:
+        steps, lower, upper = band(rows, key)
+        if steps:
+            bands.append((key, steps + steps[::-1], upper + lower[::-1]))
+    return bands
+
+
+def line_errors(panel: Panel, rows: list[dict]) -> dict:
+    """``go.Scatter`` error-bar keywords of one run's frontier line: ±1.96·se of KL (x) and of reward (y)
+    where the probe logged them ({} on curves and on frontiers without standard errors)."""
+    if panel.title != FRONTIER:
+        return {}
+    points = frontier_points(rows)
+    bars = {}
+    for axis, field in (("error_x", "kl"), ("error_y", "reward")):
+        half_widths = error_bars(points, field)
+        if half_widths is not None:
+            bars[axis] = {"type": "data", "array": half_widths, "thickness": 1, "width": 3}
+    return bars
 
 
 def key_style(panel: Panel, key: str) -> tuple[str, str]:
@@ -82,6 +117,35 @@ def line_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool
                 hovertemplate=f"{name}<br>{hover}<extra></extra>", legendgroup=label)
 
 
+def band_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool) -> dict:
+    """``go.Scatter`` keywords of the band under one run's line for ``key``: the line's colour, faint,
+    with no outline, no hover and no legend entry of its own."""
+    line = line_style(panel, key, run_index, label, overlay)
+    red, green, blue = plotly.colors.hex_to_rgb(line["line"]["color"])
+    return dict(name=f"{line['name']} ± 1.96·se", mode="lines", fill="toself",
+                fillcolor=f"rgba({red}, {green}, {blue}, {BAND_OPACITY})", line={"width": 0},
+                hoverinfo="skip", showlegend=False, legendgroup=label)
+
+
+def style_for(panel: Panel, key: str, run_index: int, label: str, overlay: bool, points: int = 0) -> dict:
+    """The style of one run's trace for ``key`` on ``panel``: a band for a standard-error key
+    (:func:`band_style` of its mean's line), else a line (:func:`line_style`)."""
+    if is_se_key(key):
+        return band_style(panel, key[: -len(SE_SUFFIX)], run_index, label, overlay)
+    return line_style(panel, key, run_index, label, overlay, points)
+
+
+def run_traces(panel: Panel, rows: list[dict], run_index: int, label: str, overlay: bool) -> list[tuple[str, dict]]:
+    """``(key, go.Scatter keywords)`` of every trace one run draws on ``panel``: its bands first, keyed
+    ``<key>_se`` (so the lines sit on top), then its lines, the frontier's with its error bars."""
+    traces = [(se_key(key), dict(x=x, y=y, **band_style(panel, key, run_index, label, overlay)))
+              for key, x, y in panel_bands(panel, rows)]
+    errors = line_errors(panel, rows)
+    traces += [(key, dict(x=x, y=y, customdata=steps, **line_style(panel, key, run_index, label, overlay, len(x)),
+                          **errors)) for key, x, y, steps in panel_lines(panel, rows)]
+    return traces
+
+
 def _missing(keys: Sequence[str]) -> str:
     """The note on a figure whose runs have logged steps, none with these keys."""
     hint = "<br>(the probe logs reward and KL: set probe_every)" if any(k.startswith("probe/") for k in keys) else ""
@@ -91,15 +155,17 @@ def _missing(keys: Sequence[str]) -> str:
 def panel_figure(panel: Panel, histories: dict[str, list[dict]], overlay: bool) -> go.Figure:
     """One panel as a figure of its own: every run's lines (run label -> metric rows), titled, with a note when empty."""
     figure = go.Figure()
+    lines = 0
     for run_index, (label, rows) in enumerate(histories.items()):
-        for key, x, y, steps in panel_lines(panel, rows):
-            figure.add_scatter(x=x, y=y, customdata=steps, **line_style(panel, key, run_index, label, overlay, len(x)))
+        for key, trace in run_traces(panel, rows, run_index, label, overlay):
+            figure.add_scatter(**trace)
+            lines += not is_se_key(key)
     x_title, y_title = axis_titles(panel)
     figure.update_layout(
         **LOOK, title={"text": panel.title, "x": 0.02, "font": {"size": 14}}, height=HEIGHT,
         margin={"l": 50, "r": 10, "t": 40, "b": 40}, xaxis_title=x_title, yaxis_title=y_title,
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "font": {"size": 10}},
-        showlegend=len(figure.data) > 1 or (overlay and bool(figure.data)),
+        showlegend=lines > 1 or (overlay and bool(lines)),
     )
     if not figure.data:
         keys = FRONTIER_KEYS if panel.title == FRONTIER else panel.keys

@@ -3,7 +3,9 @@
 Both columns come from one :class:`alignlab.chat.ChatPair` (same seed, same settings), so a
 difference between them comes from training. ``run`` is a live :class:`~alignlab.runner.RunHandle`
 (chat while it trains), a run directory (chat with the saved model), or a model name (base model in
-both columns). Models load on the first message, in a background thread, like every answer: the
+both columns). The mode starts as the one the run trained in (:func:`alignlab.chat.trained_mode`:
+chat, for the built-in task's review requests), with a line saying why; switching it starts a fresh
+conversation. Models load on the first message, in a background thread, like every answer: the
 kernel never waits on the chat unless :meth:`Chat.send` is asked to.
 """
 
@@ -16,13 +18,14 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from alignlab.chat import ChatPair, ChatReply
+from alignlab.chat import ChatPair, ChatReply, trained_mode
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.rewards import get_reward, reward_names
 from alignlab.runner import config_of
 
 STYLE = {"description_width": "110px"}
+MODES = [("Chat", "chat"), ("Continue text", "continue")]
 COLUMN = dict(width="50%", min_height="160px", border="1px solid #ddd", padding="6px")
 
 
@@ -33,29 +36,30 @@ def describe(run: Any) -> str:
     return f"run {Path(run).name}" if Path(str(run), "config.json").exists() else f"base model {run}"
 
 
-def run_reward(run: Any) -> str | None:
-    """The reward source a run was trained with (None for a plain model name)."""
+def run_config(run: Any):
+    """The :class:`~alignlab.config.RunConfig` a run was trained with (None for a plain model name)."""
     if hasattr(run, "config"):
-        return run.config.reward
+        return run.config
     if run is not None and Path(str(run), "config.json").exists():
-        return config_of(run).reward
+        return config_of(run)
     return None
 
 
-def make_pair(run: Any) -> ChatPair:
-    """The ChatPair for a RunHandle, a run directory or a model name."""
+def make_pair(run: Any, mode: str) -> ChatPair:
+    """The ChatPair for a RunHandle, a run directory or a model name, in ``mode`` (chat or continue)."""
     if hasattr(run, "subscribe"):
-        return ChatPair.from_handle(run)
+        return ChatPair.from_handle(run, mode=mode)
     if Path(str(run), "config.json").exists():
-        return ChatPair.from_run(run)
-    return ChatPair.base_only(str(run))
+        return ChatPair.from_run(run, mode=mode)
+    return ChatPair.base_only(str(run), mode=mode)
 
 
 class Chat(widgets.VBox):
     """Prompt box, two streamed columns (reference | aligned) with each answer's reward; multi-turn.
 
+    >>> from alignlab.data import task_instruction
     >>> chat = Chat("runs/20250101-120000-dpo-ab12")  # doctest: +SKIP
-    >>> chat.send("I went in with low expectations and")  # doctest: +SKIP
+    >>> chat.send(task_instruction("I went in with low expectations and"))  # doctest: +SKIP
     """
 
     def __init__(self, run: Any = None, max_new_tokens: int = 48, temperature: float = 0.8, top_p: float = 0.95,
@@ -67,8 +71,10 @@ class Chat(widgets.VBox):
         self.thread: threading.Thread | None = None
         self.title = widgets.HTML()
         self.status = widgets.HTML()
-        self.prompt = widgets.Textarea(placeholder="A review opening to continue, or a message", rows=2,
+        self.prompt = widgets.Textarea(placeholder="A message (in Continue mode: text to continue)", rows=2,
                                        layout=widgets.Layout(width="70%"))
+        self.mode = widgets.ToggleButtons(options=MODES, description="mode", style=STYLE)
+        self.mode_note = widgets.HTML()  # why the mode starts as it does
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
         self.clear_button = widgets.Button(description="Clear", icon="eraser")
         self.max_new_tokens = widgets.IntSlider(value=max_new_tokens, min=1, max=256, description="max new tokens",
@@ -84,10 +90,12 @@ class Chat(widgets.VBox):
         self.send_button.on_click(lambda _: self.send(self.prompt.value, wait=False))
         self.clear_button.on_click(lambda _: self.clear())
         self.reward.observe(lambda _: self._set_reward(), names="value")
+        self.mode.observe(lambda _: self._switch_mode(), names="value")
         settings = widgets.HBox([widgets.VBox([self.max_new_tokens, self.temperature]),
                                  widgets.VBox([self.top_p, self.seed, self.reward])])
         super().__init__([
-            self.title, widgets.Accordion([settings], titles=("Sampling settings",), selected_index=None),
+            self.title, widgets.HBox([self.mode, self.mode_note]),
+            widgets.Accordion([settings], titles=("Sampling settings",), selected_index=None),
             widgets.HBox([self.reference_column, self.aligned_column]),
             widgets.HBox([self.prompt, widgets.VBox([self.send_button, self.clear_button])]), self.status,
         ])
@@ -96,10 +104,13 @@ class Chat(widgets.VBox):
     def bind(self, run: Any) -> None:
         """Chat with ``run`` from now on (a RunHandle, a run directory or a model name); clears the chat."""
         self.run, self.pair = run, None
-        reward = run_reward(run)
-        if reward:
-            self.reward.options = list(dict.fromkeys([*reward_names(), reward]))
-            self.reward.value = reward
+        config = run_config(run)
+        if config is not None and config.reward:
+            self.reward.options = list(dict.fromkeys([*reward_names(), config.reward]))
+            self.reward.value = config.reward
+        mode, why = trained_mode(config)
+        self.mode.value = mode
+        self.mode_note.value = f"<span style='color:#555'>{html.escape(why)}</span>" if run is not None else ""
         self.title.value = f"<b>Chat with {html.escape(describe(run))}</b>" if run is not None else \
             "<b>Chat</b>: pick a run first"
         self.clear()
@@ -119,7 +130,7 @@ class Chat(widgets.VBox):
             return None
         result: dict[str, ChatReply] = {}
         self.thread = threading.Thread(target=self._answer, args=(message, self.settings(), result), daemon=True)
-        self.send_button.disabled = True
+        self.send_button.disabled = self.mode.disabled = True  # one mode per answer
         self.thread.start()
         if wait:
             self.thread.join()
@@ -136,7 +147,7 @@ class Chat(widgets.VBox):
         try:
             if self.pair is None:
                 self._say("loading the models…")
-                self.pair = make_pair(self.run)
+                self.pair = make_pair(self.run, self.mode.value)
                 self._set_reward()
             self._say("answering…")
             turn = {"message": message, "reference": "", "aligned": ""}
@@ -158,7 +169,13 @@ class Chat(widgets.VBox):
         except Exception as error:  # noqa: BLE001 - show any failure in the widget, never a traceback
             self._say(f"{type(error).__name__}: {error}", error=True)
         finally:
-            self.send_button.disabled = False
+            self.send_button.disabled = self.mode.disabled = False
+
+    def _switch_mode(self) -> None:
+        """Another mode: the pair is made again on the next message, and the conversation starts afresh."""
+        if self.pair is not None and self.pair.mode != self.mode.value:
+            self.pair = None
+            self.clear()
 
     def _set_reward(self) -> None:
         if self.pair is not None and self.pair.reward.name != self.reward.value:

@@ -22,8 +22,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from alignlab.methods.base import Panel
+from alignlab.metrics import is_se_key
 from alignlab.plots import merged_panels
-from alignlab.ui.figures import FRONTIER, FRONTIER_PANEL, LOOK, axis_titles, key_style, line_style, panel_lines
+from alignlab.ui.figures import FRONTIER, FRONTIER_PANEL, LOOK, axis_titles, key_style, run_traces, style_for
 
 COLUMNS = 2
 ROW_HEIGHT = 250
@@ -80,29 +81,30 @@ def empty_grid(panels: list[Panel], overlay: bool = False) -> go.Figure:
 
 def trace_style(panels: list[Panel], title: str, key: str, run_index: int, label: str, overlay: bool,
                 points: int = 0) -> dict:
-    """:func:`~alignlab.ui.figures.line_style` of one (panel, key, run), placed on the panel's subplot.
+    """:func:`~alignlab.ui.figures.style_for` of one (panel, key, run), placed on the panel's subplot.
 
     The legend entry is off: overlaid, the caller shows it on each run's first line only.
     """
     index = next(i for i, panel in enumerate(panels) if panel.title == title)
-    return dict(**axes_of(index), **line_style(panels[index], key, run_index, label, overlay, points),
-                showlegend=False)
+    return {**style_for(panels[index], key, run_index, label, overlay, points), **axes_of(index), "showlegend": False}
 
 
 def grid_figure(panels: list[Panel], histories: dict[str, list[dict]], overlay: bool = False) -> go.Figure:
     """Every panel for every run in ``histories`` (label -> metric rows); one legend entry per run when overlaid.
 
-    Each trace's ``meta`` is ``[panel title, run label, metric key]``, so code can find a line again.
+    Each trace's ``meta`` is ``[panel title, run label, metric key]``, so code can find a line again
+    (a ±1.96·se band's key is its line's key with ``_se``).
     """
     figure = empty_grid(panels, overlay)
     drawn: dict[str, set[str]] = {panel.title: set() for panel in panels}
     for run_index, (label, rows) in enumerate(histories.items()):
         first = True
-        for panel in panels:
-            for key, x, y, steps in panel_lines(panel, rows):
-                style = trace_style(panels, panel.title, key, run_index, label, overlay, len(x))
-                style["showlegend"], first = overlay and first, False
-                figure.add_scatter(x=x, y=y, customdata=steps, meta=[panel.title, label, key], **style)
+        for index, panel in enumerate(panels):
+            for key, trace in run_traces(panel, rows, run_index, label, overlay):
+                trace.update(axes_of(index), meta=[panel.title, label, key], showlegend=False)
+                if not is_se_key(key):  # bands never get a legend entry
+                    trace["showlegend"], first = overlay and first, False
+                figure.add_scatter(**trace)
                 drawn[panel.title].add(key)
     for index, panel in enumerate(panels):
         figure.layout.annotations[index].text = subplot_title(panel, drawn[panel.title], overlay)

@@ -18,8 +18,9 @@ import ipywidgets as widgets
 import pandas  # noqa: F401 - import now: plotly imports it lazily, racing the training thread's import
 import plotly.graph_objects as go
 
+from alignlab.metrics import is_se_key, se_key
 from alignlab.plots import rows_from_events
-from alignlab.ui.figures import FRONTIER, line_mode, panel_lines
+from alignlab.ui.figures import FRONTIER, line_errors, line_mode, panel_bands, panel_lines
 from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import empty_grid, grid_figure, panels_of, subplot_title, trace_style
 
@@ -61,13 +62,18 @@ class LiveFigures(widgets.VBox):
         with self._lock:
             history = self.rows.setdefault(label, [])
             history.extend(rows)
+            new_errors = any(is_se_key(key) for row in rows for key in row)  # bands change only then
             with self.figure.batch_update():
                 for panel in self.panels:
+                    for key, x, y in panel_bands(panel, history) if new_errors else ():  # an outline is redrawn whole
+                        trace = self._trace(panel.title, label, se_key(key))
+                        trace.x, trace.y = x, y
                     frontier = panel.title == FRONTIER  # recomputed from the whole history; curves just grow
                     for key, x, y, steps in panel_lines(panel, history if frontier else rows):
                         trace = self._trace(panel.title, label, key)
                         if frontier:
                             trace.x, trace.y, trace.customdata = x, y, steps
+                            trace.update(line_errors(panel, history))
                         else:
                             trace.x, trace.y = (*trace.x, *x), (*trace.y, *y)
                         if trace.mode != line_mode(panel, len(trace.x)):  # markers go once a curve is long
@@ -88,8 +94,9 @@ class LiveFigures(widgets.VBox):
         trace = self.line(title, key, label)
         if trace is None:
             style = trace_style(self.panels, title, key, list(self.rows).index(label), label, self.overlay)
-            if self.overlay:  # the run's first line carries its legend entry
-                style["showlegend"] = not any(trace.meta[1] == label for trace in self.figure.data)
+            if self.overlay and not is_se_key(key):  # the run's first line carries its legend entry
+                style["showlegend"] = not any(trace.meta[1] == label and not is_se_key(trace.meta[2])
+                                              for trace in self.figure.data)
             self.figure.add_scatter(x=(), y=(), meta=[title, label, key], **style)
             index = next(i for i, panel in enumerate(self.panels) if panel.title == title)
             drawn = {trace.meta[2] for trace in self.figure.data if trace.meta[0] == title}

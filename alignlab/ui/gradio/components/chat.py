@@ -2,8 +2,9 @@
 
 Both columns stream token by token from one :class:`~alignlab.chat.ChatPair` with the same seed and
 sampling settings, so a difference comes from training, not luck; each answer shows its reward.
-In ``chat`` mode each side keeps its own multi-turn history; in ``continue`` mode (what the built-in
-task trains) every message is a text opening the models continue.
+In ``chat`` mode (how the built-in task trains) each side keeps its own multi-turn history; in
+``continue`` mode every message is raw text the models continue. Picking a model sets the mode it
+trained in (:func:`alignlab.chat.trained_mode`), and the line under the mode choice says why.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Iterator
 
 import gradio as gr
 
-from alignlab.data import BUILTIN_TASK, task_prompts
+from alignlab.chat import trained_mode
+from alignlab.data import task_instruction, task_openings
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import DEFAULT_MODEL
@@ -21,8 +23,19 @@ from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX
 from alignlab.ui.gradio.run_files import find_run
 from alignlab.ui.gradio.services import Services
 
-MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (what the built-in task trains)", "continue")]
+MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (raw text, no chat template)", "continue")]
 DEFAULT_CHOICE = BASE_PREFIX + DEFAULT_MODEL
+EXAMPLES = 4  # held-out review requests offered under the message box
+
+
+def default_mode(choice: str, runs_dir) -> tuple[str, str]:
+    """``(mode, why)`` for a picker value: the mode its run trained in (a base model: chat), and why."""
+    if choice.startswith(RUN_PREFIX):
+        try:
+            return trained_mode(config_of(find_run(runs_dir, choice[len(RUN_PREFIX):])))
+        except AlignLabError:
+            pass
+    return trained_mode(None)
 
 
 def side_labels(choice: str) -> tuple[str, str]:
@@ -41,7 +54,8 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
     with gr.Row(equal_height=True):
         choice = gr.Dropdown(services.chat.choices([]), value=DEFAULT_CHOICE, label="Model", scale=3,
                              elem_id="chat-model")
-        mode = gr.Radio(MODES, value="chat", label="Mode", scale=2, elem_id="chat-mode")
+        start_mode, why = trained_mode(None)
+        mode = gr.Radio(MODES, value=start_mode, label="Mode", info=why, scale=2, elem_id="chat-mode")
     reference_title, aligned_title = side_labels(DEFAULT_CHOICE)
     with gr.Row(equal_height=True):
         with gr.Column():
@@ -52,11 +66,12 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
             aligned_box = gr.Chatbot(label=aligned_title, height=360, feedback_options=None, elem_id="chat-aligned")
             aligned_reward = gr.Markdown(elem_id="chat-aligned-reward")
     with gr.Row(equal_height=True):
-        message = gr.Textbox(placeholder="Type a message, or a review opening to continue, then Enter", scale=5,
+        message = gr.Textbox(placeholder="Type a message (in Continue mode: text to continue), then Enter", scale=5,
                              show_label=False, max_lines=4, elem_id="chat-message")
         send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="chat-send")
         clear = gr.Button("Clear", scale=1, min_width=90, elem_id="chat-clear")
-    gr.Examples([[prompt] for prompt in task_prompts("eval")[:4]], [message], label="Review openings (held out)")
+    gr.Examples([[task_instruction(opening)] for opening in task_openings("eval")[:EXAMPLES]], [message],
+                label="Review requests (held out from training)")
     with gr.Accordion("Generation settings (the same for both columns)", open=False):
         with gr.Row():
             max_new_tokens = gr.Slider(1, 256, value=48, step=1, label="max new tokens")
@@ -75,17 +90,11 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
     tab.select(refresh_choices, [choice], [choice], api_name="chat_models")
 
     def pick(value: str):
-        """New model: fresh conversation, column titles, and the mode the run was trained in."""
+        """New model: fresh conversation, column titles, and the mode the run was trained in (with why)."""
         reference_label, aligned_label = side_labels(value)
-        trained_mode = "chat"
-        if value.startswith(RUN_PREFIX):
-            try:
-                config = config_of(find_run(services.runs_dir, value[len(RUN_PREFIX):]))
-                trained_mode = "continue" if config.dataset == BUILTIN_TASK else "chat"
-            except AlignLabError:
-                pass
+        picked_mode, reason = default_mode(value, services.runs_dir)
         return (gr.update(value=[], label=reference_label), gr.update(value=[], label=aligned_label), "", "", [], [],
-                trained_mode)
+                gr.update(value=picked_mode, info=reason))
 
     choice.input(pick, [choice], [reference_box, aligned_box, reference_reward, aligned_reward, reference_history,
                                   aligned_history, mode], api_visibility="private")

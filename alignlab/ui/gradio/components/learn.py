@@ -45,7 +45,9 @@ def method_card(spec: MethodSpec) -> str:
     columns = ", ".join(FORMATS.get(spec.data_format, ()))
     return (f"{spec.summary}\n\n"
             f"- **Name:** `{spec.name}` (CLI: `alignlab train --method {spec.name}`)\n- **Paper:** {spec.paper}\n- **Data:** {spec.data_format} ({columns})\n"
-            f"- **Trains:** {output}; {reference}\n\n{knob_rows(spec.knobs)}")
+            f"- **Trains:** {output}; {reference}\n"
+            + (f"- **Measured at the defaults:** {spec.measured}\n" if spec.measured else "")
+            + f"\n{knob_rows(spec.knobs)}")
 
 
 def create_learn_tab() -> dict[str, gr.Component]:
