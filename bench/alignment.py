@@ -58,7 +58,7 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
 
     def snapshot(event):
         step = event["step"]
-        if "loss" not in event["metrics"] or step % every or any(s["step"] == step for s in snapshots):
+        if every <= 0 or "loss" not in event["metrics"] or step % every or any(s["step"] == step for s in snapshots):
             return
         at = time.time() - started - saving["seconds"]
         begin = time.time()
@@ -98,6 +98,9 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
             break
     if final:
         result["final"], _ = _final(handle.run_dir, config, tokenizer, eval_prompts, samples)
+        f = result["final"]
+        if not snapshots and f["gain"] >= gain and f["gain_se"] <= max_se:  # --every 0: only the end is known
+            result["visible"] = {"step": result["steps"], "seconds": result["train_s"], "at_end": True}
     result["eval_s"] = round(time.time() - started_eval, 1)
     return result
 
@@ -167,8 +170,11 @@ def markdown(results: dict) -> str:
         goal = "" if r["method"] != "dpo" else ("met" if v and v["seconds"] <= GOAL_SECONDS else "**not met**")
         shot = next((x for x in r.get("snapshots", []) if v and x["step"] == v["step"]), None)
         there = f"{shot['gain']:+.3f} ± {shot['gain_se']:.3f}" if shot else "-"
+        when = (f"≤ {v['seconds']} (end)" if v.get("at_end") else v["seconds"]) if v else "not reached"
+        if v and v.get("at_end"):
+            there = f"{r['final']['gain']:+.3f} ± {r['final']['gain_se']:.3f}"
         lines.append(f"| {r['method']} | {r['threads']} | {r['seed']} | {r.get('cache', '-')} | "
-                     f"{v['seconds'] if v else 'not reached'} | {v['step'] if v else '-'} | {goal} | {there} | "
+                     f"{when} | {v['step'] if v else '-'} | {goal} | {there} | "
                      f"{r.get('steps', '-')} | {r.get('train_s', '-')} |")
     lines += ["", "## The final model of each run", "",
               "| method | threads | seed | gain ± paired s.e. | win-rate [95% CI] | KL (nats) | distinct words "
@@ -198,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="*", default=[2, 1])
     parser.add_argument("--seeds", type=int, nargs="*", default=[42])
     parser.add_argument("--model", default=None, help="default smollm2-135m-instruct (tiny-random with --quick)")
-    parser.add_argument("--every", type=int, default=3, help="snapshot every N steps")
+    parser.add_argument("--every", type=int, default=3,
+                        help="snapshot every N steps (0: none; the final model alone says whether the run is visible)")
     parser.add_argument("--warm", action="store_true",
                         help="also rerun each (method, seed) on the reference/probe cache its first run filled")
     parser.add_argument("--gain", type=float, default=0.3)
@@ -206,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=100, help="held-out prompts per evaluation (>= 64)")
     parser.add_argument("--samples", type=int, default=2, help="samples per prompt per evaluation")
     parser.add_argument("--overrides", default="{}", help="JSON of knob values to use instead of the defaults")
+    parser.add_argument("--no-final", action="store_true", help="skip the full evaluation of the final models")
     parser.add_argument("--quick", action="store_true", help="tiny-random, 2 steps (checks the script runs)")
     parser.add_argument("--out", default="bench")
     parser.add_argument("--work", default="runs/bench-alignment")
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for index, threads in enumerate(args.threads):
                 cold = Path(args.work) / "cache" / f"{method}-s{seed}-t{threads}"
-                runs.append(run_child(args, method, threads, seed, cold, final=index == 0))
+                runs.append(run_child(args, method, threads, seed, cold, final=index == 0 and not args.no_final))
             if args.warm:  # again at the first thread count, on the cache its cold run filled
                 warm = Path(args.work) / "cache" / f"{method}-s{seed}-t{args.threads[0]}"
                 runs.append(run_child(args, method, args.threads[0], seed, warm, final=False))

@@ -46,3 +46,17 @@ def test_quick_bench_runs_and_writes_its_table(tmp_path):
     assert 0.5 < o["runner_over_bare"] < 2.0
     assert results["summary"]["chat"]["shares_weights"] and results["summary"]["chat"]["pair_tokens_per_s"] > 0
     assert "## 1. Runner overhead" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_alignment_bench_quick_mode_times_and_evaluates_snapshots(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "bench.alignment", "--quick", "--threads", "1", "--warm",
+                           "--out", str(tmp_path), "--work", str(tmp_path / "work")],
+                          cwd=root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "alignment-quick.json").read_text())
+    cold, warm = results["runs"]
+    assert (cold["cache"], warm["cache"]) == ("cold", "warm") and cold["state"] == warm["state"] == "finished"
+    assert [s["step"] for s in cold["snapshots"]] == [1, 2] and all("gain_se" in s for s in cold["snapshots"])
+    assert cold["final"]["prompts"] == 4 and "perplexity" in cold["final"]["aligned_fluency"]
+    assert "Time to visible alignment" in (tmp_path / "ALIGNMENT_QUICK.md").read_text()

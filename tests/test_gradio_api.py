@@ -246,3 +246,13 @@ def test_chat_tab_offers_held_out_review_requests_and_says_why_it_chats(tmp_path
         assert radio.value == "chat" and radio.info  # the line that says why the mode starts as it does
     finally:
         demo.services.jobs.close()
+
+
+def test_learn_cards_say_what_a_method_measured_at_its_defaults():
+    from alignlab.ui.gradio.components.learn import method_card
+
+    measured = {name: spec.measured for name, spec in registry().items() if spec.measured}
+    assert {"dpo", "ppo"} <= set(measured)
+    for name, text in measured.items():
+        assert f"**Measured at the defaults:** {text}" in method_card(get_method(name))
+    assert "Measured at the defaults" not in method_card(get_method("sft"))  # nothing claimed where nothing was measured

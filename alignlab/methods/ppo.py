@@ -179,6 +179,11 @@ SPEC = register(
         ),
         panels=(Panel("Value loss", ("loss/value_avg",)), Panel("Policy loss", ("loss/policy_avg",)),
                 Panel("Clip fraction", ("policy/clipfrac_avg",))),
+        measured="not in workshop time on a CPU: a PPO step took 45.9 s at 1 thread at the earlier, shorter "
+        "settings (bench/RESULTS.md, 'Every method'), 4x DPO's, because each step samples, scores, runs the value "
+        "model and takes 4 optimisation epochs; 12 steps take over 9 minutes (12 x 45.9 s) even there, so its reward "
+        "gain at the current defaults is not measured yet. Use RLOO or GRPO for a live demo, PPO on a GPU or as a "
+        "take-home run.",
         trl_defaults={"stop_token": "eos", "num_sample_generations": 0, "num_mini_batches": 1},
         trainer_kwargs=_ppo_parts,
         trl_overrides=_episodes,
