@@ -47,6 +47,8 @@ SPEC = register(
             epsilon_knob(),
             temperature_knob(),
         ),
+        measured="visible after 12 steps: +0.42 ± 0.05 VADER over the reference on 100 held-out prompts, wins on "
+        "85%, KL ≈ 10 nats, in 422 s at 1 thread on a 2-core CPU (`python -m bench.alignment`, docs/alignment.md)",
         panels=(LENGTH_PANEL, Panel("Reward spread within groups", ("reward_std",))),
         trainer_kwargs=_reward_functions,
         validate=check_groups,
