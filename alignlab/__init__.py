@@ -18,7 +18,8 @@ if not os.environ.get("ALIGNLAB_ALLOW_DOWNLOAD"):
 from alignlab.config import RunConfig  # noqa: E402
 from alignlab.errors import AlignLabError  # noqa: E402
 from alignlab.methods import get_method, method_names  # noqa: E402
-from alignlab.runner import RunHandle, list_runs, start  # noqa: E402
+from alignlab.rundir import list_runs  # noqa: E402
+from alignlab.runner import RunHandle, start  # noqa: E402
 
 __all__ = ["AlignLabError", "RunConfig", "RunHandle", "get_method", "list_runs", "method_names", "start"]
 __version__ = "0.1.0"

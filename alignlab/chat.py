@@ -33,71 +33,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
+from alignlab.config import config_of
+from alignlab.data import BUILTIN_TASK
 from alignlab.errors import AlignLabError
-from alignlab.generation import SamplingSettings
+from alignlab.generation import SamplingSettings, stop_token_ids
+from alignlab.models import load_model, load_tokenizer, load_trained
+from alignlab.reference import frozen_reference, is_adapter_model, lock_for
 from alignlab.rewards import RewardSource, get_reward, reward_for
 
 MODES = ("continue", "chat")
-
-# One lock per model object, so nothing reads the aligned model while another thread has its LoRA
-# adapter switched off for a reference step (two chats on the same model, a probe during training).
-_MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_MODEL_LOCKS_GUARD = threading.Lock()
-
-
-def is_adapter_model(model) -> bool:
-    """True for a peft model whose adapter can be switched off to give the reference."""
-    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
-
-
-def lock_for(model) -> threading.RLock:
-    """The lock shared by every :class:`ChatPair` on ``model`` and by :func:`reference_of` (made on first use)."""
-    with _MODEL_LOCKS_GUARD:
-        return _MODEL_LOCKS.setdefault(model, threading.RLock())
-
-
-def guard_adapter_switch(model) -> None:
-    """Make ``model.disable_adapter()`` hold :func:`lock_for` ``(model)`` while the adapter is off.
-
-    TRL's trainers switch a LoRA policy's adapter off for every reference forward pass. A chat
-    reading the live model from another thread takes the same lock per token, so with this guard
-    it waits for the reference pass instead of reading the reference weights as the aligned model.
-    """
-    if not is_adapter_model(model) or getattr(model, "_alignlab_guarded", False):
-        return
-    unguarded, lock = model.disable_adapter, lock_for(model)
-
-    @contextlib.contextmanager
-    def disable_adapter():
-        with lock, unguarded():
-            yield
-
-    model.disable_adapter = disable_adapter
-    model._alignlab_guarded = True
-
-
-@contextlib.contextmanager
-def reference_of(model, config):
-    """Context manager yielding the reference model for ``model`` (trained from ``config.model``).
-
-    With LoRA it holds :func:`lock_for` ``(model)`` while the adapter is off, so a chat reading the
-    aligned model meanwhile (a probe during training, say) waits instead of seeing the reference.
-    """
-    if is_adapter_model(model):
-        with lock_for(model), model.disable_adapter():
-            yield model
-        return
-    from alignlab.models import load_model
-
-    reference = load_model(config.model, trust_remote_code=config.trust_remote_code)
-    reference.eval()
-    yield reference
-
 
 @dataclass
 class ChatReply:
@@ -148,8 +96,6 @@ class ChatPair:
         ``lock`` is held around each token pair; by default it is shared by every ChatPair on the
         same model.
         """
-        from alignlab.models import load_model
-
         if mode not in MODES:
             raise AlignLabError(f"mode: got {mode!r}, expected one of {', '.join(MODES)}")
         self.model = model
@@ -162,8 +108,7 @@ class ChatPair:
         if self.shares_weights:
             self.reference_model = model
         elif base_model_name is not None:
-            device = next(model.parameters()).device
-            self.reference_model = load_model(base_model_name, trust_remote_code=trust_remote_code).to(device).eval()
+            self.reference_model = frozen_reference(base_model_name, model, trust_remote_code)
         elif live:
             raise AlignLabError("model: a live model needs base_model_name for its frozen reference copy")
         else:
@@ -176,14 +121,12 @@ class ChatPair:
 
     # --- constructors --------------------------------------------------------------------------
     @classmethod
-    def from_run(cls, run_dir: str | Path, reward: str | None = None, mode: str | None = None) -> "ChatPair":
+    def from_run(cls, run_dir: str | Path, reward: str | None = None, mode: str | None = None) -> ChatPair:
         """Chat with a run's saved model (see :func:`alignlab.models.load_trained`) and its reference.
 
         ``reward`` defaults to the run's reward source (:func:`~alignlab.rewards.reward_for`); ``mode``
         to the one it trained in (:func:`trained_mode`).
         """
-        from alignlab.models import load_trained
-        from alignlab.runner import config_of
 
         config = config_of(run_dir)
         _check_generative(config)
@@ -193,7 +136,7 @@ class ChatPair:
                    trust_remote_code=config.trust_remote_code)
 
     @classmethod
-    def from_handle(cls, handle, reward: str | None = None, mode: str | None = None) -> "ChatPair":
+    def from_handle(cls, handle, reward: str | None = None, mode: str | None = None) -> ChatPair:
         """Chat with the model a :class:`~alignlab.runner.RunHandle` is training, while it trains.
 
         The live model is only read (under ``torch.no_grad()``); the reference is a frozen copy of
@@ -211,9 +154,8 @@ class ChatPair:
 
     @classmethod
     def base_only(cls, model_name: str, reward: str = "sentiment", mode: str = "chat",
-                  trust_remote_code: bool = False) -> "ChatPair":
+                  trust_remote_code: bool = False) -> ChatPair:
         """Both columns from the base model (aligned == reference): what chat looks like before training."""
-        from alignlab.models import load_model, load_tokenizer
 
         model = load_model(model_name, trust_remote_code=trust_remote_code)
         return cls(model, load_tokenizer(model_name, trust_remote_code), reward=reward, mode=mode)
@@ -261,8 +203,8 @@ class ChatPair:
                       aligned_history: list[dict] | None = None) -> ChatReply:
         """Both answers at once (the last reply of :meth:`stream`)."""
         reply = None
-        for reply in self.stream(message, settings, reference_history, aligned_history):
-            pass
+        for latest in self.stream(message, settings, reference_history, aligned_history):
+            reply = latest
         return reply
 
     # --- internals -------------------------------------------------------------------------------
@@ -281,10 +223,7 @@ class ChatPair:
         return ids
 
     def _stop_ids(self) -> set[int]:
-        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        ids = set(configured if isinstance(configured, (list, tuple)) else [configured])
-        ids.add(self.tokenizer.eos_token_id)
-        return {i for i in ids if i is not None}
+        return set(stop_token_ids(self.model, self.tokenizer))
 
     def _step(self, side: _Side, settings: SamplingSettings, stop_ids: set[int]) -> None:
         import torch
@@ -312,10 +251,11 @@ class ChatPair:
         for side in sides:
             gap = width - side.next_input.shape[1]
             rows.append(torch.cat([torch.full((gap,), pad, device=device), side.next_input[0]]))
-            masks.append(torch.cat([torch.zeros(gap, device=device), torch.ones(side.next_input.shape[1], device=device)]))
+            masks.append(torch.cat([torch.zeros(gap, device=device),
+                                    torch.ones(side.next_input.shape[1], device=device)]))
         mask = torch.stack(masks).long()
-        return {"input_ids": torch.stack(rows), "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-                "past_key_values": None}
+        return {"input_ids": torch.stack(rows), "attention_mask": mask,
+                "position_ids": (mask.cumsum(-1) - 1).clamp(min=0), "past_key_values": None}
 
     def _step_mixed(self, sides: list[_Side], batch: dict, settings: SamplingSettings, stop_ids: set[int]) -> None:
         """One token for both columns in a single forward pass over the shared weights.
@@ -403,7 +343,6 @@ def trained_mode(config=None) -> tuple[str, str]:
     >>> trained_mode()[0]
     'chat'
     """
-    from alignlab.data import BUILTIN_TASK
 
     if config is None:
         why = "A base model: Chat talks to it through its chat template, as a user would."

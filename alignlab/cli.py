@@ -12,35 +12,69 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
+from alignlab.config import RunConfig, common_knobs
+from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
+from alignlab.evaluate import compare_run
+from alignlab.make_prefs import make_prefs, write_card
+from alignlab.methods import method_names, registry
+from alignlab.models import resolve_model
+from alignlab.rundir import list_runs, new_run_id
+from alignlab.runner import start
 
 DEFAULT_SAMPLES = 2  # alignlab.evaluate.DEFAULT_SAMPLES, without importing torch for --help
 
 
-def _all_knobs():
-    from alignlab.config import common_knobs
-    from alignlab.methods import registry
+def _declarations() -> dict[str, list[tuple[str, object]]]:
+    """Every knob name -> its declarations as ``(owner, Knob)``: ``""`` for a run setting, else each method
+    that declares a knob of that name (β is GRPO's as well as DPO's, with other bounds and default)."""
 
-    knobs = {knob.name: knob for knob in common_knobs()}
-    for spec in registry().values():
+    declarations: dict[str, list[tuple[str, object]]] = {knob.name: [("", knob)] for knob in common_knobs()}
+    for name, spec in registry().items():
         for knob in spec.knobs:
-            knobs.setdefault(knob.name, knob)
-    return knobs.values()
+            declarations.setdefault(knob.name, []).append((name, knob))
+    return declarations
+
+
+def flag_help(declarations: list[tuple[str, object]]) -> str:
+    """The ``--help`` text of one flag: what it is, what it accepts and its default, per method where the
+    methods that share the name declare it differently.
+
+    >>> from alignlab.methods.base import Knob
+    >>> flag_help([("dpo", Knob("beta", 0.1, "β.", min=0.0, min_exclusive=True)),
+    ...            ("grpo", Knob("beta", 0.0, "β.", min=0.0))])
+    'β. [dpo: a number > 0.0, default 0.1; grpo: a number >= 0.0, default 0.0]'
+    """
+    owners: dict[tuple[str, str], list[str]] = {}  # (accepted values, default) -> methods declaring them so
+    for owner, knob in declarations:
+        owners.setdefault((knob.expected(), repr(knob.default)), []).append(owner)
+    helps = list(dict.fromkeys(knob.help for _, knob in declarations))
+    if len(helps) == 1:
+        text = helps[0]
+    else:  # the same name means something a little different per method: say what for each
+        text = " ".join(f"{owner}: {knob.help}" for owner, knob in declarations)
+    if len(owners) == 1:
+        (expected, default), methods = next(iter(owners.items()))
+        used_by = "" if methods == [""] else f"; {', '.join(methods)}"
+        return f"{text} [{expected}; default {default}{used_by}]"
+    per_method = "; ".join(f"{', '.join(methods)}: {expected}, default {default}"
+                           for (expected, default), methods in owners.items())
+    return f"{text} [{per_method}]"
 
 
 def _add_train_parser(subparsers) -> None:
-    from alignlab.methods import method_names
-
     parser = subparsers.add_parser("train", help="Train one run and save it under --output-dir.")
     parser.add_argument("--method", choices=method_names(), help="Training method (default dpo).")
     parser.add_argument("--config", help="YAML/JSON file of knob values; flags override it.")
-    for knob in _all_knobs():
-        flag = "--" + knob.name.replace("_", "-")
-        metavar = {"float": "F", "int": "N", "bool": "BOOL", "choice": "CHOICE", "str": "TEXT"}[knob.kind]
-        parser.add_argument(flag, dest=knob.name, default=None, metavar=metavar,
-                            help=f"{knob.help} [{knob.expected()}; default {knob.default!r}]")
+    for name, declarations in _declarations().items():
+        kind = declarations[0][1].kind
+        metavar = {"float": "F", "int": "N", "bool": "BOOL", "choice": "CHOICE", "str": "TEXT"}[kind]
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=metavar,
+                            help=flag_help(declarations).replace("%", "%%"))
+    parser.add_argument("--run-id", metavar="ID", help="Name of the run directory under --output-dir: letters, digits, "
+                        "'_', '.', '-' (default: time-method-label-random). Refused if that directory exists.")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
 
 
@@ -54,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prefs = data_sub.add_parser("make-prefs", help="Sample N completions per prompt and keep best/worst as pairs.")
     prefs.add_argument("--model", default="smollm2-135m-instruct")
-    prefs.add_argument("--dataset", default="positive-reviews", help="Prompts: built-in task or a file with a prompt column.")
+    prefs.add_argument("--dataset", default="positive-reviews",
+                       help="Prompts: built-in task or a file with a prompt column.")
     prefs.add_argument("--samples", type=int, default=8, help="Completions per prompt (>= 2; more = wider gaps).")
     prefs.add_argument("--reward", default="sentiment")
     prefs.add_argument("--max-new-tokens", type=int, default=48)
@@ -69,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("run_dir", help="A run directory (runs/<run-id>).")
     evaluate.add_argument("--reward", help="Reward source (default: the run's own).")
     evaluate.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                          help=f"Completions per held-out prompt (default {DEFAULT_SAMPLES}: paired s.e. < 0.05 over the built-in task's 100 prompts).")
+                          help=f"Completions per held-out prompt (default {DEFAULT_SAMPLES}: paired s.e. < 0.05 "
+                          "over the built-in task's 100 prompts).")
     evaluate.add_argument("--seed", type=int, default=1234, help="Sampling seed, shared by both models.")
     evaluate.add_argument("--no-fluency", action="store_true", help="Skip the reference-perplexity pass.")
     evaluate.add_argument("--json", metavar="FILE", help="Also write the figures to FILE as JSON.")
@@ -93,8 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "data":
             return _make_prefs(args)
         if args.command == "eval":
-            from alignlab.evaluate import compare_run
-
             result = compare_run(args.run_dir, reward=args.reward, samples_per_prompt=args.samples, seed=args.seed,
                                  with_fluency=not args.no_fluency)
             print(result.report())
@@ -103,15 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     json.dump(result.as_dict(), out, indent=1)
             return 0
         if args.command == "models":
-            from alignlab.models import resolve_model
-
             print(resolve_model(args.name))
             return 0
         if args.command == "app":
             try:
                 from alignlab.ui.gradio import launch
             except ImportError as error:
-                raise AlignLabError(f"app: the Gradio app needs the 'app' extra (pip install 'alignlab[app]'): {error}")
+                raise AlignLabError(
+                    f"app: the Gradio app needs the 'app' extra (pip install 'alignlab[app]'): {error}") from error
             launch(host=args.host, port=args.port, share=args.share, auth=args.auth, runs_dir=args.output_dir,
                    trust_remote_code=args.trust_remote_code)
             return 0
@@ -127,10 +160,8 @@ def _distributed() -> tuple[bool, int]:
 
 
 def _train(args) -> int:
-    from alignlab.config import RunConfig
-    from alignlab.runner import new_run_id, start
-
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet") and v is not None}
+    values = {k: v for k, v in vars(args).items()
+              if k not in ("command", "config", "quiet", "run_id") and v is not None}
     config = RunConfig.from_file(args.config, **values) if args.config else RunConfig.from_dict(values)
     distributed, rank = _distributed()
     if distributed:
@@ -139,11 +170,11 @@ def _train(args) -> int:
         from accelerate.utils import broadcast_object_list
 
         PartialState()
-        holder = [new_run_id(config) if rank == 0 else None]
+        holder = [(args.run_id or new_run_id(config.method, config.run_name)) if rank == 0 else None]
         broadcast_object_list(holder, from_process=0)
         handle = start(config, background=False, run_id=holder[0], is_writer=rank == 0)
         return 0 if handle.state == "finished" else 1
-    handle = start(config)
+    handle = start(config, run_id=args.run_id)
     _follow(handle, quiet=args.quiet)
     status = handle.status
     print(f"\nrun {handle.run_id}: {status['state']} after {status['step']} steps in {status['elapsed_s']:.0f}s")
@@ -191,8 +222,6 @@ def _follow(handle, quiet: bool) -> None:
 
 
 def _runs(args) -> int:
-    from alignlab.runner import list_runs
-
     rows = list_runs(args.output_dir)
     if not rows:
         print(f"no runs in {args.output_dir}/")
@@ -211,8 +240,6 @@ def _runs(args) -> int:
 def _make_prefs(args) -> int:
     from tqdm import tqdm
 
-    from alignlab.data import load_rows
-    from alignlab.make_prefs import make_prefs, write_card
 
     prompts = [row["prompt"] for row in load_rows(args.dataset, "prompt")]
     if args.limit:
@@ -224,8 +251,8 @@ def _make_prefs(args) -> int:
         bar.refresh()
 
     report = make_prefs(args.model, prompts, args.output, samples_per_prompt=args.samples, reward=args.reward,
-                        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                        min_gap=args.min_gap, progress=progress)
+                        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                        seed=args.seed, min_gap=args.min_gap, progress=progress)
     bar.close()
     card = os.path.splitext(args.output)[0] + ".card.md"
     write_card(report, card, "alignlab " + " ".join(sys.argv[1:]))

@@ -15,17 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignlab.data import builtin_names
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
-from alignlab.rewards import DEFAULT_INSTRUCTION
+from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.rewards import DEFAULT_INSTRUCTION, reward_names
+from alignlab.rundir import read_config
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_DATASET = "positive-reviews"
 
 
-def _meta(help: str, **bounds: Any) -> dict:
-    return {"help": help, **bounds}
+def _offered_models() -> tuple[str, ...]:
+    """The models a form's picker offers: the default model and the tiny one for quick trials."""
+    return DEFAULT_MODEL, TINY_MODEL
+
+
+def _meta(help: str, group: str = "more", **declaration: Any) -> dict:
+    """A field's Knob declaration: help text, form group (essential, lora or more), kind, bounds, suggestions."""
+    return {"help": help, "group": group, **declaration}
 
 
 @dataclass
@@ -33,24 +41,29 @@ class RunConfig:
     """One run: method, model, data and the knobs shared by every method."""
 
     method: str = field(default="dpo", metadata=_meta("Training method.", kind="choice"))
-    model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", kind="str"))
+    model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", "essential",
+                                                             kind="str", suggestions=_offered_models))
     dataset: str = field(
-        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id or JSONL/CSV/Parquet path.", kind="str")
+        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id or JSONL/CSV/Parquet path.", "essential",
+                                                kind="str", suggestions=builtin_names)
     )
     reward: str = field(
         default="sentiment",
         metadata=_meta("Reward source for probes, samples and RL: sentiment, length[:N], reward-model:<run>, "
-                       "judge[:<model>].", kind="str"),
+                       "judge[:<model>].", "essential", kind="str", suggestions=reward_names),
     )
     judge_instruction: str = field(
         default=DEFAULT_INSTRUCTION,
         metadata=_meta("What the judge reward asks for (only with reward judge[:<model>]).", kind="str"),
     )
-    max_steps: int = field(default=12, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", min=0, max=100000))
-    epochs: float = field(default=1.0, metadata=_meta("Passes over the data when max_steps is 0.", min=0, min_exclusive=True, max=1000))
+    max_steps: int = field(
+        default=12, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", "essential", min=0, max=100000))
+    epochs: float = field(
+        default=1.0, metadata=_meta("Passes over the data when max_steps is 0.", min=0, min_exclusive=True, max=1000))
     learning_rate: float = field(
         default=1e-3, metadata=_meta("Learning rate (LoRA adapters take a higher rate than full fine-tuning; try 1e-4 "
-                                     "without LoRA).", min=0, min_exclusive=True, max=1.0, log_scale=True)
+                                     "without LoRA).", "essential", min=0, min_exclusive=True, max=1.0,
+                                     log_scale=True)
     )
     lr_schedule: str = field(
         default="constant",
@@ -61,7 +74,8 @@ class RunConfig:
     )
     warmup_steps: int = field(default=0, metadata=_meta("Steps of linear warm-up at the start (the first of them "
                                                         "runs at rate 0).", min=0, max=100000))
-    batch_size: int = field(default=8, metadata=_meta("Examples per optimizer step (per device).", min=1, max=4096))
+    batch_size: int = field(
+        default=8, metadata=_meta("Examples per optimizer step (per device).", "essential", min=1, max=4096))
     grad_accum: int = field(default=1, metadata=_meta("Gradient accumulation steps.", min=1, max=1024))
     max_length: int = field(
         default=112, metadata=_meta("Max tokens of prompt + completion (the built-in task's chat prompt is ~52).",
@@ -73,20 +87,22 @@ class RunConfig:
     max_grad_norm: float = field(
         default=1.0, metadata=_meta("Gradient-norm clipping (0 disables).", min=0, max=1000)
     )
-    lora: bool = field(default=True, metadata=_meta("Train a LoRA adapter instead of all weights (PERL)."))
-    lora_r: int = field(default=16, metadata=_meta("LoRA rank.", min=1, max=1024))
-    lora_alpha: int = field(default=32, metadata=_meta("LoRA scaling alpha.", min=1, max=4096))
-    lora_dropout: float = field(default=0.0, metadata=_meta("LoRA dropout.", min=0, max=0.9))
+    lora: bool = field(default=True, metadata=_meta("Train a LoRA adapter instead of all weights (PERL).", "lora"))
+    lora_r: int = field(default=16, metadata=_meta("LoRA rank.", "lora", min=1, max=1024))
+    lora_alpha: int = field(default=32, metadata=_meta("LoRA scaling alpha.", "lora", min=1, max=4096))
+    lora_dropout: float = field(default=0.0, metadata=_meta("LoRA dropout.", "lora", min=0, max=0.9))
     lora_target_modules: str = field(
-        default="all-linear", metadata=_meta("Comma-separated module names, or all-linear.", kind="str")
+        default="all-linear", metadata=_meta("Comma-separated module names, or all-linear.", "lora", kind="str")
     )
-    seed: int = field(default=42, metadata=_meta("Random seed (data order, init, sampling).", min=0, max=2**31 - 1))
+    seed: int = field(
+        default=42, metadata=_meta("Random seed (data order, init, sampling).", "essential", min=0, max=2**31 - 1))
     probe_every: int = field(
         default=6,
-        metadata=_meta("Reward/KL probe every N steps, plus at the start and the end (0 = off).", min=0, max=100000),
+        metadata=_meta("Reward/KL probe every N steps, plus at the start and the end (0 = off).", "essential",
+                       min=0, max=100000),
     )
     output_dir: str = field(default="runs", metadata=_meta("Folder that holds run directories.", kind="str"))
-    run_name: str = field(default="", metadata=_meta("Optional label added to the run id.", kind="str"))
+    run_name: str = field(default="", metadata=_meta("Optional label added to the run id.", "essential", kind="str"))
     trust_remote_code: bool = field(default=False, metadata=_meta("Allow model code from the model's own repo."))
     method_args: dict[str, Any] = field(default_factory=dict)
 
@@ -116,14 +132,8 @@ class RunConfig:
     def spec(self):
         return get_method(self.method)
 
-    def knob(self, name: str) -> Any:
-        """Value of a common field or a method knob."""
-        if name in self.method_args:
-            return self.method_args[name]
-        return getattr(self, name)
-
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Build from a flat dict: common fields by name, anything else is a method knob."""
         values = {k.replace("-", "_"): v for k, v in values.items() if v is not None}
         names = {f.name for f in dataclasses.fields(cls)}
@@ -133,7 +143,7 @@ class RunConfig:
         return cls(**common, method_args=method_args)
 
     @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> "RunConfig":
+    def from_file(cls, path: str | Path, **overrides: Any) -> RunConfig:
         """Load a YAML or JSON config; ``overrides`` (e.g. CLI flags) win over the file."""
         path = Path(path)
         if not path.is_file():
@@ -161,6 +171,12 @@ class RunConfig:
         values = self.to_dict()
         values.update(values.pop("method_args"))
         return values
+
+
+def config_of(run_dir: str | Path) -> RunConfig:
+    """The RunConfig a run was started with, read from its run directory (fields it no longer has are ignored)."""
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in read_config(run_dir).items() if k in names})
 
 
 @functools.cache

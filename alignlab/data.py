@@ -151,7 +151,8 @@ def _normalise(rows: list[dict]) -> tuple[str, list[dict]]:
     if {"chosen", "rejected"} <= columns:
         if "prompt" not in columns:
             if isinstance(rows[0]["chosen"], str) and "Assistant:" in rows[0]["chosen"]:
-                rows = [{"chosen": parse_transcript(r["chosen"]), "rejected": parse_transcript(r["rejected"])} for r in rows]
+                rows = [{"chosen": parse_transcript(r["chosen"]), "rejected": parse_transcript(r["rejected"])}
+                        for r in rows]
             if not isinstance(rows[0]["chosen"], list):
                 raise AlignLabError(
                     "dataset: has chosen/rejected but no prompt column and they are not transcripts or message lists; "
@@ -163,7 +164,8 @@ def _normalise(rows: list[dict]) -> tuple[str, list[dict]]:
         rows = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
         return "preference", rows
     if {"prompt", "completion", "label"} <= columns:
-        return "unpaired", [{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])} for r in rows]
+        return "unpaired", [{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])}
+                            for r in rows]
     if {"prompt", "completion"} <= columns:
         return "sft", [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
     if "messages" in columns:
@@ -215,7 +217,8 @@ def load_rows(source: str, data_format: str, method: str = "") -> list[dict]:
         missing = [c for c in FORMATS[data_format] if c not in FORMATS[stored]]
         hint = ""
         if data_format == "preference" and stored == "prompt":
-            hint = " Make pairs from prompts with `alignlab data make-prefs`, or use an online method (ppo, rloo, grpo, online-dpo)."
+            hint = (" Make pairs from prompts with `alignlab data make-prefs`, or use an online method "
+                    "(ppo, rloo, grpo, online-dpo).")
         raise AlignLabError(
             f"dataset: {source!r} is in {stored} format; {who} needs {data_format} format ({needed}), "
             f"missing column(s) {', '.join(missing)}; {ACCEPTED}.{hint}"
@@ -231,3 +234,14 @@ def load_dataset(source: str, data_format: str, method: str = ""):
     import datasets
 
     return datasets.Dataset.from_list(load_rows(source, data_format, method))
+
+
+HELD_OUT_ROWS = 64  # a user dataset's last rows serve as its held-out prompts
+
+
+def held_out_prompts(source: str) -> list:
+    """Held-out prompts for samples, the probe and the eval: the built-in task's eval split, else the
+    prompts of the dataset's last :data:`HELD_OUT_ROWS` rows."""
+    if source == BUILTIN_TASK:
+        return task_prompts("eval")
+    return [row["prompt"] for row in load_rows(source, "prompt")[-HELD_OUT_ROWS:]]

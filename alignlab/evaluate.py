@@ -19,7 +19,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alignlab.generation import READING_TEMPERATURE, READING_TOP_P
+from alignlab.config import config_of
+from alignlab.data import held_out_prompts
+from alignlab.fluency import fluency
+from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, SamplingSettings, sample
+from alignlab.models import load_trained
+from alignlab.reference import reference_of
+from alignlab.rewards import get_reward, reward_for
 from alignlab.stats import mean_se, paired_difference
 
 DEFAULT_SAMPLES = 2
@@ -60,7 +66,8 @@ class Comparison:
             f"  win-rate  {self.win_rate:.0%} of prompts [95% CI {self.win_low:.0%}-{self.win_high:.0%}] "
             f"({self.wins} won, {self.losses} lost, {self.ties} tied)\n"
             f"  fluency   distinct words {a['distinct']:.2f} vs {r['distinct']:.2f}, words {a['words']:.1f} vs "
-            f"{r['words']:.1f}, reference perplexity {a['perplexity']:.1f} vs {r['perplexity']:.1f} (aligned vs reference)"
+            f"{r['words']:.1f}, reference perplexity {a['perplexity']:.1f} vs {r['perplexity']:.1f} "
+            "(aligned vs reference)"
         )
 
 
@@ -69,14 +76,9 @@ def compare_models(model, tokenizer, config, run_id: str = "", reward=None, prom
                    temperature: float = READING_TEMPERATURE, top_p: float = READING_TOP_P,
                    with_fluency: bool = True) -> Comparison:
     """Compare ``model`` (the aligned one) with its reference for a run trained from ``config``."""
-    from alignlab.chat import reference_of
-    from alignlab.fluency import fluency
-    from alignlab.generation import SamplingSettings, sample
-    from alignlab.rewards import reward_for
-    from alignlab.training import held_out_prompts
 
     source = reward or reward_for(config)
-    prompts = prompts if prompts is not None else held_out_prompts(config)
+    prompts = prompts if prompts is not None else held_out_prompts(config.dataset)
     settings = SamplingSettings(max_new_tokens=max_new_tokens or config.max_completion_length,
                                 temperature=temperature, top_p=top_p, seed=seed)
     repeated = [p for p in prompts for _ in range(samples_per_prompt)]
@@ -100,9 +102,6 @@ def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prom
                 seed: int = 1234, max_new_tokens: int | None = None, temperature: float = READING_TEMPERATURE,
                 top_p: float = READING_TOP_P, with_fluency: bool = True) -> Comparison:
     """Load a run's trained model and compare it with its reference (the run's own reward source by default)."""
-    from alignlab.models import load_trained
-    from alignlab.rewards import get_reward
-    from alignlab.runner import config_of
 
     config = config_of(run_dir)
     model, tokenizer = load_trained(run_dir, config.trust_remote_code)

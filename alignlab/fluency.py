@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+
+from alignlab.generation import render_prompt
 
 _WORD = re.compile(r"[\w']+")
 
@@ -53,7 +55,6 @@ def completion_nll(model, tokenizer, prompts: Sequence, completions: Sequence[st
     """Summed negative log-likelihood of the completions' tokens under ``model``, and their token count."""
     import torch
 
-    from alignlab.generation import render_prompt
 
     device = next(model.parameters()).device
     total, count = 0.0, 0

@@ -11,8 +11,8 @@ at a sentence boundary rather than mid-word.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 # The lab's sampling settings for text people read (samples, eval, make-prefs): temperature 0.7 with
 # nucleus 0.9 reads as coherent sentences from a 135M model; temperature 1 (the probe's, for an unbiased

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from alignlab.errors import AlignLabError
+from alignlab.generation import SamplingSettings, sample
+from alignlab.models import load_model, load_tokenizer
+from alignlab.rewards import get_reward
 
 
 @dataclass
@@ -39,13 +42,10 @@ class PrefsReport:
 
 
 def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_per_prompt: int = 4,
-               reward: str = "sentiment", max_new_tokens: int = 48, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
-               min_gap: float = 0.05, batch_size: int = 16,
+               reward: str = "sentiment", max_new_tokens: int = 48, temperature: float = 0.7, top_p: float = 0.9,
+               seed: int = 0, min_gap: float = 0.05, batch_size: int = 16,
                progress: Callable[[int, int], None] | None = None) -> PrefsReport:
     """Sample, score and write ``output`` (JSONL of prompt/chosen/rejected plus scores)."""
-    from alignlab.generation import SamplingSettings, sample
-    from alignlab.models import load_model, load_tokenizer
-    from alignlab.rewards import get_reward
 
     if samples_per_prompt < 2:
         raise AlignLabError(f"samples_per_prompt: got {samples_per_prompt}, expected at least 2")

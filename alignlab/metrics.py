@@ -1,19 +1,18 @@
-"""The metric bus, the run log (``metrics.jsonl``) and the metric key names.
+"""The metric bus and the metric key names.
 
 Each trainer log becomes one event ``{"run_id", "step", "time", "metrics"}``. The event goes to
-an in-memory :class:`MetricBus` that UIs subscribe to, and to the run's ``metrics.jsonl`` (one
-JSON object a line, flushed per line) so another process can follow the run by tailing the file.
+an in-memory :class:`MetricBus` that UIs subscribe to, and to the run's metrics file (one JSON
+object a line, flushed per line, see :class:`alignlab.rundir.MetricsLog`) so another process can
+follow the run by tailing the file.
 TRL's own key names are kept (``loss``, ``rewards/margins``, ``objective/kl``, ...).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import threading
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Keys the plots know how to group, TRL's names kept.
 LOSS_KEYS = ("loss",)
@@ -79,32 +78,6 @@ class MetricBus:
                 pass
 
 
-class RunLog:
-    """Appends events to ``metrics.jsonl``, one flushed line each."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._handle = open(self.path, "a", encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def write(self, event: Event) -> None:
-        line = json.dumps({"step": event["step"], "time": event["time"], **event["metrics"]}, default=_jsonable)
-        with self._lock:
-            self._handle.write(line + "\n")
-            self._handle.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            self._handle.close()
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def clean_metrics(logs: dict[str, Any]) -> dict[str, float]:
     """Keep numeric, finite-or-NaN-as-None scalar metrics from a trainer log dict."""
     metrics = {}
@@ -115,33 +88,3 @@ def clean_metrics(logs: dict[str, Any]) -> dict[str, float]:
             continue
         metrics[key] = None if (isinstance(value, float) and (math.isnan(value) or math.isinf(value))) else value
     return metrics
-
-
-def read_metrics(path: str | Path, offset: int = 0) -> tuple[list[dict], int]:
-    """Rows of a ``metrics.jsonl`` from byte ``offset``; returns (rows, new offset).
-
-    A last line still being written (no newline yet) is left for the next call.
-    """
-    path = Path(path)
-    if not path.exists():
-        return [], offset
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    end = data.rfind(b"\n") + 1
-    rows = []
-    for line in data[:end].splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows, offset + end
-
-
-def write_json(path: str | Path, value: Any) -> None:
-    """Write JSON atomically (temp file + rename) so a reader never sees half a file."""
-    path = Path(path)
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(value, indent=1, default=_jsonable))
-    os.replace(temp, path)

@@ -21,6 +21,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from huggingface_hub.constants import CONFIG_NAME  # a transformers model folder's config file
+
+from alignlab import rundir
 from alignlab.errors import AlignLabError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -104,10 +107,10 @@ def build_default_model(target: Path) -> Path:
 def default_model_path() -> Path:
     """Local folder of the default model, building it from the GGUF wheel if needed."""
     snapshot = _hub_snapshot(HUB_ID)
-    if snapshot is not None and (snapshot / "config.json").exists():
+    if snapshot is not None and (snapshot / CONFIG_NAME).exists():
         return snapshot
     target = cache_dir() / "models" / DEFAULT_MODEL
-    if not (target / "config.json").exists():
+    if not (target / CONFIG_NAME).exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         build_default_model(target)
     return target
@@ -116,7 +119,7 @@ def default_model_path() -> Path:
 def tiny_model_path() -> Path:
     """A tiny random Llama with the default model's tokenizer, built once (seed 0)."""
     target = cache_dir() / "models" / TINY_MODEL
-    if (target / "config.json").exists():
+    if (target / CONFIG_NAME).exists():
         return target
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -145,8 +148,8 @@ def resolve_model(name: str) -> Path | str:
         return tiny_model_path()
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise AlignLabError(f"model: {name!r} is a folder without config.json; expected a saved model")
+        if not (path / CONFIG_NAME).exists() and not (path / rundir.ADAPTER_CONFIG).exists():
+            raise AlignLabError(f"model: {name!r} is a folder without {CONFIG_NAME}; expected a saved model")
         return path
     snapshot = _hub_snapshot(name)
     if snapshot is not None:
@@ -197,25 +200,41 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modul
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task)
 
 
+def policy_of(model):
+    """The language model a trainer trains (PPO's trainer holds a policy-and-value wrapper)."""
+    return getattr(model, "policy", model)
+
+
+def saved_kind(folder: str | Path) -> str:
+    """``"sequence-classifier"`` or ``"causal-lm"``: what a saved model folder holds, read from the folder
+    itself (a LoRA adapter's PEFT task type, or a full model's architecture name)."""
+    from peft import PeftConfig
+    from transformers import AutoConfig
+
+    try:
+        task = str(PeftConfig.from_pretrained(str(folder)).task_type)
+        return "sequence-classifier" if task.endswith("SEQ_CLS") else "causal-lm"
+    except ValueError:  # no adapter: a full model
+        architectures = AutoConfig.from_pretrained(str(folder)).architectures or []
+    return "sequence-classifier" if any(a.endswith("ForSequenceClassification") for a in architectures) else "causal-lm"
+
+
 def load_trained(run_dir: str | Path, trust_remote_code: bool = False):
     """Load a finished run's model folder: a LoRA adapter on its base model, or a full model.
 
     Returns ``(model, tokenizer)``; with an adapter, ``model.disable_adapter()`` gives the reference.
     """
-    import json
-
     from transformers import AutoTokenizer
 
-    folder = Path(run_dir) / "model"
-    if not folder.exists():
+    if not rundir.has_model(run_dir):
         raise AlignLabError(f"run: {str(run_dir)!r} has no saved model folder yet")
-    config = json.loads((Path(run_dir) / "config.json").read_text())
-    kind = "sequence-classifier" if config.get("method") == "reward" else "causal-lm"
+    folder = rundir.model_dir(run_dir)
+    kind = saved_kind(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    if (folder / "adapter_config.json").exists():
+    if rundir.has_adapter(run_dir):
         from peft import PeftModel
 
-        base = load_model(config["model"], kind=kind, trust_remote_code=trust_remote_code)
+        base = load_model(rundir.read_config(run_dir)["model"], kind=kind, trust_remote_code=trust_remote_code)
         model = PeftModel.from_pretrained(base, folder)
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification

@@ -1,9 +1,12 @@
 """Plot data: run histories -> the series and points every plot draws. Pure data, no plotting library.
 
 Both front ends draw from these functions (through :mod:`alignlab.ui.figures`), so a curve looks the
-same in the notebook and in the app. A history is a list of ``metrics.jsonl`` rows: dicts with
-``step`` and TRL's metric keys (``loss``, ``rewards/margins``, ``objective/kl``, ``probe/reward``, ...).
+same in the notebook and in the app. A history is a list of a run's metric rows
+(:func:`alignlab.rundir.read_metrics`): dicts with ``step`` and TRL's metric keys (``loss``,
+``rewards/margins``, ``objective/kl``, ``probe/reward``, ...).
 Live runs give events ``{"step", "time", "metrics"}`` instead; :func:`rows_from_events` flattens them.
+Which panels a view shows (:func:`visible_panels`) and how fast a run goes (:func:`pace`, for its ETA) are
+decided here too, once for both front ends.
 
 The reward-vs-KL *frontier* (the DPO paper's Fig. 2) pairs a run's reward with its KL from the
 reference at the same step. The probe logs ``probe/reward`` and ``probe/kl`` on one row, so every
@@ -18,17 +21,19 @@ Uncertainty: the probe's means come with standard errors on the same row (``prob
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from alignlab.methods import get_method
 from alignlab.methods.base import Panel
-from alignlab.metrics import KL_KEYS, LOSS_KEYS, REWARD_KEYS, se_key
+from alignlab.metrics import KL_KEYS, LOSS_KEYS, PROBE_KEYS, REWARD_KEYS, se_key
 
 # (kl key, reward keys) pairs tried in order; the first pair with any point wins.
 FRONTIER_SOURCES = (
     ("probe/kl", ("probe/reward",)),
     ("objective/kl", ("objective/scores", "reward")),
 )
+FRONTIER = "Reward vs KL from reference"  # the frontier panel's title, and the key of its one line per run
+FRONTIER_PANEL = Panel(FRONTIER, (FRONTIER,), kind="frontier")
 Z_95 = 1.96  # half-width of a 95% normal interval, in standard errors
 
 
@@ -97,6 +102,31 @@ def merged_panels(methods: Iterable[str]) -> list[Panel]:
     return [Panel(title, tuple(keys)) for title, keys in merged.items()]
 
 
+def visible_panels(methods: Iterable[str], histories: dict[str, list[dict]] | None = None,
+                   probing: bool = False) -> list[Panel]:
+    """The panels a view of runs of ``methods`` shows: their curve panels (:func:`merged_panels`), then the
+    reward-vs-KL frontier, always, last.
+
+    Before any run has logged a row every curve panel shows, to fill as the runs log. Once rows arrive
+    (``histories``: run label -> metric rows), a curve panel no row fills is left out (Reward and KL of a
+    DPO run without the probe), unless ``probing`` says the probe will fill it later. The frontier stays
+    either way: when no run draws it, its figure says what to log. The notebook's live figure, the app's
+    Train view and both Runs views show these panels.
+
+    >>> [panel.title for panel in visible_panels(["dpo"], {"a": [{"step": 1, "loss": 0.7}]})]
+    ['Loss', 'Reward vs KL from reference']
+    >>> len(visible_panels(["dpo"])) == len(panels_for("dpo")) + 1
+    True
+    """
+    panels = merged_panels(methods)
+    rows = [row for history in (histories or {}).values() for row in history]
+    if rows:
+        logged = {key for row in rows for key, value in row.items() if value is not None}
+        logged |= set(PROBE_KEYS) if probing else set()
+        panels = [panel for panel in panels if logged & set(panel.keys)]
+    return panels + [FRONTIER_PANEL]
+
+
 def frontier_points(rows: list[dict]) -> list[dict]:
     """``[{"step", "kl", "reward"}]``: reward and KL logged on the same row, in step order.
 
@@ -150,8 +180,27 @@ def final_point(rows: list[dict]) -> dict | None:
     return points[-1] if points else None
 
 
+def pace(rows: list[dict], total_steps: int | None) -> tuple[float | None, float | None]:
+    """``(seconds per step, seconds left)`` of a run from its timed rows: the time between the first and the
+    last logged step over the steps between them (so loading the model is not counted as training), and
+    that pace times the steps still to go. None where it cannot be told yet (fewer than two timed steps, or
+    no total).
+
+    >>> pace([{"step": 1, "time": 10.0}, {"step": 3, "time": 14.0}], total_steps=10)
+    (2.0, 14.0)
+    >>> pace([{"step": 1, "time": 10.0}], total_steps=10)
+    (None, None)
+    """
+    timed = [row for row in rows if row.get("time") is not None and row.get("step") is not None]
+    if len(timed) < 2 or timed[-1]["step"] <= timed[0]["step"]:
+        return None, None
+    per_step = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["step"] - timed[0]["step"])
+    left = None if not total_steps else per_step * max(0, total_steps - timed[-1]["step"])
+    return per_step, left
+
+
 def rows_from_events(events: Iterable[dict]) -> list[dict]:
-    """Bus events ``{"step", "time", "metrics": {...}}`` as ``metrics.jsonl``-style rows.
+    """Bus events ``{"step", "time", "metrics": {...}}`` as metric rows, like those a run directory holds.
 
     >>> rows_from_events([{"run_id": "r", "step": 1, "time": 2.0, "metrics": {"loss": 0.7}}])
     [{'step': 1, 'time': 2.0, 'loss': 0.7}]

@@ -16,7 +16,7 @@ completion per fixed held-out prompt with a fixed seed, at temperature 1, and lo
 A completion ends at the first stop token (:func:`alignlab.generation.stop_token_ids`).
 
 The reference is the same weights with the LoRA adapter disabled (a frozen copy without LoRA).
-Samples go to ``probe_samples.jsonl`` in the run directory.
+Samples go to the run directory (:func:`alignlab.rundir.append_probe_samples`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ from dataclasses import dataclass
 
 from transformers import TrainerCallback
 
+from alignlab import reference_cache, rundir
+from alignlab.data import held_out_prompts
 from alignlab.generation import render_prompt, stop_token_ids
+from alignlab.models import policy_of
+from alignlab.reference import frozen_reference, is_adapter_model, reference_of
+from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se
 
 PROBE_PROMPTS = 32
@@ -117,37 +122,28 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
 
 class ProbeCallback(TrainerCallback):
     """Runs :func:`measure` at the start, every ``config.probe_every`` steps and at the end of training,
-    publishing ``{run_id, step, time, metrics}`` on the run's bus (so it lands in ``metrics.jsonl``)."""
+    publishing ``{run_id, step, time, metrics}`` on the run's bus (so it lands in the run's metrics file)."""
 
     def __init__(self, handle, context, num_prompts: int = PROBE_PROMPTS):
-        from alignlab.training import held_out_prompts
-
         self.handle = handle
         self.config = context.config
         self.tokenizer = context.tokenizer
         self.reward = context.reward
-        self.prompts = held_out_prompts(context.config)[:num_prompts]
+        self.prompts = held_out_prompts(context.config.dataset)[:num_prompts]
         self._frozen_reference = None
         self._last_step: int | None = None
 
     def _reference_context(self, model):
-        from alignlab.chat import is_adapter_model, reference_of
-
         if is_adapter_model(model):
             return lambda: reference_of(model, self.config)
         if self._frozen_reference is None:  # without LoRA: load the base weights once, not every probe
-            from alignlab.models import load_model
-
-            device = next(model.parameters()).device
-            self._frozen_reference = load_model(self.config.model, trust_remote_code=self.config.trust_remote_code)
-            self._frozen_reference.to(device).eval()
+            self._frozen_reference = frozen_reference(self.config.model, model, self.config.trust_remote_code)
         return lambda: contextlib.nullcontext(self._frozen_reference)
 
     def _untrained_key(self, policy) -> str | None:
         """Cache key of the step-0 probe: the policy is the reference then (see alignlab.reference_cache)."""
         import hashlib
 
-        from alignlab.reference_cache import weights_identity
 
         identity = weights_identity(policy)
         if identity is None:
@@ -162,8 +158,6 @@ class ProbeCallback(TrainerCallback):
         ``untrained``: the policy still equals the reference (before the first step), so a cached
         result of the same base weights, prompts and settings is reused instead of sampling again.
         """
-        from alignlab import reference_cache
-        from alignlab.training import policy_of
 
         policy = policy_of(model)
         started = time.perf_counter()
@@ -181,9 +175,7 @@ class ProbeCallback(TrainerCallback):
         self.handle.bus.publish({"run_id": self.handle.run_id, "step": step, "time": round(time.time(), 3),
                                  "metrics": {**result.metrics(), "probe/seconds": round(elapsed, 3)}})
         if self.handle.is_writer:
-            with open(self.handle.run_dir / "probe_samples.jsonl", "a", encoding="utf-8") as out:
-                for sample in result.samples:
-                    out.write(json.dumps({"step": step, **sample}) + "\n")
+            rundir.append_probe_samples(self.handle.run_dir, step, result.samples)
         return result
 
     def _model(self, kwargs):

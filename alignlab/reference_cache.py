@@ -85,7 +85,8 @@ def cached_trainer(trainer_class: type) -> type:
         __doc__ = f"{trainer_class.__name__} with reference log-probs cached across runs (alignlab.reference_cache)."
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            settings = {"max_length": self.args.max_length, "truncation_mode": getattr(self.args, "truncation_mode", None),
+            settings = {"max_length": self.args.max_length,
+                        "truncation_mode": getattr(self.args, "truncation_mode", None),
                         "ld_alpha": getattr(self.args, "ld_alpha", None), "ref_model": self.ref_model is not None}
             key = cache_key(self.model, dataset, settings)
             cached = load(key) if key else None

@@ -13,6 +13,10 @@ so RL trainers can call it directly. Names:
   judges both orders and averages, reducing position bias as in OAIF (Guo et al. 2024).
 - any name added with :func:`register_reward`.
 
+Each kind is one :class:`RewardKind` entry of ``REWARD_KINDS`` (prefix, argument parser, builder,
+offered names, and for kinds that take a path the arguments that load none): adding a source is
+adding an entry. :func:`check_no_path` is the rule for names from an untrusted client.
+
 >>> score = get_reward("sentiment")
 >>> score(["The film"], ["was wonderful, a joy from start to finish."])[0] > 0.5
 True
@@ -21,16 +25,19 @@ True
 from __future__ import annotations
 
 import functools
-import json
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
+from alignlab import rundir
 from alignlab.errors import AlignLabError
+from alignlab.methods import registry
+from alignlab.models import DEFAULT_MODEL, TINY_MODEL, load_model, load_tokenizer, load_trained, resolve_model
 
 DEFAULT_INSTRUCTION = "helpful and very short"
 ScoreFn = Callable[[Sequence, Sequence], list[float]]
-_CUSTOM: dict[str, ScoreFn] = {}
 
 
 def _text(item) -> str:
@@ -82,6 +89,26 @@ class RewardSource:
     def __repr__(self) -> str:
         return f"RewardSource({self.name!r})"
 
+    def pairwise(self) -> RewardSource:
+        """A TRL reward function for online DPO that lets this source pick the winner of each pair.
+
+        TRL's OnlineDPOTrainer scores ``2 * prompts`` with the first completions then the second ones and
+        prefers the higher reward. With ``prefer``, the pair (i, i + n) gets P(first better) and its
+        complement, so the annotator's choice decides (OAIF, Guo et al. 2024); other sources score alone.
+        """
+        if self.prefer is None:
+            return self
+
+        def score(prompts, completions):
+            half = len(completions) // 2
+            if len(completions) % 2 or [_text(p) for p in prompts[:half]] != [_text(p) for p in prompts[half:]]:
+                raise AlignLabError(
+                    f"reward: {self.name!r} judges pairs; expected the prompts twice, in the same order")
+            first = self.prefer(prompts[:half], completions[:half], completions[half:])
+            return list(first) + [1.0 - p for p in first]
+
+        return RewardSource(self.name, score, raw=True)
+
 
 def sentiment_scores(prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
     """VADER compound sentiment of each completion, in [-1, 1] (Hutto & Gilbert 2014)."""
@@ -111,7 +138,6 @@ class RewardModelScorer:
     def __call__(self, prompts: Sequence, completions: Sequence) -> list[float]:
         import torch
 
-        from alignlab.models import load_trained
 
         if self._loaded is None:
             model, tokenizer = load_trained(self.run_dir)
@@ -137,17 +163,29 @@ class RewardModelScorer:
         return scores
 
 
+def _run_method(run_dir: Path) -> str | None:
+    """The method a run directory was trained with, None if it is not a run."""
+    return rundir.read_config(run_dir).get("method") if rundir.is_run_dir(run_dir) else None
+
+
+def _trains_scorer(method: str | None) -> bool:
+    """True for a method whose trained model is a scorer (a sequence classifier), usable as a reward."""
+    spec = registry().get(method or "")
+    return spec is not None and spec.model_kind == "sequence-classifier"
+
+
 def reward_model_source(reference: str, runs_dir: str | Path = "runs") -> RewardSource:
     """``reward-model:<run-id or path>``: check the run now, load its model on first use."""
-    candidates = [Path(reference).expanduser(), Path(runs_dir) / reference]
-    run_dir = next((path for path in candidates if (path / "config.json").exists()), None)
-    if run_dir is None:
-        raise AlignLabError(f"reward: no run {reference!r} (looked for a run directory at "
-                            f"{' and '.join(str(p) for p in candidates)}); train one with --method reward")
-    method = json.loads((run_dir / "config.json").read_text()).get("method")
-    if method != "reward":
-        raise AlignLabError(f"reward: run {reference!r} was trained with method {method!r}, expected 'reward'")
-    if not (run_dir / "model").exists():
+    try:
+        run_dir = rundir.find(reference, runs_dir)
+    except AlignLabError as error:
+        raise AlignLabError(f"reward: {str(error).removeprefix('run: ')}; train one with --method reward") from None
+    method = _run_method(run_dir)
+    if not _trains_scorer(method):
+        scorers = ", ".join(name for name in registry() if _trains_scorer(name))
+        raise AlignLabError(f"reward: run {reference!r} was trained with method {method!r}, which trains a text "
+                            f"generator; expected a run of a method that trains a scorer ({scorers})")
+    if not rundir.has_model(run_dir):
         raise AlignLabError(f"reward: run {reference!r} has no saved model yet (still running, or it failed)")
     return RewardSource(f"reward-model:{reference}", RewardModelScorer(run_dir), raw=True)
 
@@ -167,8 +205,6 @@ class Judge:
 
     def _load(self):
         if self._loaded is None:
-            from alignlab.models import load_model, load_tokenizer
-
             tokenizer = load_tokenizer(self.model_name)
             model = load_model(self.model_name).to(_device()).eval()
             self._loaded = model, tokenizer
@@ -214,7 +250,6 @@ class Judge:
 
 def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION) -> RewardSource:
     """``judge[:<model>]``: pointwise scores, plus ``prefer`` for pairs."""
-    from alignlab.models import resolve_model
 
     resolve_model(model_name)  # fail now, not mid-run, when the judge model is missing
     if not instruction.strip():
@@ -226,58 +261,128 @@ def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION) -> Rew
 
 
 def _default_judge() -> str:
-    from alignlab.models import DEFAULT_MODEL
-
     return DEFAULT_MODEL
 
 
-def pairwise_reward(source: RewardSource) -> RewardSource:
-    """A TRL reward function for online DPO that lets a pairwise source pick the winner.
+# --- the registry: one entry per kind of reward source --------------------------------------------
+@dataclass(frozen=True)
+class RewardKind:
+    """One kind of reward source: how its name is spelled, checked, built and offered.
 
-    TRL's OnlineDPOTrainer scores ``2 * prompts`` with the first completions then the second ones and
-    prefers the higher reward. With ``source.prefer``, the pair (i, i + n) gets P(first better) and its
-    complement, so the annotator's choice decides (OAIF, Guo et al. 2024); other sources score alone.
+    A name is ``prefix`` or ``prefix:argument``. ``parse`` turns the argument ("" when there is none)
+    into what ``build`` needs, or raises AlignLabError saying how to spell it; ``build(value, name=...,
+    instruction=..., runs_dir=...)`` makes the source (keywords it does not need land in ``**_``).
+    A kind whose argument may be a file or model path sets ``safe_arguments``: the arguments a name
+    from an untrusted client (a browser) may use instead, see :func:`check_no_path`.
     """
-    if source.prefer is None:
-        return source
 
-    def score(prompts, completions):
-        half = len(completions) // 2
-        if len(completions) % 2 or [_text(p) for p in prompts[:half]] != [_text(p) for p in prompts[half:]]:
-            raise AlignLabError(f"reward: {source.name!r} judges pairs; expected the prompts twice, in the same order")
-        first = source.prefer(prompts[:half], completions[:half], completions[half:])
-        return list(first) + [1.0 - p for p in first]
+    prefix: str
+    usage: str  # how to spell it, for error messages
+    parse: Callable[[str], Any]
+    build: Callable[..., RewardSource]
+    offered: tuple[str, ...] = ()  # names a form lists as they are
+    safe_arguments: Callable[[Path], list[str]] | None = None  # runs_dir -> arguments that load no path
 
-    return RewardSource(source.name, score, raw=True)
+    @property
+    def takes_path(self) -> bool:
+        """Whether the argument may name a path (a run directory, a local model)."""
+        return self.safe_arguments is not None
+
+
+def _no_argument(prefix: str) -> Callable[[str], None]:
+    def parse(argument: str) -> None:
+        if argument:
+            raise AlignLabError(f"reward: got {prefix}:{argument!r}, expected {prefix} (it takes no argument)")
+    return parse
+
+
+def _word_count(argument: str) -> int:
+    target = argument or "20"
+    if not target.isdigit() or int(target) < 1:
+        raise AlignLabError(
+            f"reward: got 'length:{argument}', expected length or length:N with N a positive word count")
+    return int(target)
+
+
+def _run_reference(argument: str) -> str:
+    if not argument:
+        raise AlignLabError("reward: got 'reward-model', expected reward-model:<run-id or path>")
+    return argument
+
+
+def _reward_runs(runs_dir: Path) -> list[str]:
+    """Ids of the runs in ``runs_dir`` whose method trains a scorer (the ``reward`` method)."""
+    if not runs_dir.is_dir():
+        return []
+    return sorted(path.name for path in runs_dir.iterdir() if _trains_scorer(_run_method(path)))
+
+
+def _builtin_models(runs_dir: Path) -> list[str]:
+    return [DEFAULT_MODEL, TINY_MODEL]
+
+
+REWARD_KINDS: dict[str, RewardKind] = {kind.prefix: kind for kind in [
+    RewardKind("sentiment", "sentiment", _no_argument("sentiment"),
+               lambda _, name, **__: RewardSource(name, sentiment_scores), offered=("sentiment",)),
+    RewardKind("length", "length[:N]", _word_count,
+               lambda words, name, **_: RewardSource(name, functools.partial(length_scores, target_words=words)),
+               offered=("length", "length:10", "length:40")),
+    RewardKind("reward-model", "reward-model:<run-id or path>", _run_reference,
+               lambda reference, runs_dir, **_: reward_model_source(reference, runs_dir),
+               safe_arguments=_reward_runs),
+    RewardKind("judge", "judge[:<model>]", lambda argument: argument or _default_judge(),
+               lambda model, instruction, **_: judge_source(model, instruction), offered=("judge",),
+               safe_arguments=_builtin_models),
+]}
+_BUILT_IN = frozenset(REWARD_KINDS)
 
 
 def register_reward(name: str, score: ScoreFn) -> None:
     """Make ``score(prompts, completions) -> list[float]`` selectable by ``name`` (notebooks, tests)."""
-    if name == "sentiment" or name.partition(":")[0] in ("length", "reward-model", "judge"):
+    if name in _BUILT_IN or name.partition(":")[0] in _BUILT_IN:
         raise AlignLabError(f"reward: {name!r} is a built-in reward name, choose another")
-    _CUSTOM[name] = score
+    REWARD_KINDS[name] = RewardKind(name, name, _no_argument(name),
+                                    lambda _, **__: RewardSource(name, score), offered=(name,))
+
+
+def _kind_of(name: str) -> tuple[RewardKind, str]:
+    """The registry entry a name selects and its argument ("" if none); AlignLabError if there is none."""
+    if name in REWARD_KINDS:
+        return REWARD_KINDS[name], ""
+    prefix, _, argument = name.partition(":")
+    if prefix in REWARD_KINDS:
+        return REWARD_KINDS[prefix], argument
+    forms = [kind.usage for kind in REWARD_KINDS.values() if kind.usage not in kind.offered]
+    raise AlignLabError(f"reward: got {name!r}, expected one of {', '.join(reward_names())}, or {' or '.join(forms)}")
 
 
 def get_reward(name: str, instruction: str = DEFAULT_INSTRUCTION, runs_dir: str | Path = "runs") -> RewardSource:
     """Resolve a reward-source name (see the module docstring); AlignLabError if it cannot work."""
-    kind, _, argument = name.partition(":")
-    if name == "sentiment":
-        return RewardSource(name, sentiment_scores)
-    if kind == "length":
-        target = argument or "20"
-        if not target.isdigit() or int(target) < 1:
-            raise AlignLabError(f"reward: got {name!r}, expected length or length:N with N a positive word count")
-        return RewardSource(name, functools.partial(length_scores, target_words=int(target)))
-    if kind == "reward-model":
-        if not argument:
-            raise AlignLabError("reward: got 'reward-model', expected reward-model:<run-id or path>")
-        return reward_model_source(argument, runs_dir)
-    if kind == "judge":
-        return judge_source(argument or _default_judge(), instruction)
-    if name in _CUSTOM:
-        return RewardSource(name, _CUSTOM[name])
-    raise AlignLabError(f"reward: got {name!r}, expected one of {', '.join(reward_names())}, "
-                        "reward-model:<run-id or path> or judge:<model>")
+    kind, argument = _kind_of(name)
+    return kind.build(kind.parse(argument), name=name, instruction=instruction, runs_dir=Path(runs_dir))
+
+
+def check_no_path(name: str, runs_dir: str | Path) -> None:
+    """AlignLabError unless ``name`` loads nothing from a path its sender chose.
+
+    For names from an untrusted client (the Gradio app): a kind that takes a path accepts only its
+    safe arguments instead, a reward model being a reward run of ``runs_dir`` and a judge one of the
+    built-in models.
+
+    >>> check_no_path("judge:/etc", "runs")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    alignlab.errors.AlignLabError: reward: 'judge:/etc' is not offered here (no paths); expected
+        judge:<one of smollm2-135m-instruct, tiny-random>
+    """
+    kind, argument = _kind_of(name)
+    value = kind.parse(argument)
+    if kind.takes_path:
+        safe = kind.safe_arguments(Path(runs_dir))
+        if value not in safe:
+            choices = ", ".join(safe) or "none yet"
+            raise AlignLabError(f"reward: {name!r} is not offered here (no paths); expected "
+                                f"{kind.prefix}:<one of {choices}>")
 
 
 def reward_for(config) -> RewardSource:
@@ -287,4 +392,4 @@ def reward_for(config) -> RewardSource:
 
 def reward_names() -> list[str]:
     """Reward-source names a form can offer (``reward-model:<run>`` and ``judge:<model>`` take an argument)."""
-    return ["sentiment", "length", "length:10", "length:40", "judge", *_CUSTOM]
+    return [name for kind in REWARD_KINDS.values() for name in kind.offered]

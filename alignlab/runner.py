@@ -1,10 +1,10 @@
-"""Runs: start training in a background thread, follow it, stop it, list past runs.
+"""Runs: start training in a background thread, follow it, stop it.
 
 ``start(config)`` validates everything it can (config, dataset format, reward, model name)
 *before* it creates the run directory, so bad input never leaves a half-made run behind. The
-run directory ``<output_dir>/<run_id>/`` then holds ``config.json``, ``status.json`` (state:
-running, finished, stopped or failed), ``metrics.jsonl``, the adapter or model in ``model/`` and
-``samples.jsonl`` (reference vs aligned completions on held-out prompts).
+run directory ``<output_dir>/<run_id>/`` then holds the config, the status (state: running,
+finished, stopped or failed), the metrics, the adapter or model and reference-vs-aligned samples
+on held-out prompts: :mod:`alignlab.rundir` owns its layout and reads past runs.
 
 Stopping sets a flag that a TrainerCallback honours at the next step; the run then saves what it
 has and marks itself ``stopped``. Threads are never killed.
@@ -12,37 +12,20 @@ has and marks itself ``stopped``. Threads are never killed.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import secrets
-import socket
-import shutil
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from alignlab.config import RunConfig
+from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
-from alignlab.metrics import MetricBus, RunLog, clean_metrics, read_metrics, write_json
-
-STATES = ("running", "finished", "stopped", "failed")
-
-
-@dataclass
-class RunContext:
-    """What a method's ``trainer_kwargs`` hook may use to build extra trainer arguments."""
-
-    config: RunConfig
-    run_dir: Path
-    model: Any = None
-    tokenizer: Any = None
-    dataset: Any = None
-    reward: Any = None
-    extras: dict = field(default_factory=dict)
+from alignlab.metrics import MetricBus
+from alignlab.models import resolve_model
+from alignlab.rewards import reward_for
+from alignlab.rundir import MetricsLog, check_free, check_run_id, create, new_run_id, write_error, write_status
 
 
 class RunHandle:
@@ -111,8 +94,7 @@ class RunHandle:
     # --- internal ------------------------------------------------------------------------
     def _write_status(self, **extra: Any) -> None:
         if self.is_writer:
-            write_json(self.run_dir / "status.json", {**self.status, **extra, "updated": time.time(),
-                                                      "pid": os.getpid(), "host": socket.gethostname()})
+            write_status(self.run_dir, {**self.status, **extra})
 
     def _finish(self, state: str, error: str | None = None) -> None:
         self.state = state
@@ -121,16 +103,8 @@ class RunHandle:
         self._done.set()
 
 
-def new_run_id(config: RunConfig) -> str:
-    label = f"-{config.run_name}" if config.run_name else ""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method}{label}-{secrets.token_hex(2)}"
-
-
 def preflight(config: RunConfig) -> None:
     """Check data format, reward source and model name before anything is written."""
-    from alignlab.data import load_rows
-    from alignlab.models import resolve_model
-    from alignlab.rewards import reward_for
 
     load_rows(config.dataset, config.spec.data_format, config.method)
     reward_for(config)
@@ -141,17 +115,20 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
           is_writer: bool = True) -> RunHandle:
     """Validate, create the run directory and train (in a background thread by default).
 
-    Raises AlignLabError for bad input before any run directory exists.
+    ``run_id`` names the run directory (a safe label, see :func:`alignlab.rundir.check_run_id`; by
+    default time, method and ``run_name``). Raises AlignLabError for bad input, or an id already
+    taken, before any run directory exists.
     """
     if not isinstance(config, RunConfig):
         raise AlignLabError(f"config: got {type(config).__name__}, expected RunConfig")
-    preflight(config)
-    run_id = run_id or new_run_id(config)
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id(config.method, config.run_name)
     run_dir = Path(config.output_dir) / run_id
+    if is_writer:
+        check_free(run_dir)
+    preflight(config)
     handle = RunHandle(config, run_id, run_dir, is_writer=is_writer)
     if is_writer:
-        run_dir.mkdir(parents=True, exist_ok=False)
-        write_json(run_dir / "config.json", {"run_id": run_id, **config.to_dict()})
+        create(run_dir, {"run_id": run_id, **config.to_dict()})
         handle._write_status()
     if background:
         handle.thread = threading.Thread(target=_run, args=(handle,), name=f"alignlab-{run_id}", daemon=True)
@@ -164,7 +141,7 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
 def _run(handle: RunHandle) -> None:
     from alignlab.training import train
 
-    log = RunLog(handle.run_dir / "metrics.jsonl") if handle.is_writer else None
+    log = MetricsLog(handle.run_dir) if handle.is_writer else None
     unsubscribe = handle.bus.subscribe(log.write) if log else None
     try:
         train(handle)
@@ -172,7 +149,7 @@ def _run(handle: RunHandle) -> None:
     except BaseException as error:  # noqa: BLE001 - every failure must be recorded
         message = str(error) if isinstance(error, AlignLabError) else f"{type(error).__name__}: {error}"
         if handle.is_writer:
-            (handle.run_dir / "error.log").write_text(traceback.format_exc())
+            write_error(handle.run_dir, traceback.format_exc())
         handle._finish("failed", message)
     finally:
         if unsubscribe:
@@ -180,68 +157,3 @@ def _run(handle: RunHandle) -> None:
         if log:
             log.close()
 
-
-# --- past runs ------------------------------------------------------------------------------
-def read_run(run_dir: str | Path) -> dict:
-    """Summary of a run directory: config, status and last metrics."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    status_path = run_dir / "status.json"
-    status = json.loads(status_path.read_text()) if status_path.exists() else {"state": "unknown"}
-    if status.get("state") == "running" and _owner_is_gone(status):
-        status.update(state="failed", error=f"the process training this run (pid {status['pid']}) ended without "
-                      "finishing it (killed?); the weights saved so far, if any, are in model/")
-    rows, _ = read_metrics(run_dir / "metrics.jsonl")
-    last: dict[str, Any] = {}
-    for row in rows:
-        last.update({k: v for k, v in row.items() if v is not None})
-    return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
-            "state": status.get("state"), "error": status.get("error"), "steps": last.get("step", 0),
-            "loss": last.get("loss"), "reward": _first(last, ("probe/reward", "reward", "rewards/margins")),
-            "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "config": config, "history": rows}
-
-
-def _owner_is_gone(status: dict) -> bool:
-    """True when the status names a process on this host that no longer exists."""
-    pid = status.get("pid")
-    if not pid or status.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _first(values: dict, keys: tuple[str, ...]):
-    for key in keys:
-        if values.get(key) is not None:
-            return values[key]
-    return None
-
-
-def list_runs(output_dir: str | Path = "runs") -> list[dict]:
-    """Every run under ``output_dir``, newest first."""
-    root = Path(output_dir)
-    if not root.exists():
-        return []
-    runs = [read_run(d) for d in root.iterdir() if (d / "config.json").exists()]
-    return sorted(runs, key=lambda r: r["run_id"], reverse=True)
-
-
-def delete_run(run_dir: str | Path) -> None:
-    """Remove a run directory (refuses paths that are not run directories)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise AlignLabError(f"run: {str(run_dir)!r} is not a run directory")
-    shutil.rmtree(run_dir)
-
-
-def config_of(run_dir: str | Path) -> RunConfig:
-    """The RunConfig a run was started with."""
-    values = json.loads((Path(run_dir) / "config.json").read_text())
-    values.pop("run_id", None)
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in values.items() if k in names})

@@ -9,21 +9,47 @@ model, and writes reference-vs-aligned samples on held-out prompts.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from alignlab import rundir
 from alignlab.config import RunConfig
+from alignlab.data import held_out_prompts, load_dataset
+from alignlab.generation import SamplingSettings, prompt_text, sample
 from alignlab.metrics import clean_metrics
+from alignlab.models import load_model, load_tokenizer, lora_config, policy_of
+from alignlab.reference import guard_adapter_switch, reference_of
+from alignlab.rewards import reward_for
 
-SAMPLE_PROMPTS = 16  # held-out prompts in samples.jsonl
+SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
 # TRL still sets the old name of activation checkpointing; the rename warning is noise for a lab user.
 warnings.filterwarnings("ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+@dataclass
+class RunContext:
+    """What a method's ``trainer_kwargs`` hook may use to build extra trainer arguments.
+
+    ``model`` and ``tokenizer`` are the loaded policy and its tokenizer, ``dataset`` the rows in the
+    method's data format (a ``datasets.Dataset``), ``reward`` the run's
+    :class:`~alignlab.rewards.RewardSource`; ``callbacks`` are TrainerCallbacks added to the trainer
+    besides the lab's own event callback (the probe).
+    """
+
+    config: RunConfig
+    run_dir: Path
+    model: Any = None
+    tokenizer: Any = None
+    dataset: Any = None
+    reward: Any = None
+    callbacks: list = field(default_factory=list)
 
 
 class EventCallback(TrainerCallback):
@@ -59,7 +85,7 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
     field_names = {f.name for f in dataclasses.fields(spec.config_class())}
     use_gpu = torch.cuda.is_available()
     values = dict(
-        output_dir=str(run_dir / "trainer"), max_steps=config.max_steps if config.max_steps > 0 else -1,
+        output_dir=str(rundir.trainer_dir(run_dir)), max_steps=config.max_steps if config.max_steps > 0 else -1,
         num_train_epochs=config.epochs, learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_schedule, warmup_steps=config.warmup_steps,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
@@ -69,29 +95,23 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
         gradient_checkpointing=False,  # small models: recomputing activations only costs time
     )
     lengths = {"max_length": config.max_length, "max_completion_length": config.max_completion_length,
-               "max_prompt_length": config.max_length - config.max_completion_length,
-               "response_length": config.max_completion_length,  # PPO's name
-               "max_new_tokens": config.max_completion_length}  # online DPO's name
+               "max_prompt_length": config.max_length - config.max_completion_length}
     values.update({k: v for k, v in lengths.items() if k in field_names})
     values.update(spec.trl_defaults)
     for knob in spec.knobs:
-        if knob.trl_field:
-            values[knob.trl_field] = config.method_args[knob.name]
+        values[knob.trl_field] = config.method_args[knob.name]
     if spec.trl_overrides is not None:
         values.update(spec.trl_overrides(config))
-    if "loss_type" in values and "loss_type" in field_names and spec.name == "dpo":
-        values["loss_type"] = [values["loss_type"]]
     return {k: v for k, v in values.items() if k in field_names}
 
 
-def build_trainer(handle, context):
+def build_trainer(handle, context: RunContext):
     """Instantiate the method's TRL trainer for this run."""
-    from alignlab.models import lora_config
 
     config, spec = handle.config, handle.config.spec
     args = spec.config_class()(**trl_arguments(config, handle.run_dir))
     kwargs = dict(model=context.model, args=args, train_dataset=context.dataset, processing_class=context.tokenizer,
-                  callbacks=[EventCallback(handle), *context.extras.get("callbacks", [])])
+                  callbacks=[EventCallback(handle), *context.callbacks])
     if config.lora:
         kwargs["peft_config"] = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
                                             config.lora_target_modules, spec.model_kind)
@@ -104,11 +124,6 @@ def build_trainer(handle, context):
 
 def train(handle) -> None:
     """Train one run to the end (or a stop request) and save its results."""
-    from alignlab.chat import guard_adapter_switch
-    from alignlab.data import load_dataset
-    from alignlab.models import load_model, load_tokenizer
-    from alignlab.rewards import reward_for
-    from alignlab.runner import RunContext
 
     import datasets
     from transformers.utils import logging as transformers_logging
@@ -125,7 +140,7 @@ def train(handle) -> None:
     if config.probe_every and spec.model_kind == "causal-lm":
         from alignlab.probe import ProbeCallback
 
-        context.extras.setdefault("callbacks", []).append(ProbeCallback(handle, context))
+        context.callbacks.append(ProbeCallback(handle, context))
     trainer = build_trainer(handle, context)
     policy = policy_of(trainer.model)
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
@@ -135,41 +150,25 @@ def train(handle) -> None:
     finally:
         # Whatever happened, keep the weights trained so far.
         if handle.is_writer or trainer.accelerator.num_processes > 1:
-            trainer.save_model(str(handle.run_dir / "model"))
+            trainer.save_model(str(rundir.model_dir(handle.run_dir)))
     if handle.is_writer:
-        shutil.rmtree(handle.run_dir / "trainer", ignore_errors=True)  # TRL's scratch folder (no checkpoints)
-        tokenizer.save_pretrained(str(handle.run_dir / "model"))
+        shutil.rmtree(rundir.trainer_dir(handle.run_dir), ignore_errors=True)  # TRL's scratch folder (no checkpoints)
+        tokenizer.save_pretrained(str(rundir.model_dir(handle.run_dir)))
         if spec.model_kind == "causal-lm":
             write_samples(handle, policy, tokenizer, context.reward)
 
 
-def policy_of(model):
-    """The language model a trainer trains (PPO's trainer holds a policy-and-value wrapper)."""
-    return getattr(model, "policy", model)
-
-
 def write_samples(handle, model, tokenizer, reward) -> None:
     """Reference vs aligned completions on 16 held-out prompts, same seed and settings, with rewards."""
-    from alignlab.chat import reference_of
-    from alignlab.generation import SamplingSettings, prompt_text, sample
 
-    prompts = held_out_prompts(handle.config)[:SAMPLE_PROMPTS]
-    settings = SamplingSettings(max_new_tokens=handle.config.max_completion_length, seed=handle.config.seed)  # reading settings
+    prompts = held_out_prompts(handle.config.dataset)[:SAMPLE_PROMPTS]
+    settings = SamplingSettings(max_new_tokens=handle.config.max_completion_length,
+                                seed=handle.config.seed)  # reading settings
     aligned = sample(model, tokenizer, prompts, settings)
     with reference_of(model, handle.config) as reference:
         base = sample(reference, tokenizer, prompts, settings)
     aligned_scores, base_scores = reward(prompts, aligned), reward(prompts, base)
-    with open(handle.run_dir / "samples.jsonl", "w", encoding="utf-8") as out:
-        for i, prompt in enumerate(prompts):
-            out.write(json.dumps({"prompt": prompt_text(prompt), "reference": base[i], "aligned": aligned[i],
-                                  "reference_reward": base_scores[i], "aligned_reward": aligned_scores[i]}) + "\n")
+    rundir.write_samples(handle.run_dir, ({"prompt": prompt_text(prompt), "reference": base[i], "aligned": aligned[i],
+                                           "reference_reward": base_scores[i], "aligned_reward": aligned_scores[i]}
+                                          for i, prompt in enumerate(prompts)))
 
-
-def held_out_prompts(config: RunConfig) -> list:
-    """Held-out prompts for samples and probes: the task's eval split, else the dataset's last prompts."""
-    from alignlab.data import BUILTIN_TASK, load_rows, task_prompts
-
-    if config.dataset == BUILTIN_TASK:
-        return task_prompts("eval")
-    rows = load_rows(config.dataset, "prompt")
-    return [row["prompt"] for row in rows[-64:]]

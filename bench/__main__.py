@@ -48,7 +48,7 @@ class Bench:
         with open(log, "w") as err:
             done = subprocess.run([sys.executable, "-m", "bench.child", name, json.dumps(kwargs)], env=env,
                                   stdout=subprocess.PIPE, stderr=err, text=True)
-        line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("BENCH_RESULT ")), None)
         result = json.loads(line[len("BENCH_RESULT "):]) if line else {"state": "failed", "error": f"see {log}"}
         result.update(label=label, case=name, exit_code=done.returncode, log=str(log))
         print(f"{result.get('state', 'ok')} in {time.time() - started:.0f} s", flush=True)
@@ -63,7 +63,7 @@ def overhead(bench: Bench, model: str, model_path: str) -> None:
     """Same DPO config through bare TRL, alignlab's runner, and the runner with a live subscriber."""
     same = dict(method="dpo", model=model, output_dir=bench.run_dir("overhead"),
                 method_args={"precompute_ref_log_probs": False})  # TRL's default, as in the bare script
-    for rep in range(bench.args.reps):
+    for _rep in range(bench.args.reps):
         for label, name, kwargs in (
             ("bare-trl", "dpo_bare", dict(model_path=model_path, output_dir=bench.run_dir("bare"))),
             ("alignlab", "alignlab_run", same),
@@ -132,9 +132,11 @@ def machine() -> dict:
     """What the figures came from."""
     import torch
 
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n")[0] if Path("/proc/cpuinfo").exists() else ""
-    model_name = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                       if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    flags = (Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n")[0]
+             if Path("/proc/cpuinfo").exists() else "")
+    model_name = (next((info.split(":", 1)[1].strip() for info in Path("/proc/cpuinfo").read_text().splitlines()
+                        if info.startswith("model name")), platform.processor())
+                  if Path("/proc/cpuinfo").exists() else "")
     return {"cpu": model_name, "cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
             "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags, "avx2": "avx2" in flags,
             "torch": torch.__version__, "cuda": torch.cuda.is_available(), "python": platform.python_version(),
@@ -145,7 +147,8 @@ def provenance(results: dict) -> dict:
     """Where one section's figures came from (a merged file holds sections of several runs)."""
     settings = results["settings"]
     return {"command": results["command"], "finished": results.get("finished"),
-            "load_avg": [round(results["machine"]["load_avg_start"][0], 1), round(results["machine"]["load_avg_end"][0], 1)],
+            "load_avg": [round(results["machine"]["load_avg_start"][0], 1),
+                         round(results["machine"]["load_avg_end"][0], 1)],
             "threads": settings["threads"], "steps": settings["steps"], "reps": settings["reps"]}
 
 

@@ -42,11 +42,10 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
 
     reference_cache.cache_dir = lambda: Path(cache)
 
-    from alignlab import RunConfig, start
-    from alignlab.data import BUILTIN_TASK
+    from alignlab import RunConfig, rundir, start
+    from alignlab.data import BUILTIN_TASK, held_out_prompts
     from alignlab.evaluate import compare_models
     from alignlab.models import load_model, load_tokenizer
-    from alignlab.training import held_out_prompts
 
     config = RunConfig.from_dict({"method": method, "model": model, "seed": seed, "output_dir": output_dir,
                                   **overrides})
@@ -62,7 +61,7 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
             return
         at = time.time() - started - saving["seconds"]
         begin = time.time()
-        folder = handle.run_dir / "snapshots" / f"step-{step}"
+        folder = rundir.snapshot_dir(handle.run_dir, step)
         handle.model.save_pretrained(str(folder))
         saving["seconds"] += time.time() - begin
         snapshots.append({"step": step, "seconds": round(at, 1), "folder": str(folder)})
@@ -80,7 +79,7 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
 
     tokenizer = load_tokenizer(model)
     base = load_model(model)
-    eval_prompts = held_out_prompts(config)[:prompts]
+    eval_prompts = held_out_prompts(config.dataset)[:prompts]
     if config.dataset == BUILTIN_TASK and len(eval_prompts) < prompts:
         raise SystemExit(f"only {len(eval_prompts)} held-out prompts, asked for {prompts}")
     peft_model = None
@@ -109,7 +108,7 @@ def _final(run_dir, config, tokenizer, prompts, samples):
     from alignlab.evaluate import compare_models
     from alignlab.models import load_trained
     from alignlab.probe import measure
-    from alignlab.chat import reference_of
+    from alignlab.reference import reference_of
     from alignlab.rewards import reward_for
 
     model, _ = load_trained(run_dir)
@@ -135,13 +134,13 @@ def run_child(args, method: str, threads: int, seed: int, cache: Path, final: bo
     with open(log, "w") as err:
         done = subprocess.run([sys.executable, "-m", "bench.alignment", "--child", json.dumps(kwargs)], env=env,
                               stdout=subprocess.PIPE, stderr=err, text=True)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("ALIGNMENT_RESULT ")), None)
+    line = next((out for out in done.stdout.splitlines() if out.startswith("ALIGNMENT_RESULT ")), None)
     result = json.loads(line.split(" ", 1)[1]) if line else {"method": method, "seed": seed, "state": "failed",
                                                              "error": f"see {log}"}
     result.update(threads=threads, log=str(log))
     visible = result.get("visible")
     print(f"{result.get('state')} in {time.time() - begin:.0f} s; visible: "
-          f"{'at %s s (step %s)' % (visible['seconds'], visible['step']) if visible else 'no'}", flush=True)
+          + (f"at {visible['seconds']} s (step {visible['step']})" if visible else "no"), flush=True)
     return result
 
 

@@ -36,7 +36,7 @@ def alignlab_run(method: str, model: str, steps: int, output_dir: str, probe_eve
     ``subscriber``: True records each event's delivery latency; ``"notebook-figure"`` attaches the
     notebook's live plotly figure (:class:`~alignlab.ui.notebook.live.LiveFigures`), no browser.
     """
-    from alignlab import RunConfig, start
+    from alignlab import RunConfig, rundir, start
     from alignlab.training import trl_arguments
 
     config = RunConfig(method=method, model=model, max_steps=steps, batch_size=batch_size, seed=seed, lora=lora,
@@ -53,8 +53,9 @@ def alignlab_run(method: str, model: str, steps: int, output_dir: str, probe_eve
     elif subscriber:  # what a dashboard does at least: receive every event as it is published
         handle.subscribe(lambda event: latencies.append(time.time() - event["time"]), replay=False)
     handle.wait()
-    rows = [json.loads(line) for line in (handle.run_dir / "metrics.jsonl").read_text().splitlines()]
-    train = [r for r in rows if r["step"] > 0 and "train_runtime" not in r and not any(k.startswith("probe/") for k in r)]
+    rows, _ = rundir.read_metrics(handle.run_dir)
+    train = [r for r in rows
+             if r["step"] > 0 and "train_runtime" not in r and not any(k.startswith("probe/") for k in r)]
     probes = [r for r in rows if "probe/seconds" in r]
     args = config.spec.config_class()(**trl_arguments(config, handle.run_dir)).to_dict()
     return {

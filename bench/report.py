@@ -43,13 +43,16 @@ def markdown(results: dict) -> str:
                   f"| alignlab runner (bus, JSONL log, status; probe off) | {_f(o['step_s']['alignlab'])} | "
                   f"{_f(o['runner_over_bare'], '.3f')} vs bare | ≤ 1.03: {_goal(o['runner_over_bare'], 1.03)} |",
                   f"| + live subscriber | {_f(o['step_s']['alignlab+subscriber'])} | "
-                  f"{_f(o['subscriber_over_runner'], '.3f')} vs runner | ≤ 1.02: {_goal(o['subscriber_over_runner'], 1.02)} |",
-                  f"| + the notebook's live plotly figure (no browser) | {_f(o['step_s'].get('alignlab+notebook-figure'))} | "
+                  f"{_f(o['subscriber_over_runner'], '.3f')} vs runner | ≤ 1.02: "
+                  f"{_goal(o['subscriber_over_runner'], 1.02)} |",
+                  "| + the notebook's live plotly figure (no browser) | "
+                  f"{_f(o['step_s'].get('alignlab+notebook-figure'))} | "
                   f"{_f(o.get('notebook_figure_over_runner'), '.3f')} vs runner | ≤ 1.02: "
                   f"{_goal(o.get('notebook_figure_over_runner'), 1.02)} |",
                   "", f"Same tokens per step in every path: {o['same_tokens']}. TRL config fields that differ "
                   f"(bare, alignlab): {o['config_differences'] or 'none'}."]
-        for key, what in (("subscriber_latency_ms", "the subscriber"), ("figure_latency_ms", "its point sent by the live figure")):
+        for key, what in (("subscriber_latency_ms", "the subscriber"),
+                          ("figure_latency_ms", "its point sent by the live figure")):
             if o.get(key):
                 lat = o[key]
                 lines += ["", f"Logged metric to {what}: median {lat['median']:.2f} ms, max {lat['max']:.2f} ms "
@@ -73,15 +76,16 @@ def markdown(results: dict) -> str:
         if e.get("padding"):
             pad = e["padding"]
             lines += ["", f"Real tokens in a DPO batch of the built-in pairs: {pad['random_batches']:.3f} with random "
-                      f"batches, {pad['length_sorted_batches']:.3f} if sorted by length (the most length bucketing could "
-                      f"give); {pad['mean_tokens_per_sequence']:.1f} tokens per sequence on average."]
+                      f"batches, {pad['length_sorted_batches']:.3f} if sorted by length (the most length bucketing "
+                      f"could give); {pad['mean_tokens_per_sequence']:.1f} tokens per sequence on average."]
         lines += ["", "Model FLOPs: see `bench.summary.step_flops` (LoRA: the frozen weights need only activation "
                   "gradients; the reference forward counts unless precomputed).", ""]
     if "chat" in s:
         c = s["chat"]
         lines += ["## 3. Side-by-side chat", "", *_source(results, "chat"),
                   "| figure | value | goal |", "|---|---:|---|",
-                  f"| pair, one batched forward per token pair (default), tokens/s | {_f(c.get('pair_tokens_per_s'), '.1f')} | |",
+                  "| pair, one batched forward per token pair (default), tokens/s | "
+                  f"{_f(c.get('pair_tokens_per_s'), '.1f')} | |",
                   f"| pair, one forward per side, adapter toggled (before), tokens/s | "
                   f"{_f(c.get('per_side_tokens_per_s'), '.1f')} | |",
                   f"| two plain `generate` calls, tokens/s | {_f(c.get('plain_tokens_per_s'), '.1f')} | |",
@@ -90,7 +94,8 @@ def markdown(results: dict) -> str:
                   f"| per-side pair / plain speed (before) | {_f(c.get('per_side_over_plain'), '.2f')} | |"]
         for kind, mib in c["memory_mib"].items():
             lines.append(f"| peak RSS, {kind.replace('_', ' ')} (MiB) | {mib:.0f} | |")
-        lines += [f"| pair / one model memory | {_f(c.get('pair_over_one'))} | ≤ 1.1: {_goal(c.get('pair_over_one'), 1.1)} |",
+        lines += [f"| pair / one model memory | {_f(c.get('pair_over_one'))} | "
+                  f"≤ 1.1: {_goal(c.get('pair_over_one'), 1.1)} |",
                   f"| two copies / one model memory | {_f(c.get('two_copies_over_one'))} | |", ""]
     if "perl" in s:
         p = s["perl"]
@@ -100,16 +105,19 @@ def markdown(results: dict) -> str:
             lines.append(f"| {label} | {_f(row['step_s'])} | {row['peak_rss_mib']} |")
         lines += ["",
                   f"Full fine-tuning / LoRA: reward model {_f(p.get('reward_full_over_lora_time'))}x time, "
-                  f"{_f(p.get('reward_full_over_lora_memory'))}x memory; DPO policy {_f(p.get('dpo_full_over_lora_time'))}x "
-                  f"time, {_f(p.get('dpo_full_over_lora_memory'))}x memory.", "",
+                  f"{_f(p.get('reward_full_over_lora_memory'))}x memory; DPO policy "
+                  f"{_f(p.get('dpo_full_over_lora_time'))}x time, {_f(p.get('dpo_full_over_lora_memory'))}x memory.",
+                  "",
                   f"PPO / RLOO time per step (8 completions each): {_f(p.get('ppo_over_rloo_time'))}x; RLOO / PPO peak "
                   f"memory: {_f(p.get('rloo_over_ppo_memory'))}x. The seed claim is 2-3x faster and 50-70% less memory "
-                  "(0.3-0.5x). Each method at its defaults: PPO takes 4 optimisation epochs per batch, RLOO 1. Both use "
-                  "LoRA and take the reference as the policy with its adapter off; PPO also holds a value model (a "
+                  "(0.3-0.5x). Each method at its defaults: PPO takes 4 optimisation epochs per batch, RLOO 1. "
+                  "Both use LoRA and take the reference as the policy with its adapter off; PPO also holds a value "
+                  "model (a "
                   "second copy of the base weights with its own adapter), RLOO none.", ""]
     if s.get("probe"):
         p = s["probe"]
-        lines += ["## 5. Probe overhead and responsiveness (a run at the lab's defaults)", "", *_source(results, "probe"),
+        lines += ["## 5. Probe overhead and responsiveness (a run at the lab's defaults)", "",
+                  *_source(results, "probe"),
                   "| figure | value | goal |", "|---|---:|---|",
                   f"| probes in the run ({p['steps']} steps) | {p['probes']} | |",
                   f"| seconds per probe | {_f(p['probe_s_each'], '.1f')} | |",

@@ -88,7 +88,8 @@ def efficiency(rows: list[dict], overhead_rows: list[dict]) -> dict:
             continue
         threads = run.get("threads")
         peak_here = max([r["peak_flops"] for r in rows if r["label"] == f"matmul-peak-threads-{threads}"] or [peak])
-        entry = out["variants"].setdefault(label, {"gflops": [], "fraction_of_peak": [], "step_s": [], "threads": threads})
+        entry = out["variants"].setdefault(label, {"gflops": [], "fraction_of_peak": [], "step_s": [],
+                                                   "threads": threads})
         entry["gflops"].append(rate / 1e9)
         entry["fraction_of_peak"].append(rate / peak_here)
         entry["step_s"].append(median(steady(run["step_times"])))
@@ -97,7 +98,8 @@ def efficiency(rows: list[dict], overhead_rows: list[dict]) -> dict:
             out["variants"][run["label"]] = {"failed": run.get("error"), "threads": run.get("threads")}
     padding = next((r for r in rows if r["label"] == "padding"), None)
     if padding:
-        out["padding"] = {k: padding[k] for k in ("random_batches", "length_sorted_batches", "mean_tokens_per_sequence")}
+        out["padding"] = {k: padding[k]
+                          for k in ("random_batches", "length_sorted_batches", "mean_tokens_per_sequence")}
     for entry in out["variants"].values():
         if "failed" in entry:
             continue

@@ -6,7 +6,7 @@ sentiment as the ground-truth reward), a sweep of β for DPO, ``kl_coef`` for PP
 alignlab's probe (16 held-out prompts, fixed seed, temperature 1) measuring every run the same way.
 
 Each run is its own ``alignlab train`` process, so its peak memory (max RSS) is measured alone; the
-time per step is read from the run's ``metrics.jsonl`` with the probe's own time taken out. Writes
+time per step is read from the run's metrics with the probe's own time taken out. Writes
 ``frontier.png``, ``frontier.md`` and ``frontier.json`` to ``--docs`` (docs/ by default).
 
     python -m experiments.frontier            # the default model (one to two hours on 2 busy CPUs)
@@ -24,10 +24,17 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from alignlab.metrics import read_metrics
+from alignlab import rundir
+from alignlab.methods import get_method
 from alignlab.plots import frontier_points
 
-KNOB = {"dpo": "beta", "ppo": "kl_coef", "rloo": "beta", "grpo": "beta", "online-dpo": "beta"}  # each method's β
+
+def kl_knob(method: str) -> str:
+    """The knob that sets ``method``'s pull toward the reference (its spec's ``kl_knob``: β, PPO's kl_coef)."""
+    knob = get_method(method).kl_knob
+    if knob is None:
+        raise SystemExit(f"method {method!r} has no knob for the KL strength; it cannot be swept on a frontier")
+    return knob
 
 
 @dataclass
@@ -50,7 +57,7 @@ class Settings:
         return {"method": method, "model": self.model, "max_steps": self.max_steps, "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate, "max_completion_length": self.max_completion_length,
                 "probe_every": self.probe_every, "seed": self.seed, "output_dir": self.output_dir,
-                "run_name": f"{KNOB[method].replace('_', '')}{value:g}", KNOB[method]: value,
+                "run_name": f"{kl_knob(method).replace('_', '')}{value:g}", kl_knob(method): value,
                 **self.extra.get(method, {})}
 
 
@@ -79,10 +86,9 @@ def seconds_per_step(rows: list[dict]) -> float | None:
 
 def final_reward_se(run_dir: Path) -> float | None:
     """Standard error of the last probe's mean reward (its samples' spread over sqrt(n))."""
-    path = run_dir / "probe_samples.jsonl"
-    if not path.exists():
+    samples = rundir.read_probe_samples(run_dir)
+    if not samples:
         return None
-    samples = [json.loads(line) for line in path.read_text().splitlines()]
     rewards = [s["reward"] for s in samples if s["step"] == samples[-1]["step"]]
     mean = sum(rewards) / len(rewards)
     return (sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1) / len(rewards)) ** 0.5
@@ -102,18 +108,20 @@ def run_sweep(settings: Settings, work: Path) -> dict:
             config_file = work / f"{method}-{config['run_name']}.json"
             config_file.write_text(json.dumps(config))
             started = time.time()
-            code, peak = _child([sys.executable, "-m", "alignlab", "train", "--config", str(config_file), "--quiet"],
-                                config_file.with_suffix(".log"))
-            run_dir = max(Path(settings.output_dir).glob(f"*-{method}-{config['run_name']}-*"), key=os.path.getmtime)
-            rows, _ = read_metrics(run_dir / "metrics.jsonl")
-            status = json.loads((run_dir / "status.json").read_text())
+            run_id = rundir.new_run_id(method, config["run_name"])
+            code, peak = _child([sys.executable, "-m", "alignlab", "train", "--config", str(config_file),
+                                 "--run-id", run_id, "--quiet"], config_file.with_suffix(".log"))
+            run_dir = Path(settings.output_dir) / run_id
+            rows, _ = rundir.read_metrics(run_dir)
+            status = rundir.read_status(run_dir) or {"state": "not started"}
             results["runs"].append({
-                "method": method, "knob": KNOB[method], "value": value, "run_dir": str(run_dir),
+                "method": method, "knob": kl_knob(method), "value": value, "run_dir": str(run_dir),
                 "state": status["state"], "error": status.get("error"), "exit_code": code,
                 "wall_s": round(time.time() - started, 1), "seconds_per_step": seconds_per_step(rows),
                 "peak_rss_mib": round(peak), "points": frontier_points(rows), "reward_se": final_reward_se(run_dir),
             })
-            print(f"{method} {KNOB[method]}={value:g}: {status['state']}, {results['runs'][-1]['wall_s']}s", flush=True)
+            print(f"{method} {kl_knob(method)}={value:g}: {status['state']}, {results['runs'][-1]['wall_s']}s",
+                  flush=True)
     return results
 
 

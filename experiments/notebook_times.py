@@ -53,8 +53,10 @@ def timed_run(path: Path, quick: bool, work: Path, timeout: int) -> dict:
 
             begin = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
-            lines = [line for line in cell.source.splitlines() if line.strip() and not line.startswith(("from ", "import "))]
-            cells.append({"source": (lines or [cell.source])[0][:60], "seconds": round((end - begin).total_seconds(), 1)})
+            lines = [line for line in cell.source.splitlines()
+                     if line.strip() and not line.startswith(("from ", "import "))]
+            cells.append({"source": (lines or [cell.source])[0][:60],
+                          "seconds": round((end - begin).total_seconds(), 1)})
     runs = sorted((folder / "runs").glob("*/status.json")) if (folder / "runs").exists() else []
     states = [json.loads(p.read_text())["state"] for p in runs]
     return {"notebook": path.stem, "seconds": round(wall, 1), "error": error, "cells": cells, "run_states": states}
@@ -84,15 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     paths = [p for p in sorted(NOTEBOOKS.glob("*.ipynb")) if not args.only or p.stem in args.only]
-    results = {"mode": mode, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, this process pinned to {len(os.sched_getaffinity(0))}",
+    results = {"mode": mode,
+               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, this process pinned to "
+               f"{len(os.sched_getaffinity(0))}",
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "notebooks": [],
-               "command": "python -m experiments.notebook_times " + " ".join(argv if argv is not None else sys.argv[1:])}
+               "command": "python -m experiments.notebook_times "
+               + " ".join(argv if argv is not None else sys.argv[1:])}
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     for path in paths:
         row = timed_run(path, args.quick, Path(args.work) / mode, args.timeout)
         results["notebooks"].append(row)
-        print(f"{row['notebook']}: {row['seconds']:.0f} s{'  ERROR ' + row['error'] if row['error'] else ''}", flush=True)
+        print(f"{row['notebook']}: {row['seconds']:.0f} s"
+              f"{'  ERROR ' + row['error'] if row['error'] else ''}", flush=True)
         (docs / f"notebook-times-{mode}.json").write_text(json.dumps(results, indent=1))
         (docs / f"notebook-times-{mode}.md").write_text(markdown(results))
     return 1 if any(row["error"] for row in results["notebooks"]) else 0

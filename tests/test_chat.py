@@ -8,12 +8,13 @@ import time
 import pytest
 import torch
 
-from alignlab.chat import ChatPair, ChatReply, guard_adapter_switch, lock_for, next_token, reference_of, trained_mode
-from alignlab.config import RunConfig
+from alignlab.chat import ChatPair, ChatReply, next_token, trained_mode
+from alignlab.config import RunConfig, config_of
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import load_model, load_tokenizer
-from alignlab.runner import config_of, start
+from alignlab.reference import guard_adapter_switch, lock_for, reference_of
+from alignlab.runner import start
 
 SETTINGS = SamplingSettings(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=7)
 GREEDY = SamplingSettings(max_new_tokens=6, temperature=0.0)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,22 @@ def test_bad_input_exits_nonzero_with_one_line(flags, field, tiny, capsys):
     assert main(["train", "--method", "dpo", *tiny_flags(tiny), *flags]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {field}:")
     assert not Path(tiny["output_dir"]).exists()
+
+
+def test_help_shows_each_methods_bounds_and_default_of_a_shared_flag(capsys, monkeypatch):
+    from alignlab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "2000")  # one line per flag: no wrapping inside the phrases checked
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("--")}
+    beta = lines["--beta"]
+    assert "grpo: a number >= 0.0 and <= 100.0, default 0.0" in beta  # GRPO allows 0 and defaults to it
+    assert re.search(r"[;\[][^;]*\bdpo\b[^;]*: a number > 0.0 and <= 100.0, default 0.1;", beta)
+    assert "online-dpo: one of sigmoid, ipo, default 'sigmoid'" in lines["--loss-type"]
+    assert "dpo: one of sigmoid, hinge, ipo," in lines["--loss-type"]
+    assert "default 4; rloo, grpo]" in lines["--num-generations"]  # declared alike: said once, with who has it
+    assert lines["--max-steps"].endswith("[an integer >= 0 and <= 100000; default 12]")  # a run setting
 
 
 def test_bad_input_from_the_real_command(tiny):

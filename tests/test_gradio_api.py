@@ -7,6 +7,7 @@ curves while it trains, stop it (the run saves), then list, chat with, export an
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import gradio as gr
@@ -14,11 +15,14 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError, AuthenticationError
 
-from alignlab.config import common_knobs
+from alignlab.config import RunConfig, common_knobs
 from alignlab.errors import AlignLabError
+from alignlab.generation import SamplingSettings
 from alignlab.methods import get_method, method_names, registry
+from alignlab.plots import FRONTIER, merged_panels
 from alignlab.ui.gradio import create_app, parse_auth, serve
-from alignlab.ui.gradio.components.runs import comparison_figures
+from alignlab.ui.gradio.components.plot_grid import create_plot_grid
+from alignlab.ui.gradio.components.runs import comparison_figures, comparison_slots
 from alignlab.ui.gradio.forms import APP_OWNED, config_from_form, form_knobs, knob_input, method_input_name
 from alignlab.ui.gradio.uploads import MAX_BYTES, UploadStore
 
@@ -84,6 +88,14 @@ def test_start_read_curves_stop(stopped_run):
     assert (stopped_run["run_dir"] / "model" / "adapter_config.json").exists()
 
 
+def test_the_queue_names_the_run_it_follows(app, stopped_run):
+    """The worker is told the run id (``--run-id``): the queue never guesses which new folder is its run."""
+    run_dir = stopped_run["run_dir"].resolve()
+    job = next(job for job in app[0].services.jobs.jobs if job.run_id == run_dir.name)
+    command = job.log_path.read_text().splitlines()[0]
+    assert f"--run-id {run_dir.name} " in command and job.run_dir.resolve() == run_dir
+
+
 def test_the_form_is_generated_from_every_method_and_the_common_knobs(client):
     names = {p["parameter_name"] for p in client.view_api(return_format="dict")["named_endpoints"]["/start_run"]
              ["parameters"]}
@@ -94,14 +106,17 @@ def test_the_form_is_generated_from_every_method_and_the_common_knobs(client):
 
 @pytest.mark.parametrize("method", method_names())
 def test_knob_inputs_follow_the_declarations(method):
-    widget_of = {"bool": gr.Checkbox, "choice": gr.Dropdown, "str": (gr.Textbox, gr.Dropdown), "int": gr.Number,
-                 "float": (gr.Number, gr.Slider)}
+    widget_of = {"checkbox": gr.Checkbox, "dropdown": gr.Dropdown, "picker": gr.Dropdown, "text": gr.Textbox,
+                 "slider": gr.Slider, "log-slider": gr.Number, "number": gr.Number}  # Gradio has no log slider
     for knob in (*form_knobs(), *get_method(method).knobs):
         component = knob_input(knob, render=False)
-        assert isinstance(component, widget_of[knob.kind]), knob.name
+        assert isinstance(component, widget_of[knob.control]), knob.name
         assert component.value == knob.default and knob.help in component.info
         if knob.kind == "choice":
             assert [value for _, value in component.choices] == list(knob.choices)
+        if knob.control == "picker":  # the declared suggestions, and typed values too
+            assert [value for _, value in component.choices] == list(knob.suggestions())
+            assert component.allow_custom_value
     values = {knob.name: knob.default for knob in form_knobs()}
     values.update({method_input_name(method, knob.name): knob.default for knob in get_method(method).knobs})
     config = config_from_form(method, "tiny-random", "positive-reviews", values, "runs", False)
@@ -122,6 +137,73 @@ def test_comparing_runs_of_two_methods_overlays_their_logged_panels():
     assert [trace.name for trace in figures[-1].data] == ["a"]  # only a has probe points
 
 
+@pytest.fixture(scope="module")
+def built_app(tmp_path_factory):
+    """The app's page, built and not served (its layout, components and their starting values)."""
+    demo = create_app(tmp_path_factory.mktemp("built") / "runs")
+    yield demo
+    demo.services.jobs.close()
+
+
+def test_comparing_runs_of_every_method_keeps_every_panel_and_the_frontier(built_app):
+    every_key = {"step": 1, **{key: 0.5 for panel in merged_panels(method_names()) for key in panel.keys}}
+    runs = [{"run_id": name, "method": name, "history": [every_key]} for name in method_names()]
+    figures = comparison_figures(runs, method_names())
+    assert len(figures) == len(merged_panels(method_names())) + 1 and figures[-1].layout.title.text == FRONTIER
+    slots = [block for block in built_app.blocks.values()
+             if str(getattr(block, "elem_id", "")).startswith("runs-plot-")]
+    assert len(slots) == comparison_slots() == len(figures)  # sized from the panel policy
+    with gr.Blocks():
+        grid = create_plot_grid(comparison_slots(), "test")
+    shown = [update for update in grid.updates(figures)[len(grid.rows):] if update["visible"]]
+    assert [update["value"] for update in shown] == figures  # the frontier keeps its slot, last
+    with pytest.raises(ValueError, match="plot slots"):  # never a figure silently dropped
+        grid.updates(figures + figures[:1])
+
+
+def test_each_job_state_has_its_own_colour():
+    from alignlab.ui.gradio.style import CSS
+
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", CSS)
+
+    def colour(state: str) -> str | None:
+        """The colour a browser gives ``.lab-state`` in ``.lab-progress.<state>``: of the rules that set one,
+        the most specific, the later of equals."""
+        chosen = None
+        for selectors, body in rules:
+            value = re.search(r"(?<![-\w])color:\s*([^;]+)", body)
+            for selector in (part.strip() for part in selectors.split(",")):
+                matches = value and selector in (".lab-state", f".lab-progress.{state} .lab-state")
+                if matches and (chosen is None or selector.count(".") >= chosen[0]):
+                    chosen = (selector.count("."), value.group(1).strip())
+        return chosen and chosen[1]
+
+    colours = {state: colour(state) for state in ("running", "finished", "stopped", "failed")}
+    assert None not in colours.values() and len(set(colours.values())) == 4, colours
+
+
+def test_chat_sliders_start_at_the_lab_sampling_defaults(built_app):
+    start = SamplingSettings()  # the notebook's chat starts there too
+    values = {block.elem_id: block.value for block in built_app.blocks.values()
+              if getattr(block, "elem_id", None) in ("chat-max-new-tokens", "chat-temperature", "chat-top-p",
+                                                     "chat-seed")}
+    assert values == {"chat-max-new-tokens": start.max_new_tokens, "chat-temperature": start.temperature,
+                      "chat-top-p": start.top_p, "chat-seed": start.seed}
+
+
+def test_the_app_and_the_notebook_show_the_same_pace_and_eta_of_a_run(tmp_path):
+    from alignlab.ui.gradio.components.job_view import progress_html
+    from alignlab.ui.gradio.jobs import Job
+    from alignlab.ui.notebook.progress import status_text
+
+    rows = [{"step": 1, "time": 130.0, "loss": 0.7}, {"step": 2, "loss": 0.65}, {"step": 4, "time": 136.0, "loss": 0.6}]
+    job = Job(1, RunConfig(model="tiny-random", max_steps=12), tmp_path / "config.json", tmp_path / "log",
+              state="running")
+    status = {"state": "running", "step": 4, "total_steps": 12, "elapsed_s": 60.0, "eta_s": 120.0, "error": None}
+    assert "2.00 s/step · ETA 16 s" in progress_html(job, rows)
+    assert "2.00 s/step · ETA 16 s" in status_text(status, rows) and "1 min 00 s elapsed" in status_text(status, rows)
+
+
 def test_bad_values_are_refused_before_anything_is_queued(app, client, stopped_run):
     runs_before = sorted(p.name for p in app[0].services.runs_dir.iterdir())
     with pytest.raises(AppError, match="beta"):
@@ -130,7 +212,7 @@ def test_bad_values_are_refused_before_anything_is_queued(app, client, stopped_r
         client.predict(method="dpo", learning_rate=None, api_name="/start_run", **QUICK)
     with pytest.raises(AppError, match="choices|dataset"):
         client.predict(method="dpo", dataset="../../etc/passwd", api_name="/start_run", **QUICK)
-    with pytest.raises(AppError, match="no run"):  # a reward model must be one of this app's runs, not a path
+    with pytest.raises(AppError, match="not offered"):  # a reward model must be one of this app's runs, not a path
         client.predict(method="dpo", reward="reward-model:/tmp", api_name="/start_run", **QUICK)
     assert sorted(p.name for p in app[0].services.runs_dir.iterdir()) == runs_before
     assert client.predict(api_name="/job_status")["queued"] == 0
@@ -255,4 +337,5 @@ def test_learn_cards_say_what_a_method_measured_at_its_defaults():
     assert {"dpo", "ppo"} <= set(measured)
     for name, text in measured.items():
         assert f"**Measured at the defaults:** {text}" in method_card(get_method(name))
-    assert "Measured at the defaults" not in method_card(get_method("sft"))  # nothing claimed where nothing was measured
+    # nothing claimed where nothing was measured
+    assert "Measured at the defaults" not in method_card(get_method("sft"))

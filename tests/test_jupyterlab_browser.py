@@ -7,7 +7,6 @@ The screenshot lands in ``test-artifacts/``.
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -93,7 +92,8 @@ def run_all_cells(page, url: str) -> None:
     while not kernel_idle(url):
         assert time.time() < deadline, "the notebook's kernel did not start"
         time.sleep(0.5)
-    started = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
+    started = ("() => [...document.querySelectorAll('.jp-InputPrompt')]"
+               ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))")
     for _ in range(3):
         page.click(".lm-MenuBar-item:has-text('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")

@@ -36,8 +36,8 @@ def test_lora_reference_is_the_adapter_disabled_model():
     import torch
     from peft import get_peft_model
 
-    from alignlab.chat import reference_of
     from alignlab.config import RunConfig
+    from alignlab.reference import reference_of
 
     base = load_model("tiny-random")
     ids = torch.tensor([[1, 2, 3, 4]])

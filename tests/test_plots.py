@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import pytest
 
+from alignlab import rundir
 from alignlab.config import RunConfig
-from alignlab.metrics import read_metrics
-from alignlab.methods import method_names
-from alignlab.plots import (band, error_bars, final_point, frontier, frontier_points, merged_panels, panels_for,
-                            rows_from_events, series)
+from alignlab.methods import Panel, method_names
+from alignlab.plots import (
+    FRONTIER,
+    FRONTIER_PANEL,
+    band,
+    error_bars,
+    final_point,
+    frontier,
+    frontier_points,
+    merged_panels,
+    pace,
+    panels_for,
+    rows_from_events,
+    series,
+    visible_panels,
+)
 from alignlab.runner import start
 
 ROWS = [
@@ -28,7 +41,7 @@ def dpo_rows(tmp_path_factory) -> list[dict]:
                              max_completion_length=8, probe_every=0, output_dir=str(tmp_path_factory.mktemp("runs"))),
                    background=False)
     assert handle.state == "finished", handle.error
-    rows, _ = read_metrics(handle.run_dir / "metrics.jsonl")
+    rows, _ = rundir.read_metrics(handle.run_dir)
     return rows
 
 
@@ -87,6 +100,31 @@ def test_dpo_panels_include_its_own():
     assert {"Reward margin", "Preference accuracy", "Implicit rewards"} <= set(titles)
 
 
+def test_visible_panels_show_everything_until_rows_arrive_then_what_they_fill_and_always_the_frontier():
+    everything = visible_panels(["dpo", "kto"])
+    assert everything == merged_panels(["dpo", "kto"]) + [FRONTIER_PANEL]
+    assert [panel.kind for panel in everything] == ["curve"] * (len(everything) - 1) + ["frontier"]
+    no_probe = {"a": [{"step": 1, "loss": 0.7, "rewards/margins": 0.1}], "b": [{"step": 1, "kl": 0.2}]}
+    titles = [panel.title for panel in visible_panels(["dpo", "kto"], no_probe)]
+    assert titles == ["Loss", "KL from reference", "Reward margin", "KL estimate", FRONTIER]
+    probing = [panel.title for panel in visible_panels(["dpo"], {"a": no_probe["a"]}, probing=True)]
+    assert probing[:3] == ["Loss", "Reward", "KL from reference"]  # the probe will fill Reward and KL
+    assert visible_panels(["dpo"], {"a": []}) == visible_panels(["dpo"])  # no row yet: every panel waits
+
+
+def test_a_panel_kind_is_curve_or_frontier():
+    assert Panel("Loss", ("loss",)).kind == "curve" and FRONTIER_PANEL.kind == "frontier"
+    with pytest.raises(ValueError, match="kind"):
+        Panel("Loss", ("loss",), kind="bars")
+
+
+def test_pace_is_the_time_per_step_between_logged_steps_and_the_time_left():
+    rows = [{"step": 0, "probe/reward": 0.1}, {"step": 1, "time": 100.0}, {"step": 2}, {"step": 5, "time": 102.0}]
+    assert pace(rows, total_steps=25) == (0.5, 10.0)  # loading before step 1 is not counted as training
+    assert pace(rows, total_steps=None) == (0.5, None)
+    assert pace(rows[:2], total_steps=25) == (None, None)
+
+
 def test_series_on_a_real_dpo_run(dpo_rows):
     steps, losses = series(dpo_rows, "loss")
     assert steps == [1, 2] and all(0 < loss < 5 for loss in losses)
@@ -95,16 +133,16 @@ def test_series_on_a_real_dpo_run(dpo_rows):
 
 
 def test_figures_have_one_trace_per_run_and_key(dpo_rows):
-    from alignlab.ui.figures import curves_figure, frontier_figure, method_figures
+    from alignlab.ui.figures import curves_figure, frontier_figure, panel_figures
 
     histories = {"a": dpo_rows, "b": dpo_rows[:1]}
     figure = curves_figure(histories, ("rewards/chosen", "rewards/rejected"), "Implicit rewards")
     assert [trace.name for trace in figure.data] == ["a · rewards/chosen", "a · rewards/rejected",
                                                      "b · rewards/chosen", "b · rewards/rejected"]
     assert list(figure.data[0].x) == [1, 2]
-    figures = method_figures("dpo", histories)
-    assert list(figures) == [panel.title for panel in panels_for("dpo")]
-    assert len(figures["Loss"].data) == 2
+    figures = panel_figures(visible_panels(["dpo"]), histories)
+    assert [figure.layout.title.text for figure in figures] == [panel.title for panel in panels_for("dpo")] + [FRONTIER]
+    assert len(figures[0].data) == 2
     frontier_fig = frontier_figure({"probe": ROWS, "rl": RL_ROWS})
     assert [trace.name for trace in frontier_fig.data] == ["probe", "rl"]
     assert list(frontier_fig.data[0].x) == [0.0, 0.4] and list(frontier_fig.data[0].customdata) == [1, 3]
@@ -136,29 +174,30 @@ def test_a_curve_with_standard_errors_gets_a_shaded_band_and_the_frontier_error_
 
 
 def test_empty_histories_give_a_figure_that_says_it_is_waiting():
-    from alignlab.ui.figures import curves_figure, frontier_figure, method_figures
+    from alignlab.ui.figures import curves_figure, frontier_figure, panel_figures
 
     for figure in (curves_figure({}, ("loss",), "Loss"), curves_figure({"a": []}, ("loss",), "Loss"),
-                   frontier_figure({}), *method_figures("kto", {}).values()):
+                   frontier_figure({}), *panel_figures(visible_panels(["kto"]), {})):
         assert len(figure.data) == 0
         assert "waiting for the first logged step" in figure.layout.annotations[0].text
         figure.to_json()  # serialisable: both UIs ship it to the browser
 
 
 def test_figures_name_the_keys_a_run_has_not_logged(dpo_rows):
-    from alignlab.ui.figures import frontier_figure, method_figures
+    from alignlab.ui.figures import curves_figure, frontier_figure
 
-    kl = method_figures("dpo", {"a": dpo_rows})["KL from reference"]
+    kl_panel = next(panel for panel in panels_for("dpo") if panel.title == "KL from reference")
+    kl = curves_figure({"a": dpo_rows}, kl_panel.keys, kl_panel.title)
     assert len(kl.data) == 0 and "no kl, objective/kl, probe/kl logged yet" in kl.layout.annotations[0].text
     assert "probe_every" in frontier_figure({"a": dpo_rows}).layout.annotations[0].text
 
 
 def test_the_notebook_grid_draws_the_lines_of_the_app_figures(dpo_rows):
-    from alignlab.ui.figures import FRONTIER, curves_figure, frontier_figure
-    from alignlab.ui.notebook.grid import grid_figure, panels_of
+    from alignlab.ui.figures import curves_figure, frontier_figure
+    from alignlab.ui.notebook.grid import grid_figure
 
     histories = {"a": dpo_rows, "b": SE_ROWS}
-    panels = panels_of(["dpo"])
+    panels = visible_panels(["dpo"])
     grid = grid_figure(panels, histories, overlay=True)
 
     def look(traces) -> list[tuple]:
@@ -166,8 +205,8 @@ def test_the_notebook_grid_draws_the_lines_of_the_app_figures(dpo_rows):
                  t.error_y.array) for t in traces]
 
     for panel in panels:
-        app = frontier_figure(histories) if panel.title == FRONTIER else curves_figure(histories, panel.keys,
-                                                                                       panel.title)
+        app = frontier_figure(histories) if panel.kind == "frontier" else curves_figure(histories, panel.keys,
+                                                                                         panel.title)
         assert look(trace for trace in grid.data if trace.meta[0] == panel.title) == look(app.data), panel.title
     colours = {trace.meta[1]: trace.line.color for trace in grid.data if trace.fill is None}
     assert len(set(colours.values())) == 2  # overlaid: a colour per run

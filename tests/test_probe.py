@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from alignlab.chat import reference_of
 from alignlab.config import RunConfig
-from alignlab.metrics import read_metrics
 from alignlab.models import load_model, load_tokenizer, lora_config
 from alignlab.plots import frontier_points
 from alignlab.probe import measure, sequence_logprobs
+from alignlab.reference import reference_of
 from alignlab.rewards import get_reward
+from alignlab.rundir import read_metrics
 from alignlab.runner import start
 
 PROMPTS = ["The film", "I went in with low expectations and the second half", "Honestly,"]
@@ -77,7 +77,7 @@ def test_kl_is_zero_at_the_reference_and_grows_when_the_adapter_moves(policy, to
 def test_probe_logs_frontier_points_and_samples_for_a_reward_free_method(tiny):
     handle = start(RunConfig.from_dict({"method": "dpo", **tiny, "probe_every": 1}), background=False)
     assert handle.state == "finished", handle.error
-    rows, _ = read_metrics(handle.run_dir / "metrics.jsonl")
+    rows, _ = read_metrics(handle.run_dir)
     probes = [row for row in rows if "probe/kl" in row]
     assert [row["step"] for row in probes] == [0, 1, 2]
     assert probes[0]["probe/kl"] == pytest.approx(0.0, abs=1e-5)

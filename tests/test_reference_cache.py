@@ -58,9 +58,20 @@ def test_runs_on_a_cold_and_a_warm_cache_train_like_the_in_step_reference(tiny, 
     assert losses[1] == pytest.approx(losses[0], rel=2e-2) and losses[2] == pytest.approx(losses[1], rel=2e-2)
 
 
-def test_the_step0_probe_is_reused_by_the_next_run_of_the_same_base_model(tiny, cache_folder):
+def test_the_step0_probe_is_reused_by_the_next_run_of_the_same_base_model(tiny, cache_folder, monkeypatch):
+    import alignlab.probe as probe
+
+    sampled = []  # per run: how many probes sampled completions (the others read the cache)
+    measure = probe.measure
+
+    def counted_measure(*args, **kwargs):
+        sampled[-1] += 1
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(probe, "measure", counted_measure)
     firsts = []
     for _ in range(2):
+        sampled.append(0)
         handle = start(RunConfig(method="dpo", **{**tiny, "seed": 3}, probe_every=1,
                                  method_args={"precompute_ref_log_probs": False}), background=False)
         assert handle.state == "finished", handle.error
@@ -71,4 +82,4 @@ def test_the_step0_probe_is_reused_by_the_next_run_of_the_same_base_model(tiny, 
     assert len(list((cache_folder.parent / "probe").glob("*.json"))) == 1
     for key in ("probe/reward", "probe/kl", "probe/length", "probe/reward_se"):
         assert firsts[1][key] == firsts[0][key]
-    assert firsts[1]["probe/seconds"] < firsts[0]["probe/seconds"]
+    assert sampled == [3, 2]  # the second run's step-0 probe came from the cache

@@ -7,7 +7,15 @@ import pytest
 
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
-from alignlab.rewards import RewardSource, get_reward, pairwise_reward, register_reward
+from alignlab.rewards import (
+    REWARD_KINDS,
+    RewardKind,
+    RewardSource,
+    check_no_path,
+    get_reward,
+    register_reward,
+    reward_names,
+)
 from alignlab.runner import start
 
 
@@ -40,7 +48,8 @@ def test_reward_model_source_refuses_runs_of_other_methods(tmp_path):
     run = tmp_path / "some-dpo-run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"method": "dpo"}))
-    with pytest.raises(AlignLabError, match="trained with method 'dpo', expected 'reward'"):
+    with pytest.raises(AlignLabError, match=r"trained with method 'dpo', which trains a text generator; expected a run "
+                       r"of a method that trains a scorer \(reward\)"):
         get_reward(f"reward-model:{run}")
 
 
@@ -49,6 +58,49 @@ def test_custom_rewards_cannot_shadow_built_in_names():
         register_reward("judge:mine", lambda p, c: [0.0] * len(c))
     register_reward("exclaim", lambda p, c: [float(text.count("!")) for text in c])
     assert get_reward("exclaim")(["p", "p"], ["wow!!", "ok"]) == [2.0, 0.0]
+
+
+def test_a_new_source_is_one_registry_entry(monkeypatch):
+    kind = RewardKind("shout", "shout[:N]", lambda argument: int(argument or "1"),
+                      lambda times, name, **_: RewardSource(name, lambda p, c: [float(times)] * len(c)),
+                      offered=("shout", "shout:3"))
+    monkeypatch.setitem(REWARD_KINDS, "shout", kind)
+    assert reward_names()[-2:] == ["shout", "shout:3"]
+    source = get_reward("shout:3")
+    assert source.name == "shout:3" and source(["p"], ["c"]) == [3.0]
+    with pytest.raises(AlignLabError, match=r"shout\[:N\]"):  # unknown names list the new kind's spelling
+        get_reward("whisper")
+
+
+def test_built_in_names_keep_their_spelling():
+    assert reward_names()[:5] == ["sentiment", "length", "length:10", "length:40", "judge"]
+    assert get_reward("length").name == "length" and get_reward("length:10").name == "length:10"
+    with pytest.raises(AlignLabError, match="takes no argument"):
+        get_reward("sentiment:loud")
+    assert [kind.prefix for kind in REWARD_KINDS.values() if kind.takes_path] == ["reward-model", "judge"]
+
+
+def _fake_run(runs_dir, run_id, method):
+    (runs_dir / run_id).mkdir(parents=True)
+    (runs_dir / run_id / "config.json").write_text(json.dumps({"method": method}))
+
+
+def test_names_from_an_untrusted_client_load_no_path(tmp_path):
+    """The app's rule: a reward model is a reward run of its runs folder, a judge a built-in model."""
+    _fake_run(tmp_path, "rm-1", "reward")
+    _fake_run(tmp_path, "dpo-1", "dpo")
+    for name in ["sentiment", "length:7", "judge", "judge:tiny-random", "reward-model:rm-1"]:
+        check_no_path(name, tmp_path)
+    for name in ["reward-model:/tmp", f"reward-model:{tmp_path / 'rm-1'}", "reward-model:../rm-1",
+                 "reward-model:dpo-1", "judge:/home/someone/model", "judge:some-org/some-model"]:
+        with pytest.raises(AlignLabError, match="not offered"):
+            check_no_path(name, tmp_path)
+    with pytest.raises(AlignLabError, match="reward-model:<run-id or path>"):
+        check_no_path("reward-model", tmp_path)
+    with pytest.raises(AlignLabError, match="none yet"):
+        check_no_path("reward-model:rm-1", tmp_path / "empty")
+    with pytest.raises(AlignLabError, match="expected one of"):
+        check_no_path("nope", tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +157,7 @@ def test_judge_compares_pairs_in_both_orders(judge):
 
 
 def test_pairwise_reward_turns_a_judge_into_online_dpo_preferences(judge):
-    pair_reward = pairwise_reward(judge)
+    pair_reward = judge.pairwise()
     prompts, completions = ["x", "y", "x", "y"], [" a", " b", " c", " d"]
     scores = pair_reward(prompts=prompts, completions=completions)
     assert scores[:2] == judge.prefer(["x", "y"], [" a", " b"], [" c", " d"])
@@ -113,7 +165,7 @@ def test_pairwise_reward_turns_a_judge_into_online_dpo_preferences(judge):
     with pytest.raises(AlignLabError, match="prompts twice"):
         pair_reward(prompts=["x", "y", "y", "x"], completions=completions)
     sentiment = get_reward("sentiment")
-    assert pairwise_reward(sentiment) is sentiment  # pointwise sources score alone
+    assert sentiment.pairwise() is sentiment  # pointwise sources score alone
 
 
 def test_empty_judge_instruction_is_rejected():

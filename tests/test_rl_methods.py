@@ -6,8 +6,8 @@ import pytest
 
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
-from alignlab.metrics import read_metrics
 from alignlab.rewards import register_reward
+from alignlab.rundir import read_metrics
 from alignlab.runner import start
 
 # The metric keys each method must log under TRL's names (GRPO logs kl only with beta > 0).
@@ -28,7 +28,7 @@ def test_each_online_method_trains_on_prompts_from_pairs(method, tiny):
     assert handle.state == "finished", handle.error
     status = json.loads((handle.run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["step"] == 2
-    rows, _ = read_metrics(handle.run_dir / "metrics.jsonl")
+    rows, _ = read_metrics(handle.run_dir)
     assert keys <= set().union(*rows)
     assert [row["step"] for row in rows if keys & set(row)] == [1, 2]
     assert [row["step"] for row in rows if "probe/kl" in row] == [0, 2]  # the probe sees the policy, not a wrapper
@@ -40,8 +40,8 @@ def _ppo_trainer(config, tmp_path):
     from alignlab.data import load_dataset
     from alignlab.models import load_model, load_tokenizer
     from alignlab.rewards import reward_for
-    from alignlab.runner import RunContext, RunHandle
-    from alignlab.training import build_trainer
+    from alignlab.runner import RunHandle
+    from alignlab.training import RunContext, build_trainer
 
     handle = RunHandle(config, "ppo-test", tmp_path)
     context = RunContext(config=config, run_dir=tmp_path, model=load_model(config.model),

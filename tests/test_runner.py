@@ -1,4 +1,4 @@
-"""Runs on the tiny-random model: every method trains, stops cleanly, fails loudly."""
+"""Runs on the tiny-random model: stop cleanly, fail loudly (every method trains: tests/test_every_method.py)."""
 
 import json
 from pathlib import Path
@@ -7,26 +7,8 @@ import pytest
 
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
-from alignlab.metrics import read_metrics
-from alignlab.runner import list_runs, start
-
-OFFLINE_METHODS = ["sft", "reward", "dpo", "kto", "orpo"]
-
-
-@pytest.mark.parametrize("method", OFFLINE_METHODS)
-def test_each_method_trains_and_writes_its_run_directory(method, tiny):
-    handle = start(RunConfig.from_dict({"method": method, **tiny}))
-    assert handle.wait(300) == "finished", handle.error
-    run = Path(handle.run_dir)
-    status = json.loads((run / "status.json").read_text())
-    assert status["state"] == "finished" and status["step"] == 2
-    rows, _ = read_metrics(run / "metrics.jsonl")
-    assert [r["step"] for r in rows if "loss" in r][:2] == [1, 2]
-    assert (run / "model" / "adapter_config.json").exists()
-    assert not (run / "trainer").exists()
-    if method != "reward":
-        samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-        assert samples and {"reference", "aligned", "aligned_reward"} <= set(samples[0])
+from alignlab.rundir import list_runs
+from alignlab.runner import start
 
 
 def test_dpo_logs_trl_metric_names_and_loss_type(tiny):

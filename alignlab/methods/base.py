@@ -8,21 +8,35 @@ the notebook form, the Gradio form and validation are all generated from these o
 
 from __future__ import annotations
 
+import importlib
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from alignlab.errors import AlignLabError
 
 KNOB_KINDS = ("float", "int", "bool", "choice", "str")
+# Where a form shows a run setting, with the section's title: essential settings open, the rest folded.
+KNOB_GROUPS = {"essential": "Training", "lora": "LoRA (train a small adapter, not all weights)",
+               "more": "More settings"}
+SLIDER_SPAN = 100  # a bounded, linear number gets a slider when max - min is at most this (else a number box)
 
 
 @dataclass(frozen=True)
 class Knob:
     """One tunable value of a run, declared once.
 
-    ``min``/``max`` bound numeric knobs; ``min_exclusive`` makes the lower bound strict
-    (β > 0). ``target`` is the TRL config field the value is passed to (defaults to
-    ``name``; ``None``-valued ``target=""`` means alignlab consumes it itself).
+    ``kind`` is one of ``KNOB_KINDS``; ``min``/``max`` bound numeric knobs and ``min_exclusive``
+    makes the lower bound strict (β > 0); ``choices`` are a ``choice`` knob's values; ``log_scale``
+    marks numbers that span orders of magnitude (no linear slider). The value goes to the TRL config
+    field ``target`` (default: ``name``) when the method's TRL config has that field; otherwise only
+    the method's own hooks read it from ``RunConfig.method_args``.
+
+    How the forms show it is declared here too: ``group`` (a key of ``KNOB_GROUPS``) places a run
+    setting in the essential, LoRA or "more" section (a method's own knobs show with their method);
+    ``suggestions`` lists the values a string knob's picker offers (other values may still be typed);
+    :attr:`control` says which kind of input both forms draw.
     """
 
     name: str
@@ -35,14 +49,33 @@ class Knob:
     choices: tuple = ()
     log_scale: bool = False
     target: str | None = None
+    group: str = "essential"
+    suggestions: Callable[[], Sequence[str]] | None = None
 
     def __post_init__(self):
         if self.kind not in KNOB_KINDS:
             raise ValueError(f"Knob {self.name}: kind must be one of {KNOB_KINDS}")
+        if self.group not in KNOB_GROUPS:
+            raise ValueError(f"Knob {self.name}: group must be one of {tuple(KNOB_GROUPS)}")
+
+    @property
+    def control(self) -> str:
+        """The input both forms draw: ``checkbox``, ``dropdown`` (choices), ``picker`` (a string with
+        suggestions), ``text``, ``log-slider`` (a log-scale number above 0), ``slider`` (a linear range of
+        at most ``SLIDER_SPAN`` whose lower bound is allowed) or ``number``."""
+        if self.kind == "str":
+            return "picker" if self.suggestions is not None else "text"
+        if self.kind in ("bool", "choice"):
+            return "checkbox" if self.kind == "bool" else "dropdown"
+        if self.log_scale and self.kind == "float" and ((self.min or 0) > 0 or self.default > 0):
+            return "log-slider"
+        bounded = self.min is not None and self.max is not None and self.max - self.min <= SLIDER_SPAN
+        return "slider" if bounded and not self.log_scale and not self.min_exclusive else "number"
 
     @property
     def trl_field(self) -> str:
-        return self.name if self.target is None else self.target
+        """The TRL config field this knob's value is passed to."""
+        return self.target or self.name
 
     def expected(self) -> str:
         """Human-readable description of the accepted values."""
@@ -96,7 +129,7 @@ class Knob:
         return number
 
 
-def beta_knob(default: float = 0.1, help: str | None = None, target: str | None = None) -> Knob:
+def beta_knob(default: float = 0.1, help: str | None = None) -> Knob:
     """The β knob shared by most methods: strength of the pull toward the reference model."""
     return Knob(
         "beta",
@@ -106,31 +139,51 @@ def beta_knob(default: float = 0.1, help: str | None = None, target: str | None 
         min_exclusive=True,
         max=100.0,
         log_scale=True,
-        target=target,
     )
+
+
+PANEL_KINDS = ("curve", "frontier")
 
 
 @dataclass(frozen=True)
 class Panel:
-    """A plot panel a method wants: a title and the metric keys drawn on it."""
+    """A plot panel: a title, the metric keys drawn on it, and its kind.
+
+    A ``curve`` panel draws each key's value against the step (what a method's own panels are); the
+    ``frontier`` panel draws reward against KL from the reference, one line per run, keyed by its one key
+    (:data:`alignlab.plots.FRONTIER_PANEL`).
+    """
 
     title: str
     keys: tuple[str, ...]
+    kind: str = "curve"
+
+    def __post_init__(self):
+        if self.kind not in PANEL_KINDS:
+            raise ValueError(f"Panel {self.title}: kind must be one of {PANEL_KINDS}")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """A training method: which TRL classes it wraps, what data it needs, what a user can tune.
 
+    Everything generic code needs to know about a method is a field or a hook here, so the trainer,
+    the models, the UIs and the experiments never test a method's name.
+
     ``data_format`` is one of ``preference`` (prompt, chosen, rejected), ``unpaired``
     (prompt, completion, label), ``sft`` (prompt, completion) or ``prompt`` (prompt only).
-    ``config_class`` / ``trainer_class`` are zero-argument loaders so importing alignlab does
-    not import every TRL trainer. ``trainer_kwargs`` builds extra trainer arguments (reward
-    functions, value models, ...) from the run context. ``trl_overrides`` computes TRL config
-    values that depend on the run (PPO counts episodes, not steps). ``validate`` rejects settings
-    that cannot work (a batch that does not hold whole groups of generations) when the RunConfig
-    is created, before anything is written. ``measured`` says what the method reaches at its defaults
-    on the built-in task (from ``python -m bench.alignment``), for the Learn text.
+    ``config_class`` / ``trainer_class`` are zero-argument loaders (:func:`trl_class`) so importing
+    alignlab does not import every TRL trainer. ``trainer_kwargs`` builds extra trainer arguments
+    (reward functions, value models, ...) from the :class:`~alignlab.training.RunContext`.
+    ``trl_overrides`` computes TRL config values that depend on the run (PPO counts episodes, not
+    steps; a trainer's own name for the completion length). ``validate`` rejects settings that cannot
+    work (a batch that does not hold whole groups of generations) when the RunConfig is created,
+    before anything is written. ``kl_knob`` names the knob that sets the pull toward the reference
+    (β, PPO's ``kl_coef``), the one a reward-vs-KL frontier sweeps. ``tiny_settings`` are the knob
+    values that make a two-step trial on ``tiny-random`` work (the registry-wide test trains every
+    method with them). ``order`` places the method in pickers and lists (the RLHF pipeline's order).
+    ``measured`` says what the method reaches at its defaults on the built-in task (from
+    ``python -m bench.alignment``), for the Learn text.
     """
 
     name: str
@@ -148,7 +201,14 @@ class MethodSpec:
     trainer_kwargs: Callable[[Any], dict] | None = None
     trl_overrides: Callable[[Any], dict] | None = None
     validate: Callable[[Any], None] | None = None
+    kl_knob: str | None = None
+    tiny_settings: dict = field(default_factory=dict)
+    order: int = 100
     measured: str = ""
+
+    def __post_init__(self):
+        if self.kl_knob is not None and self.kl_knob not in {knob.name for knob in self.knobs}:
+            raise ValueError(f"MethodSpec {self.name}: kl_knob {self.kl_knob!r} is not one of its knobs")
 
     def knob(self, name: str) -> Knob:
         for knob in self.knobs:
@@ -165,9 +225,35 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 def register(spec: MethodSpec) -> MethodSpec:
     """Add a method to the registry (called once at the bottom of each method module)."""
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"method {spec.name!r} is registered twice")
     _REGISTRY[spec.name] = spec
     return spec
 
 
 def registry() -> dict[str, MethodSpec]:
-    return _REGISTRY
+    """Every registered method by name, in ``order`` (then by name)."""
+    return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def trl_class(path: str, wrap: Callable[[type], type] | None = None) -> Callable[[], type]:
+    """A zero-argument loader of the class at dotted ``path`` (``"trl.DPOConfig"``), imported on first call.
+
+    ``wrap`` adapts the class once it is imported (a subclass with a cache or a stop hook); the
+    result is kept, so every call returns the same class. Experimental TRL modules are imported
+    without TRL's warning: the project pins the TRL version whose experimental API it uses.
+    """
+    module_name, _, class_name = path.rpartition(".")
+    loaded: list[type] = []
+
+    def load() -> type:
+        if not loaded:
+            if ".experimental." in path:
+                os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            loaded.append(wrap(cls) if wrap else cls)
+        return loaded[0]
+
+    load.__qualname__ = load.__name__ = f"load_{class_name}"
+    load.__doc__ = f"{path}{' (adapted by ' + wrap.__name__ + ')' if wrap else ''}"
+    return load

@@ -16,21 +16,8 @@ the run will consume (``max_steps`` x batch, a seeded sample of the set).
 
 import os
 
-from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
-
-
-def _dpo_config():
-    from trl import DPOConfig
-
-    return DPOConfig
-
-
-def _dpo_trainer():
-    from trl import DPOTrainer
-
-    from alignlab.reference_cache import cached_trainer
-
-    return cached_trainer(DPOTrainer)
+from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register, trl_class
+from alignlab.reference_cache import cached_trainer
 
 
 def _consumed_pairs(context) -> dict:
@@ -42,6 +29,11 @@ def _consumed_pairs(context) -> dict:
     if needed >= len(context.dataset):
         return {}
     return {"train_dataset": context.dataset.shuffle(seed=config.seed).select(range(needed))}
+
+
+def _loss_list(config) -> dict:
+    """TRL's DPOConfig takes a list of loss types (it can mix them); the lab trains one."""
+    return {"loss_type": [config.method_args["loss_type"]]}
 
 
 # The loss types TRL's DPOConfig accepts (trl 1.12, pinned); tests/test_config.py checks this list
@@ -58,10 +50,14 @@ SPEC = register(
         "relative to the frozen reference, no reward model and no sampling.",
         paper="Rafailov et al. 2023, Direct Preference Optimization (arXiv:2305.18290)",
         data_format="preference",
-        config_class=_dpo_config,
-        trainer_class=_dpo_trainer,
+        config_class=trl_class("trl.DPOConfig"),
+        trainer_class=trl_class("trl.DPOTrainer", wrap=cached_trainer),
+        trl_overrides=_loss_list,
+        kl_knob="beta",
+        order=30,
         knobs=(
-            beta_knob(0.1, "β: inverse temperature of the implicit reward; higher keeps the policy nearer the reference."),
+            beta_knob(0.1, "β: inverse temperature of the implicit reward; higher keeps the policy nearer the "
+                      "reference."),
             Knob("loss_type", "sigmoid", "Loss variant: sigmoid = DPO, ipo = IPO, hinge = SLiC, robust = rDPO, ...",
                  kind="choice", choices=LOSS_TYPES),
             Knob("label_smoothing", 0.0, "Assumed label-flip rate (robust DPO) / smoothing (EXO).", min=0.0, max=0.49),

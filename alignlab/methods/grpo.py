@@ -7,25 +7,15 @@ min(ρ Â, clip(ρ, 1-ε, 1+ε) Â). The KL to the reference is a separate loss 
 TRL sets to 0 by default (no reference model); with β > 0 the trainer logs ``kl``.
 """
 
-from alignlab.methods.base import Knob, MethodSpec, Panel, register
-from alignlab.methods.online import LENGTH_PANEL, check_groups, epsilon_knob, generations_knob, temperature_knob
-
-
-def _grpo_config():
-    from trl import GRPOConfig
-
-    return GRPOConfig
-
-
-def _grpo_trainer():
-    from trl import GRPOTrainer
-
-    return GRPOTrainer
-
-
-def _reward_functions(context) -> dict:
-    return {"reward_funcs": [context.reward]}
-
+from alignlab.methods._online import (
+                                      LENGTH_PANEL,
+                                      check_groups,
+                                      epsilon_knob,
+                                      generations_knob,
+                                      reward_functions,
+                                      temperature_knob,
+)
+from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
 
 SPEC = register(
     MethodSpec(
@@ -36,8 +26,11 @@ SPEC = register(
         paper="Shao et al. 2024, DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language "
         "Models (arXiv:2402.03300)",
         data_format="prompt",
-        config_class=_grpo_config,
-        trainer_class=_grpo_trainer,
+        config_class=trl_class("trl.GRPOConfig"),
+        trainer_class=trl_class("trl.GRPOTrainer"),
+        kl_knob="beta",
+        tiny_settings={"num_generations": 2, "beta": 0.1},
+        order=80,
         knobs=(
             generations_knob(4),
             Knob("beta", 0.0, "β: weight of the KL-to-reference loss term (0 = no reference model, TRL's default).",
@@ -49,7 +42,7 @@ SPEC = register(
         "on 72%, in 351 s at 1 thread on a 2-core CPU; with β = 0 nothing holds it near the reference (KL ≈ 29 "
         "nats, reference perplexity 6.7 vs 4.3) (`python -m bench.alignment`, docs/alignment.md)",
         panels=(LENGTH_PANEL, Panel("Clipped ratio", ("clip_ratio/region_mean",))),
-        trainer_kwargs=_reward_functions,
+        trainer_kwargs=reward_functions,
         validate=check_groups,
     )
 )

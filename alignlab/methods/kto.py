@@ -6,20 +6,7 @@ function around a reference point (the KL of policy to reference) with loss aver
 desirable/undesirable weights. Pairs are split into one good and one bad example each.
 """
 
-from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
-
-
-def _kto_config():
-    from trl import KTOConfig
-
-    return KTOConfig
-
-
-def _kto_trainer():
-    from trl import KTOTrainer
-
-    return KTOTrainer
-
+from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register, trl_class
 
 SPEC = register(
     MethodSpec(
@@ -29,15 +16,20 @@ SPEC = register(
         "losses more than gains like prospect theory.",
         paper="Ethayarajh et al. 2024, KTO: Model Alignment as Prospect Theoretic Optimization (arXiv:2402.01306)",
         data_format="unpaired",
-        config_class=_kto_config,
-        trainer_class=_kto_trainer,
+        config_class=trl_class("trl.KTOConfig"),
+        trainer_class=trl_class("trl.KTOTrainer"),
+        kl_knob="beta",
+        order=40,
         knobs=(
             beta_knob(0.1),
-            Knob("desirable_weight", 1.0, "Weight of the loss on good examples (λ_D).", min=0.0, min_exclusive=True, max=10.0),
-            Knob("undesirable_weight", 1.0, "Weight of the loss on bad examples (λ_U).", min=0.0, min_exclusive=True, max=10.0),
+            Knob("desirable_weight", 1.0, "Weight of the loss on good examples (λ_D).", min=0.0, min_exclusive=True,
+                 max=10.0),
+            Knob("undesirable_weight", 1.0, "Weight of the loss on bad examples (λ_U).", min=0.0, min_exclusive=True,
+                 max=10.0),
         ),
         measured="visible after 12 steps: +0.59 ± 0.05 VADER over the reference on 100 held-out prompts, wins on "
-        "96% of them, KL ≈ 19 nats, in 402 s at 1 thread on a 2-core CPU (`python -m bench.alignment`, docs/alignment.md)",
+        "96% of them, KL ≈ 19 nats, in 402 s at 1 thread on a 2-core CPU (`python -m bench.alignment`, "
+        "docs/alignment.md)",
         panels=(
             Panel("Implicit rewards", ("rewards/chosen", "rewards/rejected")),
             Panel("KL estimate", ("kl",)),

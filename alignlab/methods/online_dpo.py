@@ -12,31 +12,13 @@ orders to cancel position bias; any other source (``sentiment``, ``reward-model:
 higher-scoring response. ``batch_size`` counts completions, so each step uses batch_size / 2 prompts.
 """
 
-import os
-
 from alignlab.errors import AlignLabError
-from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register
-from alignlab.methods.online import temperature_knob
-
-
-def _online_dpo_config():
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # pinned TRL; we know the API is experimental
-    from trl.experimental.online_dpo import OnlineDPOConfig
-
-    return OnlineDPOConfig
-
-
-def _online_dpo_trainer():
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    from trl.experimental.online_dpo import OnlineDPOTrainer
-
-    return OnlineDPOTrainer
+from alignlab.methods._online import temperature_knob
+from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register, trl_class
 
 
 def _annotator(context) -> dict:
-    from alignlab.rewards import pairwise_reward
-
-    return {"reward_funcs": [pairwise_reward(context.reward)]}
+    return {"reward_funcs": [context.reward.pairwise()]}
 
 
 def _pairs(config) -> None:
@@ -46,7 +28,8 @@ def _pairs(config) -> None:
 
 
 def _prompts_per_step(config) -> dict:
-    return {"per_device_train_batch_size": config.batch_size // 2}
+    """Two completions per prompt; TRL calls the completion length ``max_new_tokens``."""
+    return {"per_device_train_batch_size": config.batch_size // 2, "max_new_tokens": config.max_completion_length}
 
 
 SPEC = register(
@@ -57,8 +40,10 @@ SPEC = register(
         "pick the better one, and takes a DPO step on that fresh pair.",
         paper="Guo et al. 2024, Direct Language Model Alignment from Online AI Feedback (arXiv:2402.04792)",
         data_format="prompt",
-        config_class=_online_dpo_config,
-        trainer_class=_online_dpo_trainer,
+        config_class=trl_class("trl.experimental.online_dpo.OnlineDPOConfig"),
+        trainer_class=trl_class("trl.experimental.online_dpo.OnlineDPOTrainer"),
+        kl_knob="beta",
+        order=90,
         knobs=(
             beta_knob(0.1, "β: inverse temperature of DPO's implicit reward; higher stays nearer the reference."),
             Knob("loss_type", "sigmoid", "sigmoid = DPO loss, ipo = IPO loss on the online pairs.", kind="choice",

@@ -13,28 +13,18 @@ reference is the policy with its adapter disabled.
 """
 
 import copy
-import os
-import functools
 from types import SimpleNamespace
 
 from alignlab.errors import AlignLabError
-from alignlab.methods.base import Knob, MethodSpec, Panel, register
-from alignlab.methods.online import temperature_knob
+from alignlab.generation import render_prompt
+from alignlab.methods._online import temperature_knob
+from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
+from alignlab.models import load_model, lora_config
 
 
-def _ppo_config():
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # pinned TRL; we know the API is experimental
-    from trl.experimental.ppo import PPOConfig
-
-    return PPOConfig
-
-
-@functools.cache
-def _ppo_trainer():
+def _stoppable(PPOTrainer: type) -> type:
+    """PPOTrainer that honours a stop request after the current step."""
     from transformers import TrainerCallback
-
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    from trl.experimental.ppo import PPOTrainer
 
     class StopRequested(Exception):
         pass
@@ -114,8 +104,6 @@ def _ppo_parts(context) -> dict:
     from datasets import Dataset
     from transformers import DataCollatorWithPadding
 
-    from alignlab.generation import render_prompt
-    from alignlab.models import load_model, lora_config
 
     config = context.config
     tokenizer = _rollout_tokenizer(context.tokenizer)
@@ -141,10 +129,11 @@ def _ppo_parts(context) -> dict:
 
 
 def _episodes(config) -> dict:
-    """TRL's PPO counts episodes (completions), not steps."""
-    if config.max_steps <= 0:
-        return {}
-    return {"total_episodes": config.max_steps * config.batch_size * config.grad_accum}
+    """TRL's PPO counts episodes (completions), not steps, and calls the completion length ``response_length``."""
+    values = {"response_length": config.max_completion_length}
+    if config.max_steps > 0:
+        values["total_episodes"] = config.max_steps * config.batch_size * config.grad_accum
+    return values
 
 
 def _check(config) -> None:
@@ -162,8 +151,10 @@ SPEC = register(
         paper="Schulman et al. 2017, Proximal Policy Optimization Algorithms (arXiv:1707.06347); "
         "Ouyang et al. 2022 (arXiv:2203.02155)",
         data_format="prompt",
-        config_class=_ppo_config,
-        trainer_class=_ppo_trainer,
+        config_class=trl_class("trl.experimental.ppo.PPOConfig"),
+        trainer_class=trl_class("trl.experimental.ppo.PPOTrainer", wrap=_stoppable),
+        kl_knob="kl_coef",
+        order=60,
         knobs=(
             Knob("kl_coef", 0.05, "β: weight of the per-token KL penalty to the reference (higher = stay closer).",
                  min=0.0, max=100.0, log_scale=True),

@@ -5,30 +5,19 @@ A language model with a scalar head is trained on (x, y_w, y_l) with the Bradley
 is usable later as the reward source ``reward-model:<run-id>``.
 """
 
-from alignlab.methods.base import Knob, MethodSpec, Panel, register
-
-
-def _reward_config():
-    from trl import RewardConfig
-
-    return RewardConfig
-
-
-def _reward_trainer():
-    from trl import RewardTrainer
-
-    return RewardTrainer
-
+from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
 
 SPEC = register(
     MethodSpec(
         name="reward",
         title="Reward model",
         summary="Learns a scalar score r(x, y) that ranks chosen above rejected (Bradley-Terry).",
-        paper="Ouyang et al. 2022, Training language models to follow instructions with human feedback (arXiv:2203.02155)",
+        paper="Ouyang et al. 2022, Training language models to follow instructions with human feedback "
+        "(arXiv:2203.02155)",
         data_format="preference",
-        config_class=_reward_config,
-        trainer_class=_reward_trainer,
+        config_class=trl_class("trl.RewardConfig"),
+        trainer_class=trl_class("trl.RewardTrainer"),
+        order=20,
         knobs=(
             Knob("center_rewards_coefficient", 0.0, "Penalty pushing mean reward toward 0 (0 = off).", min=0.0, max=1.0,
                  target="center_rewards_coefficient"),

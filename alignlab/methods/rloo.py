@@ -10,25 +10,15 @@ No value model: three models instead of PPO's four (policy, reference, reward; w
 is the policy with its adapter disabled). Any alignlab reward source works, TRL calls it directly.
 """
 
-from alignlab.methods.base import MethodSpec, Panel, beta_knob, register
-from alignlab.methods.online import LENGTH_PANEL, check_groups, epsilon_knob, generations_knob, temperature_knob
-
-
-def _rloo_config():
-    from trl import RLOOConfig
-
-    return RLOOConfig
-
-
-def _rloo_trainer():
-    from trl import RLOOTrainer
-
-    return RLOOTrainer
-
-
-def _reward_functions(context) -> dict:
-    return {"reward_funcs": [context.reward]}
-
+from alignlab.methods._online import (
+                                      LENGTH_PANEL,
+                                      check_groups,
+                                      epsilon_knob,
+                                      generations_knob,
+                                      reward_functions,
+                                      temperature_knob,
+)
+from alignlab.methods.base import MethodSpec, Panel, beta_knob, register, trl_class
 
 SPEC = register(
     MethodSpec(
@@ -39,8 +29,11 @@ SPEC = register(
         paper="Ahmadian et al. 2024, Back to Basics: Revisiting REINFORCE Style Optimization for Learning from "
         "Human Feedback in LLMs (arXiv:2402.14740)",
         data_format="prompt",
-        config_class=_rloo_config,
-        trainer_class=_rloo_trainer,
+        config_class=trl_class("trl.RLOOConfig"),
+        trainer_class=trl_class("trl.RLOOTrainer"),
+        kl_knob="beta",
+        tiny_settings={"num_generations": 2},
+        order=70,
         knobs=(
             generations_knob(4),
             beta_knob(0.05, "β: weight of the sequence-level KL penalty subtracted from the reward."),
@@ -50,7 +43,7 @@ SPEC = register(
         measured="visible after 12 steps: +0.42 ± 0.05 VADER over the reference on 100 held-out prompts, wins on "
         "85%, KL ≈ 10 nats, in 422 s at 1 thread on a 2-core CPU (`python -m bench.alignment`, docs/alignment.md)",
         panels=(LENGTH_PANEL, Panel("Reward spread within groups", ("reward_std",))),
-        trainer_kwargs=_reward_functions,
+        trainer_kwargs=reward_functions,
         validate=check_groups,
     )
 )

@@ -1,10 +1,10 @@
 """Plotly figures from run histories, shared by the notebook widgets and the Gradio app.
 
-A history is a list of ``metrics.jsonl`` rows (see :mod:`alignlab.plots`, which picks the data);
+A history is a list of a run's metric rows (see :mod:`alignlab.plots`, which picks the data);
 this module decides how it looks, once for both front ends: the lines a run draws on a panel
 (:func:`panel_lines`), each line's name, colour, dash, markers and hover text (:func:`line_style`), the
 axis titles and the template. The Gradio app shows one figure per panel (:func:`curves_figure`,
-:func:`frontier_figure`, :func:`method_figures`, redrawn on a timer); the notebook puts every panel
+:func:`frontier_figure`, :func:`panel_figures`, redrawn on a timer); the notebook puts every panel
 in one subplot grid (:mod:`alignlab.ui.notebook.grid`) built from the same parts, and adds points to
 its lines in place as runs log them.
 
@@ -18,20 +18,18 @@ first logged step; a history without the figure's keys says which keys are missi
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import plotly.colors
 import plotly.graph_objects as go
 
 from alignlab.methods.base import Panel
 from alignlab.metrics import SE_SUFFIX, is_se_key, se_key
-from alignlab.plots import band, error_bars, frontier_points, panels_for, series
+from alignlab.plots import FRONTIER_PANEL, band, error_bars, frontier_points, series
 
 HEIGHT = 280
 LOOK = {"template": "plotly_white", "hovermode": "closest"}
 WAITING = "waiting for the first logged step"
-FRONTIER = "Reward vs KL from reference"  # the frontier panel's title, and the key of its one line per run
-FRONTIER_PANEL = Panel(FRONTIER, (FRONTIER,))
 FRONTIER_KEYS = ("probe/reward", "probe/kl")  # what to log for a frontier (named when it is missing)
 COLOURS = plotly.colors.qualitative.Plotly
 DASHES = ("solid", "dot", "dash", "dashdot")
@@ -41,7 +39,7 @@ BAND_OPACITY = 0.15  # of the ±1.96·se band's fill, in its line's colour
 
 def axis_titles(panel: Panel) -> tuple[str, str]:
     """(x, y) axis titles of a panel: the frontier is reward against KL, a curve is a value against the step."""
-    return ("KL(policy ‖ reference)", "reward") if panel.title == FRONTIER else ("step", "")
+    return ("KL(policy ‖ reference)", "reward") if panel.kind == "frontier" else ("step", "")
 
 
 def panel_lines(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list, list | None]]:
@@ -50,9 +48,9 @@ def panel_lines(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list, l
     Curves are a key's value against the step; the frontier is one line of reward against KL, with
     the step as customdata.
     """
-    if panel.title == FRONTIER:
+    if panel.kind == "frontier":
         points = frontier_points(rows)
-        lines = [(FRONTIER, [p["kl"] for p in points], [p["reward"] for p in points], [p["step"] for p in points])]
+        lines = [(panel.keys[0], [p["kl"] for p in points], [p["reward"] for p in points], [p["step"] for p in points])]
     else:
         lines = [(key, *series(rows, key), None) for key in panel.keys]
     return [line for line in lines if line[1]]
@@ -64,7 +62,7 @@ def panel_bands(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list]]:
     The band is one closed outline for ``fill="toself"``: the upper edge left to right, then the
     lower edge back (:func:`alignlab.plots.band`). The frontier has error bars instead (:func:`line_errors`).
     """
-    if panel.title == FRONTIER:
+    if panel.kind == "frontier":
         return []
     bands = []
     for key in panel.keys:
@@ -77,7 +75,7 @@ def panel_bands(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list]]:
 def line_errors(panel: Panel, rows: list[dict]) -> dict:
     """``go.Scatter`` error-bar keywords of one run's frontier line: ±1.96·se of KL (x) and of reward (y)
     where the probe logged them ({} on curves and on frontiers without standard errors)."""
-    if panel.title != FRONTIER:
+    if panel.kind != "frontier":
         return {}
     points = frontier_points(rows)
     bars = {}
@@ -96,7 +94,7 @@ def key_style(panel: Panel, key: str) -> tuple[str, str]:
 
 def line_mode(panel: Panel, points: int) -> str:
     """Markers on the frontier and on short curves; plain lines on long curves."""
-    return "lines" if panel.title != FRONTIER and points >= MARKERS_BELOW else "lines+markers"
+    return "lines" if panel.kind != "frontier" and points >= MARKERS_BELOW else "lines+markers"
 
 
 def line_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool, points: int = 0) -> dict:
@@ -105,7 +103,7 @@ def line_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool
     Overlaid (several runs) a line is named by its run (and key, on a panel of several keys), coloured
     by its run and dashed by its key; alone it is named and coloured by its key. ``points`` picks the mode.
     """
-    frontier = panel.title == FRONTIER
+    frontier = panel.kind == "frontier"
     colour, dash = key_style(panel, key)
     if overlay:
         name = label if frontier or len(panel.keys) == 1 else f"{label} · {key}"
@@ -153,7 +151,8 @@ def _missing(keys: Sequence[str]) -> str:
 
 
 def panel_figure(panel: Panel, histories: dict[str, list[dict]], overlay: bool) -> go.Figure:
-    """One panel as a figure of its own: every run's lines (run label -> metric rows), titled, with a note when empty."""
+    """One panel as a figure of its own: every run's lines (run label -> metric rows), titled, with a note when
+    empty."""
     figure = go.Figure()
     lines = 0
     for run_index, (label, rows) in enumerate(histories.items()):
@@ -168,7 +167,7 @@ def panel_figure(panel: Panel, histories: dict[str, list[dict]], overlay: bool) 
         showlegend=lines > 1 or (overlay and bool(lines)),
     )
     if not figure.data:
-        keys = FRONTIER_KEYS if panel.title == FRONTIER else panel.keys
+        keys = FRONTIER_KEYS if panel.kind == "frontier" else panel.keys
         figure.add_annotation(text=_missing(keys) if any(histories.values()) else WAITING, showarrow=False,
                               xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 13, "color": "#888"})
         figure.update_xaxes(showticklabels=False)
@@ -192,6 +191,8 @@ def frontier_figure(runs: dict[str, list[dict]]) -> go.Figure:
     return panel_figure(FRONTIER_PANEL, runs, overlay=True)
 
 
-def method_figures(method: str, histories: dict[str, list[dict]]) -> dict[str, go.Figure]:
-    """Title -> figure, one per plot panel of ``method`` (see :func:`alignlab.plots.panels_for`)."""
-    return {panel.title: curves_figure(histories, panel.keys, panel.title) for panel in panels_for(method)}
+def panel_figures(panels: Sequence[Panel], histories: dict[str, list[dict]]) -> list[go.Figure]:
+    """One figure per panel, in order (the panels of :func:`alignlab.plots.visible_panels`): the frontier's
+    (:func:`frontier_figure`) for the frontier panel, a :func:`curves_figure` for each curve panel."""
+    return [frontier_figure(histories) if panel.kind == "frontier" else
+            curves_figure(histories, panel.keys, panel.title) for panel in panels]

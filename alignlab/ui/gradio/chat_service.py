@@ -13,11 +13,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 from alignlab.chat import ChatPair
+from alignlab.config import config_of
 from alignlab.errors import AlignLabError
 from alignlab.methods import registry
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
-from alignlab.runner import config_of
-from alignlab.ui.gradio.run_files import find_run
+from alignlab.rundir import find_run, has_model
 
 BASE_PREFIX = "base:"
 RUN_PREFIX = "run:"
@@ -41,7 +41,7 @@ class ChatService:
         for run in runs:
             spec = registry().get(run["method"])
             if run["state"] in ("finished", "stopped") and spec is not None and spec.model_kind == "causal-lm" \
-                    and (Path(run["path"]) / "model").exists():
+                    and has_model(run["path"]):
                 options.append((f"run: {run['run_id']} ({run['state']})", RUN_PREFIX + run["run_id"]))
         return options
 

@@ -1,9 +1,10 @@
 """The app's training queue: one job at a time, each trained by a worker process.
 
 The web server never trains. A job is a validated :class:`~alignlab.config.RunConfig` written to a
-JSON file and trained by ``python -m alignlab train --config FILE --output-dir RUNS --quiet`` in a
-child process, so a heavy step never stalls a page and chat keeps answering. The server follows the
-run directory the worker creates (``metrics.jsonl`` read with byte offsets, ``status.json``).
+JSON file and trained by ``python -m alignlab train --config FILE --output-dir RUNS --run-id ID --quiet``
+in a child process, so a heavy step never stalls a page and chat keeps answering. The queue names the
+run (``--run-id``) and follows that run directory once the worker has created it, through
+:mod:`alignlab.rundir` (metrics read from byte offsets, the status).
 
 Stop sends SIGINT once: the CLI catches it, asks the run to stop at the next step, saves the adapter
 and samples, and marks the run ``stopped``. The queue lives in the server process, so a reloaded
@@ -23,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignlab import rundir
 from alignlab.config import RunConfig
-from alignlab.metrics import read_metrics
 from alignlab.ui.gradio.cpu import worker_environment
 
 # queued -> starting (worker loading) -> running (run directory exists) -> finished|stopped|failed;
@@ -34,7 +35,7 @@ POLL_S = 0.2
 
 
 class RunFollower:
-    """Tails one run directory: every ``metrics.jsonl`` row so far (read incrementally) and its status."""
+    """Tails one run directory: every metric row so far (read incrementally) and its status."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
@@ -45,16 +46,13 @@ class RunFollower:
     def poll(self) -> list[dict]:
         """Read the rows written since the last poll; returns all rows so far."""
         with self._lock:
-            new_rows, self._offset = read_metrics(self.run_dir / "metrics.jsonl", self._offset)
+            new_rows, self._offset = rundir.read_metrics(self.run_dir, self._offset)
             self.rows.extend(new_rows)
             return list(self.rows)
 
     def status(self) -> dict:
-        """``status.json`` of the run ({} while it is being written for the first time)."""
-        try:
-            return json.loads((self.run_dir / "status.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        """The run's status ({} until it is first written)."""
+        return rundir.read_status(self.run_dir)
 
 
 @dataclass
@@ -100,15 +98,15 @@ class Job:
         return self.follower.poll() if self.follower else []
 
     def log_tail(self, lines: int = 12) -> str:
-        """Last lines of the worker's output, progress-bar redraws collapsed, plus error.log if the run failed."""
+        """Last lines of the worker's output, progress-bar redraws collapsed, plus the run's traceback if it failed."""
         text = _read_tail(self.log_path)
         # A progress bar redraws its line with carriage returns: keep what a terminal would show.
         redrawn = [next((part for part in reversed(line.split("\r")) if part.strip()), "") for line in text.split("\n")]
         shown = [line.rstrip() for line in redrawn if line.strip()]
         tail = "\n".join(shown[-lines:])
-        error_log = self.run_dir / "error.log" if self.run_dir else None
-        if error_log and error_log.exists():
-            tail += "\n--- error.log ---\n" + "\n".join(_read_tail(error_log).splitlines()[-lines:])
+        error = rundir.read_error(self.run_dir) if self.run_dir else ""
+        if error:
+            tail += f"\n--- {rundir.ERROR_LOG} ---\n" + "\n".join(error.splitlines()[-lines:])
         return tail
 
 
@@ -174,7 +172,8 @@ class JobQueue:
     def ahead_of(self, job: Job) -> int:
         """How many jobs train or wait before ``job``."""
         with self._wake:
-            return sum(1 for other in self.jobs if other.number < job.number and (other.active or other.state == "queued"))
+            return sum(1 for other in self.jobs
+                       if other.number < job.number and (other.active or other.state == "queued"))
 
     def stop(self) -> Job | None:
         """Stop the active job (SIGINT once: the run saves and ends ``stopped``); returns it or None."""
@@ -227,9 +226,9 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        before = {path.name for path in self.runs_dir.iterdir()}
+        run_id = rundir.new_run_id(job.config.method, job.config.run_name)
         command = [sys.executable, "-m", "alignlab", "train", "--config", str(job.config_path),
-                   "--output-dir", str(self.runs_dir), "--quiet"]
+                   "--output-dir", str(self.runs_dir), "--run-id", run_id, "--quiet"]
         # Unbuffered so the log tail is live; library deprecation chatter kept out of the visible log.
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore::FutureWarning",
                        **worker_environment()}
@@ -245,30 +244,17 @@ class JobQueue:
             if job.stop_requested:
                 process.send_signal(signal.SIGINT)
         while process.poll() is None:
-            if job.run_dir is None:
-                self._find_run_dir(job, before)
+            self._attach(job, run_id)
             time.sleep(POLL_S)
-        if job.run_dir is None:
-            self._find_run_dir(job, before)
+        self._attach(job, run_id)
         self._finish(job, process.returncode)
 
-    def _find_run_dir(self, job: Job, before: set[str]) -> None:
-        """The new run directory whose config.json is this job's config."""
-        wanted = job.config.to_dict()
-        for path in self.runs_dir.iterdir():
-            if path.name in before or not (path / "config.json").exists():
-                continue
-            try:
-                written = json.loads((path / "config.json").read_text())
-            except (OSError, ValueError):
-                continue  # still being written
-            written.pop("run_id", None)
-            if written == json.loads(json.dumps(wanted)):
-                with self._wake:
-                    job.run_dir = path
-                    job.follower = RunFollower(path)
-                    job.state = "running"
-                return
+    def _attach(self, job: Job, run_id: str) -> None:
+        """Follow the job's run once the worker has created its directory (the one ``--run-id`` named)."""
+        run_dir = self.runs_dir / run_id
+        if job.run_dir is None and rundir.is_run_dir(run_dir):
+            with self._wake:
+                job.run_dir, job.follower, job.state = run_dir, RunFollower(run_dir), "running"
 
     def _finish(self, job: Job, returncode: int) -> None:
         status = job.follower.status() if job.follower else {}

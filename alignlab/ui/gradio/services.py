@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignlab.runner import list_runs
+from alignlab.rundir import list_runs
 from alignlab.ui.gradio.chat_service import ChatService
 from alignlab.ui.gradio.jobs import JobQueue
 from alignlab.ui.gradio.uploads import UploadStore
@@ -29,7 +29,7 @@ class Services:
 
     @classmethod
     def create(cls, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
-               trust_remote_code: bool = False) -> "Services":
+               trust_remote_code: bool = False) -> Services:
         """Services over ``runs_dir``; the data folder defaults to ``<runs_dir>/_app``."""
         runs_dir = Path(runs_dir).resolve()
         data_dir = Path(data_dir).resolve() if data_dir else runs_dir / "_app"

@@ -3,6 +3,9 @@
 import gradio as gr
 
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate")
+# The colour of a job's state word in the progress card (``<div class="lab-progress STATE">``), one per state.
+STATE_COLOURS = {"queued": "#64748b", "starting": "#4f46e5", "running": "#4f46e5", "finished": "#15803d",
+                 "stopped": "#b45309", "failed": "#b91c1c", "cancelled": "#64748b"}
 
 CSS = """
 .lab-progress { padding: 10px 14px; border: 1px solid var(--border-color-primary); border-radius: 8px; }
@@ -10,18 +13,10 @@ CSS = """
 .lab-progress-head { display: flex; justify-content: space-between; gap: 12px; font-size: 14px; }
 .lab-job { margin-left: 10px; color: var(--body-text-color-subdued); font-size: 13px; }
 .lab-state { font-weight: 600; text-transform: uppercase; font-size: 12px; letter-spacing: .04em; }
-.lab-progress.running .lab-state, .lab-progress.starting .lab-job { margin-left: 10px; color: var(--body-text-color-subdued); font-size: 13px; }
-.lab-state { color: #4f46e5; }
-.lab-progress.finished .lab-job { margin-left: 10px; color: var(--body-text-color-subdued); font-size: 13px; }
-.lab-state { color: #15803d; }
-.lab-progress.stopped .lab-job { margin-left: 10px; color: var(--body-text-color-subdued); font-size: 13px; }
-.lab-state { color: #b45309; }
-.lab-progress.failed .lab-job { margin-left: 10px; color: var(--body-text-color-subdued); font-size: 13px; }
-.lab-state { color: #b91c1c; }
 .lab-bar { height: 8px; background: var(--neutral-200); border-radius: 4px; margin: 8px 0 6px; overflow: hidden; }
 .lab-bar > div { height: 100%; background: #6366f1; transition: width .4s; }
 .lab-progress-detail { font-size: 13px; color: var(--body-text-color-subdued); }
 .lab-summary { font-size: 13px; }
 .lab-section { padding: 6px 12px 0; }
 .lab-card table { font-size: 13px; }
-"""
+""" + "".join(f".lab-progress.{state} .lab-state {{ color: {colour}; }}\n" for state, colour in STATE_COLOURS.items())

@@ -11,6 +11,7 @@ kernel never waits on the chat unless :meth:`Chat.send` is asked to.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import threading
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 import ipywidgets as widgets
 
 from alignlab.chat import ChatPair, ChatReply, trained_mode
+from alignlab.config import config_of
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.rewards import get_reward, reward_names
-from alignlab.runner import config_of
+from alignlab.rundir import is_run_dir
 
 STYLE = {"description_width": "110px"}
 MODES = [("Chat", "chat"), ("Continue text", "continue")]
@@ -33,14 +35,14 @@ def describe(run: Any) -> str:
     """A short label for what ``run`` is (run id, folder name or model name)."""
     if hasattr(run, "run_id"):
         return f"run {run.run_id} ({'finished' if run.done else 'training now'})"
-    return f"run {Path(run).name}" if Path(str(run), "config.json").exists() else f"base model {run}"
+    return f"run {Path(run).name}" if is_run_dir(str(run)) else f"base model {run}"
 
 
 def run_config(run: Any):
     """The :class:`~alignlab.config.RunConfig` a run was trained with (None for a plain model name)."""
     if hasattr(run, "config"):
         return run.config
-    if run is not None and Path(str(run), "config.json").exists():
+    if run is not None and is_run_dir(str(run)):
         return config_of(run)
     return None
 
@@ -49,7 +51,7 @@ def make_pair(run: Any, mode: str) -> ChatPair:
     """The ChatPair for a RunHandle, a run directory or a model name, in ``mode`` (chat or continue)."""
     if hasattr(run, "subscribe"):
         return ChatPair.from_handle(run, mode=mode)
-    if Path(str(run), "config.json").exists():
+    if is_run_dir(str(run)):
         return ChatPair.from_run(run, mode=mode)
     return ChatPair.base_only(str(run), mode=mode)
 
@@ -60,10 +62,14 @@ class Chat(widgets.VBox):
     >>> from alignlab.data import task_instruction
     >>> chat = Chat("runs/20250101-120000-dpo-ab12")  # doctest: +SKIP
     >>> chat.send(task_instruction("I went in with low expectations and"))  # doctest: +SKIP
+
+    ``sampling`` (``max_new_tokens``, ``temperature``, ``top_p``, ``seed``) sets where the sampling sliders
+    start; the rest start at the lab's defaults (:class:`~alignlab.generation.SamplingSettings`, which the
+    app's chat starts from too).
     """
 
-    def __init__(self, run: Any = None, max_new_tokens: int = 48, temperature: float = 0.8, top_p: float = 0.95,
-                 seed: int = 0):
+    def __init__(self, run: Any = None, **sampling: Any):
+        start = dataclasses.replace(SamplingSettings(), **sampling)
         self.run = run
         self.pair: ChatPair | None = None
         self.turns: list[dict] = []  # message, reference, aligned; once answered the two rewards and reward_name
@@ -77,13 +83,14 @@ class Chat(widgets.VBox):
         self.mode_note = widgets.HTML()  # why the mode starts as it does
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
         self.clear_button = widgets.Button(description="Clear", icon="eraser")
-        self.max_new_tokens = widgets.IntSlider(value=max_new_tokens, min=1, max=256, description="max new tokens",
-                                                style=STYLE)
-        self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
+        self.max_new_tokens = widgets.IntSlider(value=start.max_new_tokens, min=1, max=256,
+                                                description="max new tokens", style=STYLE)
+        self.temperature = widgets.FloatSlider(value=start.temperature, min=0.0, max=2.0, step=0.05,
                                                description="temperature", style=STYLE)
-        self.top_p = widgets.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top p",
+        self.top_p = widgets.FloatSlider(value=start.top_p, min=0.05, max=1.0, step=0.05, description="top p",
                                          style=STYLE)
-        self.seed = widgets.IntText(value=seed, description="seed", style=STYLE, layout=widgets.Layout(width="220px"))
+        self.seed = widgets.IntText(value=start.seed, description="seed", style=STYLE,
+                                    layout=widgets.Layout(width="220px"))
         self.reward = widgets.Dropdown(options=reward_names(), description="reward", style=STYLE)
         self.reference_column = widgets.HTML(layout=widgets.Layout(**COLUMN))
         self.aligned_column = widgets.HTML(layout=widgets.Layout(**COLUMN))

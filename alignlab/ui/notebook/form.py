@@ -1,10 +1,11 @@
 """The run form: one widget per knob, generated from the declarations, never written per method.
 
-:func:`knob_widget` maps a :class:`~alignlab.methods.base.Knob` to an ipywidget (log slider for
-``log_scale`` knobs, slider for small bounded ranges, a number box otherwise, dropdown for choices,
-checkbox for booleans, text for strings). :class:`RunForm` shows the method picker, the method's own
-knobs and the common run settings (:func:`alignlab.config.common_knobs`); it checks every edit with
-``Knob.coerce`` and shows the reason next to the form instead of raising.
+:func:`knob_widget` maps a :class:`~alignlab.methods.base.Knob` to an ipywidget by its declared
+``control`` (log slider, slider, number box, dropdown, checkbox, a combobox of the knob's suggestions, or
+text: the same declaration the Gradio form reads). :class:`RunForm` shows the method picker, the method's
+own knobs and the common run settings (:func:`alignlab.config.common_knobs`) by ``group``: the essential
+ones open, LoRA and the rest folded. It checks every edit with ``Knob.coerce`` and shows the reason next
+to the form instead of raising.
 """
 
 from __future__ import annotations
@@ -16,16 +17,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from alignlab.config import RunConfig, common_knobs
-from alignlab.data import builtin_names
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
-from alignlab.methods.base import Knob
-from alignlab.models import DEFAULT_MODEL, TINY_MODEL
-from alignlab.rewards import reward_names
+from alignlab.methods.base import KNOB_GROUPS, Knob
 
-# Common settings shown above the fold; the rest sit in a collapsed "More settings" section.
-ESSENTIAL = ("model", "dataset", "reward", "max_steps", "learning_rate", "batch_size", "lora", "probe_every")
-SLIDER_SPAN = 100  # a bounded number gets a slider when max - min is at most this (else a number box)
 LOG_SPAN = 3  # decades either side of the default when a log-scale knob has no usable bound
 FIELD_WIDTH = "340px"
 STYLE = {"description_width": "150px"}
@@ -36,30 +31,29 @@ def knob_widget(knob: Knob, value: Any = None) -> widgets.ValueWidget:
     value = knob.default if value is None else value
     common = dict(description=knob.name, tooltip=knob.help, style=STYLE,
                   layout=widgets.Layout(width=FIELD_WIDTH))  # one Layout each: a refused field gets a red border
-    pickers = {"model": [DEFAULT_MODEL, TINY_MODEL], "dataset": builtin_names(), "reward": reward_names()}
-    if knob.name in pickers:  # a list to pick from, or type a path, reward-model:<run>, judge:<model>, ...
-        return widgets.Combobox(options=pickers[knob.name], value=str(value), ensure_option=False,
+    control = knob.control
+    if control == "picker":  # a list to pick from, or type a path, reward-model:<run>, judge:<model>, ...
+        return widgets.Combobox(options=list(knob.suggestions()), value=str(value), ensure_option=False,
                                 placeholder="pick or type", **common)
-    if knob.kind == "bool":
+    if control == "checkbox":
         return widgets.Checkbox(value=bool(value), indent=True, **common)
-    if knob.kind == "choice":
+    if control == "dropdown":
         return widgets.Dropdown(options=list(knob.choices), value=value, **common)
-    if knob.kind == "str":
+    if control == "text":
         return widgets.Text(value=str(value), **common)
-    if knob.kind == "float" and knob.log_scale and (knob.min or knob.default > 0):  # a log axis needs a scale
+    if control == "log-slider":
         low = math.log10(knob.min) if knob.min else math.log10(knob.default) - LOG_SPAN
         high = math.log10(knob.max) if knob.max else math.log10(knob.default) + LOG_SPAN
         if knob.min_exclusive and knob.min is not None and knob.min > 0:
             low += 0.1
         return widgets.FloatLogSlider(value=value, base=10, min=low, max=high, step=0.05, readout_format=".3g",
                                       continuous_update=False, **common)
-    bounded = knob.min is not None and knob.max is not None and knob.max - knob.min <= SLIDER_SPAN
     if knob.kind == "int":
-        if bounded:
+        if control == "slider":
             return widgets.IntSlider(value=value, min=int(knob.min), max=int(knob.max), continuous_update=False,
                                      **common)
         return widgets.IntText(value=value, **common)
-    if bounded and not knob.min_exclusive:
+    if control == "slider":
         return widgets.FloatSlider(value=value, min=knob.min, max=knob.max, step=(knob.max - knob.min) / 100,
                                    readout_format=".3g", continuous_update=False, **common)
     return widgets.FloatText(value=value, **common)
@@ -89,12 +83,15 @@ class RunForm(widgets.VBox):
             raise AlignLabError(f"{sorted(unknown)[0]}: not a knob of any method nor a run setting")
         for knob in common:
             self._add(knob)
-        essential = [self.inputs[name] for name in ESSENTIAL if name in self.inputs]
-        more = [self.inputs[k.name] for k in common if k.name not in ESSENTIAL]
-        self.more = widgets.Accordion(children=[widgets.VBox(more)], titles=("More settings",), selected_index=None)
+        self.sections = {group: widgets.VBox([self.inputs[k.name] for k in common if k.group == group])
+                         for group in KNOB_GROUPS}  # the run settings by declared group
+        folded = [group for group in KNOB_GROUPS if group != "essential"]  # LoRA and more settings
+        self.folded = widgets.Accordion(children=[self.sections[group] for group in folded],
+                                        titles=tuple(KNOB_GROUPS[group] for group in folded), selected_index=None)
         self.method.observe(lambda _: self._show_method(strict=False), names="value")
         self._show_method(strict=True)
-        super().__init__([self.method, self.summary, self.method_box, widgets.VBox(essential), self.more, self.error])
+        super().__init__([self.method, self.summary, self.method_box, self.sections["essential"], self.folded,
+                          self.error])
 
     def _add(self, knob: Knob, strict: bool = True) -> widgets.ValueWidget:
         """Widget for ``knob`` at its preset value; a preset another method's knob of that name

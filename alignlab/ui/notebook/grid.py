@@ -2,7 +2,7 @@
 
 The notebook draws one ``FigureWidget`` per view rather than one per panel: each widget makes the
 browser load plotly's whole bundle again (see :mod:`alignlab.ui.notebook.figure_widget`). The
-panels are :func:`alignlab.plots.merged_panels` of the methods shown, then the reward-vs-KL frontier.
+panels are :func:`alignlab.plots.visible_panels` of the methods shown, the reward-vs-KL frontier last.
 
 The lines are the Gradio app's (:mod:`alignlab.ui.figures`: data, names, colours, dashes, hover,
 axis titles); what is the grid's own is where each panel sits and its subplot title, which says
@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from alignlab.methods.base import Panel
 from alignlab.metrics import is_se_key
-from alignlab.plots import merged_panels
-from alignlab.ui.figures import FRONTIER, FRONTIER_PANEL, LOOK, axis_titles, key_style, run_traces, style_for
+from alignlab.ui.figures import LOOK, axis_titles, key_style, run_traces, style_for
 
 COLUMNS = 2
 ROW_HEIGHT = 250
 DASH_MARKS = {"solid": "—", "dot": "┈", "dash": "╌", "dashdot": "-·"}
-
-
-def panels_of(methods: Iterable[str]) -> list[Panel]:
-    """Panels of several methods merged by title (see :func:`alignlab.plots.merged_panels`), then the frontier."""
-    return merged_panels(methods) + [FRONTIER_PANEL]
 
 
 def short_name(key: str, keys: Iterable[str]) -> str:
@@ -45,7 +39,7 @@ def short_name(key: str, keys: Iterable[str]) -> str:
 def subplot_title(panel: Panel, drawn: Iterable[str], overlay: bool) -> str:
     """The panel's title, and which line is which when it draws several keys."""
     drawn = [key for key in panel.keys if key in set(drawn)]
-    if len(drawn) < 2 or panel.title == FRONTIER:
+    if len(drawn) < 2 or panel.kind == "frontier":
         return panel.title if len(drawn) != 1 or len(panel.keys) == 1 else f"{panel.title}: {drawn[0]}"
     names = []
     for key in drawn:

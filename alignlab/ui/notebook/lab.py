@@ -14,8 +14,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from alignlab import runner
+from alignlab import rundir, runner
 from alignlab.errors import AlignLabError
+from alignlab.methods import generates_text
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.runner import RunHandle
 from alignlab.ui.notebook.chat import Chat
@@ -44,7 +45,8 @@ class Lab(widgets.VBox):
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.runs.refresh_button.on_click(lambda _: self._list_chat_targets())
-        self.form.inputs["output_dir"].observe(lambda _: setattr(self.runs, "output_dir", self.output_dir), names="value")
+        self.form.inputs["output_dir"].observe(lambda _: setattr(self.runs, "output_dir", self.output_dir),
+                                               names="value")
         self.chat_with.observe(lambda change: self._chat_with(change["new"]), names="value")
         train = widgets.VBox([self.form, widgets.HBox([self.start_button, self.stop_button, self.progress]),
                               self.live_box])
@@ -118,8 +120,8 @@ class Lab(widgets.VBox):
         if self.run is not None:
             state = "training now" if not self.run.done else self.run.state
             options.append((f"this run: {run_label(self.run.run_id)} ({state})", self.run))
-        for run in runner.list_runs(self.output_dir):
-            if run["method"] != "reward" and (Path(run["path"]) / "model").exists() and \
+        for run in rundir.list_runs(self.output_dir):
+            if generates_text(run["method"]) and rundir.has_model(run["path"]) and \
                     (self.run is None or run["run_id"] != self.run.run_id):
                 options.append((f"{run_label(run['run_id'])} ({run['state']})", run["path"]))
         model = self.form.inputs["model"].value

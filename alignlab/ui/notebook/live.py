@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import ipywidgets as widgets
 import pandas  # noqa: F401 - import now: plotly imports it lazily, racing the training thread's import
 import plotly.graph_objects as go
 
 from alignlab.metrics import is_se_key, se_key
-from alignlab.plots import rows_from_events
-from alignlab.ui.figures import FRONTIER, line_errors, line_mode, panel_bands, panel_lines
+from alignlab.plots import rows_from_events, visible_panels
+from alignlab.ui.figures import line_errors, line_mode, panel_bands, panel_lines
 from alignlab.ui.notebook.figure_widget import FigureWidget
-from alignlab.ui.notebook.grid import empty_grid, grid_figure, panels_of, subplot_title, trace_style
+from alignlab.ui.notebook.grid import empty_grid, grid_figure, subplot_title, trace_style
 
 
 class LiveFigures(widgets.VBox):
@@ -34,7 +34,7 @@ class LiveFigures(widgets.VBox):
     """
 
     def __init__(self, methods: Iterable[str], overlay: bool = False):
-        self.panels = panels_of(methods)
+        self.panels = visible_panels(methods)  # before any row: every panel, to fill as the runs log
         self.overlay = overlay
         self.rows: dict[str, list[dict]] = {}  # run label -> metric rows so far
         self.latencies: list[float] = []
@@ -68,7 +68,7 @@ class LiveFigures(widgets.VBox):
                     for key, x, y in panel_bands(panel, history) if new_errors else ():  # an outline is redrawn whole
                         trace = self._trace(panel.title, label, se_key(key))
                         trace.x, trace.y = x, y
-                    frontier = panel.title == FRONTIER  # recomputed from the whole history; curves just grow
+                    frontier = panel.kind == "frontier"  # recomputed from the whole history; curves just grow
                     for key, x, y, steps in panel_lines(panel, history if frontier else rows):
                         trace = self._trace(panel.title, label, key)
                         if frontier:

@@ -1,36 +1,37 @@
-"""A progress bar with ETA that follows a run: step of total, elapsed, time left, final state."""
+"""A progress bar with ETA that follows a run: step of total, elapsed, pace and time left, final state.
+
+The times read as in the Gradio app's progress card (:mod:`alignlab.ui.format`): the same run shows the
+same pace and ETA in both.
+"""
 
 from __future__ import annotations
 
 import html
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as widgets
+
+from alignlab.plots import rows_from_events
+from alignlab.ui.format import duration, pace_text
 
 TICK_S = 1.0
 BAR_STYLE = {"running": "info", "finished": "success", "stopped": "warning", "failed": "danger"}
 
 
-def seconds(value: float | None) -> str:
-    """``75`` -> ``1 min 15 s``."""
-    if value is None:
-        return "?"
-    value = int(round(value))
-    return f"{value // 60} min {value % 60} s" if value >= 60 else f"{value} s"
-
-
-def status_text(status: dict) -> str:
-    """One line for a run's status dict (see ``RunHandle.status``)."""
+def status_text(status: dict, rows: list[dict]) -> str:
+    """One line for a run's status dict (see ``RunHandle.status``) and its metric rows so far (for the pace)."""
     state, step, total = status["state"], status["step"], status["total_steps"]
     steps = f"step {step}/{total}" if total else f"step {step}"
+    elapsed = duration(status["elapsed_s"])
     if state == "running":
         if not total:
-            return f"loading model and data… {seconds(status['elapsed_s'])} elapsed"
-        return f"{steps} · {seconds(status['elapsed_s'])} elapsed · ETA {seconds(status['eta_s'])}"
+            return f"loading model and data… {elapsed} elapsed"
+        pace = pace_text(rows, total)
+        return f"{steps} · {elapsed} elapsed" + (f" · {pace}" if pace else "")
     if state == "failed":
-        return f"failed after {seconds(status['elapsed_s'])}: {status['error']}"
-    return f"{state} at {steps} in {seconds(status['elapsed_s'])}"
+        return f"failed after {elapsed}: {status['error']}"
+    return f"{state} at {steps} in {elapsed}"
 
 
 class RunProgress(widgets.HBox):
@@ -47,22 +48,24 @@ class RunProgress(widgets.HBox):
         if self._unsubscribe:
             self._unsubscribe()
         self.bar.value, self.bar.bar_style = 0, BAR_STYLE["running"]
-        self.show(handle.status)
-        self._unsubscribe = handle.subscribe(lambda _: self.show(handle.status), replay=True)
+        self.show(handle)
+        self._unsubscribe = handle.subscribe(lambda _: self.show(handle), replay=True)
 
-        def watch() -> None:  # ticks once a second so elapsed time and ETA move between steps
+        def watch() -> None:  # ticks once a second so the elapsed time moves between steps
             while not handle.done:
                 handle.wait(TICK_S)
-                self.show(handle.status)
+                self.show(handle)
             if on_end is not None:
                 on_end(handle)
 
         threading.Thread(target=watch, name=f"progress-{handle.run_id}", daemon=True).start()
 
-    def show(self, status: dict) -> None:
-        """Draw a status dict."""
+    def show(self, handle) -> None:
+        """Draw ``handle``'s status, and its pace from the steps it has logged."""
+        status = handle.status
         self.bar.max = max(1, status["total_steps"] or 1)
         self.bar.value = min(self.bar.max, status["step"])
         self.bar.bar_style = BAR_STYLE.get(status["state"], "")
         colour = "#b00" if status["state"] == "failed" else "#333"
-        self.text.value = f"<span style='color:{colour}'>{html.escape(status_text(status))}</span>"
+        text = status_text(status, rows_from_events(handle.history))
+        self.text.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"

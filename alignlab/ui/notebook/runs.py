@@ -1,23 +1,24 @@
 """Past runs: a table of the run directories, the chosen runs' curves overlaid, and their frontier.
 
-Everything is read from the run directories (``config.json``, ``status.json``, ``metrics.jsonl``,
-``samples.jsonl``), so runs from earlier sessions, the CLI or the app show up the same as runs
+Everything is read from the run directories (config, status, metrics and samples, through
+:mod:`alignlab.rundir`), so runs from earlier sessions, the CLI or the app show up the same as runs
 started here. Press Refresh to pick up runs that are still writing.
 """
 
 from __future__ import annotations
 
 import html
-import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import ipywidgets as widgets
 
 from alignlab.methods import method_names
-from alignlab.runner import list_runs
+from alignlab.plots import visible_panels
+from alignlab.rundir import list_runs, samples_summary
+from alignlab.ui.format import number
 from alignlab.ui.notebook.figure_widget import FigureWidget
-from alignlab.ui.notebook.grid import grid_figure, panels_of
+from alignlab.ui.notebook.grid import grid_figure
 
 
 def run_label(run_id: str) -> str:
@@ -25,23 +26,8 @@ def run_label(run_id: str) -> str:
     return run_id.split("-", 1)[-1]
 
 
-def samples_summary(run_dir: str | Path) -> dict | None:
-    """Mean reward of the reference and the aligned samples a finished run wrote, or None."""
-    path = Path(run_dir) / "samples.jsonl"
-    if not path.exists():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if not rows:
-        return None
-    mean = lambda key: sum(row[key] for row in rows) / len(rows)  # noqa: E731
-    return {"reference": mean("reference_reward"), "aligned": mean("aligned_reward"), "samples": len(rows)}
-
-
 def runs_table(runs: list[dict]) -> str:
     """HTML table: run, method, state, steps, last loss / reward / KL, sample reward before -> after."""
-    def number(value) -> str:
-        return "" if value is None else f"{value:.4g}"
-
     header = ("run", "method", "state", "steps", "loss", "reward", "KL", "sample reward: reference → aligned")
     lines = []
     for run in runs:
@@ -92,5 +78,7 @@ class RunsView(widgets.VBox):
         chosen = [self.runs[run_id] for run_id in self.picker.value]
         self.table.value = runs_table(chosen or list(self.runs.values()))
         methods = dict.fromkeys(run["method"] for run in chosen if run["method"] in method_names())
-        self.figure = FigureWidget(grid_figure(panels_of(methods), self.histories(), overlay=True)) if chosen else None
+        histories = self.histories()
+        self.figure = FigureWidget(grid_figure(visible_panels(methods, histories), histories, overlay=True)) \
+            if chosen else None
         self.figure_box.children = [self.figure] if self.figure is not None else []

@@ -62,7 +62,8 @@ class SeriesView(widgets.VBox):
             try:
                 handle = runner.start(config)
             except Exception as error:  # noqa: BLE001 - show it in the view, the thread has no caller
-                problem = f" <span style='color:#b00'>({html.escape(label)} did not start: {html.escape(str(error))})</span>"
+                problem = (f" <span style='color:#b00'>({html.escape(label)} did not start: "
+                           f"{html.escape(str(error))})</span>")
                 break
             finally:
                 self.started.set()

@@ -23,7 +23,8 @@ import inspect
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 POLL_S = 0.05  # how often a waiting cell checks its condition (and at most how long a click waits)
 COMM_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})

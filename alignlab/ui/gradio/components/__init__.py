@@ -1,4 +1,4 @@
-"""Tab builders: each ``create_*_tab`` returns ``dict[str, Component]`` and binds its events to the services."""
+"""Tab builders: each ``create_*_tab`` lays out its tab's components and binds their events to the services."""
 
 from alignlab.ui.gradio.components.chat import create_chat_tab
 from alignlab.ui.gradio.components.learn import create_learn_tab

@@ -9,18 +9,18 @@ trained in (:func:`alignlab.chat.trained_mode`), and the line under the mode cho
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import gradio as gr
 
 from alignlab.chat import trained_mode
+from alignlab.config import config_of
 from alignlab.data import task_instruction, task_openings
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import DEFAULT_MODEL
-from alignlab.runner import config_of
+from alignlab.rundir import find_run
 from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX
-from alignlab.ui.gradio.run_files import find_run
 from alignlab.ui.gradio.services import Services
 
 MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (raw text, no chat template)", "continue")]
@@ -49,7 +49,7 @@ def reward_line(reward: float | None, name: str) -> str:
     return "" if reward is None else f"reward ({name}): **{reward:+.3f}**"
 
 
-def create_chat_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
+def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     """Build the Chat tab's components and bind them to the chat service (picker refreshed on ``tab`` select)."""
     with gr.Row(equal_height=True):
         choice = gr.Dropdown(services.chat.choices([]), value=DEFAULT_CHOICE, label="Model", scale=3,
@@ -72,12 +72,17 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
         clear = gr.Button("Clear", scale=1, min_width=90, elem_id="chat-clear")
     gr.Examples([[task_instruction(opening)] for opening in task_openings("eval")[:EXAMPLES]], [message],
                 label="Review requests (held out from training)")
+    start = SamplingSettings()  # the lab's defaults, as the notebook's chat starts
     with gr.Accordion("Generation settings (the same for both columns)", open=False):
         with gr.Row():
-            max_new_tokens = gr.Slider(1, 256, value=48, step=1, label="max new tokens")
-            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="temperature", info="0 = greedy")
-            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="top p", info="nucleus sampling")
-            seed = gr.Number(0, precision=0, minimum=0, label="seed", info="same random stream for both sides")
+            max_new_tokens = gr.Slider(1, 256, value=start.max_new_tokens, step=1, label="max new tokens",
+                                       elem_id="chat-max-new-tokens")
+            temperature = gr.Slider(0, 2, value=start.temperature, step=0.05, label="temperature", info="0 = greedy",
+                                    elem_id="chat-temperature")
+            top_p = gr.Slider(0.05, 1, value=start.top_p, step=0.05, label="top p", info="nucleus sampling",
+                              elem_id="chat-top-p")
+            seed = gr.Number(start.seed, precision=0, minimum=0, label="seed", info="same random stream for both sides",
+                             elem_id="chat-seed")
     reference_history = gr.State([])
     aligned_history = gr.State([])
 
@@ -137,6 +142,3 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
     streaming = dict(concurrency_limit=2, concurrency_id="chat", show_progress="hidden")
     send.click(chat, send_inputs, send_outputs, api_name="chat", **streaming)
     message.submit(chat, send_inputs, send_outputs, api_visibility="private", **streaming)
-    return {"choice": choice, "mode": mode, "reference": reference_box, "aligned": aligned_box,
-            "reference_reward": reference_reward, "aligned_reward": aligned_reward, "message": message, "send": send,
-            "clear": clear, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}

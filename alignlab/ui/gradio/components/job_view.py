@@ -9,18 +9,11 @@ from __future__ import annotations
 import time
 from html import escape
 
-from alignlab.metrics import PROBE_KEYS
-from alignlab.plots import frontier_points, panels_for
-from alignlab.ui.figures import frontier_figure, method_figures
+from alignlab.plots import visible_panels
+from alignlab.ui.figures import panel_figures
+from alignlab.ui.format import duration, pace_text
 from alignlab.ui.gradio.jobs import Job
 from alignlab.ui.gradio.services import Services
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(seconds)
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def progress_html(job: Job | None, rows: list[dict]) -> str:
@@ -31,24 +24,20 @@ def progress_html(job: Job | None, rows: list[dict]) -> str:
     total = status.get("total_steps") or job.config.max_steps or None
     step = rows[-1].get("step", 0) if rows else 0
     fraction = min(1.0, step / total) if total else 0.0
-    per_step, eta = None, None
-    timed = [row for row in rows if row.get("time")]
-    if len(timed) >= 2 and timed[-1]["step"] > timed[0]["step"]:
-        per_step = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["step"] - timed[0]["step"])
-        eta = per_step * (total - step) if total else None
     if job.state == "starting":
         detail = "loading the model and data in the worker process…"
     elif job.state == "queued":
         detail = "waiting for the job before it to finish"
     elif job.active:
         detail = f"step {step} / {total or '?'}" + ("" if rows else " · tokenizing and building the trainer…")
-        if per_step:
-            detail += f" · {per_step:.2f} s/step · ETA {_duration(eta)}"
+        pace = pace_text(rows, total)
+        if pace:
+            detail += f" · {pace}"
         if job.stop_requested:
             detail += " · stopping: saving what it has…"
     else:
         elapsed = (job.ended or time.time()) - (job.started or job.submitted)
-        detail = f"{step} steps in {_duration(elapsed)}"
+        detail = f"{step} steps in {duration(elapsed)}"
         if job.error:
             detail += f" · {job.error}"
     if job.state == "finished":
@@ -67,20 +56,11 @@ def queue_table(services: Services) -> dict:
 
 
 def job_figures(job: Job, rows: list[dict]) -> list:
-    """The current job's panels, plus its reward-vs-KL frontier when it logs reward and KL together.
-
-    Once rows arrive, a panel none of them fills is left out (e.g. Reward and KL when the probe is
-    off), unless the probe will fill it later.
-    """
-    label = job.run_id or job.label
-    figures = method_figures(job.config.method, {label: rows})
-    probed = set(PROBE_KEYS) if job.config.probe_every else set()
-    logged = {key for row in rows for key, value in row.items() if value is not None} | probed
-    shown = [figures[panel.title] for panel in panels_for(job.config.method)
-             if not rows or logged & set(panel.keys)]
-    if job.config.probe_every or frontier_points(rows):
-        shown.append(frontier_figure({label: rows}))
-    return shown
+    """The current job's panels and its reward-vs-KL frontier (:func:`alignlab.plots.visible_panels`: once
+    rows arrive, a panel none of them fills is left out, unless the probe will fill it later)."""
+    histories = {job.run_id or job.label: rows}
+    return panel_figures(visible_panels([job.config.method], histories, probing=bool(job.config.probe_every)),
+                         histories)
 
 
 def job_status(services: Services) -> dict:

@@ -44,19 +44,18 @@ def method_card(spec: MethodSpec) -> str:
     output = "a reward model (a scorer, not a chatbot)" if spec.model_kind == "sequence-classifier" else "a text model"
     columns = ", ".join(FORMATS.get(spec.data_format, ()))
     return (f"{spec.summary}\n\n"
-            f"- **Name:** `{spec.name}` (CLI: `alignlab train --method {spec.name}`)\n- **Paper:** {spec.paper}\n- **Data:** {spec.data_format} ({columns})\n"
+            f"- **Name:** `{spec.name}` (CLI: `alignlab train --method {spec.name}`)\n"
+            f"- **Paper:** {spec.paper}\n- **Data:** {spec.data_format} ({columns})\n"
             f"- **Trains:** {output}; {reference}\n"
             + (f"- **Measured at the defaults:** {spec.measured}\n" if spec.measured else "")
             + f"\n{knob_rows(spec.knobs)}")
 
 
-def create_learn_tab() -> dict[str, gr.Component]:
+def create_learn_tab() -> None:
     """Build the Learn tab: an intro and one card per registered method."""
-    intro = gr.Markdown(INTRO, elem_id="learn-intro")
-    cards = {}
+    gr.Markdown(INTRO, elem_id="learn-intro")
     for name, spec in registry().items():
         with gr.Accordion(f"{spec.title}", open=name == "dpo", elem_id=f"learn-{name}"):
-            cards[name] = gr.Markdown(method_card(spec), elem_classes=["lab-card"])
+            gr.Markdown(method_card(spec), elem_classes=["lab-card"])
     with gr.Accordion("Settings every method shares", open=False, elem_id="learn-common"):
-        common = gr.Markdown(knob_rows(form_knobs()), elem_classes=["lab-card"])
-    return {"intro": intro, "common": common, **{f"card_{name}": card for name, card in cards.items()}}
+        gr.Markdown(knob_rows(form_knobs()), elem_classes=["lab-card"])

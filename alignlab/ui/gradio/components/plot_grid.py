@@ -1,26 +1,29 @@
 """A fixed pool of plot slots, two per row, filled with however many figures a method or a comparison has.
 
-Gradio components are created once, when the page is built; a run's panels (Loss, Reward, KL, then the
-method's own) differ between methods, so a tab holds as many slots as the largest method needs and
-shows only the slots (and rows) it fills.
+Gradio components are created once, when the page is built; a view's panels (Loss, Reward, KL, the
+methods' own, then the reward-vs-KL frontier: :func:`alignlab.plots.visible_panels`) differ between
+methods, so a tab holds as many slots as the largest view it can show needs (:func:`slot_count`) and shows
+only the slots (and rows) it fills.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import gradio as gr
 import plotly.graph_objects as go
 
-from alignlab.methods import method_names
-from alignlab.plots import panels_for
+from alignlab.plots import visible_panels
 
 PER_ROW = 2
 
 
-def slot_count(extra: int = 1) -> int:
-    """Slots for the method with the most panels, plus ``extra`` (the reward-vs-KL frontier)."""
-    return max(len(panels_for(name)) for name in method_names()) + extra
+def slot_count(views: Iterable[Iterable[str]]) -> int:
+    """Slots for the largest of ``views`` (each the methods one view draws together): the most panels
+    :func:`~alignlab.plots.visible_panels` gives any of them, frontier included (before rows arrive it
+    shows every panel, so no later view needs more)."""
+    return max(len(visible_panels(methods)) for methods in views)
 
 
 @dataclass
@@ -35,8 +38,10 @@ class PlotGrid:
         return [*self.rows, *self.plots]
 
     def updates(self, figures: list[go.Figure]) -> list:
-        """Show the figures in order; hide the other slots and the rows left empty."""
-        figures = figures[: len(self.plots)]
+        """Show the figures in order; hide the other slots and the rows left empty. More figures than
+        slots is a grid sized too small (see :func:`slot_count`): an error, never a figure dropped."""
+        if len(figures) > len(self.plots):
+            raise ValueError(f"{len(figures)} figures for {len(self.plots)} plot slots: size the grid with slot_count")
         rows = [gr.update(visible=index * PER_ROW < len(figures)) for index in range(len(self.rows))]
         plots = [gr.update(value=figure, visible=True) for figure in figures]
         return rows + plots + [gr.update(value=None, visible=False)] * (len(self.plots) - len(plots))

@@ -1,6 +1,6 @@
 """The Runs tab: every run in the runs folder; overlay several; open one for samples, delete, export.
 
-Runs are read from disk (``list_runs``), so an app restart shows every past run. Comparing draws the
+Runs are read from disk (:func:`alignlab.rundir.list_runs`), so an app restart shows every past run. Comparing draws the
 union of the selected runs' panels with one line per run, and their reward-vs-KL frontier.
 """
 
@@ -11,51 +11,50 @@ import json
 import gradio as gr
 
 from alignlab.errors import AlignLabError
-from alignlab.plots import merged_panels
-from alignlab.runner import delete_run
-from alignlab.ui.figures import curves_figure, frontier_figure
+from alignlab.methods import method_names
+from alignlab.plots import visible_panels
+from alignlab.rundir import delete_run, find_run, read_config, read_samples
+from alignlab.ui.figures import panel_figures
+from alignlab.ui.format import number
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
-from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run, find_run, read_samples
+from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run
 from alignlab.ui.gradio.services import Services
 
 RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL"]
 SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward"]
-COMPARE_SLOTS_EXTRA = 3  # room for panels of a second and third method in one comparison
 
 
-def _number(value) -> str:
-    return "–" if value is None else f"{value:.4g}"
+def comparison_slots() -> int:
+    """Plot slots of the comparison: enough for runs of every method at once, and their frontier."""
+    return slot_count([method_names()])
 
 
 def runs_table(runs: list[dict]) -> dict:
     """The runs as table data: id, method, model, state, steps and last loss, reward and KL."""
-    data = [[run["run_id"], run["method"], run["model"], run["state"], run["steps"], _number(run["loss"]),
-             _number(run["reward"]), _number(run["kl"])] for run in runs]
+    data = [[run["run_id"], run["method"], run["model"], run["state"], run["steps"], number(run["loss"]),
+             number(run["reward"]), number(run["kl"])] for run in runs]
     return {"headers": RUN_COLUMNS, "data": data}
 
 
 def comparison_figures(runs: list[dict], selected: list[str]) -> list:
-    """Overlay figures for the selected runs: each panel of their methods that some run logged, then the frontier."""
+    """Overlay figures for the selected runs: each panel of their methods that some run logged, then the
+    frontier (:func:`alignlab.plots.visible_panels`)."""
     chosen = [run for run in runs if run["run_id"] in selected]
     if not chosen:
         return []
     histories = {run["run_id"]: run["history"] for run in chosen}
-    panels = merged_panels(run["method"] for run in chosen)
-    logged = {key for rows in histories.values() for row in rows for key, value in row.items() if value is not None}
-    figures = [curves_figure(histories, panel.keys, panel.title) for panel in panels if logged & set(panel.keys)]
-    return figures + [frontier_figure(histories)]
+    return panel_figures(visible_panels(dict.fromkeys(run["method"] for run in chosen), histories), histories)
 
 
 def samples_table(run_dir) -> dict:
     rows = read_samples(run_dir)
-    data = [[row.get("prompt", ""), row.get("reference", ""), _number(row.get("reference_reward")),
-             row.get("aligned", ""), _number(row.get("aligned_reward"))] for row in rows]
+    data = [[row.get("prompt", ""), row.get("reference", ""), number(row.get("reference_reward")),
+             row.get("aligned", ""), number(row.get("aligned_reward"))] for row in rows]
     return {"headers": SAMPLE_COLUMNS, "data": data}
 
 
-def create_runs_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
+def create_runs_tab(services: Services, tab: gr.Tab) -> None:
     """Build the Runs tab's components and bind them to the runs folder (re-read when ``tab`` is selected)."""
-    slots = slot_count(extra=1 + COMPARE_SLOTS_EXTRA)
     with gr.Row():
         refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="runs-refresh")
         gr.Markdown(f"Runs folder: `{services.runs_dir}`")
@@ -63,7 +62,7 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
     gr.Markdown("### Compare runs")
     compare = gr.Dropdown([], multiselect=True, label="Runs to overlay (loss, reward, KL, … and the reward-vs-KL "
                           "frontier: up and to the left is better)", elem_id="runs-compare")
-    grid = create_plot_grid(slots, "runs")
+    grid = create_plot_grid(comparison_slots(), "runs")
     gr.Markdown("### One run")
     with gr.Row():
         chosen = gr.Dropdown([], label="Run", elem_id="runs-chosen", scale=3)
@@ -75,7 +74,8 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
         confirm = gr.Button("Yes, delete it for good", size="sm", variant="stop", visible=False,
                             elem_id="runs-delete-confirm")
     result = gr.Markdown(elem_id="runs-result")
-    samples = gr.Dataframe(interactive=False, wrap=True, column_widths=["20%", "30%", "10%", "30%", "10%"], label="Samples: reference vs aligned on held-out prompts "
+    samples = gr.Dataframe(interactive=False, wrap=True, column_widths=["20%", "30%", "10%", "30%", "10%"],
+                           label="Samples: reference vs aligned on held-out prompts "
                            "(same seed and settings)", elem_id="runs-samples")
     with gr.Accordion("Config", open=False):
         config = gr.Code(language="json", interactive=False)
@@ -103,9 +103,10 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
             run_dir = find_run(services.runs_dir, run_id)
         except AlignLabError as error:
             return {"headers": SAMPLE_COLUMNS, "data": []}, "", gr.update(visible=False), f"✗ {error}"
-        text = json.dumps(json.loads((run_dir / "config.json").read_text()), indent=1)
-        note = "" if (run_dir / "samples.jsonl").exists() else "This run has no samples yet (they are written when it ends)."
-        return samples_table(run_dir), text, gr.update(visible=False), note
+        text = json.dumps(read_config(run_dir), indent=1)
+        sample_rows = samples_table(run_dir)
+        note = "" if sample_rows["data"] else "This run has no samples yet (they are written when it ends)."
+        return sample_rows, text, gr.update(visible=False), note
 
     chosen.change(open_run, [chosen], [samples, config, confirm, result], api_visibility="private")
 
@@ -118,7 +119,8 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
         return f"✓ Exported to `{folder}`"
 
     export.click(export_chosen, [chosen, kind], [result], api_name="export_run")
-    delete.click(lambda run_id: (gr.update(visible=bool(run_id)), f"Delete `{run_id}` and its model?" if run_id else ""),
+    delete.click(lambda run_id: (gr.update(visible=bool(run_id)),
+                                 f"Delete `{run_id}` and its model?" if run_id else ""),
                  [chosen], [confirm, result], api_visibility="private")
 
     def delete_chosen(run_id: str | None, selected: list[str] | None = None):
@@ -135,6 +137,3 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> dict[str, gr.Component]:
         return table_value, compare_update, chosen_update, gr.update(visible=False), f"Deleted `{run_id}`."
 
     confirm.click(delete_chosen, [chosen, compare], [table, compare, chosen, confirm, result], api_name="delete_run")
-    return {"refresh": refresh, "table": table, "compare": compare, "chosen": chosen, "export": export,
-            "kind": kind, "delete": delete, "confirm": confirm, "result": result, "samples": samples,
-            "config": config}

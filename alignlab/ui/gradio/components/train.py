@@ -14,23 +14,22 @@ from typing import Any
 
 import gradio as gr
 
-from alignlab.data import BUILTIN_TASK, builtin_names, load_rows
+from alignlab.data import BUILTIN_TASK, load_rows
 from alignlab.errors import AlignLabError
-from alignlab.methods import get_method, registry
+from alignlab.methods import get_method, method_names, registry
+from alignlab.methods.base import KNOB_GROUPS
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
-from alignlab.ui.gradio.chat_service import BASE_MODELS
+from alignlab.rewards import check_no_path
 from alignlab.ui.gradio.components.job_view import job_figures, job_status, progress_html, queue_table
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
-from alignlab.ui.gradio.forms import (APP_DEFAULTS, config_from_form, form_knobs, knob_input, knob_section,
-                                      method_input_name)
-from alignlab.ui.gradio.run_files import find_run
+from alignlab.ui.gradio.forms import config_from_form, form_knobs, knob_input, method_input_name, suggested
 from alignlab.ui.gradio.services import Services
 from alignlab.ui.gradio.uploads import SUFFIXES, preview
 
 DEFAULT_METHOD = "dpo"
 UPLOAD_PREFIX = "upload:"
-MODEL_CHOICES = [("SmolLM2-135M-Instruct (default)", DEFAULT_MODEL),
-                 ("tiny-random (random weights: seconds per run, gibberish text; for trying the app)", TINY_MODEL)]
+MODEL_NOTES = {DEFAULT_MODEL: "SmolLM2-135M-Instruct (default)",
+               TINY_MODEL: "tiny-random (random weights: seconds per run, gibberish text; for trying the app)"}
 REFRESH_S = 1.0
 KNOB_WIDTH = 220
 
@@ -40,15 +39,20 @@ def method_summary(name: str) -> str:
     return f"**{spec.title}** — {spec.summary}  \n*Data:* {spec.data_format} · *Paper:* {spec.paper}"
 
 
+def model_choices() -> list[tuple[str, str]]:
+    """The model picker: what the model knob suggests (both forms offer the same), with a note on each."""
+    return [(MODEL_NOTES.get(name, name), name) for name in suggested("model")]
+
+
 def dataset_choices(services: Services) -> list[tuple[str, str]]:
     """Built-in datasets, then uploads (value ``upload:<stored name>``, never a path)."""
-    return [(f"{name} (built-in)", name) for name in builtin_names()] + \
+    return [(f"{name} (built-in)", name) for name in suggested("dataset")] + \
         [(f"{name} (uploaded)", UPLOAD_PREFIX + name) for name in services.uploads.names()]
 
 
 def dataset_source(services: Services, choice: str) -> str:
     """What the engine reads for a dataset choice: a built-in name or the stored upload's path."""
-    if choice in builtin_names():
+    if choice in suggested("dataset"):
         return choice
     if choice and choice.startswith(UPLOAD_PREFIX):
         return str(services.uploads.path(choice[len(UPLOAD_PREFIX):]))
@@ -69,26 +73,15 @@ def check_dataset(services: Services, choice: str, method: str) -> tuple[str, An
     return message, gr.update(value={"headers": headers, "data": cells}, visible=True)
 
 
-def check_reward(services: Services, name: str) -> None:
-    """Refuse reward sources that would load a model from a path the browser sent: a reward model must
-    be a run of this app's runs folder, a judge one of the offered base models."""
-    kind, _, argument = name.partition(":")
-    if kind == "reward-model":
-        find_run(services.runs_dir, argument)
-    if kind == "judge" and argument and argument not in BASE_MODELS:
-        raise AlignLabError(f"reward: judge model {argument!r} is not offered here; expected one of "
-                            f"{', '.join(BASE_MODELS)}")
-
-
 # --- the tab --------------------------------------------------------------------------------------
-def create_train_tab(services: Services) -> dict[str, gr.Component]:
+def create_train_tab(services: Services) -> None:
     """Build the Train tab's components and bind them to the job queue."""
     knob_inputs: dict[str, gr.Component] = {}
     method_groups: dict[str, gr.Group] = {}
     with gr.Row(equal_height=True):
         method = gr.Dropdown([(spec.title, name) for name, spec in registry().items()], value=DEFAULT_METHOD,
                              label="Method", elem_id="train-method", scale=3)
-        model = gr.Dropdown(MODEL_CHOICES, value=DEFAULT_MODEL, label="Model", elem_id="train-model", scale=3)
+        model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model", elem_id="train-model", scale=3)
         dataset = gr.Dropdown(dataset_choices(services), value=BUILTIN_TASK, label="Dataset",
                               elem_id="train-dataset", scale=3)
         upload = gr.UploadButton(f"Upload a dataset ({' '.join(SUFFIXES)}, ≤ 20 MB)", file_types=list(SUFFIXES),
@@ -109,21 +102,20 @@ def create_train_tab(services: Services) -> dict[str, gr.Component]:
                     key = method_input_name(name, knob.name)
                     knob_inputs[key] = knob_input(knob, elem_suffix=key, min_width=KNOB_WIDTH)
         method_groups[name] = group
-    sections = {"main": None, "lora": "LoRA (train a small adapter, not all weights)", "more": "More settings"}
-    for section, title in sections.items():
-        with gr.Accordion(title, open=False) if title else gr.Group():
-            if not title:
-                gr.Markdown("**Training**", elem_classes=["lab-section"])
+    for group, title in KNOB_GROUPS.items():  # essential settings open, the other groups folded
+        with gr.Group() if group == "essential" else gr.Accordion(title, open=False):
+            if group == "essential":
+                gr.Markdown(f"**{title}**", elem_classes=["lab-section"])
             with gr.Row():
                 for knob in form_knobs():
-                    if knob_section(knob) == section:
-                        knob_inputs[knob.name] = knob_input(knob, APP_DEFAULTS.get(knob.name), min_width=KNOB_WIDTH)
+                    if knob.group == group:
+                        knob_inputs[knob.name] = knob_input(knob, min_width=KNOB_WIDTH)
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
     message = gr.Markdown(elem_id="train-message")
     progress = gr.HTML(progress_html(None, []), elem_id="train-progress")
-    grid = create_plot_grid(slot_count(), "train")
+    grid = create_plot_grid(slot_count([name] for name in method_names()), "train")
     with gr.Row(equal_height=False):
         log = gr.Textbox(label="Worker log (tail)", lines=8, max_lines=20, autoscroll=True, interactive=False,
                          elem_id="train-log", scale=3)
@@ -163,7 +155,7 @@ def create_train_tab(services: Services) -> dict[str, gr.Component]:
         try:
             config = config_from_form(name, model_name, dataset_source(services, choice), values,
                                       str(services.runs_dir), services.trust_remote_code)
-            check_reward(services, config.reward)
+            check_no_path(config.reward, services.runs_dir)  # the browser must not pick a path to load
             load_rows(config.dataset, config.spec.data_format, config.method)  # the worker would fail later
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot start") from None
@@ -221,6 +213,3 @@ def create_train_tab(services: Services) -> dict[str, gr.Component]:
         return job_status(services)
 
     gr.api(current_job, api_name="job_status")
-    return {"method": method, "model": model, "dataset": dataset, "upload": upload, "check": check, "start": start,
-            "stop": stop, "message": message, "progress": progress, "log": log, "queue": queue, "timer": timer,
-            **knob_inputs}

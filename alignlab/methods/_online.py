@@ -40,4 +40,9 @@ def check_groups(config) -> None:
         )
 
 
+def reward_functions(context) -> dict:
+    """Trainer arguments of the methods TRL gives reward functions directly (RLOO, GRPO): the run's reward source."""
+    return {"reward_funcs": [context.reward]}
+
+
 LENGTH_PANEL = Panel("Completion length (tokens)", ("completions/mean_length",))

@@ -1,0 +1,44 @@
+"""Numbers and times as both front ends print them: durations, a run's pace and ETA, table cells.
+
+Pure text, no UI package, so the notebook's progress line and the app's progress card say the same
+thing for the same run (the pace itself comes from :func:`alignlab.plots.pace`).
+"""
+
+from __future__ import annotations
+
+from alignlab.plots import pace
+
+MISSING = "–"  # what a table cell or a time shows when there is no value
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as people read them, rounded to the second.
+
+    >>> duration(75.4), duration(9.6), duration(None)
+    ('1 min 15 s', '10 s', '–')
+    """
+    if seconds is None:
+        return MISSING
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def number(value: float | None) -> str:
+    """A metric in a runs table: four significant digits, or ``–`` when the run has not logged it.
+
+    >>> number(0.693147), number(1234567.0), number(None)
+    ('0.6931', '1.235e+06', '–')
+    """
+    return MISSING if value is None else f"{value:.4g}"
+
+
+def pace_text(rows: list[dict], total_steps: int | None) -> str:
+    """Time per step and the ETA of a run from its timed metric rows ('' until two steps are logged).
+
+    >>> pace_text([{"step": 1, "time": 0.0}, {"step": 3, "time": 1.5}], total_steps=83)
+    '0.75 s/step · ETA 1 min 00 s'
+    """
+    per_step, left = pace(rows, total_steps)
+    if per_step is None:
+        return ""
+    return f"{per_step:.2f} s/step" + ("" if left is None else f" · ETA {duration(left)}")
