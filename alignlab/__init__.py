@@ -19,7 +19,7 @@ from alignlab.config import RunConfig  # noqa: E402
 from alignlab.errors import AlignLabError  # noqa: E402
 from alignlab.methods import get_method, method_names  # noqa: E402
 from alignlab.rundir import list_runs  # noqa: E402
-from alignlab.runner import RunHandle, start  # noqa: E402
+from alignlab.runner import RunHandle, resume, start  # noqa: E402
 
-__all__ = ["AlignLabError", "RunConfig", "RunHandle", "get_method", "list_runs", "method_names", "start"]
+__all__ = ["AlignLabError", "RunConfig", "RunHandle", "get_method", "list_runs", "method_names", "resume", "start"]
 __version__ = "0.1.0"

@@ -9,21 +9,25 @@ written by the main process).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from alignlab.config import RunConfig, common_knobs
 from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
-from alignlab.make_prefs import make_prefs, write_card
+from alignlab.make_prefs import card_path, check_output, check_settings, make_prefs, write_card
 from alignlab.methods import method_names, registry
 from alignlab.models import resolve_model
-from alignlab.rundir import list_runs, new_run_id
-from alignlab.runner import start
+from alignlab.rundir import UNREADABLE, list_runs, new_run_id
+from alignlab.runner import resume, start
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each stops a run trained here cleanly (see _signals_stop_the_run)
 DEFAULT_SAMPLES = 2  # alignlab.evaluate.DEFAULT_SAMPLES, without importing torch for --help
 
 
@@ -75,6 +79,8 @@ def _add_train_parser(subparsers) -> None:
                             help=flag_help(declarations).replace("%", "%%"))
     parser.add_argument("--run-id", metavar="ID", help="Name of the run directory under --output-dir: letters, digits, "
                         "'_', '.', '-' (default: time-method-label-random). Refused if that directory exists.")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="Continue a stopped, failed or killed run (its directory, "
+                        "or its id under --output-dir) from its last checkpoint, with the config it started with.")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
 
 
@@ -98,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefs.add_argument("--min-gap", type=float, default=0.05, help="Keep a pair only if best - worst >= this.")
     prefs.add_argument("--limit", type=int, default=0, help="Use only the first N prompts (0 = all).")
     prefs.add_argument("--seed", type=int, default=0)
-    prefs.add_argument("--output", required=True, help="Where to write the JSONL pairs.")
+    prefs.add_argument("--output", required=True, help="Where to write the JSONL pairs (and a .card.md next to it).")
+    prefs.add_argument("--force", action="store_true", help="Replace --output if it exists (never the --dataset).")
     evaluate = subparsers.add_parser(
         "eval", help="Aligned vs reference on held-out prompts: reward gain ± paired s.e., win-rate, fluency.")
     evaluate.add_argument("run_dir", help="A run directory (runs/<run-id>).")
@@ -114,28 +121,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     fetch = models_sub.add_parser("fetch", help="Build/locate a model now so later runs start offline.")
     fetch.add_argument("name", nargs="?", default="smollm2-135m-instruct")
     app = subparsers.add_parser("app", help="Start the Gradio app.")
-    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--host", default="127.0.0.1", help="Interface to serve on; 0.0.0.0 opens the app to the "
+                     "network (use --auth).")
     app.add_argument("--port", type=int, default=7860)
-    app.add_argument("--share", action="store_true")
-    app.add_argument("--auth", help="user:password required to open the app.")
+    app.add_argument("--share", action="store_true", help="Also serve through a public gradio.live link (use --auth).")
+    app.add_argument("--auth", action="append", metavar="USER:PASSWORD", help="An account required to open the app; "
+                     "repeat for several users (each stops and cancels only their own jobs).")
     app.add_argument("--output-dir", default="runs")
     app.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            return _train(args)
+            return _train(args, whole_process=argv is None)
         if args.command == "runs":
             return _runs(args)
         if args.command == "data":
             return _make_prefs(args)
         if args.command == "eval":
-            result = compare_run(args.run_dir, reward=args.reward, samples_per_prompt=args.samples, seed=args.seed,
-                                 with_fluency=not args.no_fluency)
-            print(result.report())
-            if args.json:
-                with open(args.json, "w", encoding="utf-8") as out:
-                    json.dump(result.as_dict(), out, indent=1)
-            return 0
+            return _eval(args)
         if args.command == "models":
             print(resolve_model(args.name))
             return 0
@@ -149,9 +152,59 @@ def main(argv: Sequence[str] | None = None) -> int:
                    trust_remote_code=args.trust_remote_code)
             return 0
     except AlignLabError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - a user sees one line, never a traceback
+        if os.environ.get("ALIGNLAB_TRACEBACK"):
+            raise
+        print(f"error: {_one_line(error, with_type=not isinstance(error, OSError))} (set ALIGNLAB_TRACEBACK=1 for the "
+              "traceback)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(error: BaseException, with_type: bool = False) -> str:
+    """An error as one line: its message with line breaks folded (and its type, for an unexpected one)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"{type(error).__name__}: {text}" if with_type else text
+
+
+def _eval(args) -> int:
+    """``alignlab eval``: a run directory (or run id) must exist and read; --samples >= 1."""
+    from alignlab.rundir import find
+
+    if args.samples < 1:
+        raise AlignLabError(f"samples: got {args.samples}, expected an integer >= 1")
+    if args.seed < 0:
+        raise AlignLabError(f"seed: got {args.seed}, expected an integer >= 0")
+    run_dir = find(args.run_dir)
+    if args.json:
+        _check_writable(args.json, "json")
+    result = compare_run(run_dir, reward=args.reward, samples_per_prompt=args.samples, seed=args.seed,
+                         with_fluency=not args.no_fluency)
+    print(result.report())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(result.as_dict(), out, indent=1)
+    return 0
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """AlignLabError naming ``--flag`` unless ``path`` can be written (checked before the long part of a command)."""
+    try:
+        target = os.path.abspath(path)
+        if os.path.isdir(target):
+            raise AlignLabError(f"{flag}: {path!r} is a folder, expected a file path")
+        existed = os.path.exists(target)
+        with open(target, "a", encoding="utf-8"):  # opened for writing, not changed
+            pass
+        if not existed:
+            os.remove(target)
+    except (OSError, ValueError) as error:
+        raise AlignLabError(f"{flag}: cannot write {path!r} ({getattr(error, 'strerror', None) or error})") from None
 
 
 def _distributed() -> tuple[bool, int]:
@@ -159,10 +212,20 @@ def _distributed() -> tuple[bool, int]:
     return world > 1, int(os.environ.get("RANK", "0"))
 
 
-def _train(args) -> int:
-    values = {k: v for k, v in vars(args).items()
-              if k not in ("command", "config", "quiet", "run_id") and v is not None}
-    config = RunConfig.from_file(args.config, **values) if args.config else RunConfig.from_dict(values)
+def _train(args, whole_process: bool = False) -> int:
+    """``alignlab train``; ``whole_process``: this process is the command (not a caller of :func:`main`), so
+    signals stay handled after the run, until it exits (see :func:`_signals_stop_the_run`)."""
+    runs_dir = args.output_dir or "runs"
+    if args.resume:  # the run's own config: a flag that would change it is refused
+        given = [k for k, v in vars(args).items() if v is not None and k not in ("command", "quiet", "resume",
+                                                                                  "output_dir")]
+        if given:
+            raise AlignLabError(f"resume: a resumed run keeps the config it started with; drop "
+                                f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+    else:
+        values = {k: v for k, v in vars(args).items()
+                  if k not in ("command", "config", "quiet", "run_id", "resume") and v is not None}
+        config = RunConfig.from_file(args.config, **values) if args.config else RunConfig.from_dict(values)
     distributed, rank = _distributed()
     if distributed:
         # Every process trains; rank 0 picks the run id and is the only one that writes the run directory.
@@ -170,12 +233,16 @@ def _train(args) -> int:
         from accelerate.utils import broadcast_object_list
 
         PartialState()
+        if args.resume:
+            handle = resume(args.resume, runs_dir, background=False, is_writer=rank == 0)
+            return 0 if handle.state == "finished" else 1
         holder = [(args.run_id or new_run_id(config.method, config.run_name)) if rank == 0 else None]
         broadcast_object_list(holder, from_process=0)
         handle = start(config, background=False, run_id=holder[0], is_writer=rank == 0)
         return 0 if handle.state == "finished" else 1
-    handle = start(config, run_id=args.run_id)
-    _follow(handle, quiet=args.quiet)
+    with _signals_stop_the_run(restore=not whole_process) as signals:
+        handle = resume(args.resume, runs_dir) if args.resume else start(config, run_id=args.run_id)
+        _follow(handle, quiet=args.quiet, signals=signals)
     status = handle.status
     print(f"\nrun {handle.run_id}: {status['state']} after {status['step']} steps in {status['elapsed_s']:.0f}s")
     if handle.error:
@@ -191,8 +258,36 @@ def _train(args) -> int:
     return 0 if handle.state in ("finished", "stopped") else 1
 
 
-def _follow(handle, quiet: bool) -> None:
-    """Progress bar until the run ends; Ctrl-C stops the run cleanly (it still saves)."""
+@contextlib.contextmanager
+def _signals_stop_the_run(restore: bool = True) -> Iterator[list[str]]:
+    """While a run trains here: SIGINT (Ctrl-C, once or again and again), SIGTERM and SIGHUP are noted, by
+    name, in the list yielded, for :func:`_follow` to stop the run at the next step; it then saves what it
+    has and ends ``stopped``. The handlers are installed whatever this process inherited (a shell starts a
+    background job with SIGINT ignored) and never raise, so a signal can neither interrupt the save nor print
+    a traceback. The previous handlers come back afterwards, with ``restore``; else (the process ends after the
+    run) these signals are ignored from then on: the run is saved, and a Ctrl-C more must not turn the exit into
+    a traceback (Python sets its own handlers back to the default while it shuts down; an ignored signal stays
+    ignored)."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield received
+        return
+
+    def note(number, frame) -> None:
+        received.append(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, note)
+                for number in (getattr(signal, name, None) for name in STOP_SIGNALS) if number is not None}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, (signal.SIG_DFL if handler is None else handler) if restore else signal.SIG_IGN)
+
+
+def _follow(handle, quiet: bool, signals: list[str]) -> None:
+    """Progress bar until the run ends; a signal named in ``signals`` (see :func:`_signals_stop_the_run`)
+    stops the run cleanly at the next step (it still saves)."""
     from tqdm import tqdm
 
     bar = None if quiet else tqdm(total=None, desc=handle.run_id, unit="step", dynamic_ncols=True)
@@ -208,17 +303,30 @@ def _follow(handle, quiet: bool) -> None:
                          if metrics.get(k) is not None}, refresh=True)
 
     unsubscribe = handle.subscribe(on_event)
+    noted = 0
     try:
         while not handle.done:
-            handle.wait(0.5)
-    except KeyboardInterrupt:
-        print("\nstopping: saving what the run has so far...", file=sys.stderr)
-        handle.stop()
-        handle.wait()
+            handle.wait(0.1)
+            if len(signals) > noted:  # said once for the first signal, once for any more
+                if not noted:
+                    _say(f"\n{signals[0]}: stopping at the next step, then saving what the run has so far...")
+                if len(signals) > 1 and noted <= 1:
+                    _say(f"\n{signals[-1]}: already stopping; the run is saving what it has, wait for it")
+                noted = len(signals)
+                handle.stop()
+        handle.wait()  # the training thread ends too: exiting while it frees tensors would abort the process
     finally:
         unsubscribe()
         if bar is not None:
             bar.close()
+
+
+def _say(text: str) -> None:
+    """A line on stderr, unless stderr is gone (the terminal that sent SIGHUP has closed)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _runs(args) -> int:
@@ -230,17 +338,23 @@ def _runs(args) -> int:
     def fmt(value):
         return "-" if value is None else f"{value:.4g}"
 
-    print(f"{'run id':<40} {'method':<10} {'state':<9} {'steps':>5} {'loss':>9} {'reward':>9}")
+    print(f"{'run id':<40} {'method':<10} {'state':<10} {'steps':>5} {'loss':>9} {'reward':>9}")
     for run in rows:
-        print(f"{run['run_id']:<40} {run['method']:<10} {run['state']:<9} {run['steps']:>5} "
-              f"{fmt(run['loss']):>9} {fmt(run['reward']):>9}")
+        line = (f"{run['run_id']:<40} {run['method'] or '-':<10} {run['state'] or '-':<10} {run['steps']:>5} "
+                f"{fmt(run['loss']):>9} {fmt(run['reward']):>9}")
+        if run["state"] == UNREADABLE:  # which file, and why; the other runs list as usual
+            line += f"  {run['error']}"
+        print(line)
     return 0
 
 
 def _make_prefs(args) -> int:
     from tqdm import tqdm
 
-
+    # Every number and the output are checked before the prompts are read, the model loaded or anything sampled.
+    check_settings(samples=args.samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   top_p=args.top_p, seed=args.seed, min_gap=args.min_gap, limit=args.limit)
+    check_output(args.output, args.dataset, args.force)
     prompts = [row["prompt"] for row in load_rows(args.dataset, "prompt")]
     if args.limit:
         prompts = prompts[: args.limit]
@@ -252,9 +366,9 @@ def _make_prefs(args) -> int:
 
     report = make_prefs(args.model, prompts, args.output, samples_per_prompt=args.samples, reward=args.reward,
                         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                        seed=args.seed, min_gap=args.min_gap, progress=progress)
+                        seed=args.seed, min_gap=args.min_gap, progress=progress, source=args.dataset, force=args.force)
     bar.close()
-    card = os.path.splitext(args.output)[0] + ".card.md"
+    card = card_path(args.output)
     write_card(report, card, "alignlab " + " ".join(sys.argv[1:]))
     print(f"{report.pairs} pairs from {report.prompts} prompts -> {args.output} (card: {card})")
     print(f"base reward mean {report.reward_mean:+.3f}, deciles {report.reward_deciles}")

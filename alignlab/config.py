@@ -21,7 +21,7 @@ from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.rewards import DEFAULT_INSTRUCTION, reward_names
-from alignlab.rundir import read_config
+from alignlab.rundir import CONFIG, MAX_RUN_NAME, check_run_id, read_config
 
 DEFAULT_DATASET = "positive-reviews"
 
@@ -34,6 +34,35 @@ def _offered_models() -> tuple[str, ...]:
 def _meta(help: str, group: str = "more", **declaration: Any) -> dict:
     """A field's Knob declaration: help text, form group (essential, lora or more), kind, bounds, suggestions."""
     return {"help": help, "group": group, **declaration}
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line errors."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a run config file is a few hundred bytes; one over 1 MiB is refused unread
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` that refuses aliases (``*name``) as it meets them: a run config needs none, and nested
+    aliases ("billion laughs") build a value that expands exponentially once anything prints or walks it."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise AlignLabError(f"config: {path} line {event.start_mark.line + 1} uses the YAML alias "
+                                    f"*{event.anchor[:40]}, expected plain values (a run config takes no aliases)")
+            return super().compose_node(parent, index)
+
+    loader = NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -101,16 +130,39 @@ class RunConfig:
         metadata=_meta("Reward/KL probe every N steps, plus at the start and the end (0 = off).", "essential",
                        min=0, max=100000),
     )
+    save_every: int = field(
+        default=10,
+        metadata=_meta("Save a checkpoint (weights, optimizer and schedule) every N steps, so a stopped, failed or "
+                       "killed run can be resumed (train --resume); 0 = only when the run is stopped. Methods "
+                       "that cannot resume (PPO) save none.", min=0, max=100000),
+    )
+    keep_checkpoints: int = field(
+        default=2, metadata=_meta("How many of the newest checkpoints a run keeps (removed when it finishes).",
+                                  min=1, max=100))
     output_dir: str = field(default="runs", metadata=_meta("Folder that holds run directories.", kind="str"))
-    run_name: str = field(default="", metadata=_meta("Optional label added to the run id.", "essential", kind="str"))
+    run_name: str = field(default="", metadata=_meta("Optional label added to the run id: letters, digits, "
+                                                              "'_', '.' or '-', at most 64 characters.", "essential",
+                                                              kind="str"))
     trust_remote_code: bool = field(default=False, metadata=_meta("Allow model code from the model's own repo."))
     method_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.method not in method_names():
-            raise AlignLabError(f"method: got {self.method!r}, expected one of {', '.join(method_names())}")
+        self.validate()
+
+    def validate(self) -> RunConfig:
+        """Check and coerce every field and method knob (again); AlignLabError naming the first bad one.
+
+        Runs on creation, and again when a run starts (:func:`alignlab.runner.start`), so a config changed
+        after it was made is checked as well. Returns the config.
+        """
+        if not isinstance(self.method, str) or self.method not in method_names():
+            raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
         for knob in common_knobs():
             setattr(self, knob.name, knob.coerce(getattr(self, knob.name)))
+        if self.run_name:  # a label that goes into the run directory's name: never a path
+            check_run_id(self.run_name, "run_name", MAX_RUN_NAME)
+        if not self.output_dir.strip() or "\x00" in self.output_dir:  # whether it can be written: checked at start
+            raise AlignLabError(f"output_dir: got {_short(self.output_dir)}, expected a folder path")
         if self.max_completion_length >= self.max_length:
             raise AlignLabError(
                 f"max_completion_length: got {self.max_completion_length}, expected less than max_length "
@@ -119,7 +171,12 @@ class RunConfig:
         spec = get_method(self.method)
         known = {knob.name: knob for knob in spec.knobs}
         args = dict(spec.defaults())
+        if not isinstance(self.method_args, dict):
+            raise AlignLabError(f"method_args: got a {type(self.method_args).__name__} ({_short(self.method_args)}), "
+                                "expected a mapping of knob names to values")
         for name, value in dict(self.method_args).items():
+            if not isinstance(name, str):
+                raise AlignLabError(f"method_args: got the key {_short(name)}, expected knob names")
             if name not in known:
                 expected = ", ".join(known) or "none"
                 raise AlignLabError(f"{name}: not a knob of method {self.method!r} (its knobs: {expected})")
@@ -127,6 +184,7 @@ class RunConfig:
         self.method_args = args
         if spec.validate is not None:
             spec.validate(self)
+        return self
 
     @property
     def spec(self):
@@ -135,31 +193,52 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Build from a flat dict: common fields by name, anything else is a method knob."""
+        if not isinstance(values, dict):
+            raise AlignLabError(f"config: got a {type(values).__name__}, expected a mapping of knob names to values")
+        for key in values:
+            if not isinstance(key, str):
+                raise AlignLabError(f"config: got the key {_short(key)}, expected knob names")
         values = {k.replace("-", "_"): v for k, v in values.items() if v is not None}
         names = {f.name for f in dataclasses.fields(cls)}
         common = {k: v for k, v in values.items() if k in names and k != "method_args"}
-        method_args = dict(values.get("method_args") or {})
+        method_args = values.get("method_args") or {}
+        if not isinstance(method_args, dict):
+            raise AlignLabError(f"method_args: got a {type(method_args).__name__} ({_short(method_args)}), "
+                                "expected a mapping of knob names to values")
+        method_args = dict(method_args)
         method_args.update({k: v for k, v in values.items() if k not in names})
         return cls(**common, method_args=method_args)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> RunConfig:
         """Load a YAML or JSON config; ``overrides`` (e.g. CLI flags) win over the file."""
+        if not isinstance(path, (str, Path)) or "\x00" in str(path):
+            raise AlignLabError(f"config: got {_short(path)}, expected a file path")
         path = Path(path)
         if not path.is_file():
             raise AlignLabError(f"config: file {str(path)!r} not found")
-        text = path.read_text()
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise AlignLabError(f"config: {path} is {path.stat().st_size:,} bytes, expected a run config of at most "
+                                f"{MAX_CONFIG_BYTES:,} bytes")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise AlignLabError(f"config: {path} is not UTF-8 text (a binary file?), expected YAML or JSON") from None
+        except OSError as error:
+            raise AlignLabError(f"config: cannot read {path} ({error.strerror or error})") from None
         try:
             if path.suffix == ".json":
                 values = json.loads(text)
             else:
-                import yaml
-
-                values = yaml.safe_load(text)
+                values = _load_yaml(text, path)
+        except AlignLabError:
+            raise
         except Exception as error:  # noqa: BLE001 - report any parse error as bad input
-            raise AlignLabError(f"config: {path} is not valid YAML/JSON ({error})") from None
+            reason = " ".join(str(error).split())  # YAML's messages span lines; the CLI shows one
+            raise AlignLabError(f"config: {path} is not valid YAML/JSON ({reason})") from None
         if not isinstance(values, dict):
-            raise AlignLabError(f"config: {path} must hold a mapping of knob names to values")
+            raise AlignLabError(f"config: {path} holds a {type(values).__name__}, expected a mapping of knob names "
+                                "to values")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
 
@@ -176,7 +255,11 @@ class RunConfig:
 def config_of(run_dir: str | Path) -> RunConfig:
     """The RunConfig a run was started with, read from its run directory (fields it no longer has are ignored)."""
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in read_config(run_dir).items() if k in names})
+    values = read_config(run_dir)
+    try:
+        return RunConfig(**{k: v for k, v in values.items() if k in names})
+    except AlignLabError as error:
+        raise AlignLabError(f"run: {Path(run_dir).name}/{CONFIG} holds a config that is not valid: {error}") from None
 
 
 @functools.cache

@@ -11,16 +11,25 @@ Accepted sources: a built-in name, a local ``.jsonl``/``.json``/``.csv``/``.parq
 Hugging Face dataset id already in the local cache. Rows may be plain text or conversational
 (lists of ``{"role", "content"}``), and pairs may be ``chosen``/``rejected`` transcripts in the
 ``\\n\\nHuman: ... \\n\\nAssistant: ...`` form of the classic HH preference data.
+
+Every row is checked before a run starts (:func:`load_rows`): each column of the format is there, text is a
+non-empty string (or, in conversational data, a list of ``{"role", "content"}`` messages), and ``label`` is a
+boolean, 0/1 or the string true/false/1/0. A bad row raises one AlignLabError naming the file, the row
+(counted from 1; a CSV header is not a row), the column, the value and what is expected.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
+import warnings
 from pathlib import Path
+from typing import Any
 
-from alignlab.errors import AlignLabError
+from alignlab.errors import AlignLabError, AlignLabWarning
 
 BUILTIN_TASK = "positive-reviews"
 # The built-in task asks the instruct model, through its chat template, for a short review that starts
@@ -78,21 +87,77 @@ def builtin_names() -> list[str]:
     return [BUILTIN_TASK]
 
 
+def read_text(path: Path) -> str:
+    """A data file's text; bytes that are not UTF-8 raise AlignLabError naming the file and the line."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        reason = error.strerror or error
+        raise AlignLabError(f"dataset: cannot read {path} ({reason}), expected a readable file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise AlignLabError(f"dataset: {path} line {line} is not UTF-8 text (byte 0x{data[error.start]:02x}), "
+                            "expected a UTF-8 file (save it as UTF-8)") from None
+    return text.removeprefix("\ufeff")  # a byte-order mark is not part of the first column's name
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Read a JSONL file; a broken line raises AlignLabError with its line number."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise AlignLabError(f"dataset: {path} line {number} is not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise AlignLabError(f"dataset: {path} line {number} is not a JSON object")
-            rows.append(row)
+    # Split on newlines only: str.splitlines would also split inside strings at U+2028 and friends.
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise AlignLabError(f"dataset: {path} line {number} is not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise AlignLabError(f"dataset: {path} line {number} is not a JSON object")
+        rows.append(row)
     return rows
+
+
+def _read_json(path: Path) -> list:
+    """A ``.json`` file's rows: a list of objects, or ``{"data": [...]}``."""
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise AlignLabError(f"dataset: {path} line {error.lineno} is not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise AlignLabError(f"dataset: {path} is nested too deeply, expected a list of row objects") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        return data["data"]
+    if isinstance(data, list):
+        return data
+    kind = "an object without a data list" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+    raise AlignLabError(f'dataset: {path} holds {kind}, expected a list of row objects (or {{"data": [...]}})')
+
+
+def _read_csv(path: Path) -> list[dict]:
+    """A CSV file's rows, every value a string as written (no type guessing: "false" stays "false").
+
+    A row with fewer fields than the header lacks the last columns (the row check names them).
+    """
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    try:
+        return [{k: v for k, v in row.items() if k is not None and v is not None} for row in reader]
+    except csv.Error as error:
+        raise AlignLabError(f"dataset: {path} line {reader.line_num} is not valid CSV ({error})") from None
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    """A Parquet file's rows as plain Python values (lists and dicts for nested columns, None for nulls)."""
+    import pyarrow.parquet
+
+    try:
+        return pyarrow.parquet.read_table(path).to_pylist()
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
+        reason = (str(error).splitlines() or [""])[0]
+        raise AlignLabError(f"dataset: {path} is not a Parquet file that can be read ({type(error).__name__}: "
+                            f"{reason}), expected a .parquet file written by pandas, pyarrow or datasets") from None
 
 
 def _read_source(source: str, purpose: str) -> list[dict]:
@@ -103,16 +168,9 @@ def _read_source(source: str, purpose: str) -> list[dict]:
     path = Path(source).expanduser()
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix == ".jsonl":
-            return read_jsonl(path)
-        if suffix == ".json":
-            data = json.loads(path.read_text())
-            return data if isinstance(data, list) else data.get("data", [])
-        if suffix in (".csv", ".parquet"):
-            import pandas
-
-            frame = pandas.read_csv(path) if suffix == ".csv" else pandas.read_parquet(path)
-            return frame.to_dict(orient="records")
+        readers = {".jsonl": read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+        if suffix in readers:
+            return readers[suffix](path)
         raise AlignLabError(f"dataset: {source!r} has suffix {suffix!r}, expected .jsonl, .json, .csv or .parquet")
     if path.exists():
         raise AlignLabError(f"dataset: {source!r} is a folder, expected a file or dataset name")
@@ -145,38 +203,153 @@ def parse_transcript(text: str) -> list[dict]:
     return messages
 
 
-def _normalise(rows: list[dict]) -> tuple[str, list[dict]]:
-    """Detect the stored format and bring rows to the canonical columns."""
-    columns = set(rows[0])
-    if {"chosen", "rejected"} <= columns:
-        if "prompt" not in columns:
-            if isinstance(rows[0]["chosen"], str) and "Assistant:" in rows[0]["chosen"]:
-                rows = [{"chosen": parse_transcript(r["chosen"]), "rejected": parse_transcript(r["rejected"])}
-                        for r in rows]
-            if not isinstance(rows[0]["chosen"], list):
-                raise AlignLabError(
-                    "dataset: has chosen/rejected but no prompt column and they are not transcripts or message lists; "
-                    + ACCEPTED
-                )
-            from trl.data_utils import extract_prompt
+# How rows can be stored, tried in this order on the first row's columns: the layout's name and the columns
+# every row must then have. "pairs" has no prompt column: HH transcripts, or message lists that open alike.
+LAYOUTS = (
+    ("preference", ("prompt", "chosen", "rejected")),
+    ("pairs", ("chosen", "rejected")),
+    ("unpaired", ("prompt", "completion", "label")),
+    ("sft", ("prompt", "completion")),
+    ("messages", ("messages",)),
+    ("prompt", ("prompt",)),
+)
+LABELS = {"true": True, "1": True, "false": False, "0": False}  # label strings, compared in lower case
+MESSAGES = "a non-empty list of {role, content} messages with string role and content"
+TRANSCRIPT = ('an HH transcript ("\\n\\nHuman: ... \\n\\nAssistant: ...") that ends with a non-empty Assistant turn, '
+              "or a list of {role, content} messages (else add a prompt column)")
+SHOWN_CHARS = 60  # of a bad value, in an error message
 
-            rows = [extract_prompt(r) for r in rows]
-        rows = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
-        return "preference", rows
-    if {"prompt", "completion", "label"} <= columns:
-        return "unpaired", [{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])}
-                            for r in rows]
-    if {"prompt", "completion"} <= columns:
-        return "sft", [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
-    if "messages" in columns:
+
+def parse_label(value: Any) -> bool | None:
+    """A KTO label as a bool: a boolean, the integer 0 or 1, or the string true/false/1/0 in any case;
+    None for anything else (so the string "false" never counts as desirable).
+
+    >>> parse_label("FALSE"), parse_label(1), parse_label("yes")
+    (False, True, None)
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return LABELS.get(value.strip().lower())
+    return None
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short for a one-line error."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def _messages_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as a list of chat messages, or None when nothing is."""
+    if not isinstance(value, list) or not value:
+        return MESSAGES
+    for number, message in enumerate(value, start=1):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str) and message["role"].strip()
+                and isinstance(message.get("content"), str)):
+            return f"{MESSAGES} (message {number} is {_shown(message)})"
+    if not value[-1]["content"].strip():
+        return f"{MESSAGES} (its last message is empty)"
+    return None
+
+
+def _value_problem(layout: str, column: str, value: Any, conversational: bool) -> str | None:
+    """What one cell should have been, or None when it is usable."""
+    if column == "label":
+        return None if parse_label(value) is not None else "a boolean, 0/1, or the string true/false/1/0"
+    if column == "messages":
+        problem = _messages_problem(value)
+        if problem is None and (len(value) < 2 or value[-1]["role"] != "assistant"):
+            problem = "a conversation of two or more messages that ends with an assistant message"
+        return problem
+    if layout == "pairs" and not conversational:
+        turns = parse_transcript(value) if isinstance(value, str) else []
+        usable = turns and turns[-1]["role"] == "assistant" and turns[-1]["content"]
+        return None if usable else TRANSCRIPT
+    if conversational:
+        return _messages_problem(value)
+    return None if isinstance(value, str) and value.strip() else "a non-empty string"
+
+
+def _check_rows(source: str, rows: list) -> str:
+    """The layout ``rows`` are stored in (see :data:`LAYOUTS`), after checking every row against it.
+
+    The first row decides the layout and whether the data is conversational; a row that lacks a column,
+    or has a null, empty or wrongly typed value, raises AlignLabError naming the file, the row (from 1),
+    the column, the value and what is expected.
+    """
+    where = f"dataset: {source}"
+    if not isinstance(rows[0], dict):
+        raise AlignLabError(f"{where} row 1: got {_shown(rows[0])}, expected an object of column names and values")
+    layout, columns = next(((name, columns) for name, columns in LAYOUTS if set(columns) <= rows[0].keys()),
+                           (None, ()))
+    if layout is None:
+        raise AlignLabError(f"{where}: columns {sorted(rows[0])} match no known format; " + ACCEPTED)
+    conversational = isinstance(rows[0][columns[0]], list)
+    alike = f" like row 1's {columns[0]} (every row alike)"
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise AlignLabError(f"{where} row {number}: got {_shown(row)}, expected an object with the columns "
+                                f"{', '.join(columns)}")
+        for column in columns:
+            if column not in row:
+                raise AlignLabError(f"{where} row {number} column {column}: missing, expected every row to have "
+                                    f"{', '.join(columns)} (as row 1 has)")
+            value = row[column]
+            problem = _value_problem(layout, column, value, conversational)
+            if problem:
+                mixed = column not in ("label", "messages") and isinstance(value, (str, list)) and \
+                    isinstance(value, list) != conversational
+                raise AlignLabError(f"{where} row {number} column {column}: got {_shown(value)}, expected "
+                                    f"{problem}{alike if mixed else ''}")
+    return layout
+
+
+def _shared_turns(chosen: list, rejected: list) -> int:
+    """How many opening turns ``chosen`` and ``rejected`` share, leaving each its last turn (as TRL's
+    ``extract_prompt`` splits them)."""
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+        shared += 1
+    return shared
+
+
+def _normalise(source: str, layout: str, rows: list[dict]) -> tuple[str, list[dict]]:
+    """Rows checked by :func:`_check_rows`, in the canonical columns of their format; returns the format too."""
+    if layout == "pairs":
         out = []
-        for r in rows:
-            messages = r["messages"]
-            out.append({"prompt": messages[:-1], "completion": messages[-1:]})
-        return "sft", out
-    if "prompt" in columns:
-        return "prompt", [{"prompt": r["prompt"]} for r in rows]
-    raise AlignLabError(f"dataset: columns {sorted(columns)} match no known format; " + ACCEPTED)
+        for number, row in enumerate(rows, start=1):
+            chosen, rejected = row["chosen"], row["rejected"]
+            if isinstance(chosen, str):
+                chosen, rejected = parse_transcript(chosen), parse_transcript(rejected)
+            shared = _shared_turns(chosen, rejected)
+            if not shared:
+                raise AlignLabError(f"dataset: {source} row {number} column rejected: its first turn differs from "
+                                    "chosen's, expected both to open with the same prompt turns (or a prompt column)")
+            out.append({"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]})
+        return "preference", out
+    if layout == "preference":
+        return "preference", [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+    if layout == "unpaired":
+        return "unpaired", [{"prompt": r["prompt"], "completion": r["completion"], "label": parse_label(r["label"])}
+                            for r in rows]
+    if layout == "sft":
+        return "sft", [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    if layout == "messages":
+        return "sft", [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows]
+    return "prompt", [{"prompt": r["prompt"]} for r in rows]
+
+
+def _warn_identical_pairs(source: str, rows: list[dict]) -> None:
+    """Warn (AlignLabWarning) about pairs whose chosen and rejected are the same: they carry no preference."""
+    same = [number for number, row in enumerate(rows, start=1) if row["chosen"] == row["rejected"]]
+    if same:
+        shown = ", ".join(map(str, same[:5])) + (", ..." if len(same) > 5 else "")
+        warnings.warn(f"dataset: {source}: {len(same)} of {len(rows)} pairs have chosen == rejected (row {shown}); "
+                      "they carry no preference, so training learns nothing (or a contradiction) from them",
+                      AlignLabWarning, stacklevel=1)  # one location: the same data loaded twice warns once
 
 
 def _convert(stored: str, rows: list[dict], wanted: str) -> list[dict]:
@@ -204,13 +377,19 @@ def _convert(stored: str, rows: list[dict], wanted: str) -> list[dict]:
 
 
 def load_rows(source: str, data_format: str, method: str = "") -> list[dict]:
-    """Rows of ``source`` in ``data_format``, converting when possible, else a clear error."""
+    """Rows of ``source`` in ``data_format``, converting when possible, else a clear error.
+
+    Every row is checked first (see :func:`_check_rows`); pairs whose chosen equals rejected are counted
+    in an AlignLabWarning when the format keeps pairs (preference, unpaired).
+    """
     if data_format not in FORMATS:
         raise ValueError(data_format)
     rows = _read_source(source, data_format)
     if not rows:
         raise AlignLabError(f"dataset: {source!r} is empty, expected at least one row")
-    stored, rows = _normalise(rows)
+    stored, rows = _normalise(source, _check_rows(source, rows), rows)
+    if stored == "preference" and data_format in ("preference", "unpaired"):
+        _warn_identical_pairs(source, rows)
     if data_format not in DERIVABLE[stored]:
         who = f"method {method!r}" if method else "this use"
         needed = ", ".join(FORMATS[data_format])
@@ -234,6 +413,47 @@ def load_dataset(source: str, data_format: str, method: str = ""):
     import datasets
 
     return datasets.Dataset.from_list(load_rows(source, data_format, method))
+
+
+PROMPT_SLACK = 4  # tokens a tokenizer may add beyond one per byte of text (BOS/EOS, a leading-space piece)
+
+
+def check_prompt_lengths(source: str, rows: list[dict], tokenizer: Any, max_length: int) -> None:
+    """Refuse rows when every prompt alone fills ``max_length`` tokens; warn with the count when some do.
+
+    TRL drops a row whose prompt fills ``max_length`` (no completion token would be left to learn from;
+    ORPO and SimPO truncate the prompt instead) and says nothing, so data whose every prompt is too long
+    fails later on an empty dataset. Cheap: each distinct prompt is rendered once, and only one with enough
+    bytes to reach ``max_length`` is tokenised (no token is shorter than a byte).
+    """
+    tokens: dict[str, int] = {}
+    too_long = 0
+    for number, row in enumerate(rows, start=1):
+        prompt = row["prompt"]
+        text = prompt
+        if isinstance(prompt, list):
+            try:
+                text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            except Exception as error:  # noqa: BLE001 - no chat template, or a template that rejects the turns
+                reason = (str(error).splitlines() or [""])[0]
+                raise AlignLabError(f"dataset: {source} row {number} column prompt: the model's chat template cannot "
+                                    f"render it ({type(error).__name__}: {reason}), expected conversational data "
+                                    "only with a model that has a chat template") from None
+        if text not in tokens:
+            reachable = len(text.encode("utf-8")) + PROMPT_SLACK >= max_length
+            tokens[text] = len(tokenizer(text, add_special_tokens=not isinstance(prompt, list))["input_ids"]) \
+                if reachable else 0
+        too_long += tokens[text] >= max_length
+    if not too_long:
+        return
+    longest = max(tokens.values())
+    if too_long == len(rows):
+        raise AlignLabError(f"max_length: got {max_length}, but every prompt of {source} alone fills it (all "
+                            f"{len(rows)} rows, the longest {longest} tokens), so TRL would drop every row; expected "
+                            f"a max_length above {longest} with room for the completion")
+    warnings.warn(f"dataset: {source}: the prompt alone fills max_length ({max_length} tokens) in {too_long} of "
+                  f"{len(rows)} rows (the longest {longest} tokens), and TRL drops those rows; raise max_length "
+                  f"above {longest} to keep them", AlignLabWarning, stacklevel=2)
 
 
 HELD_OUT_ROWS = 64  # a user dataset's last rows serve as its held-out prompts

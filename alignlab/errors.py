@@ -8,3 +8,8 @@ expected, so the CLI and both UIs can show it as one line instead of a traceback
 
 class AlignLabError(ValueError):
     """Bad input to alignlab: the message says which field, what was given and what is expected."""
+
+
+class AlignLabWarning(UserWarning):
+    """Input that works but likely not as meant (pairs with chosen == rejected, prompts that fill max_length):
+    the message says what was found, how often, and what to change."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from alignlab.config import config_of
 from alignlab.data import held_out_prompts
+from alignlab.errors import AlignLabError
 from alignlab.fluency import fluency
 from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, SamplingSettings, sample
 from alignlab.models import load_trained
@@ -77,6 +78,8 @@ def compare_models(model, tokenizer, config, run_id: str = "", reward=None, prom
                    with_fluency: bool = True) -> Comparison:
     """Compare ``model`` (the aligned one) with its reference for a run trained from ``config``."""
 
+    if isinstance(samples_per_prompt, bool) or not isinstance(samples_per_prompt, int) or samples_per_prompt < 1:
+        raise AlignLabError(f"samples: got {samples_per_prompt!r}, expected an integer >= 1")
     source = reward or reward_for(config)
     prompts = prompts if prompts is not None else held_out_prompts(config.dataset)
     settings = SamplingSettings(max_new_tokens=max_new_tokens or config.max_completion_length,

@@ -10,15 +10,81 @@ conversational format (each answer an assistant message), which TRL renders with
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings, sample
+from alignlab.methods.base import Knob
 from alignlab.models import load_model, load_tokenizer
 from alignlab.rewards import get_reward
+
+# The numbers make-prefs takes, declared once: checked (finite, in range, one line naming the setting) before
+# anything is loaded or sampled.
+SETTINGS = {knob.name: knob for knob in (
+    Knob("samples", 8, "Completions per prompt (samples_per_prompt).", kind="int", min=2, max=256),
+    Knob("max_new_tokens", 48, "Max new tokens per completion.", kind="int", min=1, max=8192),
+    Knob("temperature", 0.7, "Sampling temperature (0 = greedy).", min=0.0, max=100.0),
+    Knob("top_p", 0.9, "Nucleus sampling.", min=0.0, min_exclusive=True, max=1.0),
+    Knob("seed", 0, "Sampling seed.", kind="int", min=0, max=2**31 - 1),
+    Knob("min_gap", 0.05, "Keep a pair only if best - worst >= this.", min=0.0, max=1e6),
+    Knob("limit", 0, "Use only the first N prompts (0 = all).", kind="int", min=0, max=10**9),
+)}
+
+
+def check_settings(**values: Any) -> dict[str, Any]:
+    """The make-prefs numbers (keyword arguments named as in :data:`SETTINGS`) coerced, or AlignLabError naming
+    the first bad one (NaN, ±inf, out of range, not a number)."""
+    return {name: SETTINGS[name].coerce(value) for name, value in values.items()}
+
+
+def card_path(output: str | Path) -> Path:
+    """The data card written next to a preference file (``prefs.jsonl`` -> ``prefs.card.md``)."""
+    return Path(os.path.splitext(str(output))[0] + ".card.md")
+
+
+def check_output(output: str | Path, source: str | Path | None = None, force: bool = False) -> Path:
+    """``output`` as a Path if make-prefs may write it (and its card) there; else AlignLabError naming output.
+
+    Refused: the input dataset ``source`` itself, a folder, an existing file unless ``force``, and a place
+    this process cannot write (a read-only folder, a file where a folder should be). Checked before any
+    sampling, so a long run never ends in a write error; nothing is left behind.
+    """
+    text = str(output)
+    if not text.strip() or "\x00" in text:
+        raise AlignLabError(f"output: got {text[:40]!r}, expected a file path")
+    path = Path(text).expanduser()
+    targets = (path, card_path(path))
+    if source is not None and "\x00" not in str(source) and Path(source).expanduser().is_file():
+        given = Path(source).expanduser()
+        for target in targets:
+            if target.resolve() == given.resolve() or (target.exists() and os.path.samefile(target, given)):
+                raise AlignLabError(f"output: {str(target)!r} is the input dataset ({source}); write the pairs to "
+                                    "another file")
+    if path.is_dir():
+        raise AlignLabError(f"output: {text!r} is a folder, expected a file path")
+    if path.exists() and not force:
+        raise AlignLabError(f"output: {text!r} already exists; pass --force (force=True) to replace it")
+    existing = path.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AlignLabError(f"output: cannot write {text!r}: {str(existing)!r} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+        for target in targets:
+            if target.exists():
+                with open(target, "ab"):  # opened for writing, not changed
+                    pass
+    except OSError as error:
+        raise AlignLabError(f"output: cannot write {text!r} ({error.strerror or error})") from None
+    return path
 
 
 @dataclass
@@ -44,11 +110,18 @@ class PrefsReport:
 def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_per_prompt: int = 4,
                reward: str = "sentiment", max_new_tokens: int = 48, temperature: float = 0.7, top_p: float = 0.9,
                seed: int = 0, min_gap: float = 0.05, batch_size: int = 16,
-               progress: Callable[[int, int], None] | None = None) -> PrefsReport:
-    """Sample, score and write ``output`` (JSONL of prompt/chosen/rejected plus scores)."""
+               progress: Callable[[int, int], None] | None = None, source: str | Path | None = None,
+               force: bool = False) -> PrefsReport:
+    """Sample, score and write ``output`` (JSONL of prompt/chosen/rejected plus scores).
 
-    if samples_per_prompt < 2:
-        raise AlignLabError(f"samples_per_prompt: got {samples_per_prompt}, expected at least 2")
+    Every setting and ``output`` are checked first (:func:`check_settings`, :func:`check_output`): an
+    existing ``output`` is replaced only with ``force``, and never when it is ``source``, the dataset the
+    prompts came from.
+    """
+
+    check_settings(samples=samples_per_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                   top_p=top_p, seed=seed, min_gap=min_gap)
+    check_output(output, source, force)
     if not prompts:
         raise AlignLabError("prompts: got none, expected at least one prompt")
     score = get_reward(reward)

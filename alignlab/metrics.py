@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
+
+from alignlab.errors import AlignLabError
 
 # Keys the plots know how to group, TRL's names kept.
 LOSS_KEYS = ("loss",)
@@ -42,11 +45,17 @@ def is_se_key(key: str) -> bool:
 
 
 class MetricBus:
-    """Thread-safe publish/subscribe of metric events, keeping the history for late subscribers."""
+    """Thread-safe publish/subscribe of metric events, keeping the history for late subscribers.
+
+    A subscriber that raises never stops the publisher (training goes on), but is not silent either: its
+    first error is reported once as a RuntimeWarning naming it and the error; it keeps receiving events.
+    The run's metrics file is no subscriber: the training callbacks write it themselves.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[Event], None]] = []
+        self._reported: list[Callable[[Event], None]] = []  # subscribers whose error was reported
         self.history: list[Event] = []
 
     def subscribe(self, callback: Callable[[Event], None], replay: bool = False) -> Callable[[], None]:
@@ -74,8 +83,19 @@ class MetricBus:
         for callback in subscribers:
             try:
                 callback(event)
-            except Exception:  # noqa: BLE001 - a broken subscriber must never stop training
-                pass
+            except Exception as error:  # noqa: BLE001 - a broken subscriber must never stop training
+                self._report(callback, error)
+
+    def _report(self, callback: Callable[[Event], None], error: Exception) -> None:
+        """Warn about a subscriber's error, the first time that subscriber raises."""
+        with self._lock:
+            if any(reported is callback for reported in self._reported):
+                return
+            self._reported.append(callback)
+        name = getattr(callback, "__qualname__", None) or type(callback).__name__
+        warnings.warn(f"alignlab: metric subscriber {name} raised {type(error).__name__}: {error} (at step "
+                      f"{self.history[-1].get('step') if self.history else '?'}); training goes on, and later "
+                      "errors of this subscriber are not reported", RuntimeWarning, stacklevel=2)
 
 
 def clean_metrics(logs: dict[str, Any]) -> dict[str, float]:
@@ -88,3 +108,43 @@ def clean_metrics(logs: dict[str, Any]) -> dict[str, float]:
             continue
         metrics[key] = None if (isinstance(value, float) and (math.isnan(value) or math.isinf(value))) else value
     return metrics
+
+
+class NonFiniteMetric(AlignLabError):
+    """A loss, gradient norm or reward that is NaN or infinite: the run fails at that step, its weights unsaved.
+
+    ``step`` is None where the raiser does not know it (a reward source): the training loop adds it.
+    """
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
+
+
+def must_be_finite(key: str) -> bool:
+    """True for the keys whose NaN or Inf fails a run: the loss, the gradient norm and the rewards (means).
+
+    >>> [key for key in ("loss", "grad_norm", "rewards/margins", "rewards/sentiment/mean", "reward_std", "kl")
+    ...  if must_be_finite(key)]
+    ['loss', 'grad_norm', 'rewards/margins', 'rewards/sentiment/mean']
+    """
+    return key in ("loss", "grad_norm", "rewards/rejected", "rewards/margins", *REWARD_KEYS) or (
+        key.startswith("rewards/") and key.endswith("/mean"))  # GRPO's and RLOO's per reward function
+
+
+def check_finite(step: int, logs: dict[str, Any]) -> None:
+    """NonFiniteMetric naming the step and the first loss, gradient norm or reward in ``logs`` that is NaN or
+    infinite.
+
+    >>> check_finite(3, {"loss": float("nan"), "grad_norm": 1.0})
+    Traceback (most recent call last):
+    ...
+    alignlab.metrics.NonFiniteMetric: loss: got nan at step 3, expected a finite number; the run stops there ...
+    """
+    for key, value in logs.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if must_be_finite(key) and isinstance(value, float) and not math.isfinite(value):
+            raise NonFiniteMetric(f"{key}: got {value} at step {step}, expected a finite number; the run stops "
+                                  "there and its weights are not saved (a lower learning_rate, or max_grad_norm, "
+                                  "may help)", step)

@@ -32,6 +32,7 @@ from transformers import TrainerCallback
 from alignlab import reference_cache, rundir
 from alignlab.data import held_out_prompts
 from alignlab.generation import render_prompt, stop_token_ids
+from alignlab.metrics import NonFiniteMetric
 from alignlab.models import policy_of
 from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
@@ -122,7 +123,7 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
 
 class ProbeCallback(TrainerCallback):
     """Runs :func:`measure` at the start, every ``config.probe_every`` steps and at the end of training,
-    publishing ``{run_id, step, time, metrics}`` on the run's bus (so it lands in the run's metrics file)."""
+    writing ``{run_id, step, time, metrics}`` to the run's metrics file and its bus (``handle.record``)."""
 
     def __init__(self, handle, context, num_prompts: int = PROBE_PROMPTS):
         self.handle = handle
@@ -166,14 +167,23 @@ class ProbeCallback(TrainerCallback):
         if cached is not None:
             result = ProbeResult(**cached)
         else:
-            result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts, self.reward,
-                             self.config.max_completion_length, self.config.seed)
+            try:
+                result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts, self.reward,
+                                 self.config.max_completion_length, self.config.seed)
+            except RuntimeError as error:  # torch: "probability tensor contains either `inf`, `nan` or ..."
+                if "nan" not in str(error):
+                    raise
+                raise NonFiniteMetric(f"probe/reward: no completion could be sampled at step {step}, the model's "
+                                      "next-token probabilities being NaN or infinite; the run stops there and its "
+                                      "weights are not saved", step) from error
+            except NonFiniteMetric as error:  # the reward source's
+                raise NonFiniteMetric(f"probe/{error}, at step {step}; the run stops there and its weights are not "
+                                      "saved", step) from error
             if key:
                 reference_cache.store(key, dataclasses.asdict(result), kind="probe")
         elapsed = time.perf_counter() - started
         self._last_step = step
-        self.handle.bus.publish({"run_id": self.handle.run_id, "step": step, "time": round(time.time(), 3),
-                                 "metrics": {**result.metrics(), "probe/seconds": round(elapsed, 3)}})
+        self.handle.record(step, {**result.metrics(), "probe/seconds": round(elapsed, 3)})  # file, then bus
         if self.handle.is_writer:
             rundir.append_probe_samples(self.handle.run_dir, step, result.samples)
         return result
@@ -182,8 +192,13 @@ class ProbeCallback(TrainerCallback):
         return kwargs["model"] if kwargs.get("model") is not None else self.handle.model
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.run(self._model(kwargs), state.global_step, untrained=state.global_step == 0)
+        if not state.is_world_process_zero:
+            return
+        if any(event["step"] == state.global_step and "probe/reward" in event["metrics"]
+               for event in self.handle.history):  # a resumed run, probed at the step it resumes from
+            self._last_step = state.global_step
+            return
+        self.run(self._model(kwargs), state.global_step, untrained=state.global_step == 0)
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and state.global_step % self.config.probe_every == 0:

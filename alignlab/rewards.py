@@ -34,6 +34,7 @@ from typing import Any
 from alignlab import rundir
 from alignlab.errors import AlignLabError
 from alignlab.methods import registry
+from alignlab.metrics import NonFiniteMetric
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL, load_model, load_tokenizer, load_trained, resolve_model
 
 DEFAULT_INSTRUCTION = "helpful and very short"
@@ -82,8 +83,13 @@ class RewardSource:
             scores = [float(s) for s in scores]
         except (TypeError, ValueError) as error:
             raise AlignLabError(f"reward: source {self.name!r} returned a non-number ({error})") from None
-        if len(scores) != expected or any(math.isnan(s) or math.isinf(s) for s in scores):
-            raise AlignLabError(f"reward: source {self.name!r} returned NaN, inf or the wrong number of scores")
+        if len(scores) != expected:
+            raise AlignLabError(f"reward: source {self.name!r} returned the wrong number of scores ({len(scores)} "
+                                f"for {expected} completions)")
+        bad = [s for s in scores if not math.isfinite(s)]
+        if bad:  # the run adds the step it was scoring for
+            raise NonFiniteMetric(f"reward: source {self.name!r} returned NaN or inf ({bad[0]}) for {len(bad)} of "
+                                  f"{expected} completions, expected finite numbers")
         return scores
 
     def __repr__(self) -> str:

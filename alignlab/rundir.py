@@ -14,14 +14,22 @@ Every run lives in ``<output_dir>/<run_id>/``::
     error.log            the traceback, when the run failed
     model/               the trained LoRA adapter (peft's adapter_config.json) or full model, and
                          the tokenizer
-    trainer/             TRL's scratch folder while training; removed when the run ends
+    model.partial/       the model while it is being saved; renamed to model/ once complete, so a
+                         half-written model (a full disk, a crash) is never taken for one
+    checkpoints/         TRL's output_dir: checkpoint-N/ folders (weights, optimizer, scheduler, RNG and
+                         trainer state), saved every save_every steps and when the run is stopped, the
+                         last keep_checkpoints kept; what ``train --resume`` continues from; removed
+                         when the run finishes
     snapshots/step-N/    models saved along the way, by experiments that ask for them
 
 The engine writes these files; the CLI, the notebook widgets and the Gradio app read them, often
 from another process or a later session. So each name is spelled once, here, together with the
 rules that make reading a run that is still being written safe: JSON files are replaced atomically
 (temp file + ``os.replace``), so a reader never sees half of one, and metrics are read from a byte
-offset, a last line still being written being left for the next read.
+offset, a last line still being written being left for the next read. A file damaged anyway (by hand, a
+full disk, a copy cut short) never breaks a listing: that run reads as state ``unreadable``, naming the file
+(:func:`read_run`). Run ids and ``run_name`` labels are safe names, and a run directory is always inside its
+output folder (:func:`run_path`).
 
 This module knows files, not training: it imports nothing of alignlab but :mod:`alignlab.errors`
 (:func:`alignlab.config.config_of` turns :func:`read_config` into a RunConfig).
@@ -35,9 +43,11 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +60,18 @@ PROBE_SAMPLES = "probe_samples.jsonl"
 SAMPLES = "samples.jsonl"
 ERROR_LOG = "error.log"
 MODEL = "model"
-TRAINER = "trainer"
+MODEL_PARTIAL = "model.partial"  # the model being saved (see saving_model)
+MODEL_REPLACED = "model.replaced"  # an earlier model/ for the moment its successor takes its place
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_PREFIX = "checkpoint-"  # transformers' name of each checkpoint folder: checkpoint-<global step>
+TRAINER_STATE = "trainer_state.json"  # transformers writes it last: a checkpoint without it is incomplete
 SNAPSHOTS = "snapshots"
 ADAPTER_CONFIG = "adapter_config.json"  # peft's file: the model folder holds an adapter, not a full model
 
 MAX_RUN_ID = 128
+MAX_RUN_NAME = 64  # a run_name label goes into the run id, with time, method and random digits
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+UNREADABLE = "unreadable"  # the state a run lists with when one of its files cannot be read (see read_run)
 
 
 # --- naming ------------------------------------------------------------------------------------
@@ -69,20 +85,77 @@ def new_run_id(method: str, label: str = "") -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{method}{'-' + label if label else ''}-{secrets.token_hex(2)}"
 
 
-def check_run_id(run_id: str) -> str:
+def check_run_id(run_id: str, field: str = "run_id", max_length: int = MAX_RUN_ID) -> str:
     """``run_id`` if it is a safe directory name (letters, digits, ``_ . -``; starts with a letter or
-    digit; at most 128 characters), else AlignLabError.
+    digit; at most ``max_length`` characters), else AlignLabError naming ``field`` in one line (a long
+    value is shown cut short). RunConfig checks its ``run_name`` label with it too.
 
     >>> check_run_id("../etc")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
     alignlab.errors.AlignLabError: run_id: got '../etc', expected letters, digits, '_', '.' or '-', starting with
         a letter or digit, at most 128 characters
+    >>> check_run_id("a" * 300, "run_name", 64)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    alignlab.errors.AlignLabError: run_name: got 'aaaa...' (300 characters), expected letters, ...
     """
-    if not isinstance(run_id, str) or len(run_id) > MAX_RUN_ID or not RUN_ID.fullmatch(run_id):
-        raise AlignLabError(f"run_id: got {run_id!r}, expected letters, digits, '_', '.' or '-', starting with "
-                            f"a letter or digit, at most {MAX_RUN_ID} characters")
+    if not isinstance(run_id, str) or len(run_id) > max_length or not RUN_ID.fullmatch(run_id):
+        raise AlignLabError(f"{field}: got {_shown(run_id)}, expected letters, digits, '_', '.' or '-', starting "
+                            f"with a letter or digit, at most {max_length} characters")
     return run_id
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut short, so an error naming a 300-character value stays one readable line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str):
+        return f"{text[:limit - 4]}...{text[0]} ({len(value)} characters)"
+    return text[:limit - 3] + "..."
+
+
+def run_path(output_dir: str | Path, run_id: str) -> Path:
+    """The directory of run ``run_id`` in ``output_dir``: AlignLabError unless ``run_id`` is a safe name
+    (:func:`check_run_id`) and the directory, resolved (symlinks followed), lies inside ``output_dir``."""
+    root = Path(output_dir).expanduser()
+    run_dir = root / check_run_id(run_id)
+    try:
+        inside = run_dir.resolve().parent == root.resolve()
+    except (OSError, RuntimeError, ValueError) as error:
+        raise AlignLabError(f"output_dir: cannot resolve {str(run_dir)!r} ({error})") from None
+    if not inside:
+        raise AlignLabError(f"run_id: {run_id!r} leads outside the output folder {str(root)!r} (a symlink?)")
+    return run_dir
+
+
+def check_output_dir(output_dir: str | Path, create: bool = False) -> Path:
+    """``output_dir`` as a Path if it is, or can become, a folder this process can write in; else
+    AlignLabError naming output_dir (a regular file, a read-only or pseudo file system such as /proc).
+
+    Nothing is left behind unless ``create``, which makes the folder: the check writes and removes a
+    temporary file in the folder, or in its nearest existing parent when the folder does not exist yet.
+    """
+    text = str(output_dir)
+    if not text.strip() or "\x00" in text:
+        raise AlignLabError(f"output_dir: got {_shown(text)}, expected a folder path")
+    path = Path(output_dir).expanduser()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is" if existing == path else f"cannot be made: {str(existing)!r} is"
+        raise AlignLabError(f"output_dir: {text!r} {what} a file, not a folder")
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+            existing = path
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise AlignLabError(f"output_dir: cannot write in {str(existing)!r} ({error.strerror or error})") from None
+    return path
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -105,9 +178,57 @@ def has_adapter(run_dir: str | Path) -> bool:
     return (model_dir(run_dir) / ADAPTER_CONFIG).is_file()
 
 
-def trainer_dir(run_dir: str | Path) -> Path:
-    """TRL's scratch ``output_dir`` for the run (removed when the run ends)."""
-    return Path(run_dir) / TRAINER
+@contextmanager
+def saving_model(run_dir: str | Path, writer: bool = True) -> Iterator[Path]:
+    """A fresh folder to save the trained model and tokenizer in, renamed to ``model/`` (replacing an earlier
+    one) once the block completes and removed if it fails: a half-written model (a full disk, a read-only
+    folder) is never presented as one, and the space it took is free for the status that says why.
+
+    A failure raises AlignLabError in one line. ``writer=False`` (another process of a multi-process run,
+    which only joins in gathering the weights) gets the same folder and changes nothing.
+    """
+    run_dir = Path(run_dir)
+    partial, model, replaced = run_dir / MODEL_PARTIAL, model_dir(run_dir), run_dir / MODEL_REPLACED
+    if not writer:
+        yield partial
+        return
+    try:
+        shutil.rmtree(partial, ignore_errors=True)  # left by a save that died
+        partial.mkdir(exist_ok=True)
+        yield partial
+        if model.exists():
+            shutil.rmtree(replaced, ignore_errors=True)
+            os.replace(model, replaced)
+        os.replace(partial, model)
+        shutil.rmtree(replaced, ignore_errors=True)
+    except Exception as error:  # tokenizers reports a full disk as a bare Exception
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise AlignLabError(f"output_dir: cannot save the model in {str(partial)!r} ({reason})") from error
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    """TRL's ``output_dir`` for the run: the checkpoints a stopped, failed or killed run resumes from."""
+    return Path(run_dir) / CHECKPOINTS
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
+    """The run's newest complete checkpoint and its step, or None when it has none.
+
+    A checkpoint being written when the process died lacks its trainer state (written last) and is skipped.
+    """
+    found = []
+    for path in checkpoints_dir(run_dir).glob(CHECKPOINT_PREFIX + "*"):
+        step = path.name[len(CHECKPOINT_PREFIX):]
+        if step.isdigit() and (path / TRAINER_STATE).is_file():
+            found.append((int(step), path))
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
 
 
 def snapshot_dir(run_dir: str | Path, step: int) -> Path:
@@ -124,53 +245,112 @@ def check_free(run_dir: str | Path) -> None:
 
 
 def create(run_dir: str | Path, config: dict) -> Path:
-    """Make the run directory and write its config; AlignLabError if the directory exists."""
+    """Make the run directory and write its config; AlignLabError if the directory exists, or cannot be
+    made or written (naming output_dir; nothing is left behind then)."""
     run_dir = Path(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir()
     except FileExistsError:
         check_free(run_dir)
-    _write_json(run_dir / CONFIG, config)
+        raise AlignLabError(f"output_dir: {str(run_dir.parent)!r} is not a folder") from None
+    except OSError as error:
+        raise AlignLabError(f"output_dir: cannot make {str(run_dir)!r} ({error.strerror or error})") from None
+    try:
+        _write_json(run_dir / CONFIG, config)
+    except OSError as error:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise AlignLabError(f"output_dir: cannot write in {str(run_dir)!r} ({error.strerror or error})") from None
     return run_dir
 
 
 def write_status(run_dir: str | Path, status: dict) -> None:
     """Replace the run's status atomically, stamping the time and this process's pid and host
-    (see :func:`owner_is_gone`)."""
-    _write_json(Path(run_dir) / STATUS, {**status, "updated": time.time(), "pid": os.getpid(),
-                                         "host": socket.gethostname()})
+    (see :func:`owner_is_gone`); AlignLabError in one line if it cannot be written (a full disk)."""
+    path = Path(run_dir) / STATUS
+    try:
+        _write_json(path, {**status, "updated": time.time(), "pid": os.getpid(), "host": socket.gethostname()})
+    except OSError as error:
+        raise _cannot_write(path, error) from error
 
 
 def write_error(run_dir: str | Path, text: str) -> None:
-    """Keep the traceback of a failed run."""
-    (Path(run_dir) / ERROR_LOG).write_text(text, encoding="utf-8")
+    """Keep the traceback of a failed run (none, rather than part of one, if it cannot be written)."""
+    path = Path(run_dir) / ERROR_LOG
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def write_samples(run_dir: str | Path, rows: Iterable[dict]) -> None:
     """Write the reference-vs-aligned samples (``prompt``, ``reference``, ``aligned``, ``reference_reward``,
-    ``aligned_reward``), replacing any earlier ones."""
+    ``aligned_reward``), replacing any earlier ones; AlignLabError in one line if they cannot be written."""
     _write_lines(Path(run_dir) / SAMPLES, rows, mode="w")
 
 
 def append_probe_samples(run_dir: str | Path, step: int, samples: Iterable[dict]) -> None:
-    """Append the completions the probe scored at ``step``."""
+    """Append the completions the probe scored at ``step``; AlignLabError in one line if they cannot be written."""
     _write_lines(Path(run_dir) / PROBE_SAMPLES, ({"step": step, **sample} for sample in samples), mode="a")
 
 
+def rewind(run_dir: str | Path, step: int) -> list[dict]:
+    """Make a run ready to continue after ``step`` (the step of the checkpoint it resumes from): drop the
+    metric rows and probe samples of later steps, which the resumed run logs again, and the traceback of the
+    failure it resumes from. Returns the metric rows kept. Each file is replaced atomically."""
+    run_dir = Path(run_dir)
+    _keep_rows_through(run_dir / PROBE_SAMPLES, step)
+    (run_dir / ERROR_LOG).unlink(missing_ok=True)
+    return _keep_rows_through(run_dir / METRICS, step)
+
+
+def remove_checkpoints(run_dir: str | Path) -> None:
+    """Delete the run's checkpoints (a finished run has nothing left to resume)."""
+    shutil.rmtree(checkpoints_dir(run_dir), ignore_errors=True)
+
+
+def _keep_rows_through(path: Path, step: int) -> list[dict]:
+    """Keep the lines of a JSONL file whose ``step`` is at most ``step`` (unreadable ones and a last line cut
+    short by a kill go too); returns the rows kept."""
+    if not path.exists():
+        return []
+    rows, lines = [], []
+    for line in path.read_bytes().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and row["step"] <= step:
+            rows.append(row)
+            lines.append(line + b"\n")
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_bytes(b"".join(lines))
+    os.replace(temp, path)
+    return rows
+
+
 class MetricsLog:
-    """Appends metric events ``{"step", "time", "metrics"}`` to a run, one flushed JSON line each."""
+    """Appends metric events ``{"step", "time", "metrics"}`` to a run, one flushed JSON line each; a failed
+    write (a full disk) raises AlignLabError in one line, naming the file."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        self._handle = open(Path(run_dir) / METRICS, "a", encoding="utf-8")
+        self._path = Path(run_dir) / METRICS
+        try:
+            self._handle = open(self._path, "a", encoding="utf-8")
+        except OSError as error:
+            raise _cannot_write(self._path, error) from error
         self._lock = threading.Lock()
 
     def write(self, event: dict) -> None:
         """Append one event as ``{"step", "time", <metric>: value, ...}``."""
         line = json.dumps({"step": event["step"], "time": event["time"], **event["metrics"]}, default=_jsonable)
         with self._lock:
-            self._handle.write(line + "\n")
-            self._handle.flush()
+            try:
+                self._handle.write(line + "\n")
+                self._handle.flush()
+            except OSError as error:
+                raise _cannot_write(self._path, error) from error
 
     def close(self) -> None:
         """Close the file (later writes fail)."""
@@ -188,48 +368,151 @@ def _jsonable(value: Any) -> Any:
 def _write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (temp file + rename) so a reader never sees half a file."""
     temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(value, indent=1, default=_jsonable), encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_text(json.dumps(value, indent=1, default=_jsonable), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)  # no litter, and on a full disk the space it took is free again
+        raise
 
 
 def _write_lines(path: Path, rows: Iterable[dict], mode: str) -> None:
-    with open(path, mode, encoding="utf-8") as out:
-        out.writelines(json.dumps(row, default=_jsonable) + "\n" for row in rows)
+    try:
+        with open(path, mode, encoding="utf-8") as out:
+            out.writelines(json.dumps(row, default=_jsonable) + "\n" for row in rows)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+
+
+def _cannot_write(path: Path, error: OSError) -> AlignLabError:
+    """The one-line error for a run file that could not be written (a full disk, a read-only folder)."""
+    return AlignLabError(f"output_dir: cannot write {str(path)!r} ({error.strerror or error})")
 
 
 # --- reading -----------------------------------------------------------------------------------
-def read_config(run_dir: str | Path) -> dict:
-    """The run's config as saved: the RunConfig fields and ``run_id``."""
-    return json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+class UnreadableRunFile(AlignLabError):
+    """A file of a run directory that cannot be read as what it should hold (truncated, empty, binary, or
+    JSON of the wrong type); ``file`` is its name in the run directory (``status.json``)."""
+
+    def __init__(self, run_dir: str | Path, file: str, problem: str):
+        self.file = file
+        self.problem = problem
+        super().__init__(f"run: {Path(run_dir).name}/{file} is unreadable: {problem}")
 
 
-def read_status(run_dir: str | Path) -> dict:
-    """The run's last status, or {} before the first one is written."""
+# The types the readers rely on, of the fields a config or status may hold (absent is fine; None too
+# where a field is optional). A file with another type in one of them is unreadable.
+_CONFIG_TYPES = {"run_id": (str,), "method": (str,), "model": (str,), "dataset": (str,), "reward": (str,),
+                 "output_dir": (str,), "method_args": (dict,), "trust_remote_code": (bool,)}
+_STATUS_TYPES = {"state": (str,), "step": (int,), "total_steps": (int, type(None)), "error": (str, type(None)),
+                 "pid": (int, type(None)), "host": (str, type(None)), "elapsed_s": (int, float, type(None)),
+                 "eta_s": (int, float, type(None)), "updated": (int, float, type(None))}
+
+
+def _decode(data: bytes) -> Any:
+    """JSON from bytes; ValueError with a short reason (not UTF-8, not JSON)."""
     try:
-        return json.loads((Path(run_dir) / STATUS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text (binary?)") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg}: line {error.lineno} column {error.colno}; "
+                         "truncated?)") from None
+
+
+def _type_problem(value: Any, types: dict[str, tuple]) -> str | None:
+    """What is wrong with the type of a JSON object read from a run file, or None."""
+    if not isinstance(value, dict):
+        return f"holds a JSON {type(value).__name__}, expected an object"
+    for key, allowed in types.items():
+        if key in value and (not isinstance(value[key], allowed) or (isinstance(value[key], bool)
+                                                                     and bool not in allowed)):
+            return f"{key} is a {type(value[key]).__name__}, expected {' or '.join(t.__name__ for t in allowed)}"
+    return None
+
+
+def _read_object(run_dir: str | Path, name: str, types: dict[str, tuple]) -> dict:
+    """The JSON object in the run file ``name``; UnreadableRunFile when it cannot be read as one."""
+    try:
+        data = (Path(run_dir) / name).read_bytes()
+    except OSError as error:
+        raise UnreadableRunFile(run_dir, name, error.strerror or type(error).__name__) from None
+    if not data.strip():
+        raise UnreadableRunFile(run_dir, name, "empty")
+    try:
+        value = _decode(data)
+    except ValueError as error:
+        raise UnreadableRunFile(run_dir, name, str(error)) from None
+    problem = _type_problem(value, types)
+    if problem:
+        raise UnreadableRunFile(run_dir, name, problem)
+    return value
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """The run's config as saved: the RunConfig fields and ``run_id``. UnreadableRunFile (an
+    AlignLabError naming the file) when it is missing, truncated, binary or of the wrong type."""
+    return _read_object(run_dir, CONFIG, _CONFIG_TYPES)
+
+
+def read_status(run_dir: str | Path, strict: bool = False) -> dict:
+    """The run's last status, or {} before the first one is written.
+
+    A status that cannot be read reads as {} too, unless ``strict``: UnreadableRunFile then.
+    """
+    if not (Path(run_dir) / STATUS).exists():
+        return {}
+    try:
+        return _read_object(run_dir, STATUS, _STATUS_TYPES)
+    except UnreadableRunFile:
+        if strict:
+            raise
         return {}
 
 
-def read_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[dict], int]:
+def _metric_row(line: bytes) -> dict:
+    """One metrics line as a row; ValueError saying what is wrong with it."""
+    row = _decode(line)
+    if not isinstance(row, dict):
+        raise ValueError(f"holds a JSON {type(row).__name__}, expected an object")
+    if isinstance(row.get("step"), bool) or not isinstance(row.get("step"), int):
+        raise ValueError(f"step is {row.get('step')!r}, expected an integer")
+    for key, value in row.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{key} is a {type(value).__name__}, expected a number")
+    return row
+
+
+def read_metrics(run_dir: str | Path, offset: int = 0, strict: bool = False) -> tuple[list[dict], int]:
     """The run's metric rows from byte ``offset``; returns (rows, new offset) for the next call.
 
-    A last line still being written (no newline yet) is left for the next call.
+    A last line still being written (no newline yet) is left for the next call. A complete line that
+    is not a metric row (not JSON, not an object, a value that is not a number) is skipped, unless
+    ``strict``: UnreadableRunFile naming the line then.
     """
     path = Path(run_dir) / METRICS
     if not path.exists():
         return [], offset
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError as error:
+        if strict:
+            raise UnreadableRunFile(run_dir, METRICS, error.strerror or type(error).__name__) from None
+        return [], offset
     end = data.rfind(b"\n") + 1
     rows = []
-    for line in data[:end].splitlines():
+    for number, line in enumerate(data[:end].split(b"\n"), start=1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+                rows.append(_metric_row(line))
+            except ValueError as error:
+                if strict:
+                    where = f"line {number}" if offset == 0 else f"a line after byte {offset}"
+                    raise UnreadableRunFile(run_dir, METRICS, f"{where}: {error}") from None
     return rows, offset + end
 
 
@@ -249,10 +532,16 @@ def samples_summary(run_dir: str | Path) -> dict | None:
     if not rows:
         return None
 
-    def mean(key: str) -> float:
-        return sum(row[key] for row in rows) / len(rows)
+    def mean(key: str) -> float | None:
+        values = [row.get(key) for row in rows]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            return None
+        return sum(values) / len(values)
 
-    return {"reference": mean("reference_reward"), "aligned": mean("aligned_reward"), "samples": len(rows)}
+    reference, aligned = mean("reference_reward"), mean("aligned_reward")
+    if reference is None or aligned is None:  # a damaged samples file: no summary rather than a wrong one
+        return None
+    return {"reference": reference, "aligned": aligned, "samples": len(rows)}
 
 
 def read_error(run_dir: str | Path, max_bytes: int = 32_000) -> str:
@@ -267,38 +556,78 @@ def read_error(run_dir: str | Path, max_bytes: int = 32_000) -> str:
 
 
 def _read_lines(path: Path) -> list[dict]:
-    if not path.exists():
+    """The JSON objects of a JSONL file, one a line; lines that are not one (damaged) are left out."""
+    try:
+        data = path.read_bytes()
+    except OSError:
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for line in data.splitlines():
+        try:
+            row = _decode(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def owner_is_gone(status: dict) -> bool:
     """True when the status names a process on this host that no longer exists (killed mid-run)."""
     pid = status.get("pid")
-    if not pid or status.get("host") != socket.gethostname():
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0 or status.get("host") != socket.gethostname():
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return False
     return False
+
+
+def settled_status(run_dir: str | Path, strict: bool = False) -> dict:
+    """The run's status (see :func:`read_status`), corrected on disk first when it says running but the
+    process training the run is gone (killed, see :func:`owner_is_gone`): the run failed, and status.json
+    says so from then on. Listing or opening a run calls this; a status that cannot be rewritten (a
+    read-only folder) is still reported as failed."""
+    status = read_status(run_dir, strict=strict)
+    if status.get("state") == "running" and owner_is_gone(status):
+        status = {**status, "state": "failed", "eta_s": None, "updated": time.time(),
+                  "error": f"the process training this run (pid {status['pid']}) ended without finishing it "
+                           f"(killed?); the weights saved so far, if any, are in {MODEL}/"}
+        try:
+            _write_json(Path(run_dir) / STATUS, status)
+        except OSError:
+            pass
+    return status
+
+
+def is_training(run_dir: str | Path) -> bool:
+    """True while some process may be training the run: its status says running and names a process that
+    still exists (on another host, which cannot be checked, it is taken to exist)."""
+    status = read_status(run_dir)
+    return status.get("state") == "running" and bool(status.get("pid")) and not owner_is_gone(status)
 
 
 def read_run(run_dir: str | Path) -> dict:
     """Summary of a run: id, path, method, model, state, error, steps, last loss, reward and KL, its
     config and every metric row (``history``).
 
-    A run still marked running whose process has died (see :func:`owner_is_gone`) reads as failed.
+    A run still marked running whose process has died (see :func:`owner_is_gone`) reads as failed, and
+    its status.json is rewritten to say so (:func:`settled_status`). A run with a file that cannot be
+    read (a truncated, empty, binary or wrong-typed config.json or status.json, a bad metrics.jsonl line)
+    reads as state ``unreadable``, its ``error`` naming the file and ``file`` holding its name; it never
+    raises for what is in the files.
     """
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    status = read_status(run_dir) or {"state": "unknown"}
-    if status.get("state") == "running" and owner_is_gone(status):
-        status.update(state="failed", error=f"the process training this run (pid {status['pid']}) ended without "
-                      f"finishing it (killed?); the weights saved so far, if any, are in {MODEL}/")
-    rows, _ = read_metrics(run_dir)
+    config: dict = {}
+    try:
+        config = read_config(run_dir)
+        status = settled_status(run_dir, strict=True) or {"state": "unknown"}
+        rows, _ = read_metrics(run_dir, strict=True)
+    except UnreadableRunFile as error:
+        return unreadable_run(run_dir, error.file, str(error), config)
     last: dict[str, Any] = {}
     for row in rows:
         last.update({k: v for k, v in row.items() if v is not None})
@@ -320,8 +649,27 @@ def list_runs(output_dir: str | Path = "runs") -> list[dict]:
     root = Path(output_dir)
     if not root.is_dir():
         return []
-    runs = [read_run(path) for path in root.iterdir() if is_run_dir(path)]
+    try:
+        paths = [path for path in root.iterdir() if is_run_dir(path)]
+    except OSError as error:
+        raise AlignLabError(f"output_dir: cannot list {str(root)!r} ({error.strerror or error})") from None
+    runs = []
+    for path in paths:
+        try:
+            runs.append(read_run(path))
+        except (OSError, ValueError) as error:  # one damaged run never hides the others
+            runs.append(unreadable_run(path, "", f"run: {path.name} is unreadable: {type(error).__name__}: {error}"))
     return sorted(runs, key=lambda run: run["run_id"], reverse=True)
+
+
+def unreadable_run(run_dir: str | Path, file: str, error: str, config: dict | None = None) -> dict:
+    """:func:`read_run`'s summary of a run that cannot be read: state ``unreadable``, ``error`` saying which
+    file and why, ``file`` its name, no metrics (method and model still shown when the config was read)."""
+    run_dir = Path(run_dir)
+    config = config or {}
+    return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
+            "state": UNREADABLE, "error": error, "file": file, "steps": 0, "loss": None, "reward": None, "kl": None,
+            "config": config, "history": []}
 
 
 def find_run(runs_dir: str | Path, run_id: str) -> Path:
@@ -353,8 +701,13 @@ def find(run: str | Path, runs_dir: str | Path = "runs") -> Path:
 
 
 def delete_run(run_dir: str | Path) -> None:
-    """Remove a run directory and everything in it (refuses a path that is not a run directory)."""
+    """Remove a run directory and everything in it; refuses a path that is not a run directory and a run
+    that a process is training (see :func:`is_training`)."""
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
         raise AlignLabError(f"run: {str(run_dir)!r} is not a run directory")
+    if is_training(run_dir):
+        status = read_status(run_dir)
+        raise AlignLabError(f"run: {run_dir.name} is being trained by process {status['pid']} on "
+                            f"{status.get('host') or 'an unknown host'}; stop it before deleting it")
     shutil.rmtree(run_dir)

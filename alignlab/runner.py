@@ -8,6 +8,9 @@ on held-out prompts: :mod:`alignlab.rundir` owns its layout and reads past runs.
 
 Stopping sets a flag that a TrainerCallback honours at the next step; the run then saves what it
 has and marks itself ``stopped``. Threads are never killed.
+
+``resume(run_dir)`` continues a stopped, failed or killed run from the last checkpoint it saved (every
+``save_every`` steps, and when it was stopped), in the same run directory.
 """
 
 from __future__ import annotations
@@ -19,13 +22,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from alignlab.config import RunConfig
-from alignlab.data import load_rows
+from alignlab.config import RunConfig, config_of
+from alignlab.data import check_prompt_lengths, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.metrics import MetricBus
-from alignlab.models import resolve_model
+from alignlab.models import load_tokenizer, resolve_model
+from alignlab.plots import pace, rows_from_events
 from alignlab.rewards import reward_for
-from alignlab.rundir import MetricsLog, check_free, check_run_id, create, new_run_id, write_error, write_status
+from alignlab.rundir import (
+    MetricsLog,
+    check_free,
+    check_output_dir,
+    check_run_id,
+    create,
+    delete_run,
+    find,
+    latest_checkpoint,
+    new_run_id,
+    owner_is_gone,
+    read_status,
+    rewind,
+    run_path,
+    write_error,
+    write_status,
+)
 
 
 class RunHandle:
@@ -46,16 +66,21 @@ class RunHandle:
         self.thread: threading.Thread | None = None
         self.model = None  # the model being trained, once loaded (PeftModel with LoRA)
         self.tokenizer = None
+        self.checkpoint: str | None = None  # the checkpoint a resumed run continues from
+        self.metrics_log: MetricsLog | None = None  # the run's metrics file while it trains (the writer only)
 
     # --- following the run -------------------------------------------------------------
     @property
     def status(self) -> dict:
-        """State, steps done of total, seconds elapsed, ETA and the error if it failed."""
-        step = self.history[-1]["step"] if self.history else 0
+        """State, steps done of total, seconds elapsed, ETA and the error if it failed.
+
+        The ETA is :func:`alignlab.plots.pace`'s, the one both UIs show: the pace between the first and the
+        last logged step (model loading not counted) times the steps still to go.
+        """
+        history = self.history
+        step = history[-1]["step"] if history else 0
         elapsed = time.time() - self.started
-        eta = None
-        if self.total_steps and step:
-            eta = max(0.0, elapsed / step * (self.total_steps - step)) if self.state == "running" else 0.0
+        eta = pace(rows_from_events(history), self.total_steps)[1] if self.state == "running" else 0.0
         return {"run_id": self.run_id, "state": self.state, "step": step, "total_steps": self.total_steps,
                 "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1), "error": self.error}
 
@@ -63,6 +88,19 @@ class RunHandle:
     def history(self) -> list[dict]:
         """Events so far: ``{"run_id", "step", "time", "metrics"}``."""
         return list(self.bus.history)
+
+    def record(self, step: int, metrics: dict) -> dict:
+        """Log one step's metrics: append them to the run's metrics file, then publish the event on the bus.
+
+        The training callbacks call this themselves (:class:`alignlab.training.EventCallback`, the probe),
+        so the file is written in the training loop, not by a bus subscriber: a failed write (a full disk,
+        a removed folder) raises there and the run fails, saying why. Returns the event.
+        """
+        event = {"run_id": self.run_id, "step": step, "time": round(time.time(), 3), "metrics": metrics}
+        if self.metrics_log is not None:
+            self.metrics_log.write(event)
+        self.bus.publish(event)
+        return event
 
     def subscribe(self, callback: Callable[[dict], None], replay: bool = True) -> Callable[[], None]:
         """Call ``callback(event)`` for each logged step (past ones first); returns unsubscribe."""
@@ -96,19 +134,44 @@ class RunHandle:
         if self.is_writer:
             write_status(self.run_dir, {**self.status, **extra})
 
-    def _finish(self, state: str, error: str | None = None) -> None:
-        self.state = state
-        self.error = error
-        self._write_status()
-        self._done.set()
+    def _finish(self, state: str, error: str | None = None, details: str = "") -> None:
+        """Record how the run ended (its traceback in ``details``) and mark it done, whatever cannot be written:
+        a status that cannot be saved (a full disk, a read-only folder) fails the run here, and the status
+        file, still saying running, reads as failed once this process has exited (see rundir.read_run)."""
+        self.state, self.error = state, error
+        try:
+            self._write_status()
+        except Exception as write_failure:  # noqa: BLE001 - whatever happens, nobody may wait forever
+            self.state = "failed"
+            self.error = f"{error}; then {write_failure}" if error and error != str(write_failure) else (
+                error or str(write_failure))
+        try:
+            if details and self.is_writer:
+                write_error(self.run_dir, details)
+        except OSError:
+            pass  # the status above says what failed; the traceback is a bonus
+        finally:
+            self._done.set()
 
 
 def preflight(config: RunConfig) -> None:
-    """Check data format, reward source and model name before anything is written."""
+    """Check every data row, the reward source and the model name before anything is written; then, with the
+    model's tokenizer, that the prompts leave room in max_length (online methods' rows are prompts only)."""
 
-    load_rows(config.dataset, config.spec.data_format, config.method)
+    rows = load_rows(config.dataset, config.spec.data_format, config.method)
     reward_for(config)
     resolve_model(config.model)
+    if config.spec.data_format != "prompt":
+        check_prompt_lengths(config.dataset, rows, _tokenizer(config), config.max_length)
+
+
+def _tokenizer(config: RunConfig):
+    try:
+        return load_tokenizer(config.model, config.trust_remote_code)
+    except Exception as error:  # noqa: BLE001 - a model folder without a usable tokenizer is bad input
+        reason = (str(error).splitlines() or [""])[0]
+        raise AlignLabError(f"model: cannot load the tokenizer of {config.model!r} ({type(error).__name__}: "
+                            f"{reason}), expected a model with a tokenizer") from None
 
 
 def start(config: RunConfig, background: bool = True, run_id: str | None = None,
@@ -121,39 +184,97 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
     """
     if not isinstance(config, RunConfig):
         raise AlignLabError(f"config: got {type(config).__name__}, expected RunConfig")
+    config.validate()  # again: a field may have been changed since the config was made
     run_id = check_run_id(run_id) if run_id is not None else new_run_id(config.method, config.run_name)
-    run_dir = Path(config.output_dir) / run_id
+    run_dir = run_path(config.output_dir, run_id)  # inside output_dir, whatever the id (or a symlink) says
     if is_writer:
+        check_output_dir(config.output_dir)
         check_free(run_dir)
     preflight(config)
     handle = RunHandle(config, run_id, run_dir, is_writer=is_writer)
     if is_writer:
         create(run_dir, {"run_id": run_id, **config.to_dict()})
+        try:
+            handle._write_status()
+        except AlignLabError:  # a full disk: no run that never started is left behind
+            delete_run(run_dir)
+            raise
+    _launch(handle, background)
+    return handle
+
+
+def resume_point(run_dir: str | Path, check_state: bool = True) -> tuple[RunConfig, Path, int]:
+    """The config a run started with, and the checkpoint it would resume from with that checkpoint's step.
+
+    Raises AlignLabError in one line when it cannot be resumed: its method cannot resume, it has no
+    checkpoint yet, or (``check_state``) it is still training or has finished.
+    """
+    run_dir = Path(run_dir)
+    config = config_of(run_dir)
+    if not config.spec.resumable:
+        raise AlignLabError(f"resume: {run_dir.name} is a {config.method} run, and {config.spec.title} cannot resume "
+                            "from a checkpoint (TRL's trainer for it has a training loop of its own); start a new run")
+    status = read_status(run_dir)
+    if check_state and status.get("state") == "running" and not owner_is_gone(status):
+        raise AlignLabError(f"resume: {run_dir.name} is still training (pid {status.get('pid')} on "
+                            f"{status.get('host')}); stop it first")
+    if check_state and status.get("state") == "finished":
+        raise AlignLabError(f"resume: {run_dir.name} already finished all its steps; start a new run to train more")
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise AlignLabError(f"resume: {run_dir.name} has no checkpoint to continue from (a run saves one every "
+                            "save_every steps and when it is stopped); start a new run")
+    return config, *found
+
+
+def resume(run: str | Path, runs_dir: str | Path = "runs", background: bool = True,
+           is_writer: bool = True) -> RunHandle:
+    """Continue a stopped, failed or killed run from its last checkpoint, in its own run directory.
+
+    ``run`` is a run directory or the id of a run in ``runs_dir``. The run keeps its config, its step
+    count and its optimizer, scheduler and data position (TRL's Trainer restores them from the
+    checkpoint). Metric rows and probe samples of steps after the checkpoint are dropped first, so each
+    step is logged once; the rows kept are the handle's history from the start. Raises AlignLabError
+    (see :func:`resume_point`) before anything in the run directory changes.
+    """
+    run_dir = find(run, runs_dir)
+    config, checkpoint, step = resume_point(run_dir, check_state=is_writer)
+    preflight(config)
+    handle = RunHandle(config, run_dir.name, run_dir, is_writer=is_writer)
+    handle.checkpoint = str(checkpoint)
+    if is_writer:
+        handle.bus.history.extend({"run_id": handle.run_id, "step": row["step"], "time": row.get("time"),
+                                   "metrics": {k: v for k, v in row.items() if k not in ("step", "time")}}
+                                  for row in rewind(run_dir, step))
         handle._write_status()
+    _launch(handle, background)
+    return handle
+
+
+def _launch(handle: RunHandle, background: bool) -> None:
+    """Train the run in a background thread, or here until it ends."""
     if background:
-        handle.thread = threading.Thread(target=_run, args=(handle,), name=f"alignlab-{run_id}", daemon=True)
+        handle.thread = threading.Thread(target=_run, args=(handle,), name=f"alignlab-{handle.run_id}", daemon=True)
         handle.thread.start()
     else:
         _run(handle)
-    return handle
 
 
 def _run(handle: RunHandle) -> None:
     from alignlab.training import train
 
-    log = MetricsLog(handle.run_dir) if handle.is_writer else None
-    unsubscribe = handle.bus.subscribe(log.write) if log else None
     try:
+        if handle.is_writer:  # written by the training callbacks through handle.record, never by a subscriber
+            handle.metrics_log = MetricsLog(handle.run_dir)
         train(handle)
         handle._finish("stopped" if handle.stop_requested else "finished")
     except BaseException as error:  # noqa: BLE001 - every failure must be recorded
         message = str(error) if isinstance(error, AlignLabError) else f"{type(error).__name__}: {error}"
-        if handle.is_writer:
-            write_error(handle.run_dir, traceback.format_exc())
-        handle._finish("failed", message)
+        handle._finish("failed", message, details=traceback.format_exc())
     finally:
-        if unsubscribe:
-            unsubscribe()
-        if log:
-            log.close()
+        if handle.metrics_log is not None:
+            try:
+                handle.metrics_log.close()
+            except OSError:
+                pass  # its last line could not be flushed (a full disk): the run has already failed saying so
 

@@ -9,8 +9,6 @@ model, and writes reference-vs-aligned samples on held-out prompts.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from alignlab import rundir
 from alignlab.config import RunConfig
 from alignlab.data import held_out_prompts, load_dataset
 from alignlab.generation import SamplingSettings, prompt_text, sample
-from alignlab.metrics import clean_metrics
+from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of
 from alignlab.reference import guard_adapter_switch, reference_of
 from alignlab.rewards import reward_for
@@ -53,7 +51,8 @@ class RunContext:
 
 
 class EventCallback(TrainerCallback):
-    """Publishes each trainer log as ``{run_id, step, time, metrics}`` and honours stop requests."""
+    """Writes each trainer log to the run's metrics file and publishes it as ``{run_id, step, time, metrics}``
+    (:meth:`alignlab.runner.RunHandle.record`: a failed write fails the run), and honours stop requests."""
 
     def __init__(self, handle):
         self.handle = handle
@@ -66,13 +65,17 @@ class EventCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         metrics = clean_metrics(logs)
-        if metrics:
-            self.handle.bus.publish({"run_id": self.handle.run_id, "step": state.global_step,
-                                     "time": round(time.time(), 3), "metrics": metrics})
+        if metrics:  # to the metrics file here, in the training loop (a failed write fails the run), then the bus
+            self.handle.record(state.global_step, metrics)
+        check_finite(state.global_step, logs)  # NaN/Inf fails the run, once its row (null there) is logged
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.handle.stop_requested:
             control.should_training_stop = True
+            # A stopped run leaves a checkpoint of this very step, so it can resume exactly where it stopped.
+            control.should_save = self.handle.config.spec.resumable
+        elif control.should_training_stop and control.should_save and state.global_step % args.save_steps:
+            control.should_save = False  # the last step of a finished run: its model is saved, nothing to resume
         if state.is_world_process_zero and state.global_step % 5 == 0:
             self.handle._write_status()
 
@@ -85,12 +88,15 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
     field_names = {f.name for f in dataclasses.fields(spec.config_class())}
     use_gpu = torch.cuda.is_available()
     values = dict(
-        output_dir=str(rundir.trainer_dir(run_dir)), max_steps=config.max_steps if config.max_steps > 0 else -1,
+        output_dir=str(rundir.checkpoints_dir(run_dir)), max_steps=config.max_steps if config.max_steps > 0 else -1,
         num_train_epochs=config.epochs, learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_schedule, warmup_steps=config.warmup_steps,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         max_grad_norm=config.max_grad_norm, seed=config.seed, data_seed=config.seed, logging_steps=1,
-        save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=not use_gpu,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (not as the mean so far) and fails the run
+        # Checkpoints every save_every steps (and on a stop, see EventCallback), the last keep_checkpoints kept.
+        save_strategy="steps" if config.save_every and spec.resumable else "no", save_steps=config.save_every or 1,
+        save_total_limit=config.keep_checkpoints, report_to="none", disable_tqdm=True, use_cpu=not use_gpu,
         bf16=use_gpu and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
         gradient_checkpointing=False,  # small models: recomputing activations only costs time
     )
@@ -126,11 +132,13 @@ def train(handle) -> None:
     """Train one run to the end (or a stop request) and save its results."""
 
     import datasets
+    from transformers import set_seed
     from transformers.utils import logging as transformers_logging
 
     datasets.disable_progress_bars()  # the lab shows its own progress; these would print into notebooks
     transformers_logging.disable_progress_bar()  # "Loading weights" bars too
     config = handle.config
+    set_seed(config.seed)  # the LoRA initialisation too: TRL adds the adapter before its Trainer seeds
     spec = config.spec
     tokenizer = load_tokenizer(config.model, config.trust_remote_code)
     model = load_model(config.model, spec.model_kind, config.trust_remote_code)
@@ -146,16 +154,39 @@ def train(handle) -> None:
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
     try:
-        trainer.train()
-    finally:
-        # Whatever happened, keep the weights trained so far.
-        if handle.is_writer or trainer.accelerator.num_processes > 1:
-            trainer.save_model(str(rundir.model_dir(handle.run_dir)))
+        if handle.checkpoint is None:
+            trainer.train()  # (a trainer with a loop of its own, PPO's, takes no checkpoint argument)
+        else:
+            trainer.train(resume_from_checkpoint=handle.checkpoint)
+    except NonFiniteMetric as error:  # weights that gave NaN or Inf are no result: nothing is saved
+        if error.step is not None:
+            raise
+        step = (handle.history[-1]["step"] if handle.history else 0) + 1  # a reward scored for the step under way
+        raise NonFiniteMetric(f"{error}, at step {step}; the run stops there and its weights are not saved",
+                              step) from error
+    except BaseException as error:
+        try:  # whatever else happened, keep the weights trained so far
+            save_model(handle, trainer, tokenizer)
+        except Exception as save_error:  # noqa: BLE001 - the first error is the reason the run failed
+            error.add_note(f"the weights trained so far could not be saved either: {save_error}")
+        raise
+    save_model(handle, trainer, tokenizer)
     if handle.is_writer:
-        shutil.rmtree(rundir.trainer_dir(handle.run_dir), ignore_errors=True)  # TRL's scratch folder (no checkpoints)
-        tokenizer.save_pretrained(str(rundir.model_dir(handle.run_dir)))
         if spec.model_kind == "causal-lm":
             write_samples(handle, policy, tokenizer, context.reward)
+        if not handle.stop_requested:
+            rundir.remove_checkpoints(handle.run_dir)  # it finished: nothing left to resume
+
+
+def save_model(handle, trainer, tokenizer) -> None:
+    """Save the weights and the tokenizer as the run's model: complete or not at all (a temporary folder,
+    renamed when complete, see :func:`alignlab.rundir.saving_model`)."""
+    if not handle.is_writer and trainer.accelerator.num_processes == 1:
+        return
+    with rundir.saving_model(handle.run_dir, writer=handle.is_writer) as folder:
+        trainer.save_model(str(folder))  # every process of a multi-process run joins in; the main one writes
+        if handle.is_writer:
+            tokenizer.save_pretrained(str(folder))
 
 
 def write_samples(handle, model, tokenizer, reward) -> None:

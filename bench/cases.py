@@ -40,7 +40,8 @@ def alignlab_run(method: str, model: str, steps: int, output_dir: str, probe_eve
     from alignlab.training import trl_arguments
 
     config = RunConfig(method=method, model=model, max_steps=steps, batch_size=batch_size, seed=seed, lora=lora,
-                       probe_every=probe_every, output_dir=output_dir, method_args=dict(method_args or {}))
+                       probe_every=probe_every, output_dir=output_dir, method_args=dict(method_args or {}),
+                       save_every=0)  # no periodic checkpoints: the bare TRL script saves none either
     latencies: list[float] = []
     started = time.time()
     handle = start(config)
@@ -104,7 +105,8 @@ def dpo_bare(model_path: str, steps: int, output_dir: str, batch_size: int = 8, 
     args = DPOConfig(output_dir=output_dir, max_steps=steps, learning_rate=learning_rate, lr_scheduler_type="constant",
                      per_device_train_batch_size=batch_size, seed=seed, data_seed=seed, logging_steps=1,
                      save_strategy="no", report_to="none", use_cpu=True, max_length=max_length, beta=beta,
-                     gradient_checkpointing=False, disable_tqdm=True, **{"bf16": False, **(extra or {})})
+                     gradient_checkpointing=False, disable_tqdm=True, logging_nan_inf_filter=False,
+                     **{"bf16": False, **(extra or {})})
     clock = StepClock()
     started = time.time()
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

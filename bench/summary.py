@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from statistics import median
 
-IGNORED_ARGS = {"output_dir", "logging_dir", "num_train_epochs", "run_name"}
+# Names and paths, and the checkpoint cadence, which does nothing while save_strategy (compared) is "no".
+IGNORED_ARGS = {"output_dir", "logging_dir", "num_train_epochs", "run_name", "save_steps", "save_total_limit"}
 BATCH = 8  # every training case uses alignlab's default batch size
 
 

@@ -40,7 +40,7 @@ def test_each_registered_method_trains_and_logs_what_its_panels_draw(method, tin
     panel_keys = {key for panel in spec.panels for key in panel.keys}
     assert [row["step"] for row in rows if panel_keys & set(row)] == [1, 2]
     assert rundir.has_adapter(handle.run_dir)
-    assert not rundir.trainer_dir(handle.run_dir).exists()
+    assert not rundir.checkpoints_dir(handle.run_dir).exists()  # a finished run keeps no checkpoints
     if spec.model_kind == "causal-lm":
         assert [row["step"] for row in rows if "probe/kl" in row] == [0, 2]  # the probe sees the policy
         samples = rundir.read_samples(handle.run_dir)

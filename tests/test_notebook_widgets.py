@@ -169,7 +169,7 @@ def test_sweep_grid_is_every_combination_validated_up_front():
                       "beta=0.5, loss_type=sigmoid", "beta=0.5, loss_type=ipo"]
     assert [(c.method_args["beta"], c.method_args["loss_type"], c.max_steps) for c in configs] == [
         (0.1, "sigmoid", 5), (0.1, "ipo", 5), (0.5, "sigmoid", 5), (0.5, "ipo", 5)]
-    assert configs[1].run_name == "beta=0.1_loss_type=ipo"
+    assert configs[1].run_name == "beta-0.1_loss_type-ipo"  # a safe label, as it shows in the run id
     with pytest.raises(AlignLabError, match="beta: got -1"):
         grid("dpo", beta=[0.1, -1])
 

@@ -95,7 +95,7 @@ def test_model_folder_paths(tmp_path):
     rundir.model_dir(run_dir).mkdir()
     (rundir.model_dir(run_dir) / rundir.ADAPTER_CONFIG).write_text("{}")
     assert rundir.has_model(run_dir) and rundir.has_adapter(run_dir)
-    assert rundir.trainer_dir(run_dir).parent == run_dir
+    assert rundir.checkpoints_dir(run_dir).parent == run_dir
     assert rundir.snapshot_dir(run_dir, 12).relative_to(run_dir) == Path(rundir.SNAPSHOTS, "step-12")
 
 

@@ -9,6 +9,7 @@ the notebook form, the Gradio form and validation are all generated from these o
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +94,8 @@ class Knob:
 
     def coerce(self, value: Any) -> Any:
         """Return ``value`` converted to the knob's type, or raise AlignLabError naming the knob."""
-        bad = AlignLabError(f"{self.name}: got {value!r}, expected {self.expected()}")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."  # one line, even for a huge value
+        bad = AlignLabError(f"{self.name}: got {shown}, expected {self.expected()}")
         if self.kind == "bool":
             if isinstance(value, str):
                 if value.lower() in ("1", "true", "yes", "on"):
@@ -114,9 +116,9 @@ class Knob:
             return value
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
             raise bad from None
-        if isinstance(value, bool) or number != number:  # bools and NaN are not numbers here
+        if isinstance(value, bool) or not math.isfinite(number):  # bools, NaN and ±inf (1e400) are not numbers here
             raise bad
         if self.kind == "int":
             if number != int(number):
@@ -183,7 +185,9 @@ class MethodSpec:
     values that make a two-step trial on ``tiny-random`` work (the registry-wide test trains every
     method with them). ``order`` places the method in pickers and lists (the RLHF pipeline's order).
     ``measured`` says what the method reaches at its defaults on the built-in task (from
-    ``python -m bench.alignment``), for the Learn text.
+    ``python -m bench.alignment``), for the Learn text. ``resumable`` says whether a stopped, failed or
+    killed run can continue from its last checkpoint (TRL's Trainer restores weights, optimizer,
+    scheduler and data position); False for a trainer with a loop of its own that does not.
     """
 
     name: str
@@ -205,6 +209,7 @@ class MethodSpec:
     tiny_settings: dict = field(default_factory=dict)
     order: int = 100
     measured: str = ""
+    resumable: bool = True
 
     def __post_init__(self):
         if self.kl_knob is not None and self.kl_knob not in {knob.name for knob in self.knobs}:

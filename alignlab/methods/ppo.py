@@ -179,5 +179,6 @@ SPEC = register(
         trainer_kwargs=_ppo_parts,
         trl_overrides=_episodes,
         validate=_check,
+        resumable=False,  # TRL's PPO loop is its own: train() takes no checkpoint to resume from
     )
 )

@@ -1,12 +1,19 @@
 """The alignlab Gradio app (extra ``app``): ``alignlab app`` or ``python apps/app.py``.
 
 Serves on 127.0.0.1 by default; ``share`` (a public gradio.live link) is off unless asked for;
-``auth`` is ``"user:password"``. Training runs in worker processes, chat in the server.
+``auth`` is ``"user:password"`` or a list of them, one account per user (each stops and cancels only
+their own jobs). Training runs in worker processes, chat in the server. Served beyond this machine
+without auth, :func:`launch` warns (:func:`exposure_warning`).
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
+import ipaddress
+import socket
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from alignlab.errors import AlignLabError
@@ -16,18 +23,46 @@ from alignlab.ui.gradio.style import CSS, THEME
 from alignlab.ui.gradio.uploads import MAX_BYTES
 
 
-def parse_auth(auth: str | None) -> tuple[str, str] | None:
-    """``"user:password"`` -> ``("user", "password")``; AlignLabError for anything else."""
+def parse_auth(auth: str | Sequence[str] | None) -> list[tuple[str, str]] | None:
+    """``"user:password"`` (or a list of them) -> ``[("user", "password"), ...]``; AlignLabError for anything else.
+
+    >>> parse_auth(["ada:lovelace", "bob:babbage"])
+    [('ada', 'lovelace'), ('bob', 'babbage')]
+    """
     if not auth:
         return None
-    user, sep, password = auth.partition(":")
-    if not sep or not user or not password:
-        raise AlignLabError("auth: got a value without 'user:password' form, expected user:password")
-    return user, password
+    accounts: dict[str, str] = {}
+    for account in [auth] if isinstance(auth, str) else auth:
+        user, sep, password = account.partition(":")
+        if not sep or not user or not password:
+            raise AlignLabError("auth: got a value without 'user:password' form, expected user:password")
+        if user in accounts:
+            raise AlignLabError(f"auth: user {user!r} is given twice, expected one password per user")
+        accounts[user] = password
+    return list(accounts.items())
 
 
-def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False, auth: str | None = None,
-          block: bool = True):
+def exposure_warning(host: str, share: bool, auth: str | Sequence[str] | None) -> str | None:
+    """One line to print when the app is reachable from other machines without a password, else None.
+
+    >>> exposure_warning("127.0.0.1", False, None) is None
+    True
+    """
+    if auth:
+        return None
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost"
+    if local and not share:
+        return None
+    where = "through a public gradio.live link (--share)" if share else f"from other machines (--host {host})"
+    return (f"warning: the app is open to anyone {where} with no password: they can train on this machine, "
+            "chat and delete runs; add --auth user:password")
+
+
+def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
+          auth: str | Sequence[str] | None = None, block: bool = True):
     """Launch a built app; with ``block=False`` return at once (the server keeps running in threads)."""
     limit_server_threads()
     atexit.register(demo.services.jobs.close)
@@ -37,10 +72,41 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
         show_error=True, quiet=not block)
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth: str | None = None,
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth: str | Sequence[str] | None = None,
            runs_dir: str | Path = "runs", trust_remote_code: bool = False, data_dir: str | Path | None = None) -> None:
-    """Build the app and serve it until interrupted (what ``alignlab app`` calls)."""
-    serve(create_app(runs_dir, data_dir, trust_remote_code), host, port, share, auth)
+    """Build the app and serve it until interrupted (what ``alignlab app`` calls); warns first when it is
+    served beyond this machine without auth."""
+    parse_auth(auth)  # a malformed account is refused before anything is built
+    check_port(host, port)  # a port in use: one line now, not a traceback after the app is built
+    warning = exposure_warning(host, share, auth)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    demo = create_app(runs_dir, data_dir, trust_remote_code)
+    try:
+        serve(demo, host, port, share, auth)
+    except OSError as error:  # taken between the check and the start
+        raise AlignLabError(f"port: cannot serve on {host}:{port} ({' '.join(str(error).split())})") from None
 
 
-__all__ = ["create_app", "launch", "parse_auth", "serve"]
+def check_port(host: str, port: int) -> None:
+    """AlignLabError in one line unless the app can listen on ``host``:``port`` now (a port in use, a port
+    out of range, an address this machine does not have)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise AlignLabError(f"port: got {port!r}, expected an integer from 1 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError) as error:
+        raise AlignLabError(f"host: cannot serve on {host!r} ({error})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a closing socket is fine
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise AlignLabError(f"port: {port} on {host} is in use (another app or server?); choose a free one "
+                                    "with --port") from None
+            raise AlignLabError(f"host: cannot serve on {host}:{port} ({error.strerror or error})") from None
+
+
+__all__ = ["check_port", "create_app", "exposure_warning", "launch", "parse_auth", "serve"]

@@ -4,12 +4,17 @@ Chat runs in the web server while training runs in a worker process, so it keeps
 run. Pairs are loaded on first use and kept (a few at most); a lock makes two sessions that choose a
 new model at the same moment load it once. Two sessions on the same pair take turns token by token
 (the pair's own lock), so neither blocks the other for a whole answer.
+
+Chat shares the server with everyone, so what a message may cost is capped in tokens: a message over
+:data:`MAX_MESSAGE_TOKENS` is not sent (a gentle line says so), and the oldest turns of a conversation
+are left out once it outgrows :data:`MAX_CONTEXT_TOKENS` (:func:`fit_histories`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from alignlab.chat import ChatPair
@@ -17,12 +22,52 @@ from alignlab.config import config_of
 from alignlab.errors import AlignLabError
 from alignlab.methods import registry
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
-from alignlab.rundir import find_run, has_model
+from alignlab.rundir import UNREADABLE, find_run, has_model
 
 BASE_PREFIX = "base:"
 RUN_PREFIX = "run:"
 BASE_MODELS = (DEFAULT_MODEL, TINY_MODEL)
 KEEP_PAIRS = 3
+MAX_MESSAGE_CHARS = 8_000  # checked before tokenizing: a token is rarely longer than a few characters
+MAX_MESSAGE_TOKENS = 512
+MAX_CONTEXT_TOKENS = 1_536  # the conversation kept (earlier turns and the new message), in tokens
+TURN_TOKENS = 8  # about what the chat template adds around each message
+
+
+def message_notice(text: str, count: Callable[[str], int] | None = None) -> str | None:
+    """A gentle line when ``text`` is over the message limits (characters, then tokens by ``count``), else None."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        return (f"Your message is {len(text):,} characters; the chat takes at most {MAX_MESSAGE_CHARS:,}. "
+                "Shorten it and send it again.")
+    tokens = count(text) if count else 0
+    if tokens > MAX_MESSAGE_TOKENS:
+        return (f"Your message is {tokens:,} tokens; the chat takes at most {MAX_MESSAGE_TOKENS:,}. "
+                "Shorten it and send it again.")
+    return None
+
+
+def fit_histories(message: str, histories: list[list[dict]], count: Callable[[str], int]) -> tuple[list, str]:
+    """Leave out the oldest turns (a user message and its answer) of every history, the same number from
+    each, until each history and ``message`` fit in :data:`MAX_CONTEXT_TOKENS`; returns the histories kept
+    and a gentle line saying how many turns were left out ("" when none were)."""
+    budget = MAX_CONTEXT_TOKENS - count(message) - TURN_TOKENS
+    costs = [[count(str(turn.get("content", ""))) + TURN_TOKENS for turn in history] for history in histories]
+    dropped = 0
+    while any(sum(cost[2 * dropped:]) > budget for cost in costs):
+        dropped += 1
+    note = (f"The oldest {dropped} turn(s) were left out so the conversation fits the chat's "
+            f"{MAX_CONTEXT_TOKENS:,} tokens." if dropped else "")
+    return [history[2 * dropped:] for history in histories], note
+
+
+def token_counter(pair: ChatPair) -> Callable[[str], int]:
+    """Counts the tokens of a text with the pair's tokenizer (under the pair's lock: a fast tokenizer is not
+    safe to use from two threads at once)."""
+    def count(text: str) -> int:
+        with pair.lock:
+            return len(pair.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
 
 
 class ChatService:
@@ -40,7 +85,10 @@ class ChatService:
                     BASE_PREFIX + name) for name in BASE_MODELS]
         for run in runs:
             spec = registry().get(run["method"])
-            if run["state"] in ("finished", "stopped") and spec is not None and spec.model_kind == "causal-lm" \
+            if run["state"] == UNREADABLE:  # listed, so it is not missed; choosing it says what is wrong
+                options.append((f"run: {run['run_id']} (unreadable: {run.get('file') or 'see Runs'})",
+                                RUN_PREFIX + run["run_id"]))
+            elif run["state"] in ("finished", "stopped") and spec is not None and spec.model_kind == "causal-lm" \
                     and has_model(run["path"]):
                 options.append((f"run: {run['run_id']} ({run['state']})", RUN_PREFIX + run["run_id"]))
         return options

@@ -8,7 +8,11 @@ run (``--run-id``) and follows that run directory once the worker has created it
 
 Stop sends SIGINT once: the CLI catches it, asks the run to stop at the next step, saves the adapter
 and samples, and marks the run ``stopped``. The queue lives in the server process, so a reloaded
-page re-attaches to the job in progress; past runs are read from the runs directory.
+page re-attaches to the job in progress; past runs are read from the runs directory. A job that resumes a
+stopped, failed or killed run (the Runs tab's Resume) runs ``python -m alignlab train --resume RUN_DIR``.
+
+The machine is shared: at most :data:`MAX_QUEUED` jobs wait at once, and with auth on each job
+remembers who submitted it (its ``owner``), so a user stops or cancels only their own jobs.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from pathlib import Path
 
 from alignlab import rundir
 from alignlab.config import RunConfig
+from alignlab.errors import AlignLabError
 from alignlab.ui.gradio.cpu import worker_environment
 
 # queued -> starting (worker loading) -> running (run directory exists) -> finished|stopped|failed;
 # a queued job can be cancelled.
 ACTIVE_STATES = ("starting", "running")
 POLL_S = 0.2
+MAX_QUEUED = 8  # jobs waiting their turn (the one training not counted)
 
 
 class RunFollower:
@@ -72,6 +78,8 @@ class Job:
     error: str | None = None
     stop_requested: bool = False
     process: subprocess.Popen | None = None
+    owner: str | None = None  # the signed-in user who submitted it; None without auth
+    resume: Path | None = None  # the stopped, failed or killed run this job continues (train --resume)
 
     @property
     def run_id(self) -> str | None:
@@ -110,10 +118,9 @@ class Job:
         return tail
 
 
-def _default_sigint() -> None:
-    """In the worker, before exec: SIGINT must raise KeyboardInterrupt (the CLI's clean stop) even when
-    the server was started with SIGINT ignored, as ``nohup`` and background shells do."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def owned_by(job: Job, user: str | None) -> bool:
+    """True when ``user`` may stop or cancel ``job``: its submitter, or anyone for a job submitted without auth."""
+    return job.owner is None or job.owner == user
 
 
 def _read_tail(path: Path, max_bytes: int = 32_000) -> str:
@@ -128,7 +135,8 @@ def _read_tail(path: Path, max_bytes: int = 32_000) -> str:
 class JobQueue:
     """Runs submitted jobs one after another in worker processes; thread-safe."""
 
-    def __init__(self, runs_dir: str | Path, jobs_dir: str | Path):
+    def __init__(self, runs_dir: str | Path, jobs_dir: str | Path, max_queued: int = MAX_QUEUED):
+        self.max_queued = max_queued
         self.runs_dir = Path(runs_dir).resolve()
         self.jobs_dir = Path(jobs_dir).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -141,15 +149,24 @@ class JobQueue:
         self._thread.start()
 
     # --- what the UI calls ------------------------------------------------------------------
-    def submit(self, config: RunConfig) -> Job:
-        """Queue a validated config (its ``output_dir`` is replaced by the app's runs directory)."""
+    def submit(self, config: RunConfig, owner: str | None = None, resume: Path | None = None) -> Job:
+        """Queue a validated config (its ``output_dir`` is replaced by the app's runs directory) for ``owner``.
+
+        ``resume``: a run directory of the runs folder to continue from its last checkpoint instead of
+        starting a new run (``config`` is then that run's). AlignLabError when :attr:`max_queued` jobs are
+        already waiting, or when a job already continues that run.
+        """
         config.output_dir = str(self.runs_dir)
-        number = next(self._numbers)
-        stem = self.jobs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-job{number}"
-        config_path = stem.with_suffix(".json")
-        config_path.write_text(json.dumps(config.to_dict(), indent=1))
-        job = Job(number, config, config_path, stem.with_suffix(".log"))
-        with self._wake:
+        with self._wake:  # the room checked and taken at once: two visitors cannot both take the last place
+            self._check_room()
+            if resume is not None and any(job.resume == resume and (job.active or job.state == "queued")
+                                          for job in self.jobs):
+                raise AlignLabError(f"resume: {resume.name} is already queued to resume or resuming")
+            number = next(self._numbers)
+            stem = self.jobs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-job{number}"
+            config_path = stem.with_suffix(".json")
+            config_path.write_text(json.dumps(config.to_dict(), indent=1))
+            job = Job(number, config, config_path, stem.with_suffix(".log"), owner=owner, resume=resume)
             self.jobs.append(job)
             self._wake.notify_all()
         return job
@@ -175,32 +192,29 @@ class JobQueue:
             return sum(1 for other in self.jobs
                        if other.number < job.number and (other.active or other.state == "queued"))
 
-    def stop(self) -> Job | None:
-        """Stop the active job (SIGINT once: the run saves and ends ``stopped``); returns it or None."""
+    def stop(self, user: str | None = None) -> Job | None:
+        """Stop the active job (SIGINT once: the run saves and ends ``stopped``); returns it or None.
+
+        ``user`` is the signed-in user (None without auth): AlignLabError for a job someone else submitted.
+        """
         with self._wake:
             job = next((job for job in self.jobs if job.active), None)
-            if job is None or job.stop_requested:
-                return job
-            job.stop_requested = True
-            if job.process is not None and job.process.poll() is None:
-                job.process.send_signal(signal.SIGINT)
-            return job
+            if job is not None and not owned_by(job, user):
+                raise AlignLabError(f"job: {job.label} was started by another user; only they can stop it")
+            return self._stop(job)
 
-    def cancel_queued(self) -> int:
-        """Drop every job still waiting; returns how many."""
+    def cancel_queued(self, user: str | None = None) -> int:
+        """Drop the waiting jobs ``user`` submitted (every waiting job without auth); returns how many."""
         with self._wake:
-            waiting = [job for job in self.jobs if job.state == "queued"]
-            for job in waiting:
-                job.state = "cancelled"
-            return len(waiting)
+            return self._cancel([job for job in self.jobs if job.state == "queued" and owned_by(job, user)])
 
     def close(self, wait_s: float = 30.0) -> None:
-        """Cancel what waits, stop what runs and wait up to ``wait_s`` for it to save."""
-        self.cancel_queued()
+        """Cancel what waits, stop what runs (whoever submitted them) and wait up to ``wait_s`` for it to save."""
         with self._wake:
+            self._cancel([job for job in self.jobs if job.state == "queued"])
             self._closed = True
             self._wake.notify_all()
-        job = self.stop()
+            job = self._stop(next((job for job in self.jobs if job.active), None))
         if job is not None and job.process is not None:
             try:
                 job.process.wait(wait_s)
@@ -211,6 +225,27 @@ class JobQueue:
         """Run directories a worker is writing now (not to be deleted)."""
         with self._wake:
             return {job.run_dir for job in self.jobs if job.active and job.run_dir is not None}
+
+    # --- internals (called holding the lock) --------------------------------------------------
+    def _check_room(self) -> None:
+        waiting = sum(1 for job in self.jobs if job.state == "queued")
+        if waiting >= self.max_queued:
+            raise AlignLabError(f"queue: full, {waiting} jobs are waiting and it holds at most {self.max_queued}; "
+                                "try again when one has started")
+
+    def _stop(self, job: Job | None) -> Job | None:
+        if job is None or job.stop_requested:
+            return job
+        job.stop_requested = True
+        if job.process is not None and job.process.poll() is None:
+            job.process.send_signal(signal.SIGINT)
+        return job
+
+    @staticmethod
+    def _cancel(waiting: list[Job]) -> int:
+        for job in waiting:
+            job.state = "cancelled"
+        return len(waiting)
 
     # --- the worker thread ------------------------------------------------------------------
     def _work(self) -> None:
@@ -223,12 +258,20 @@ class JobQueue:
                 job = next(job for job in self.jobs if job.state == "queued")
                 job.state = "starting"
                 job.started = time.time()
-            self._run(job)
+            try:
+                self._run(job)
+            except Exception as error:  # noqa: BLE001 - e.g. its log cannot be written: that job fails, the queue goes on
+                with self._wake:
+                    job.state, job.error, job.ended = "failed", f"{type(error).__name__}: {error}", time.time()
 
     def _run(self, job: Job) -> None:
-        run_id = rundir.new_run_id(job.config.method, job.config.run_name)
-        command = [sys.executable, "-m", "alignlab", "train", "--config", str(job.config_path),
-                   "--output-dir", str(self.runs_dir), "--run-id", run_id, "--quiet"]
+        if job.resume is not None:
+            run_id = job.resume.name
+            command = [sys.executable, "-m", "alignlab", "train", "--resume", str(job.resume), "--quiet"]
+        else:
+            run_id = rundir.new_run_id(job.config.method, job.config.run_name)
+            command = [sys.executable, "-m", "alignlab", "train", "--config", str(job.config_path),
+                       "--output-dir", str(self.runs_dir), "--run-id", run_id, "--quiet"]
         # Unbuffered so the log tail is live; library deprecation chatter kept out of the visible log.
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore::FutureWarning",
                        **worker_environment()}
@@ -236,9 +279,9 @@ class JobQueue:
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
             # A session of its own: Ctrl-C in the app's terminal reaches the server, which stops the
-            # worker once through close(); a second SIGINT would interrupt the worker's save.
+            # worker through close().
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
-                                       start_new_session=True, preexec_fn=_default_sigint)
+                                       start_new_session=True)  # the CLI stops on SIGINT even if it was ignored
         with self._wake:
             job.process = process
             if job.stop_requested:
@@ -250,9 +293,12 @@ class JobQueue:
         self._finish(job, process.returncode)
 
     def _attach(self, job: Job, run_id: str) -> None:
-        """Follow the job's run once the worker has created its directory (the one ``--run-id`` named)."""
+        """Follow the job's run once the worker has created its directory (the one ``--run-id`` named), or, when
+        it resumes a run, once the worker has taken the run over (dropped the rows it logs again; its status
+        then names the worker's pid)."""
         run_dir = self.runs_dir / run_id
-        if job.run_dir is None and rundir.is_run_dir(run_dir):
+        taken_over = job.resume is None or rundir.read_status(run_dir).get("pid") == job.process.pid
+        if job.run_dir is None and rundir.is_run_dir(run_dir) and taken_over:
             with self._wake:
                 job.run_dir, job.follower, job.state = run_dir, RunFollower(run_dir), "running"
 

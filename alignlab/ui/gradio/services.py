@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignlab.rundir import list_runs
+from alignlab.rundir import check_output_dir, list_runs
 from alignlab.ui.gradio.chat_service import ChatService
 from alignlab.ui.gradio.jobs import JobQueue
 from alignlab.ui.gradio.uploads import UploadStore
@@ -30,9 +30,11 @@ class Services:
     @classmethod
     def create(cls, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
                trust_remote_code: bool = False) -> Services:
-        """Services over ``runs_dir``; the data folder defaults to ``<runs_dir>/_app``."""
-        runs_dir = Path(runs_dir).resolve()
-        data_dir = Path(data_dir).resolve() if data_dir else runs_dir / "_app"
+        """Services over ``runs_dir``; the data folder defaults to ``<runs_dir>/_app``. Both are made here, and
+        AlignLabError names the folder when one cannot be (a file, a read-only place, /proc)."""
+        runs_dir = check_output_dir(runs_dir, create=True).resolve()
+        data_dir = check_output_dir(data_dir, create=True).resolve() if data_dir else \
+            check_output_dir(runs_dir / "_app", create=True)
         return cls(runs_dir, data_dir, trust_remote_code, JobQueue(runs_dir, data_dir / "jobs"),
                    UploadStore(data_dir / "uploads"), ChatService(runs_dir, trust_remote_code))
 

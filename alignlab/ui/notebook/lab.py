@@ -1,4 +1,4 @@
-"""``Lab()``: the whole lab in one widget: Train (form, Start/Stop, progress, live curves), Runs, Chat.
+"""``Lab()``: the whole lab in one widget: Train (form, Start/Stop, progress, live curves), Runs (Resume), Chat.
 
 Training runs in a background thread (:func:`alignlab.runner.start`); the widgets follow it through
 the run's metric bus, so the kernel stays free while it trains. ``Lab(method="dpo", beta=0.3,
@@ -9,6 +9,7 @@ interrupting the kernel stops the run (see :mod:`alignlab.ui.notebook.waiting`).
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,24 @@ class Lab(widgets.VBox):
         self.live = LiveFigures([self.form.method.value])
         self.live_box = widgets.VBox([self.live])
         self.runs = RunsView(self.output_dir)
+        self.resume_button = widgets.Button(description="Resume", icon="repeat",
+                                            tooltip="Continue the selected stopped, failed or killed run from its "
+                                            "last checkpoint, in the same run directory")
+        self.resume_note = widgets.HTML()
         self.chat = Chat()
         self.chat_with = widgets.Dropdown(description="chat with", style={"description_width": "80px"},
                                           layout=widgets.Layout(width="520px"))
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
+        self.resume_button.on_click(lambda _: self.resume())
         self.runs.refresh_button.on_click(lambda _: self._list_chat_targets())
         self.form.inputs["output_dir"].observe(lambda _: setattr(self.runs, "output_dir", self.output_dir),
                                                names="value")
         self.chat_with.observe(lambda change: self._chat_with(change["new"]), names="value")
         train = widgets.VBox([self.form, widgets.HBox([self.start_button, self.stop_button, self.progress]),
                               self.live_box])
-        self.tabs = widgets.Tab([train, self.runs, widgets.VBox([self.chat_with, self.chat])],
+        runs = widgets.VBox([self.runs, widgets.HBox([self.resume_button, self.resume_note])])
+        self.tabs = widgets.Tab([train, runs, widgets.VBox([self.chat_with, self.chat])],
                                 titles=("Train", "Runs", "Chat"))
         super().__init__([self.tabs])
         self._list_chat_targets()
@@ -74,6 +81,33 @@ class Lab(widgets.VBox):
         except AlignLabError as error:
             self.form.show_error(str(error))
             return None
+        self._follow(handle, live)
+        return handle
+
+    def resume(self, run: str | Path | None = None) -> RunHandle | None:
+        """Continue a stopped, failed or killed run from its last checkpoint, in its own run directory, and
+        follow it in the Train tab. ``run``: a run directory or id; by default the one run selected in the
+        Runs tab. None (the reason shown beside the Resume button) if it cannot resume."""
+        selected = self.runs.picker.value
+        if self.run is not None and not self.run.done:
+            reason = "a run is already training: stop it or wait for it to finish"
+        elif run is None and len(selected) != 1:
+            reason = "select the one run to resume in the list above"
+        else:
+            try:
+                handle = runner.resume(self.runs.runs[selected[0]]["path"] if run is None else run, self.output_dir)
+            except AlignLabError as error:
+                reason = str(error)
+            else:
+                self.resume_note.value = ""
+                self._follow(handle, LiveFigures([handle.config.method]))
+                self.tabs.selected_index = 0
+                return handle
+        self.resume_note.value = f"<span style='color:#b00'>{html.escape(reason)}</span>"
+        return None
+
+    def _follow(self, handle: RunHandle, live: LiveFigures) -> None:
+        """Make ``handle`` the current run: live curves, progress, buttons and chat follow it."""
         self.run = handle
         self.live.close_subscriptions()
         self.live = live
@@ -83,7 +117,6 @@ class Lab(widgets.VBox):
         self.start_button.disabled, self.stop_button.disabled = True, False
         self._list_chat_targets()
         self.chat_with.value = handle
-        return handle
 
     def stop(self) -> None:
         """Ask the current run to stop at its next step (it saves what it has)."""
@@ -121,7 +154,8 @@ class Lab(widgets.VBox):
             state = "training now" if not self.run.done else self.run.state
             options.append((f"this run: {run_label(self.run.run_id)} ({state})", self.run))
         for run in rundir.list_runs(self.output_dir):
-            if generates_text(run["method"]) and rundir.has_model(run["path"]) and \
+            readable = run["state"] != rundir.UNREADABLE  # a damaged run lists in the runs table, with what is wrong
+            if readable and generates_text(run["method"]) and rundir.has_model(run["path"]) and \
                     (self.run is None or run["run_id"] != self.run.run_id):
                 options.append((f"{run_label(run['run_id'])} ({run['state']})", run["path"]))
         model = self.form.inputs["model"].value

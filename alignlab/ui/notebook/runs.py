@@ -15,7 +15,7 @@ import ipywidgets as widgets
 
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
-from alignlab.rundir import list_runs, samples_summary
+from alignlab.rundir import UNREADABLE, list_runs, samples_summary
 from alignlab.ui.format import number
 from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import grid_figure
@@ -27,14 +27,16 @@ def run_label(run_id: str) -> str:
 
 
 def runs_table(runs: list[dict]) -> str:
-    """HTML table: run, method, state, steps, last loss / reward / KL, sample reward before -> after."""
-    header = ("run", "method", "state", "steps", "loss", "reward", "KL", "sample reward: reference → aligned")
+    """HTML table: run, method, state, steps, last loss / reward / KL, sample reward before -> after, and a note:
+    for a run in state ``unreadable``, which of its files cannot be read and why."""
+    header = ("run", "method", "state", "steps", "loss", "reward", "KL", "sample reward: reference → aligned", "note")
     lines = []
     for run in runs:
         summary = samples_summary(run["path"])
         change = "" if summary is None else f"{summary['reference']:+.3f} → {summary['aligned']:+.3f}"
-        cells = (run_label(run["run_id"]), run["method"], run["state"], run["steps"], number(run["loss"]),
-                 number(run["reward"]), number(run["kl"]), change)
+        note = run["error"] if run["state"] == UNREADABLE else ""
+        cells = (run_label(run["run_id"]), run["method"] or "", run["state"] or "", run["steps"], number(run["loss"]),
+                 number(run["reward"]), number(run["kl"]), change, note)
         lines.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
     head = "".join(f"<th style='text-align:left;padding-right:12px'>{cell}</th>" for cell in header)
     return f"<table style='font-size:90%'><tr>{head}</tr>{''.join(lines)}</table>"

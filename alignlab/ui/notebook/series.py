@@ -25,6 +25,7 @@ import ipywidgets as widgets
 from alignlab import runner
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
+from alignlab.rundir import MAX_RUN_NAME
 from alignlab.runner import RunHandle
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.progress import RunProgress
@@ -32,8 +33,10 @@ from alignlab.ui.notebook.waiting import stop_on_interrupt, stopped_note, wait_u
 
 
 def run_name(label: str) -> str:
-    """A label made safe for a run id (``beta=0.1, loss_type=ipo`` -> ``beta=0.1_loss_type=ipo``)."""
-    return re.sub(r"[^\w.=-]+", "_", label).strip("_")
+    """A label made a safe ``run_name`` (letters, digits, ``_ . -``; at most 64 characters), as it appears in
+    the run id (``beta=0.1, loss_type=ipo`` -> ``beta-0.1_loss_type-ipo``)."""
+    label = re.sub(r"[^\w.=-]+", "_", label).strip("_")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).lstrip("_.-")[:MAX_RUN_NAME].rstrip("_.-")
 
 
 class SeriesView(widgets.VBox):

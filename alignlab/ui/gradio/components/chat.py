@@ -20,7 +20,7 @@ from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import DEFAULT_MODEL
 from alignlab.rundir import find_run
-from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX
+from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX, fit_histories, message_notice, token_counter
 from alignlab.ui.gradio.services import Services
 
 MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (raw text, no chat template)", "continue")]
@@ -70,6 +70,7 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
                              show_label=False, max_lines=4, elem_id="chat-message")
         send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="chat-send")
         clear = gr.Button("Clear", scale=1, min_width=90, elem_id="chat-clear")
+    notice = gr.Markdown(elem_id="chat-notice")  # a gentle line about the chat's limits, when one applies
     gr.Examples([[task_instruction(opening)] for opening in task_openings("eval")[:EXAMPLES]], [message],
                 label="Review requests (held out from training)")
     start = SamplingSettings()  # the lab's defaults, as the notebook's chat starts
@@ -99,30 +100,44 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
         reference_label, aligned_label = side_labels(value)
         picked_mode, reason = default_mode(value, services.runs_dir)
         return (gr.update(value=[], label=reference_label), gr.update(value=[], label=aligned_label), "", "", [], [],
-                gr.update(value=picked_mode, info=reason))
+                gr.update(value=picked_mode, info=reason), "")
 
     choice.input(pick, [choice], [reference_box, aligned_box, reference_reward, aligned_reward, reference_history,
-                                  aligned_history, mode], api_visibility="private")
+                                  aligned_history, mode, notice], api_visibility="private")
 
     def reset():
-        return [], [], "", "", [], []
+        return [], [], "", "", [], [], ""
 
     chat_outputs = [reference_box, aligned_box, reference_reward, aligned_reward, reference_history, aligned_history]
-    clear.click(reset, None, chat_outputs, api_visibility="private")
-    mode.input(reset, None, chat_outputs, api_visibility="private")
+    clear.click(reset, None, [*chat_outputs, notice], api_visibility="private")
+    mode.input(reset, None, [*chat_outputs, notice], api_visibility="private")
 
     def chat(text: str, picked: str, chat_mode: str, tokens: float, temp: float, nucleus: float, seed_value: float,
              reference_turns: list, aligned_turns: list, reference_view: list, aligned_view: list) -> Iterator:
-        """Stream both answers to ``text``; yields (reference view, aligned view, rewards, histories)."""
+        """Stream both answers to ``text``; yields (reference view, aligned view, rewards, histories, message box,
+        notice). A message over the chat's limits is not sent: the notice says why and the box keeps it; the
+        oldest turns of a long conversation are left out, and the notice says how many."""
         if not text or not text.strip():
             raise gr.Error("Type a message first.", title="Empty message")
+        too_long = message_notice(text)  # before anything is tokenized
+        if too_long:
+            yield *[gr.skip()] * 7, too_long
+            return
         settings = SamplingSettings(max_new_tokens=int(tokens), temperature=float(temp), top_p=float(nucleus),
                                     seed=int(seed_value or 0))
+        shown = reference_view, aligned_view
         reference_view = [*reference_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
         aligned_view = [*aligned_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
-        yield reference_view, aligned_view, "loading the model…", "", gr.skip(), gr.skip(), ""
+        yield reference_view, aligned_view, "loading the model…", "", gr.skip(), gr.skip(), "", ""
         try:
             pair = services.chat.pair(picked, chat_mode)
+            count = token_counter(pair)
+            too_long = message_notice(text, count)
+            if too_long:
+                yield *shown, "", "", gr.skip(), gr.skip(), text, too_long
+                return
+            (reference_turns, aligned_turns), note = fit_histories(text, [reference_turns, aligned_turns], count)
+            note = note if chat_mode == "chat" else ""  # continue mode reads no history: nothing to say
             replies = pair.stream(text, settings, reference_turns, aligned_turns)
             for reply in replies:
                 reference_view[-1] = {"role": "assistant", "content": reply.reference or "…"}
@@ -130,15 +145,16 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
                 if reply.done:
                     name = pair.reward.name
                     yield (reference_view, aligned_view, reward_line(reply.reference_reward, name),
-                           reward_line(reply.aligned_reward, name), reply.reference_history, reply.aligned_history, "")
+                           reward_line(reply.aligned_reward, name), reply.reference_history, reply.aligned_history, "",
+                           note)
                 else:
-                    yield reference_view, aligned_view, "generating…", "generating…", gr.skip(), gr.skip(), ""
+                    yield reference_view, aligned_view, "generating…", "generating…", gr.skip(), gr.skip(), "", note
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot chat") from None
 
     send_inputs = [message, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
                    aligned_history, reference_box, aligned_box]
-    send_outputs = [*chat_outputs, message]
+    send_outputs = [*chat_outputs, message, notice]
     streaming = dict(concurrency_limit=2, concurrency_id="chat", show_progress="hidden")
     send.click(chat, send_inputs, send_outputs, api_name="chat", **streaming)
     message.submit(chat, send_inputs, send_outputs, api_visibility="private", **streaming)

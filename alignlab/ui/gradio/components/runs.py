@@ -1,4 +1,4 @@
-"""The Runs tab: every run in the runs folder; overlay several; open one for samples, delete, export.
+"""The Runs tab: every run in the runs folder; overlay several; open one for samples, resume, delete, export.
 
 Runs are read from disk (:func:`alignlab.rundir.list_runs`), so an app restart shows every past run. Comparing draws the
 union of the selected runs' panels with one line per run, and their reward-vs-KL frontier.
@@ -13,14 +13,15 @@ import gradio as gr
 from alignlab.errors import AlignLabError
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
-from alignlab.rundir import delete_run, find_run, read_config, read_samples
+from alignlab.rundir import UNREADABLE, delete_run, find_run, read_run, read_samples
+from alignlab.runner import resume_point
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import number
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
 from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run
 from alignlab.ui.gradio.services import Services
 
-RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL"]
+RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", "note"]
 SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward"]
 
 
@@ -30,9 +31,11 @@ def comparison_slots() -> int:
 
 
 def runs_table(runs: list[dict]) -> dict:
-    """The runs as table data: id, method, model, state, steps and last loss, reward and KL."""
-    data = [[run["run_id"], run["method"], run["model"], run["state"], run["steps"], number(run["loss"]),
-             number(run["reward"]), number(run["kl"])] for run in runs]
+    """The runs as table data: id, method, model, state, steps and last loss, reward and KL, and a note: for
+    a run in state ``unreadable``, which of its files cannot be read and why."""
+    data = [[run["run_id"], run["method"] or "", run["model"] or "", run["state"] or "", run["steps"],
+             number(run["loss"]), number(run["reward"]), number(run["kl"]),
+             run["error"] if run["state"] == UNREADABLE else ""] for run in runs]
     return {"headers": RUN_COLUMNS, "data": data}
 
 
@@ -70,6 +73,7 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
                         info="adapter: the small LoRA folder; merged: a standalone model with the adapter folded in")
     with gr.Row():
         export = gr.Button("Export", size="sm", elem_id="runs-export")
+        resume = gr.Button("Resume", size="sm", elem_id="runs-resume")
         delete = gr.Button("Delete…", size="sm", variant="stop", elem_id="runs-delete")
         confirm = gr.Button("Yes, delete it for good", size="sm", variant="stop", visible=False,
                             elem_id="runs-delete-confirm")
@@ -103,9 +107,12 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
             run_dir = find_run(services.runs_dir, run_id)
         except AlignLabError as error:
             return {"headers": SAMPLE_COLUMNS, "data": []}, "", gr.update(visible=False), f"✗ {error}"
-        text = json.dumps(read_config(run_dir), indent=1)
+        run = read_run(run_dir)  # opening a killed run also marks it failed on disk
+        text = json.dumps(run["config"], indent=1)
         sample_rows = samples_table(run_dir)
         note = "" if sample_rows["data"] else "This run has no samples yet (they are written when it ends)."
+        if run["state"] == UNREADABLE:
+            note = f"✗ {run['error']}"
         return sample_rows, text, gr.update(visible=False), note
 
     chosen.change(open_run, [chosen], [samples, config, confirm, result], api_visibility="private")
@@ -119,6 +126,19 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
         return f"✓ Exported to `{folder}`"
 
     export.click(export_chosen, [chosen, kind], [result], api_name="export_run")
+
+    def resume_chosen(run_id: str | None, request: gr.Request) -> str:
+        """Queue a job that continues a stopped, failed or killed run from its last checkpoint, in the same run
+        directory (it trains in the Train tab's queue, owned by the signed-in user)."""
+        try:
+            run_dir = find_run(services.runs_dir, run_id or "")
+            config, _, step = resume_point(run_dir)
+            job = services.jobs.submit(config, owner=request.username, resume=run_dir)
+        except AlignLabError as error:
+            raise gr.Error(str(error), title="Cannot resume") from None
+        return f"✓ Queued job {job.number}: `{run_id}` continues after step {step} (follow it in the Train tab)."
+
+    resume.click(resume_chosen, [chosen], [result], api_name="resume_run")
     delete.click(lambda run_id: (gr.update(visible=bool(run_id)),
                                  f"Delete `{run_id}` and its model?" if run_id else ""),
                  [chosen], [confirm, result], api_visibility="private")

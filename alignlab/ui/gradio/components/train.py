@@ -148,8 +148,8 @@ def create_train_tab(services: Services) -> None:
     dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
                   api_visibility="private")
 
-    def start_run(**form: Any) -> str:
-        """Validate the form and queue a run; returns what happened."""
+    def start_run(request: gr.Request, **form: Any) -> str:
+        """Validate the form and queue a run (owned by the signed-in user, with auth on); returns what happened."""
         values = dict(form)
         name, model_name, choice = values.pop("method"), values.pop("model"), values.pop("dataset")
         try:
@@ -157,9 +157,9 @@ def create_train_tab(services: Services) -> None:
                                       str(services.runs_dir), services.trust_remote_code)
             check_no_path(config.reward, services.runs_dir)  # the browser must not pick a path to load
             load_rows(config.dataset, config.spec.data_format, config.method)  # the worker would fail later
+            job = services.jobs.submit(config, owner=request.username)
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot start") from None
-        job = services.jobs.submit(config)
         ahead = services.jobs.ahead_of(job)
         where = f", behind {ahead} other job(s): one job trains at a time" if ahead else ""
         return f"Queued job {job.number}: {config.method} on {config.model}{where}."
@@ -167,18 +167,24 @@ def create_train_tab(services: Services) -> None:
     start.click(start_run, inputs_kwargs={"method": method, "model": model, "dataset": dataset, **knob_inputs},
                 outputs=[message], api_name="start_run")
 
-    def stop_run() -> str:
-        """Stop the job that is training (it saves what it has)."""
-        job = services.jobs.stop()
+    def stop_run(request: gr.Request) -> str:
+        """Stop the job that is training (it saves what it has); with auth on, only the user who started it can."""
+        try:
+            job = services.jobs.stop(request.username)
+        except AlignLabError as error:
+            return str(error)  # said inline, as other Stop messages are: asking was not a mistake
         if job is None:
             return "Nothing is training."
         return f"Stopping {job.label}: it finishes the current step, then saves the model and samples."
 
     stop.click(stop_run, outputs=[message], api_name="stop_run")
 
-    def cancel_queued() -> str:
-        """Drop the jobs still waiting in the queue."""
-        return f"Cancelled {services.jobs.cancel_queued()} queued job(s)."
+    def cancel_queued(request: gr.Request) -> str:
+        """Drop the jobs still waiting in the queue (with auth on, the signed-in user's own)."""
+        cancelled = services.jobs.cancel_queued(request.username)
+        others = len(services.jobs.queued())
+        return f"Cancelled {cancelled} queued job(s)." + (f" {others} job(s) queued by other users stay queued."
+                                                         if others else "")
 
     cancel.click(cancel_queued, outputs=[message], api_name="cancel_queued")
 
