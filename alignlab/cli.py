@@ -123,12 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = subparsers.add_parser("app", help="Start the Gradio app.")
     app.add_argument("--host", default="127.0.0.1", help="Interface to serve on; 0.0.0.0 opens the app to the "
                      "network (use --auth).")
-    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--port", type=int, default=7860, help="Port to serve on (default 7860).")
     app.add_argument("--share", action="store_true", help="Also serve through a public gradio.live link (use --auth).")
     app.add_argument("--auth", action="append", metavar="USER:PASSWORD", help="An account required to open the app; "
                      "repeat for several users (each stops and cancels only their own jobs).")
-    app.add_argument("--output-dir", default="runs")
-    app.add_argument("--trust-remote-code", action="store_true")
+    app.add_argument("--output-dir", default="runs", help="Folder of runs the app trains into and lists "
+                     "(default runs).")
+    app.add_argument("--trust-remote-code", action="store_true", help="Allow models whose code comes from their Hub "
+                     "repository (runs that code on this machine).")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":

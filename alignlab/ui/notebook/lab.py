@@ -141,7 +141,8 @@ class Lab(widgets.VBox):
     def _ended(self, handle: RunHandle) -> None:
         self.start_button.disabled, self.stop_button.disabled = False, True
         self.runs.refresh([handle.run_id])
-        self._list_chat_targets()
+        self._list_chat_targets()  # relabels "this run" with how it ended
+        self.chat.show_title()  # the Chat tab stops saying "training now"
 
     def _chat_with(self, target: Any) -> None:
         if target is not None and not (target is self.chat.run or target == self.chat.run):

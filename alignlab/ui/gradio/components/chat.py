@@ -26,6 +26,8 @@ from alignlab.ui.gradio.services import Services
 MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (raw text, no chat template)", "continue")]
 DEFAULT_CHOICE = BASE_PREFIX + DEFAULT_MODEL
 EXAMPLES = 4  # held-out review requests offered under the message box
+EMPTY_NOTICE = "Type a message first, then press Enter or Send."
+BUSY_NOTICE = "An answer is still coming: your message stays in the box; send it once the answer is done."
 
 
 def default_mode(choice: str, runs_dir) -> tuple[str, str]:
@@ -71,6 +73,10 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
         send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="chat-send")
         clear = gr.Button("Clear", scale=1, min_width=90, elem_id="chat-clear")
     notice = gr.Markdown(elem_id="chat-notice")  # a gentle line about the chat's limits, when one applies
+    # The message being answered: taken from the box at Send (so the box is free to type the next one while the
+    # answer streams), handed back into the box if it could not be sent.
+    pending = gr.Textbox(visible=False, elem_id="chat-pending")
+    busy = gr.State(False)  # an answer is streaming: Send is disabled and Enter only says so
     gr.Examples([[task_instruction(opening)] for opening in task_openings("eval")[:EXAMPLES]], [message],
                 label="Review requests (held out from training)")
     start = SamplingSettings()  # the lab's defaults, as the notebook's chat starts
@@ -114,21 +120,23 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
 
     def chat(text: str, picked: str, chat_mode: str, tokens: float, temp: float, nucleus: float, seed_value: float,
              reference_turns: list, aligned_turns: list, reference_view: list, aligned_view: list) -> Iterator:
-        """Stream both answers to ``text``; yields (reference view, aligned view, rewards, histories, message box,
-        notice). A message over the chat's limits is not sent: the notice says why and the box keeps it; the
-        oldest turns of a long conversation are left out, and the notice says how many."""
+        """Stream both answers to ``text``; yields (reference view, aligned view, rewards, histories, the message
+        handed back, notice). An empty message or one over the chat's limits is not sent: the notice says why and
+        the message is handed back ("" once answered); the oldest turns of a long conversation are left out, and
+        the notice says how many. The message box itself is no output: typing goes on while an answer streams."""
         if not text or not text.strip():
-            raise gr.Error("Type a message first.", title="Empty message")
+            yield *[gr.skip()] * 6, "", EMPTY_NOTICE
+            return
         too_long = message_notice(text)  # before anything is tokenized
         if too_long:
-            yield *[gr.skip()] * 7, too_long
+            yield *[gr.skip()] * 6, text, too_long
             return
         settings = SamplingSettings(max_new_tokens=int(tokens), temperature=float(temp), top_p=float(nucleus),
                                     seed=int(seed_value or 0))
         shown = reference_view, aligned_view
         reference_view = [*reference_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
         aligned_view = [*aligned_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
-        yield reference_view, aligned_view, "loading the model…", "", gr.skip(), gr.skip(), "", ""
+        yield reference_view, aligned_view, "loading the model…", "", gr.skip(), gr.skip(), gr.skip(), ""
         try:
             pair = services.chat.pair(picked, chat_mode)
             count = token_counter(pair)
@@ -148,13 +156,33 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
                            reward_line(reply.aligned_reward, name), reply.reference_history, reply.aligned_history, "",
                            note)
                 else:
-                    yield reference_view, aligned_view, "generating…", "generating…", gr.skip(), gr.skip(), "", note
+                    yield (reference_view, aligned_view, "generating…", "generating…", gr.skip(), gr.skip(), gr.skip(),
+                           note)
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot chat") from None
 
-    send_inputs = [message, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
+    def take(text: str, streaming_now: bool):
+        """Send or Enter: take the message out of the box (cleared once, here) and hold Send until it is answered;
+        while an answer streams the box keeps what is typed and the notice says to wait."""
+        if streaming_now:
+            return gr.skip(), "", BUSY_NOTICE, gr.skip(), gr.skip()
+        return ("" if text and text.strip() else gr.skip()), text, "", True, gr.update(interactive=False,
+                                                                                       value="Answering…")
+
+    def done(handed_back: str, text: str):
+        """The answer ended (or the message was not sent): Send again, and a message not sent back in the box."""
+        if not handed_back or not handed_back.strip():
+            return gr.skip(), "", False, gr.update(interactive=True, value="Send")
+        return (f"{handed_back}\n{text}" if text and text.strip() else handed_back), "", False, \
+            gr.update(interactive=True, value="Send")
+
+    send_inputs = [pending, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
                    aligned_history, reference_box, aligned_box]
-    send_outputs = [*chat_outputs, message, notice]
+    send_outputs = [*chat_outputs, pending, notice]
     streaming = dict(concurrency_limit=2, concurrency_id="chat", show_progress="hidden")
-    send.click(chat, send_inputs, send_outputs, api_name="chat", **streaming)
-    message.submit(chat, send_inputs, send_outputs, api_visibility="private", **streaming)
+    quick = dict(api_visibility="private", show_progress="hidden")
+    # One chain for Send and Enter, so a second message while an answer streams is refused by ``take`` (with a
+    # note) and the chain's ``chat`` step, still pending, does not run again (trigger mode "once").
+    gr.on([send.click, message.submit], take, [message, busy], [message, pending, notice, busy, send], **quick) \
+        .then(chat, send_inputs, send_outputs, api_name="chat", **streaming) \
+        .then(done, [pending, message], [message, pending, busy, send], **quick)

@@ -49,6 +49,21 @@ def progress_html(job: Job | None, rows: list[dict]) -> str:
             f"<div class='lab-progress-detail'>{escape(detail)}</div></div>")
 
 
+def end_message(job: Job | None, last: dict) -> str | None:
+    """What replaces the "Queued job N…" (or "Stopping…") line under Start once the job it spoke of ends:
+    None while nothing ended since the last tick (``last``: what the tick before saw; {} on a fresh page)."""
+    if job is None or job.active or job.state == "queued" or not last:
+        return None
+    if last.get("job") == job.number and last.get("state") == job.state:
+        return None
+    ended = {"finished": "finished: chat with it in the Chat tab, compare it in the Runs tab.",
+             "stopped": "stopped: it saved its model and samples.",
+             "failed": "failed: its error is on the progress line below and in the worker log.",
+             "cancelled": "was cancelled before it started."}
+    name = f"Job {job.number}" + (f" ({job.run_id})" if job.run_id else "")
+    return f"{name} " + ended.get(job.state, f"ended ({job.state}).")
+
+
 def queue_table(services: Services) -> dict:
     jobs = services.jobs.jobs
     rows = [[job.number, job.config.method, job.config.model, job.state, job.run_id or "–"] for job in reversed(jobs)]

@@ -20,7 +20,7 @@ from alignlab.methods import get_method, method_names, registry
 from alignlab.methods.base import KNOB_GROUPS
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.rewards import check_no_path
-from alignlab.ui.gradio.components.job_view import job_figures, job_status, progress_html, queue_table
+from alignlab.ui.gradio.components.job_view import end_message, job_figures, job_status, progress_html, queue_table
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
 from alignlab.ui.gradio.forms import config_from_form, form_knobs, knob_input, method_input_name, suggested
 from alignlab.ui.gradio.services import Services
@@ -88,10 +88,11 @@ def create_train_tab(services: Services) -> None:
                                  size="md", scale=1, min_width=170, elem_id="train-upload")
     with gr.Row(equal_height=False):
         summary = gr.Markdown(method_summary(DEFAULT_METHOD), elem_classes=["lab-summary"])
-        check = gr.Markdown(check_dataset(services, BUILTIN_TASK, DEFAULT_METHOD)[0], elem_classes=["lab-summary"],
-                            elem_id="train-dataset-check")
-    with gr.Accordion("Dataset preview (first rows)", open=False):
-        table = gr.Dataframe(interactive=False, wrap=True, max_height=260, elem_id="train-preview")
+        first_check, first_rows = check_dataset(services, BUILTIN_TASK, DEFAULT_METHOD)
+        check = gr.Markdown(first_check, elem_classes=["lab-summary"], elem_id="train-dataset-check")
+    with gr.Accordion("Dataset preview (first rows)", open=False):  # the built-in set's rows from the start
+        table = gr.Dataframe(first_rows.get("value"), interactive=False, wrap=True, max_height=260,
+                             elem_id="train-preview")
     for name, spec in registry().items():
         with gr.Group(visible=name == DEFAULT_METHOD) as group:
             gr.Markdown(f"**{spec.title}: method knobs**" if spec.knobs else
@@ -189,8 +190,8 @@ def create_train_tab(services: Services) -> None:
     cancel.click(cancel_queued, outputs=[message], api_name="cancel_queued")
 
     def refresh(last: dict):
-        """Progress, curves (when new rows arrived), log, queue and Stop of the current job; unchanged
-        outputs are skipped so the page does not redraw every second."""
+        """The line under Start (once a job ended), progress, curves (when new rows arrived), log, queue and
+        Stop of the current job; unchanged outputs are skipped so the page does not redraw every second."""
         job = services.jobs.current()
         rows = job.rows() if job else []
         log_text = job.log_tail() if job else ""
@@ -204,14 +205,16 @@ def create_train_tab(services: Services) -> None:
             return any(now[k] != last.get(k) for k in keys)
 
         figures = grid.updates(job_figures(job, rows)) if job and changed("job", "rows", "state") else grid.skip()
+        ended = end_message(job, last)  # the line under Start stops saying "Queued job N…" once N ended
         return [now,
+                gr.skip() if ended is None else ended,
                 progress_text if changed("progress") else gr.skip(),
                 *figures,
                 log_text if changed("log") else gr.skip(),
                 queue_value if changed("queue") else gr.skip(),
                 gr.update(interactive=can_stop) if changed("can_stop") else gr.skip()]
 
-    timer.tick(refresh, [seen], [seen, progress, *grid.outputs, log, queue, stop], show_progress="hidden",
+    timer.tick(refresh, [seen], [seen, message, progress, *grid.outputs, log, queue, stop], show_progress="hidden",
                api_visibility="private", concurrency_limit=None)
 
     def current_job() -> dict:
