@@ -34,12 +34,16 @@ def test_overhead_ratio_uses_medians_of_steady_steps():
     assert result["runner_over_bare"] == pytest.approx(1.1) and result["same_tokens"]
 
 
-def test_quick_bench_runs_and_writes_its_table(tmp_path):
+def run_quick(module: str, tmp_path, *args: str) -> None:
+    """Run ``python -m <module> --quick ARGS`` from the project root, writing under ``tmp_path``; it must succeed."""
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--sections", "overhead", "chat",
-                           "--out", str(tmp_path), "--work", str(tmp_path / "work")],
-                          cwd=root, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-m", module, "--quick", *args, "--out", str(tmp_path),
+                           "--work", str(tmp_path / "work")], cwd=root, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_quick_bench_runs_and_writes_its_table(tmp_path):
+    run_quick("bench", tmp_path, "--sections", "overhead", "chat")
     results = json.loads((tmp_path / "results.json").read_text())
     o = results["summary"]["overhead"]
     assert o["same_tokens"] and o["config_differences"] == {}  # the bare script really runs the same config
@@ -49,11 +53,7 @@ def test_quick_bench_runs_and_writes_its_table(tmp_path):
 
 
 def test_alignment_bench_quick_mode_times_and_evaluates_snapshots(tmp_path):
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-m", "bench.alignment", "--quick", "--threads", "1", "--warm",
-                           "--out", str(tmp_path), "--work", str(tmp_path / "work")],
-                          cwd=root, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_quick("bench.alignment", tmp_path, "--threads", "1", "--warm")
     results = json.loads((tmp_path / "alignment-quick.json").read_text())
     cold, warm = results["runs"]
     assert (cold["cache"], warm["cache"]) == ("cold", "warm") and cold["state"] == warm["state"] == "finished"
