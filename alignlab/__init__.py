@@ -6,20 +6,17 @@ subscribe to. The engine (everything outside ``alignlab.ui``) imports no UI pack
 
 >>> from alignlab import RunConfig, start
 >>> handle = start(RunConfig(method="dpo", model="tiny-random", max_steps=2))  # doctest: +SKIP
+
+Importing it changes nothing else in the process: alignlab's own loading calls stay offline unless
+``ALIGNLAB_ALLOW_DOWNLOAD`` is set (:mod:`alignlab.offline`), and a run puts the libraries' progress bars back
+as it found them.
 """
 
-import os
-
-# Offline first: never wait on the Hugging Face hub unless the user allows downloads.
-if not os.environ.get("ALIGNLAB_ALLOW_DOWNLOAD"):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-from alignlab.config import RunConfig  # noqa: E402
-from alignlab.errors import AlignLabError  # noqa: E402
-from alignlab.methods import get_method, method_names  # noqa: E402
-from alignlab.rundir import list_runs  # noqa: E402
-from alignlab.runner import RunHandle, resume, start  # noqa: E402
+from alignlab.config import RunConfig
+from alignlab.errors import AlignLabError
+from alignlab.methods import get_method, method_names
+from alignlab.rundir import list_runs
+from alignlab.runner import RunHandle, resume, start
 
 __all__ = ["AlignLabError", "RunConfig", "RunHandle", "get_method", "list_runs", "method_names", "resume", "start"]
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""The ``alignlab`` command line: train, runs, data make-prefs, models fetch, app.
+"""The ``alignlab`` command line: train, runs, data make-prefs, models fetch, app, export and push
+(:mod:`alignlab.share_cli`).
 
 Training flags are generated from the knob declarations (RunConfig fields and every method's
 knobs), so a new knob appears here without touching this file. ``--config run.yaml`` loads a
@@ -21,11 +22,14 @@ from alignlab.config import RunConfig, common_knobs
 from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
+from alignlab.export import EXPORT_FORMATS, export_metrics
 from alignlab.make_prefs import card_path, check_output, check_settings, make_prefs, write_card
 from alignlab.methods import method_names, registry
 from alignlab.models import resolve_model
+from alignlab.presets import PRESETS, get_preset, preset_names
 from alignlab.rundir import UNREADABLE, list_runs, new_run_id
 from alignlab.runner import resume, start
+from alignlab.share_cli import SHARE_COMMANDS, add_share_parsers, run_share_command
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each stops a run trained here cleanly (see _signals_stop_the_run)
 DEFAULT_SAMPLES = 2  # alignlab.evaluate.DEFAULT_SAMPLES, without importing torch for --help
@@ -72,6 +76,8 @@ def _add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="Train one run and save it under --output-dir.")
     parser.add_argument("--method", choices=method_names(), help="Training method (default dpo).")
     parser.add_argument("--config", help="YAML/JSON file of knob values; flags override it.")
+    parser.add_argument("--preset", choices=preset_names(), help="Start from a named run; flags override it. "
+                        + " ".join(f"{preset.name}: {preset.description}" for preset in PRESETS.values()))
     for name, declarations in _declarations().items():
         kind = declarations[0][1].kind
         metavar = {"float": "F", "int": "N", "bool": "BOOL", "choice": "CHOICE", "str": "TEXT"}[kind]
@@ -86,10 +92,18 @@ def _add_train_parser(subparsers) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alignlab", description="A lab for aligning language models.")
+    parser.add_argument("--version", action="version", version=f"alignlab {installed_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(subparsers)
     runs = subparsers.add_parser("runs", help="List runs: id, method, state, steps, last loss/reward.")
     runs.add_argument("--output-dir", default="runs")
+    runs.add_argument("--export", choices=EXPORT_FORMATS, help="Instead of the list, write every run's metric rows "
+                      "as one table (run_id, method, step, then the metrics) for pandas.")
+    runs.add_argument("--out", metavar="FILE", help="Where --export writes (default runs.csv or runs.parquet).")
+    votes = subparsers.add_parser("votes", help="Blind votes cast in the chats: the people's win-rate of aligned over "
+                                  "reference (95%% Wilson interval), ties, both bad, and agreement with the reward.")
+    votes.add_argument("name", nargs="?", help="A run id (its votes file); default: every votes file.")
+    votes.add_argument("--output-dir", default="runs")
     data = subparsers.add_parser("data", help="Dataset tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prefs = data_sub.add_parser("make-prefs", help="Sample N completions per prompt and keep best/worst as pairs.")
@@ -131,12 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "(default runs).")
     app.add_argument("--trust-remote-code", action="store_true", help="Allow models whose code comes from their Hub "
                      "repository (runs that code on this machine).")
+    add_share_parsers(subparsers)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _train(args, whole_process=argv is None)
         if args.command == "runs":
             return _runs(args)
+        if args.command == "votes":
+            return _votes(args)
         if args.command == "data":
             return _make_prefs(args)
         if args.command == "eval":
@@ -144,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             print(resolve_model(args.name))
             return 0
+        if args.command in SHARE_COMMANDS:
+            return run_share_command(args)
         if args.command == "app":
             try:
                 from alignlab.ui.gradio import launch
@@ -226,8 +245,14 @@ def _train(args, whole_process: bool = False) -> int:
                                 f"{', '.join('--' + k.replace('_', '-') for k in given)}")
     else:
         values = {k: v for k, v in vars(args).items()
-                  if k not in ("command", "config", "quiet", "run_id", "resume") and v is not None}
-        config = RunConfig.from_file(args.config, **values) if args.config else RunConfig.from_dict(values)
+                  if k not in ("command", "config", "preset", "quiet", "run_id", "resume") and v is not None}
+        if args.preset and args.config:
+            raise AlignLabError("preset: --preset and --config both give the run's settings; use one of them "
+                                "(flags override either)")
+        if args.preset:
+            config = get_preset(args.preset).config(**values)
+        else:
+            config = RunConfig.from_file(args.config, **values) if args.config else RunConfig.from_dict(values)
     distributed, rank = _distributed()
     if distributed:
         # Every process trains; rank 0 picks the run id and is the only one that writes the run directory.
@@ -331,7 +356,23 @@ def _say(text: str) -> None:
         pass
 
 
+def installed_version() -> str:
+    """The version of the installed alignlab distribution (its metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alignlab")
+    except PackageNotFoundError:
+        return "(not installed: no package metadata)"
+
+
 def _runs(args) -> int:
+    if args.out and not args.export:
+        raise AlignLabError("out: --out names the file --export writes; add --export csv or --export parquet")
+    if args.export:
+        path, rows, runs = export_metrics(args.output_dir, args.export, args.out)
+        print(f"{rows} metric rows of {runs} runs -> {path}")
+        return 0
     rows = list_runs(args.output_dir)
     if not rows:
         print(f"no runs in {args.output_dir}/")
@@ -347,6 +388,26 @@ def _runs(args) -> int:
         if run["state"] == UNREADABLE:  # which file, and why; the other runs list as usual
             line += f"  {run['error']}"
         print(line)
+    return 0
+
+
+def _votes(args) -> int:
+    """``alignlab votes [NAME]``: each votes file's tally (:func:`alignlab.votes.summary`), with the reward's
+    figure from the run's samples when the run is still there."""
+    from alignlab.rundir import is_run_dir, votes_names
+    from alignlab.votes import reward_figure, run_votes, summary
+
+    names = [args.name] if args.name else votes_names(args.output_dir)
+    if not names:
+        print(f"no votes in {args.output_dir}/ (vote in the chats with Blind vote on)")
+    for name in names:
+        counted, problems = run_votes(args.output_dir, name)
+        run_dir = os.path.join(args.output_dir, name)
+        print(f"{name}:")
+        for line in summary(counted, reward_figure(run_dir) if is_run_dir(run_dir) else None):
+            print(f"  {line}")
+        for problem in problems:
+            print(f"  skipped {problem}")
     return 0
 
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.data import builtin_names
+from alignlab.data import builtin_names, resolve_dataset
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.rewards import DEFAULT_INSTRUCTION, reward_names
 from alignlab.rundir import CONFIG, MAX_RUN_NAME, check_run_id, read_config
+from alignlab.tracking import TRACKERS
 
 DEFAULT_DATASET = "positive-reviews"
 
@@ -73,8 +74,10 @@ class RunConfig:
     model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", "essential",
                                                              kind="str", suggestions=_offered_models))
     dataset: str = field(
-        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id or JSONL/CSV/Parquet path.", "essential",
-                                                kind="str", suggestions=builtin_names)
+        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id, JSONL/CSV/Parquet path, or "
+                                                "votes:<run id> (the blind votes cast on a run); join sources "
+                                                "with + to mix them (votes:<run id>+positive-reviews).",
+                                                "essential", kind="str", suggestions=builtin_names)
     )
     reward: str = field(
         default="sentiment",
@@ -139,6 +142,12 @@ class RunConfig:
     keep_checkpoints: int = field(
         default=2, metadata=_meta("How many of the newest checkpoints a run keeps (removed when it finishes).",
                                   min=1, max=100))
+    report_to: str = field(
+        default="none",
+        metadata=_meta("Experiment tracker that also gets the trainer's logs: tensorboard (event files in the run's "
+                       "logs/ folder), trackio, wandb or mlflow; its package must be installed (tensorboard and "
+                       "trackio: pip install 'alignlab[track]').", kind="choice", choices=tuple(TRACKERS)),
+    )
     output_dir: str = field(default="runs", metadata=_meta("Folder that holds run directories.", kind="str"))
     run_name: str = field(default="", metadata=_meta("Optional label added to the run id: letters, digits, "
                                                               "'_', '.' or '-', at most 64 characters.", "essential",
@@ -163,6 +172,7 @@ class RunConfig:
             check_run_id(self.run_name, "run_name", MAX_RUN_NAME)
         if not self.output_dir.strip() or "\x00" in self.output_dir:  # whether it can be written: checked at start
             raise AlignLabError(f"output_dir: got {_short(self.output_dir)}, expected a folder path")
+        self.dataset = resolve_dataset(self.dataset, self.output_dir)  # votes:<run id> -> its file in output_dir
         if self.max_completion_length >= self.max_length:
             raise AlignLabError(
                 f"max_completion_length: got {self.max_completion_length}, expected less than max_length "

@@ -7,10 +7,16 @@ Formats a method can declare (``MethodSpec.data_format``):
 - ``sft``: prompt, completion (derived from pairs by keeping the chosen answer)
 - ``prompt``: prompt only (for online methods that generate their own completions)
 
-Accepted sources: a built-in name, a local ``.jsonl``/``.json``/``.csv``/``.parquet`` file, or a
-Hugging Face dataset id already in the local cache. Rows may be plain text or conversational
-(lists of ``{"role", "content"}``), and pairs may be ``chosen``/``rejected`` transcripts in the
-``\\n\\nHuman: ... \\n\\nAssistant: ...`` form of the classic HH preference data.
+Accepted sources: a built-in name, a local ``.jsonl``/``.json``/``.csv``/``.parquet`` file, a Hugging
+Face dataset id already in the local cache, or ``votes:<run id>``: the blind votes cast on a run in the
+chats (``<output_dir>/_votes/<run id>.jsonl``, see :mod:`alignlab.votes`; :func:`resolve_dataset` turns
+the name into that path). A votes file is read as preference pairs, ties and both-bad votes left out (KTO
+then gets its unpaired rows from the pairs, as from any pairs). Sources joined with ``+`` are mixed: each
+is loaded in the wanted format and their rows are concatenated (``votes:<run>+positive-reviews``).
+
+Rows may be plain text or conversational (lists of ``{"role", "content"}``), and pairs may be
+``chosen``/``rejected`` transcripts in the ``\\n\\nHuman: ... \\n\\nAssistant: ...`` form of the classic HH
+preference data.
 
 Every row is checked before a run starts (:func:`load_rows`): each column of the format is there, text is a
 non-empty string (or, in conversational data, a list of ``{"role", "content"}`` messages), and ``label`` is a
@@ -30,8 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import AlignLabError, AlignLabWarning
+from alignlab.offline import hub_offline
+from alignlab.rundir import votes_names, votes_path
+from alignlab.votes import is_votes_file, votes_as_pairs
 
 BUILTIN_TASK = "positive-reviews"
+VOTES_PREFIX = "votes:"  # votes:<run id> names a votes file of the runs folder
+MIX = "+"  # joins sources that are mixed
 # The built-in task asks the instruct model, through its chat template, for a short review that starts
 # with a given opening: it then writes sentences about a film that end, instead of continuing raw text
 # off topic. Openings of mixed tone keep the base model's reward spread wide (the data card reports it).
@@ -168,6 +179,8 @@ def _read_source(source: str, purpose: str) -> list[dict]:
     path = Path(source).expanduser()
     if path.is_file():
         suffix = path.suffix.lower()
+        if suffix == ".jsonl" and is_votes_file(path):
+            return votes_as_pairs(path)
         readers = {".jsonl": read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
         if suffix in readers:
             return readers[suffix](path)
@@ -182,7 +195,8 @@ def _read_hub_cache(source: str) -> list[dict]:
 
     name, _, split = source.partition(":")
     try:
-        loaded = datasets.load_dataset(name, split=split or "train", download_mode="reuse_cache_if_exists")
+        with hub_offline():  # the local cache only, unless downloads are allowed
+            loaded = datasets.load_dataset(name, split=split or "train", download_mode="reuse_cache_if_exists")
     except Exception:  # noqa: BLE001 - any failure means it is not available offline
         raise AlignLabError(
             f"dataset: got {source!r}, expected {BUILTIN_TASK!r}, a .jsonl/.json/.csv/.parquet file, or a Hugging "
@@ -376,14 +390,63 @@ def _convert(stored: str, rows: list[dict], wanted: str) -> list[dict]:
     raise AssertionError((stored, wanted))
 
 
+def dataset_parts(source: str) -> list[str]:
+    """The sources a dataset value mixes (split at ``+``); an existing file is one source even with a ``+``.
+
+    >>> dataset_parts("votes:r1+positive-reviews")
+    ['votes:r1', 'positive-reviews']
+    """
+    if MIX not in source or Path(source).expanduser().is_file():
+        return [source]
+    return [part.strip() for part in source.split(MIX)]
+
+
+def resolve_dataset(source: str, output_dir: str | Path) -> str:
+    """``source`` with each ``votes:<name>`` part replaced by the path of that votes file in the runs folder
+    ``output_dir``; AlignLabError naming the votes there when there is no such file (or an empty part)."""
+    parts = dataset_parts(source)
+    if len(parts) > 1 and not all(parts):
+        raise AlignLabError(f"dataset: got {source!r}, expected sources joined by {MIX!r} with none empty")
+    resolved = []
+    for part in parts:
+        if part.startswith(VOTES_PREFIX):
+            name = part[len(VOTES_PREFIX):]
+            path = votes_path(output_dir, name)
+            if not path.is_file():
+                known = ", ".join(votes_names(output_dir)) or "none yet"
+                raise AlignLabError(f"dataset: no votes named {name!r} in {path.parent}, expected one of: {known} "
+                                    "(votes are cast in the chats with Blind vote on)")
+            part = str(path)
+        resolved.append(part)
+    return MIX.join(resolved)
+
+
+def _load_mix(parts: list[str], data_format: str, method: str) -> list[dict]:
+    """Rows of every part in ``data_format``, concatenated; AlignLabError when some parts are conversational
+    and others plain text (one dataset holds one kind)."""
+    rows, kinds = [], {}
+    for part in parts:
+        part_rows = load_rows(part, data_format, method)
+        kinds.setdefault(isinstance(part_rows[0]["prompt"], list), part)
+        rows.extend(part_rows)
+    if len(kinds) > 1:
+        raise AlignLabError(f"dataset: {kinds[True]!r} holds conversations (message lists) and {kinds[False]!r} "
+                            "plain text, expected mixed sources of one kind")
+    return rows
+
+
 def load_rows(source: str, data_format: str, method: str = "") -> list[dict]:
     """Rows of ``source`` in ``data_format``, converting when possible, else a clear error.
 
     Every row is checked first (see :func:`_check_rows`); pairs whose chosen equals rejected are counted
-    in an AlignLabWarning when the format keeps pairs (preference, unpaired).
+    in an AlignLabWarning when the format keeps pairs (preference, unpaired). Sources joined with ``+``
+    (:func:`dataset_parts`) are each loaded so and concatenated.
     """
     if data_format not in FORMATS:
         raise ValueError(data_format)
+    parts = dataset_parts(source)
+    if len(parts) > 1:
+        return _load_mix(parts, data_format, method)
     rows = _read_source(source, data_format)
     if not rows:
         raise AlignLabError(f"dataset: {source!r} is empty, expected at least one row")
@@ -460,8 +523,9 @@ HELD_OUT_ROWS = 64  # a user dataset's last rows serve as its held-out prompts
 
 
 def held_out_prompts(source: str) -> list:
-    """Held-out prompts for samples, the probe and the eval: the built-in task's eval split, else the
-    prompts of the dataset's last :data:`HELD_OUT_ROWS` rows."""
-    if source == BUILTIN_TASK:
+    """Held-out prompts for samples, the probe and the eval: the built-in task's eval split (when the
+    dataset is or mixes in the built-in task), else the prompts of the dataset's last :data:`HELD_OUT_ROWS`
+    rows."""
+    if BUILTIN_TASK in dataset_parts(source):
         return task_prompts("eval")
     return [row["prompt"] for row in load_rows(source, "prompt")[-HELD_OUT_ROWS:]]

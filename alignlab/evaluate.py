@@ -16,17 +16,20 @@ on the built-in task. With LoRA the reference is the adapter-disabled model.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alignlab.config import config_of
 from alignlab.data import held_out_prompts
-from alignlab.errors import AlignLabError
+from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.fluency import fluency
 from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, SamplingSettings, sample
+from alignlab.model_card import write_card
 from alignlab.models import load_trained
 from alignlab.reference import reference_of
 from alignlab.rewards import get_reward, reward_for
+from alignlab.rundir import write_eval
 from alignlab.stats import mean_se, paired_difference
 
 DEFAULT_SAMPLES = 2
@@ -104,11 +107,22 @@ def compare_models(model, tokenizer, config, run_id: str = "", reward=None, prom
 def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prompt: int = DEFAULT_SAMPLES,
                 seed: int = 1234, max_new_tokens: int | None = None, temperature: float = READING_TEMPERATURE,
                 top_p: float = READING_TOP_P, with_fluency: bool = True) -> Comparison:
-    """Load a run's trained model and compare it with its reference (the run's own reward source by default)."""
+    """Load a run's trained model and compare it with its reference (the run's own reward source by default).
+
+    The figures are kept in the run directory (:func:`alignlab.rundir.write_eval`) and the run's model card
+    shows them from then on; a run folder that cannot be written (read-only) only gets a warning.
+    """
 
     config = config_of(run_dir)
     model, tokenizer = load_trained(run_dir, config.trust_remote_code)
     source = get_reward(reward, instruction=config.judge_instruction, runs_dir=config.output_dir) if reward else None
-    return compare_models(model, tokenizer, config, Path(run_dir).name, source, samples_per_prompt=samples_per_prompt,
-                          seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                          with_fluency=with_fluency)
+    result = compare_models(model, tokenizer, config, Path(run_dir).name, source,
+                            samples_per_prompt=samples_per_prompt, seed=seed, max_new_tokens=max_new_tokens,
+                            temperature=temperature, top_p=top_p, with_fluency=with_fluency)
+    try:
+        write_eval(run_dir, result.as_dict())
+        write_card(run_dir)
+    except (AlignLabError, OSError) as error:
+        warnings.warn(f"run {Path(run_dir).name}: the evaluation was not kept in the run ({error})", AlignLabWarning,
+                      stacklevel=2)
+    return result

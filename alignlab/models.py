@@ -10,6 +10,9 @@ Names alignlab resolves:
   and chat template. For tests and quick trials only: it produces gibberish.
 - Any other string: a local path or a Hugging Face hub id (``local_files_only`` unless the
   ``ALIGNLAB_ALLOW_DOWNLOAD`` environment variable is set, so a missing model fails fast).
+
+Every loading call here passes ``local_files_only`` itself (see :mod:`alignlab.offline`): the rest of the
+process keeps whatever Hub settings the user has.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from huggingface_hub.constants import CONFIG_NAME  # a transformers model folder
 
 from alignlab import rundir
 from alignlab.errors import AlignLabError
+from alignlab.offline import downloads_allowed, local_files_only
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 TINY_MODEL = "tiny-random"
@@ -94,8 +98,8 @@ def build_default_model(target: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         gguf = _fetch_gguf(Path(tmp))
         _log("dequantising the GGUF to safetensors (once)")
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         _clean_config(model)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         partial = target.with_name(target.name + ".partial")
@@ -128,7 +132,7 @@ def tiny_model_path() -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path(), local_files_only=True)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
@@ -158,7 +162,7 @@ def resolve_model(name: str) -> Path | str:
     snapshot = _hub_snapshot(name)
     if snapshot is not None:
         return snapshot
-    if os.environ.get("ALIGNLAB_ALLOW_DOWNLOAD"):
+    if downloads_allowed():
         return name
     raise AlignLabError(
         f"model: {name!r} is not {DEFAULT_MODEL!r}, {TINY_MODEL!r}, a local folder, or a hub id in the local "
@@ -170,7 +174,8 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     """Tokenizer for a model name, with a pad token and left padding for generation."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code,
+                                              local_files_only=local_files_only())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -185,10 +190,11 @@ def load_model(name: str, kind: str = "causal-lm", trust_remote_code: bool = Fal
     dtype = dtype or torch.float32
     if kind == "sequence-classifier":
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, trust_remote_code=trust_remote_code, dtype=dtype
+            path, num_labels=1, trust_remote_code=trust_remote_code, dtype=dtype, local_files_only=local_files_only()
         )
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype,
+                                                     local_files_only=local_files_only())
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     return model
@@ -219,7 +225,7 @@ def saved_kind(folder: str | Path) -> str:
         task = str(PeftConfig.from_pretrained(str(folder)).task_type)
         return "sequence-classifier" if task.endswith("SEQ_CLS") else "causal-lm"
     except ValueError:  # no adapter: a full model
-        architectures = AutoConfig.from_pretrained(str(folder)).architectures or []
+        architectures = AutoConfig.from_pretrained(str(folder), local_files_only=True).architectures or []
     return "sequence-classifier" if any(a.endswith("ForSequenceClassification") for a in architectures) else "causal-lm"
 
 
@@ -234,7 +240,7 @@ def load_trained(run_dir: str | Path, trust_remote_code: bool = False):
         raise AlignLabError(f"run: {str(run_dir)!r} has no saved model folder yet")
     folder = rundir.model_dir(run_dir)
     kind = saved_kind(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if rundir.has_adapter(run_dir):
         from peft import PeftModel
 
@@ -244,6 +250,6 @@ def load_trained(run_dir: str | Path, trust_remote_code: bool = False):
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
         loader = AutoModelForSequenceClassification if kind == "sequence-classifier" else AutoModelForCausalLM
-        model = loader.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        model = loader.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
     model.eval()
     return model, tokenizer

@@ -11,9 +11,10 @@ Every run lives in ``<output_dir>/<run_id>/``::
     probe_samples.jsonl  the probe's completions, one a line, each tagged with its step
     samples.jsonl        reference vs aligned completions on held-out prompts, with their rewards
                          (written when the run ends)
+    eval.json            the run's last ``alignlab eval``: reward gain ± paired s.e., win-rate, fluency
     error.log            the traceback, when the run failed
-    model/               the trained LoRA adapter (peft's adapter_config.json) or full model, and
-                         the tokenizer
+    model/               the trained LoRA adapter (peft's adapter_config.json) or full model, the
+                         tokenizer, and the model card README.md (see :mod:`alignlab.model_card`)
     model.partial/       the model while it is being saved; renamed to model/ once complete, so a
                          half-written model (a full disk, a crash) is never taken for one
     checkpoints/         TRL's output_dir: checkpoint-N/ folders (weights, optimizer, scheduler, RNG and
@@ -21,6 +22,11 @@ Every run lives in ``<output_dir>/<run_id>/``::
                          last keep_checkpoints kept; what ``train --resume`` continues from; removed
                          when the run finishes
     snapshots/step-N/    models saved along the way, by experiments that ask for them
+    logs/                what the run's experiment tracker writes locally (report_to tensorboard: TensorBoard's
+                         event files); kept when the checkpoints are removed
+
+Beside the runs, ``<output_dir>/_votes/<name>.jsonl`` holds the blind votes people cast in the chats on
+run ``<name>`` (one JSON line a vote, see :mod:`alignlab.votes`); ``_votes`` can never be a run id.
 
 The engine writes these files; the CLI, the notebook widgets and the Gradio app read them, often
 from another process or a later session. So each name is spelled once, here, together with the
@@ -66,7 +72,13 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_PREFIX = "checkpoint-"  # transformers' name of each checkpoint folder: checkpoint-<global step>
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last: a checkpoint without it is incomplete
 SNAPSHOTS = "snapshots"
+LOGS = "logs"  # the experiment tracker's local files (see alignlab.tracking)
 ADAPTER_CONFIG = "adapter_config.json"  # peft's file: the model folder holds an adapter, not a full model
+MODEL_CARD = "README.md"  # the model card in a model folder (and in its exports), front matter first
+TRAINING_ARGS = "training_args.bin"  # TRL's pickled trainer settings in a model folder: left out of exports
+EVAL = "eval.json"
+VOTES = "_votes"  # beside the runs: one votes file per run, <run id>.jsonl (not a run id: it starts with "_")
+VOTES_SUFFIX = ".jsonl"
 
 MAX_RUN_ID = 128
 MAX_RUN_NAME = 64  # a run_name label goes into the run id, with time, method and random digits
@@ -234,6 +246,24 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
 def snapshot_dir(run_dir: str | Path, step: int) -> Path:
     """Where a model saved at ``step`` during the run goes."""
     return Path(run_dir) / SNAPSHOTS / f"step-{step}"
+
+
+def logs_dir(run_dir: str | Path) -> Path:
+    """Where the run's experiment tracker writes its local files (TensorBoard's event files)."""
+    return Path(run_dir) / LOGS
+
+
+def votes_path(output_dir: str | Path, name: str) -> Path:
+    """The votes file ``name`` (a run id, or another safe name) of the runs folder ``output_dir``; AlignLabError
+    for a name that is not a safe file name (:func:`check_run_id`)."""
+    return Path(output_dir).expanduser() / VOTES / (check_run_id(name, "votes") + VOTES_SUFFIX)
+
+
+def votes_names(output_dir: str | Path) -> list[str]:
+    """The names of the votes files in the runs folder ``output_dir``, sorted ([] before the first vote)."""
+    folder = Path(output_dir).expanduser() / VOTES
+    return sorted(path.name[:-len(VOTES_SUFFIX)] for path in folder.glob("*" + VOTES_SUFFIX)) if folder.is_dir() \
+        else []
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -542,6 +572,26 @@ def samples_summary(run_dir: str | Path) -> dict | None:
     if reference is None or aligned is None:  # a damaged samples file: no summary rather than a wrong one
         return None
     return {"reference": reference, "aligned": aligned, "samples": len(rows)}
+
+
+def write_eval(run_dir: str | Path, result: dict) -> None:
+    """Keep the figures of the run's last evaluation (replacing earlier ones, atomically); AlignLabError in one
+    line if they cannot be written."""
+    path = Path(run_dir) / EVAL
+    try:
+        _write_json(path, result)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+
+
+def read_eval(run_dir: str | Path) -> dict | None:
+    """The figures of the run's last evaluation (:func:`write_eval`), or None when it has none (or a damaged one)."""
+    if not (Path(run_dir) / EVAL).is_file():
+        return None
+    try:
+        return _read_object(run_dir, EVAL, {"gain": (int, float), "gain_se": (int, float)})
+    except UnreadableRunFile:
+        return None
 
 
 def read_error(run_dir: str | Path, max_bytes: int = 32_000) -> str:

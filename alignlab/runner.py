@@ -46,6 +46,7 @@ from alignlab.rundir import (
     write_error,
     write_status,
 )
+from alignlab.tracking import check_tracker
 
 
 class RunHandle:
@@ -155,9 +156,12 @@ class RunHandle:
 
 
 def preflight(config: RunConfig) -> None:
-    """Check every data row, the reward source and the model name before anything is written; then, with the
-    model's tokenizer, that the prompts leave room in max_length (online methods' rows are prompts only)."""
+    """Check the experiment tracker's package, every data row, the reward source and the model name before
+    anything is written; then, with the model's tokenizer, that the prompts leave room in max_length (online
+    methods' rows are prompts only). The tracker is checked here, not in RunConfig: a run that reported to one
+    still opens (chat, eval) where its package is not installed."""
 
+    check_tracker(config.report_to)
     rows = load_rows(config.dataset, config.spec.data_format, config.method)
     reward_for(config)
     resolve_model(config.model)

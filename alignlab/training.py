@@ -18,13 +18,18 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from alignlab import rundir
+from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
 from alignlab.data import held_out_prompts, load_dataset
-from alignlab.generation import SamplingSettings, prompt_text, sample
+from alignlab.errors import AlignLabWarning
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
+from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of
-from alignlab.reference import guard_adapter_switch, reference_of
+from alignlab.offline import hub_offline
+from alignlab.progress_bars import progress_bars_off
+from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
+from alignlab.tracking import keep_logs_in_run_dir, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
 # TRL still sets the old name of activation checkpointing; the rename warning is noise for a lab user.
@@ -96,9 +101,10 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
         logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (not as the mean so far) and fails the run
         # Checkpoints every save_every steps (and on a stop, see EventCallback), the last keep_checkpoints kept.
         save_strategy="steps" if config.save_every and spec.resumable else "no", save_steps=config.save_every or 1,
-        save_total_limit=config.keep_checkpoints, report_to="none", disable_tqdm=True, use_cpu=not use_gpu,
+        save_total_limit=config.keep_checkpoints, disable_tqdm=True, use_cpu=not use_gpu,
         bf16=use_gpu and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
         gradient_checkpointing=False,  # small models: recomputing activations only costs time
+        **trainer_arguments(config.report_to, run_dir),  # report_to: the experiment tracker, if any
     )
     lengths = {"max_length": config.max_length, "max_completion_length": config.max_completion_length,
                "max_prompt_length": config.max_length - config.max_completion_length}
@@ -123,20 +129,23 @@ def build_trainer(handle, context: RunContext):
                                             config.lora_target_modules, spec.model_kind)
     if spec.trainer_kwargs is not None:
         kwargs.update(spec.trainer_kwargs(context))
-    trainer = spec.trainer_class()(**kwargs)
+    with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
+        trainer = spec.trainer_class()(**kwargs)
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
+    keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
     return trainer
 
 
 def train(handle) -> None:
-    """Train one run to the end (or a stop request) and save its results."""
+    """Train one run to the end (or a stop request) and save its results, the libraries' progress bars off
+    meanwhile (see :func:`progress_bars_off`)."""
+    with progress_bars_off():
+        _train(handle)
 
-    import datasets
+
+def _train(handle) -> None:
     from transformers import set_seed
-    from transformers.utils import logging as transformers_logging
 
-    datasets.disable_progress_bars()  # the lab shows its own progress; these would print into notebooks
-    transformers_logging.disable_progress_bar()  # "Loading weights" bars too
     config = handle.config
     set_seed(config.seed)  # the LoRA initialisation too: TRL adds the adapter before its Trainer seeds
     spec = config.spec
@@ -166,7 +175,7 @@ def train(handle) -> None:
                               step) from error
     except BaseException as error:
         try:  # whatever else happened, keep the weights trained so far
-            save_model(handle, trainer, tokenizer)
+            save_model(handle, trainer, tokenizer, state="failed")
         except Exception as save_error:  # noqa: BLE001 - the first error is the reason the run failed
             error.add_note(f"the weights trained so far could not be saved either: {save_error}")
         raise
@@ -174,32 +183,37 @@ def train(handle) -> None:
     if handle.is_writer:
         if spec.model_kind == "causal-lm":
             write_samples(handle, policy, tokenizer, context.reward)
+            write_model_card(handle, rundir.model_dir(handle.run_dir),  # with the samples' figures now
+                             "stopped" if handle.stop_requested else "finished")
         if not handle.stop_requested:
             rundir.remove_checkpoints(handle.run_dir)  # it finished: nothing left to resume
 
 
-def save_model(handle, trainer, tokenizer) -> None:
-    """Save the weights and the tokenizer as the run's model: complete or not at all (a temporary folder,
-    renamed when complete, see :func:`alignlab.rundir.saving_model`)."""
+def save_model(handle, trainer, tokenizer, state: str = "") -> None:
+    """Save the weights, the tokenizer and the model card as the run's model: complete or not at all (a temporary
+    folder, renamed when complete, see :func:`alignlab.rundir.saving_model`). ``state`` is how the run ends, for
+    the card (default: stopped or finished)."""
     if not handle.is_writer and trainer.accelerator.num_processes == 1:
         return
     with rundir.saving_model(handle.run_dir, writer=handle.is_writer) as folder:
         trainer.save_model(str(folder))  # every process of a multi-process run joins in; the main one writes
         if handle.is_writer:
             tokenizer.save_pretrained(str(folder))
+            write_model_card(handle, folder, state or ("stopped" if handle.stop_requested else "finished"))
+
+
+def write_model_card(handle, folder: Path, state: str | None = None) -> None:
+    """The run's model card (:mod:`alignlab.model_card`) into ``folder``, in place of the boilerplate one PEFT
+    writes; a card that cannot be made is a warning, never a reason to lose the weights."""
+    try:
+        write_card(handle.run_dir, folder, state=state)
+    except Exception as error:  # noqa: BLE001 - the weights matter more than their description
+        warnings.warn(f"run {handle.run_id}: the model card was not written ({error})", AlignLabWarning, stacklevel=2)
 
 
 def write_samples(handle, model, tokenizer, reward) -> None:
     """Reference vs aligned completions on 16 held-out prompts, same seed and settings, with rewards."""
 
     prompts = held_out_prompts(handle.config.dataset)[:SAMPLE_PROMPTS]
-    settings = SamplingSettings(max_new_tokens=handle.config.max_completion_length,
-                                seed=handle.config.seed)  # reading settings
-    aligned = sample(model, tokenizer, prompts, settings)
-    with reference_of(model, handle.config) as reference:
-        base = sample(reference, tokenizer, prompts, settings)
-    aligned_scores, base_scores = reward(prompts, aligned), reward(prompts, base)
-    rundir.write_samples(handle.run_dir, ({"prompt": prompt_text(prompt), "reference": base[i], "aligned": aligned[i],
-                                           "reference_reward": base_scores[i], "aligned_reward": aligned_scores[i]}
-                                          for i, prompt in enumerate(prompts)))
+    rundir.write_samples(handle.run_dir, side_by_side(model, tokenizer, handle.config, prompts, reward))
 

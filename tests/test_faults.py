@@ -200,10 +200,10 @@ def test_the_app_lists_damaged_runs_as_unreadable_in_the_runs_tab_and_the_chat_p
     rows = {row[0]: row for row in table["data"]}
     assert rows["a-good"][1:4] == ["dpo", "tiny-random", "finished"] and rows["a-good"][-1] == ""
     choices = {value: label for label, value in client.predict(api_name="/chat_models")["choices"]}
-    assert choices["run:a-good"] == "run: a-good (finished)"
+    assert choices["run:a-good"] == "dpo · β 0.1 · 1 step — a-good (finished)"
     for run_id, (name, _) in DAMAGE.items():
         assert rows[run_id][3] == "unreadable" and f"{run_id}/{name} is unreadable" in rows[run_id][-1]
-        assert choices["run:" + run_id] == f"run: {run_id} (unreadable: {name})"
+        assert choices["run:" + run_id] == f"unreadable: {name} — {run_id}"
     with pytest.raises(AppError, match="e-truncated-config/config.json is unreadable"):  # chosen anyway: one line
         client.predict("Hello", "run:e-truncated-config", "chat", 4, 1.0, 1.0, 0, api_name="/chat")
 
@@ -588,7 +588,8 @@ def test_a_write_fault_mid_run_ends_the_cli_in_seconds_and_the_run_reads_failed(
     finally:
         process.kill()
     assert process.returncode == 1 and "Traceback" not in stderr
-    (line,) = stderr.strip().splitlines()
+    assert len(stderr.strip().splitlines()) == 1, stderr  # one line, and if not, which lines came
+    line = stderr.strip()
     assert line.startswith("error: output_dir: cannot ") and (
         "No space left on device" if fault == "full" else "Operation not permitted") in line
     (run,) = rundir.list_runs(disk / "runs")  # its status, if it could not be written, names a process now gone

@@ -187,7 +187,7 @@ def test_cli_trains_into_the_run_directory_it_was_named(tiny, capsys):
 # --- one owner -----------------------------------------------------------------------------------
 FILE_NAMES = re.compile(
     r"""(?<![\w.])(?:config\.json|status\.json|metrics\.jsonl|probe_samples\.jsonl|samples\.jsonl|error\.log)\b"""
-    r"""|/\s*["'](?:model|trainer|snapshots)["']""")
+    r"""|/\s*["'](?:model|trainer|snapshots|logs)["']""")
 
 
 def run_dir_literals(text: str) -> list[str]:

@@ -1,0 +1,220 @@
+"""The model card of a run's model: what it is, how it was trained, how it did, how to load it.
+
+PEFT and TRL write a boilerplate README.md into a saved model folder. A run replaces it with a card made
+from the run directory, so the folder says what it holds wherever it is copied or pushed:
+
+- YAML front matter in the Hugging Face / TRL conventions: ``base_model`` (the hub id, see
+  :mod:`alignlab.base_model`), ``library_name`` (peft for an adapter, transformers for full weights),
+  ``tags`` (alignlab, trl, the method, lora), ``datasets`` (hub datasets only), ``license`` when known;
+- the method with its summary and paper (from its MethodSpec, as the Learn cards show them);
+- the knobs: the method's with their help text, then every setting as a YAML block ``alignlab train
+  --config`` reads back;
+- results: the final logged metrics, the final reward-vs-KL point of the probe, reference vs aligned on
+  the held-out samples, and the gain of the last ``alignlab eval`` when there is one;
+- how to load it: AutoPeftModel / PeftModel on an explicit base / a transformers pipeline.
+
+:func:`write_card` writes it; the run writes it when it saves its model and again once its samples are
+in, ``alignlab eval`` refreshes it, and an export writes one for what it exports.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alignlab import rundir
+from alignlab.base_model import BaseModel, base_of, trained_from
+from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, dataset_parts, task_instruction
+from alignlab.errors import AlignLabError
+from alignlab.methods import registry
+from alignlab.plots import final_point
+
+KINDS = ("adapter", "merged", "model")  # a LoRA adapter; the adapter merged into its base; a fully trained model
+# The final values a card lists, when the run logged them (TRL's names; the probe's last).
+FINAL_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "reward", "objective/kl", "kl", "accuracy", "margin",
+              "probe/reward", "probe/kl")
+LEFT_OUT = ("run_id", "output_dir")  # settings that name this machine's folders, not the training
+_HUB_DATASET = re.compile(r"[\w.-]+/[\w.-]+")
+_ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})")
+
+
+def hub_datasets(dataset: str) -> list[str]:
+    """The Hugging Face hub dataset ids among the sources a run's ``dataset`` mixes (for the front matter).
+
+    >>> hub_datasets("Anthropic/hh-rlhf:test+positive-reviews")
+    ['Anthropic/hh-rlhf']
+    """
+    names = []
+    for part in dataset_parts(dataset):
+        name = part.partition(":")[0]
+        if (part != BUILTIN_TASK and not part.startswith(VOTES_PREFIX) and not Path(part).expanduser().exists()
+                and _HUB_DATASET.fullmatch(name) and Path(name).suffix.lower() not in (".jsonl", ".json", ".csv",
+                                                                                      ".parquet")):
+            names.append(name)
+    return names
+
+
+def _describe_dataset(dataset: str) -> str:
+    described = []
+    for part in dataset_parts(dataset):
+        if part == BUILTIN_TASK:
+            described.append(f"alignlab's built-in task `{BUILTIN_TASK}` (controlled sentiment generation: review "
+                             "openings of mixed tone, preference pairs sampled from the base model and scored by "
+                             "VADER; it ships with alignlab)")
+        elif part.startswith(VOTES_PREFIX) or rundir.VOTES in Path(part).parts:
+            described.append(f"blind votes cast in alignlab's chats (`{part}`)")
+        elif hub_datasets(part):
+            described.append(f"the hub dataset [{part}](https://huggingface.co/datasets/{hub_datasets(part)[0]})")
+        else:
+            described.append(f"a local file, `{Path(part).name}`")
+    return "; mixed with ".join(described)
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _front_matter(config: dict, base: BaseModel, kind: str, text_model: bool) -> str:
+    from huggingface_hub import ModelCardData
+
+    tags = ["alignlab", "trl", str(config.get("method"))] + (["lora"] if config.get("lora", True) else [])
+    data = ModelCardData(base_model=base.hub_id, library_name="peft" if kind == "adapter" else "transformers",
+                         license=base.license, tags=tags, datasets=hub_datasets(str(config.get("dataset", ""))) or None,
+                         pipeline_tag="text-generation" if text_model else "text-classification")
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def _settings(config: dict, spec) -> str:
+    import yaml
+
+    lines = []
+    if spec is not None and spec.knobs:
+        lines += ["| knob | value | what it does |", "|---|---|---|"]
+        args = config.get("method_args") or {}
+        lines += [f"| `{knob.name}` | `{args.get(knob.name, knob.default)}` | {knob.help.replace('|', '/')} |"
+                  for knob in spec.knobs]
+        lines.append("")
+    flat = {k: v for k, v in config.items() if k not in LEFT_OUT and k != "method_args"}
+    flat.update(config.get("method_args") or {})
+    lines += ["Every setting (save as `run.yaml` and run `alignlab train --config run.yaml` to train it again):", "",
+              "```yaml", yaml.safe_dump(flat, sort_keys=False, allow_unicode=True).rstrip(), "```"]
+    return "\n".join(lines)
+
+
+def _results(run_dir: Path, config: dict, state: str | None) -> str:
+    rows, _ = rundir.read_metrics(run_dir)
+    status = rundir.read_status(run_dir)
+    last: dict = {}
+    for row in rows:
+        last.update({k: (row["step"], v) for k, v in row.items() if v is not None and k in FINAL_KEYS})
+    steps = rows[-1]["step"] if rows else 0
+    total = status.get("total_steps")
+    lines = [f"Trained {steps} step{'s' * (steps != 1)}{f' of {total}' if total else ''}; the run "
+             f"{state or status.get('state') or 'has no status'}."]
+    if last:
+        lines += ["", "| metric (last logged) | value | step |", "|---|---|---|"]
+        lines += [f"| `{key}` | {_number(last[key][1])} | {last[key][0]} |" for key in FINAL_KEYS if key in last]
+    point = final_point(rows)
+    if point is not None:
+        def se(field: str) -> str:
+            return f" ± {1.96 * point[field + '_se']:.3g}" if point.get(field + "_se") is not None else ""
+
+        lines += ["", f"**Reward vs KL from the reference**, final point (step {point['step']}): reward "
+                  f"{point['reward']:+.3f}{se('reward')} at KL {point['kl']:.3g}{se('kl')} nats (reward source "
+                  f"`{config.get('reward')}`; ± is a 95% interval over the probe's prompts)."]
+    samples = rundir.samples_summary(run_dir)
+    if samples is not None:
+        lines += ["", f"**Held-out samples** ({samples['samples']} prompts, one sample each, same seed): mean reward "
+                  f"{samples['reference']:+.3f} for the reference, {samples['aligned']:+.3f} aligned "
+                  f"({samples['aligned'] - samples['reference']:+.3f})."]
+    evaluation = rundir.read_eval(run_dir)
+    if evaluation is not None:
+        lines += ["", f"**Evaluation** (`alignlab eval`, {evaluation.get('prompts')} held-out prompts × "
+                  f"{evaluation.get('samples_per_prompt')} samples, reward `{evaluation.get('reward')}`, seed "
+                  f"{evaluation.get('seed')}): gain {evaluation['gain']:+.3f} ± {evaluation['gain_se']:.3f} (paired "
+                  f"s.e.) over the reference; wins on {evaluation.get('win_rate', 0):.0%} of prompts "
+                  f"[95% CI {evaluation.get('win_low', 0):.0%}-{evaluation.get('win_high', 0):.0%}]."]
+    else:
+        lines += ["", f"No `alignlab eval` of this run yet (`alignlab eval {run_dir.name}` gives the reward gain with "
+                  "its paired standard error and the win-rate)."]
+    return "\n".join(lines)
+
+
+def _loading(base: BaseModel, kind: str, location: str, text_model: bool, builtin: bool) -> str:
+    head = "CausalLM" if text_model else "SequenceClassification"
+    task = "text-generation" if text_model else "text-classification"
+    prompt = task_instruction("The second half drags, but") if builtin else "Write a short movie review."
+    use = (f'print(pipe([{{"role": "user", "content": {prompt!r}}}], max_new_tokens=48)[0]["generated_text"][-1]'
+           '["content"])') if text_model else 'print(pipe("A wonderful, moving film."))'
+    if kind != "adapter":
+        what = "the adapter merged into its base: full weights" if kind == "merged" else "full weights"
+        return (f"This folder holds {what}, and the tokenizer; it needs no peft.\n\n```python\n"
+                f"from transformers import AutoModelFor{head}, AutoTokenizer, pipeline\n\n"
+                f'model = AutoModelFor{head}.from_pretrained("{location}")\n'
+                f'tokenizer = AutoTokenizer.from_pretrained("{location}")\n'
+                f'pipe = pipeline("{task}", model="{location}")\n{use}\n```')
+    where = (f"`{base.reference}` (the Hugging Face hub, or your cache offline)" if base.hub_id else
+             f"the local folder `{base.reference}`")
+    text = (f"This folder holds a LoRA adapter and the tokenizer. `adapter_config.json` names its base, {where}.\n\n"
+            f"```python\nfrom peft import AutoPeftModelFor{head}\nfrom transformers import AutoTokenizer, pipeline\n\n"
+            f'model = AutoPeftModelFor{head}.from_pretrained("{location}")  # the base, then the adapter on it\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{location}")\n'
+            f'pipe = pipeline("{task}", model="{location}")  # transformers puts the adapter on its base too\n'
+            f"{use}\n```\n\n"
+            "On a base you load yourself:\n\n```python\nfrom peft import PeftModel\n"
+            f"from transformers import AutoModelFor{head}\n\n"
+            f'base = AutoModelFor{head}.from_pretrained("{base.reference}")\n')
+    if base.rebuild:
+        text += f"# or, offline, the exact weights it was trained on:\n{base.rebuild}\n"
+    return text + f'model = PeftModel.from_pretrained(base, "{location}")\n```'
+
+
+def card_text(run_dir: str | Path, folder: str | Path | None = None, kind: str | None = None,
+              base: BaseModel | None = None, location: str | None = None, state: str | None = None) -> str:
+    """The model card of the run's model as Markdown with YAML front matter.
+
+    ``folder`` holds the model as the run saved it (default: the run's model folder; the folder being saved,
+    while it is). ``kind`` is one of :data:`KINDS` (default: ``adapter`` when ``folder`` holds one, else
+    ``model``); ``base`` defaults to what ``folder`` records (:func:`alignlab.base_model.base_of`);
+    ``location`` is the folder or hub repo the loading code names (default: the run's model folder);
+    ``state`` stands for the run's state while it is still being written (default: its status).
+    """
+    run_dir = Path(run_dir)
+    config = rundir.read_config(run_dir)
+    folder = Path(folder or rundir.model_dir(run_dir))
+    kind = kind or ("adapter" if (folder / rundir.ADAPTER_CONFIG).is_file() else "model")
+    base = base or base_of(str(config.get("model")), trained_from(folder))
+    spec = registry().get(str(config.get("method")))
+    text_model = spec is None or spec.model_kind == "causal-lm"
+    title = spec.title if spec is not None else str(config.get("method"))
+    what = {"adapter": "A LoRA adapter for", "merged": "A LoRA adapter, merged into", "model": "A fine-tune of"}[kind]
+    base_name = f"[{base.hub_id}](https://huggingface.co/{base.hub_id})" if base.hub_id else f"`{base.reference}`"
+    paper = _ARXIV.sub(r"[arXiv:\1](https://arxiv.org/abs/\1)", spec.paper) if spec is not None else "unknown"
+    sections = [
+        _front_matter(config, base, kind, text_model),
+        f"# {run_dir.name}\n\n{what} {base_name}, trained with {title} by alignlab (a lab for aligning "
+        "language models, over TRL and PEFT).",
+        f"## Base model\n\n{base.origin}" + ("" if base.license else " License: not recorded."),
+        f"## Method\n\n**{title}** (`{config.get('method')}`): "
+        + (f"{spec.summary}\n\nPaper: {paper}." if spec is not None else "not a method this alignlab knows."),
+        f"## Data\n\n{_describe_dataset(str(config.get('dataset', '')))}.",
+        f"## Settings\n\n{_settings(config, spec)}",
+        f"## Results\n\n{_results(run_dir, config, state)}",
+        "## How to load\n\n" + _loading(base, kind, location or str(rundir.model_dir(run_dir)), text_model,
+                                         config.get("dataset") == BUILTIN_TASK),
+        "## Limitations\n\nA short run of a lab for exploring alignment methods: the figures above come from its own "
+        "held-out prompts and reward source, not from a benchmark.",
+    ]
+    return "\n\n".join(section.rstrip() for section in sections) + "\n"
+
+
+def write_card(run_dir: str | Path, folder: str | Path | None = None, **options) -> Path:
+    """Write the run's model card (:func:`card_text`, ``folder`` and ``options`` passed on) into ``folder``
+    (default: the run's model folder); returns its path. AlignLabError in one line if it cannot be written."""
+    path = Path(folder or rundir.model_dir(run_dir)) / rundir.MODEL_CARD
+    text = card_text(run_dir, folder, **options)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise AlignLabError(f"model card: cannot write {str(path)!r} ({error.strerror or error})") from None
+    return path
