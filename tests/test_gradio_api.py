@@ -246,10 +246,38 @@ def test_bad_values_are_refused_before_anything_is_queued(app, client, stopped_r
 
 
 def test_runs_list_shows_the_stopped_run(client, stopped_run):
-    table, _, chosen = client.predict(api_name="/list_runs")
-    row = next(r for r in table["data"] if r[0] == stopped_run["run_dir"].name)
+    table, compare, chosen = client.predict(api_name="/list_runs")
+    run_id = stopped_run["run_dir"].name
+    row = next(r for r in table["data"] if r[0] == run_id)
     assert row[1:4] == ["dpo", "tiny-random", "stopped"] and row[4] >= 2
-    assert chosen["value"] == stopped_run["run_dir"].name  # newest run opened first
+    assert chosen["value"] == run_id  # newest run opened first
+    # Both pickers name the run by what it is (method, β, steps; no probe in this run, so no reward), value its id.
+    expected = (f"dpo · β 0.1 · {row[4]} steps — {run_id} (stopped)", run_id)
+    assert expected in [tuple(choice) for choice in chosen["choices"]]
+    assert expected in [tuple(choice) for choice in compare["choices"]]
+
+
+def test_what_changed_after_the_run_three_held_out_prompts_side_by_side(app, client, stopped_run):
+    from alignlab.ui.gradio.components.changes import changes_view
+
+    run_id = stopped_run["run_dir"].name
+    rows = client.predict(run_id, api_name="/what_changed")
+    assert len(rows) == 3 and len({row["prompt"] for row in rows}) == 3
+    assert all(isinstance(row["reference_reward"], float) and isinstance(row["aligned_reward"], float) for row in rows)
+    job = next(job for job in app[0].services.jobs.jobs if job.run_id == run_id)
+    key, note, table = changes_view(app[0].services, job)  # what the Train tab's timer shows once the job ended
+    assert key == (run_id, "ready") and note.startswith(f"**What changed** in `{run_id}`: 3 held-out prompts")
+    assert table["visible"] and [row[0] for row in table["value"]["data"]] == [row["prompt"] for row in rows]
+    with pytest.raises(AppError, match="no run"):
+        client.predict("no-such-run", api_name="/what_changed")
+
+
+def test_picking_the_classroom_preset_fills_the_train_form(client):
+    from alignlab.models import DEFAULT_MODEL
+
+    note, method, model, dataset, check, *_ = client.predict("classroom", api_name="/apply_preset")
+    assert "about 3 minutes" in note and (method, model, dataset) == ("dpo", DEFAULT_MODEL, "positive-reviews")
+    assert check.startswith("✓")
 
 
 def test_an_app_restart_lists_past_runs(stopped_run):
@@ -266,7 +294,8 @@ def test_an_app_restart_lists_past_runs(stopped_run):
 def test_chat_streams_both_sides_with_rewards_and_keeps_turns(client, stopped_run):
     run_choice = "run:" + stopped_run["run_dir"].name
     picker = client.predict(api_name="/chat_models")
-    assert run_choice in [value for _, value in picker["choices"]]
+    labels = {value: label for label, value in picker["choices"]}
+    assert labels[run_choice].startswith("dpo · β 0.1 · ") and labels[run_choice].endswith(" (stopped)")
     job = client.submit("Tell me about the film.", run_choice, "chat", 12, 0.8, 0.95, 7, api_name="/chat")
     reference, aligned, reference_reward, aligned_reward, _, notice = job.result()
     assert notice == ""  # a short message in a short conversation: nothing to say about the chat's limits
@@ -295,7 +324,7 @@ def test_an_empty_message_gets_a_gentle_notice_not_an_error(client, capfd):
 
 
 def test_the_message_box_is_no_streaming_output_and_a_message_sent_while_streaming_is_kept(app):
-    from alignlab.ui.gradio.components.chat import BUSY_NOTICE
+    from alignlab.ui.gradio.components.chat import BUSY_NOTICE, READY_NOTICE
     demo, _ = app
     ids = {block.elem_id: block._id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
     chat = next(dep for dep in demo.config["dependencies"] if dep.get("api_name") == "chat")
@@ -310,8 +339,10 @@ def test_the_message_box_is_no_streaming_output_and_a_message_sent_while_streami
     box, pending, notice, busy, send = take.fn("First question", False)
     assert box == "" and pending == "First question" and busy is True and send["interactive"] is False
     done = next(fn for fn in writers if fn.name == "done")
-    box, pending, busy, send = done.fn("Too long", "typed meanwhile")  # a message not sent comes back, nothing lost
+    box, pending, busy, send, _ = done.fn("Too long", "typed meanwhile")  # a message not sent comes back, nothing lost
     assert box == "Too long\ntyped meanwhile" and busy is False and send["interactive"] is True
+    box, _, busy, send, notice = done.fn("", "typed meanwhile", BUSY_NOTICE)  # answered: the typed text stays
+    assert isinstance(box, type(gr.skip())) and busy is False and notice == READY_NOTICE
 
 
 def test_export_adapter_and_merged_model(app, client, stopped_run):

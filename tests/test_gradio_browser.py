@@ -2,7 +2,8 @@
 
 Two sessions at once: session A starts a short tiny-random run and watches curve points appear while
 session B chats side by side with a base model; neither blocks the other. A reload re-attaches to the
-running job. Then A stops the run, chats with it, compares it on the Runs tab and reads the Learn tab.
+running job. Then A stops the run, reads what changed, chats with it, compares it on the Runs tab and reads
+the Learn tab.
 Screenshots go to ``test-artifacts/``.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from alignlab.config import RunConfig
 from alignlab.methods import registry
 from alignlab.ui.gradio import create_app, serve
 
@@ -126,6 +128,14 @@ def test_two_sessions_train_watch_stop_and_chat(app, browser):
     assert 2 <= steps < 400
     shot(trainer, "train-stopped")
 
+    # What changed: three held-out prompts, reference vs aligned with rewards, under the results once it ended.
+    trainer.wait_for_function("() => document.getElementById('train-changes-note')?.innerText"
+                              ".includes('What changed in')")
+    rows = demo.services.changes.rows(demo.services.jobs.current().run_dir).result()
+    shown = trainer.locator("#train-changes").inner_text()
+    assert len(rows) == 3 and all(row["prompt"] in shown for row in rows)
+    shot(trainer, "train-what-changed")
+
     # Chat with the stopped run: reference and aligned side by side, each with its reward.
     trainer.get_by_role("tab", name="Chat").click()
     pick(trainer, "chat-model", run_id)
@@ -170,3 +180,122 @@ def test_upload_checks_the_dataset_and_switching_method_swaps_knobs(app, browser
     if app[0].services.jobs.current() is not None:
         page.wait_for_selector("#train-plot-0 .main-svg")  # the last job's curves are drawn on load
     shot(page, "train-form-kto-upload")
+
+
+def test_picking_the_classroom_preset_fills_the_form(app, browser):
+    page = open_app(browser, app[1])
+    pick(page, "train-preset", "Classroom")
+    page.wait_for_function("() => document.getElementById('train-preset-note').innerText.includes('about 3 minutes')")
+    assert page.locator("#knob-max_steps input").first.input_value() == "6"
+    assert page.locator("#knob-probe_every input").first.input_value() == "3"
+    assert page.locator("#knob-dpo__beta").is_visible()
+    shot(page, "train-preset-classroom")
+
+
+# The answer's state as the page shows it: both reward lines, the Send button, the message box and the notice.
+CHAT_STATE_JS = """() => ({
+  rewards: ['chat-reference-reward', 'chat-aligned-reward'].map(id => document.getElementById(id)?.innerText || ''),
+  send: document.querySelector('#chat-send').innerText.trim(), disabled: document.querySelector('#chat-send').disabled,
+  box: document.querySelector('#chat-message textarea').value,
+  notice: document.getElementById('chat-notice')?.innerText || '',
+  asked: [...document.querySelectorAll('#chat-aligned [data-testid=user]')].map(m => m.innerText.trim()),
+})"""
+STREAMING_JS = f"() => {{ const state = ({CHAT_STATE_JS})(); return state.rewards.includes('generating…') && state; }}"
+ANSWERING_JS = "() => document.querySelector('#chat-send').innerText.trim() === 'Answering…'"
+ANSWERED_JS = ("() => ['chat-reference-reward', 'chat-aligned-reward'].every(id => (document.getElementById(id)"
+               "?.innerText || '').includes('reward (')) && !document.querySelector('#chat-send').disabled")
+
+
+def test_a_message_typed_while_an_answer_streams_is_never_lost(app, browser):
+    from alignlab.ui.gradio.components.chat import BUSY_NOTICE, READY_NOTICE
+
+    page = open_app(browser, app[1])
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "chat-model", "tiny-random")
+    page.get_by_text("Generation settings").click()
+    page.locator("#chat-max-new-tokens input[type=number]").fill("256")
+    page.keyboard.press("Tab")
+    box = page.locator("#chat-message textarea")
+    box.fill("First message")
+    page.locator("#chat-send").click()
+    page.wait_for_function(ANSWERING_JS)  # the answer is on its way: the box is free again
+    box.fill("Second message, typed while the first answer streams")
+    # The page as it shows tokens streaming in; on a starved CPU the browser may draw only the finished answer
+    # (it renders the latest of the updates that arrived together), and then there is no such moment to look at.
+    state = page.wait_for_function(f"() => ({STREAMING_JS})() || (({ANSWERED_JS})() && 'answered')").json_value()
+    if state != "answered":
+        assert state["box"] == "Second message, typed while the first answer streams"
+        assert state["disabled"] and state["send"] == "Answering…"  # Send says plainly that it waits
+        shot(page, "chat-typing-while-streaming")
+    page.wait_for_function(ANSWERED_JS)
+    state = page.evaluate(CHAT_STATE_JS)
+    assert state["box"] == "Second message, typed while the first answer streams"  # kept through the stream
+    assert state["notice"] == READY_NOTICE and state["asked"] == ["First message"]  # not sent behind the user's back
+    page.locator("#chat-send").click()  # and it is answered once sent
+    page.wait_for_function("() => document.querySelectorAll('#chat-aligned [data-testid=user]').length === 2")
+    page.wait_for_function(ANSWERED_JS)
+    assert page.evaluate(CHAT_STATE_JS)["asked"][-1] == "Second message, typed while the first answer streams"
+
+    # Enter while an answer streams: the message stays in the box with a note, or, if the answer ended first, it
+    # is sent and answered; either way it is never gone.
+    fourth = "Fourth message, sent with Enter while streaming"
+    box.fill("Third message")
+    page.locator("#chat-send").click()
+    page.wait_for_function(ANSWERING_JS)
+    box.fill(fourth)
+    page.wait_for_function(f"() => ({STREAMING_JS})() || ({ANSWERED_JS})()")  # streaming, or already answered
+    box.press("Enter")
+    page.wait_for_function("""([fourth, notices]) => {
+      const box = document.querySelector('#chat-message textarea').value;
+      const notice = document.getElementById('chat-notice')?.innerText || '';
+      const asked = [...document.querySelectorAll('#chat-aligned [data-testid=user]')].map(m => m.innerText.trim());
+      return (box === fourth && notices.includes(notice)) || asked.includes(fourth);
+    }""", arg=[fourth, [BUSY_NOTICE, READY_NOTICE]])
+    state = page.evaluate(CHAT_STATE_JS)
+    if state["box"]:  # refused while streaming: kept, and the notice says so
+        assert fourth not in state["asked"]
+        shot(page, "chat-enter-while-streaming")
+    page.wait_for_function(ANSWERED_JS)
+    state = page.evaluate(CHAT_STATE_JS)
+    assert state["box"] == fourth or state["asked"][-1] == fourth
+
+
+def test_a_reloaded_page_lists_uploads_from_disk_and_the_queue_shows_whole_run_ids(app, browser, pairs_file):
+    demo, url = app
+    page = open_app(browser, url)
+    stored = demo.services.uploads.add(pairs_file, "pairs.jsonl")  # after the page was built, as another tab would
+    if not any(job.run_id for job in demo.services.jobs.jobs):  # run alone: a one-step job puts a run id in the queue
+        demo.services.jobs.submit(RunConfig(method="dpo", model="tiny-random", max_steps=1, batch_size=2, max_length=96,
+                                            max_completion_length=8, probe_every=0))
+    page.reload()
+    page.wait_for_selector("#train-start")
+    page.locator("#train-dataset input").click()
+    assert page.get_by_role("option", name=f"{stored} (uploaded)").count() == 1
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => [...document.querySelectorAll('#train-queue [role=gridcell]')]"
+                           ".some(cell => /\\d{8}-\\d{6}-/.test(cell.innerText))")
+    run_ids = [job.run_id for job in demo.services.jobs.jobs if job.run_id]
+    page.locator("#train-queue").scroll_into_view_if_needed()
+    for run_id in run_ids:  # the whole id is inside every box that clips the cell (no ellipsis, no cut)
+        assert page.evaluate(WHOLE_IN_CELL_JS, run_id), run_id
+    shot(page, "train-queue-run-ids")
+
+
+# True when the queue cell holding ``id`` shows all of it: its text neither overflows the cell nor runs past any
+# ancestor that clips (up to the table's block).
+WHOLE_IN_CELL_JS = """(id) => {
+  const cell = [...document.querySelectorAll('#train-queue [role=gridcell]')].find(c => c.innerText.includes(id));
+  if (!cell) return false;
+  const range = document.createRange();
+  range.selectNodeContents(cell.querySelector('span') || cell);
+  const text = range.getBoundingClientRect();
+  for (let box = cell; box; box = box.parentElement) {
+    if (box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== 'visible' && box === cell)
+      return false;
+    const edge = box.getBoundingClientRect();
+    if (getComputedStyle(box).overflowX !== 'visible' && (text.right > edge.right + 1 || text.left < edge.left - 1))
+      return false;
+    if (box.id === 'train-queue') break;
+  }
+  return true;
+}"""

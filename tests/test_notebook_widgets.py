@@ -17,7 +17,7 @@ from alignlab.plots import FRONTIER
 from alignlab.rewards import reward_names
 from alignlab.rundir import list_runs
 from alignlab.ui.notebook import Chat, Lab, RunForm, RunsView, knob_widget, sweep, waiting
-from alignlab.ui.notebook.runs import run_label
+from alignlab.ui.notebook.runs import short_id
 from alignlab.ui.notebook.series import grid
 
 
@@ -156,11 +156,57 @@ def test_live_points_draw_what_the_whole_history_draws():
 
     assert look(live.figure) == look(whole)
     assert live.line("Loss", "loss").mode == "lines"  # markers went once the curve grew long
-    assert live.line(FRONTIER, FRONTIER).mode == "lines+markers" and len(live.line(FRONTIER, FRONTIER).x) == 4
+    assert live.line(FRONTIER, FRONTIER).mode == "lines+markers+text" and len(live.line(FRONTIER, FRONTIER).x) == 4
     assert len(live.line(FRONTIER, FRONTIER).error_y.array) == 4
     band = live.line("Reward", "probe/reward_se")  # the ±1.96·se band under probe/reward
     assert band is not None and band.fill == "toself" and len(band.x) == 2 * 4
     assert [a.text for a in live.figure.layout.annotations] == [a.text for a in whole.layout.annotations]
+
+
+def test_live_axes_start_padded_around_a_first_point_then_follow_and_a_kl_below_zero_is_noted():
+    from alignlab.ui.figures import KL_HOVER, KL_NOTE
+    from alignlab.ui.notebook import LiveFigures
+    from alignlab.ui.notebook.grid import grid_figure
+
+    live = LiveFigures(["dpo"])
+    frontier = [panel.title for panel in live.panels].index(FRONTIER) + 1  # its subplot's axis number
+    live.add([{"step": 0, "time": None, "metrics": {"probe/reward": 0.41, "probe/kl": 0.0}}], "run")
+    assert live.figure.layout[f"xaxis{frontier}"].range == (-0.05, 0.05)  # not plotly's −1…1 around one point
+    live.add([{"step": 2, "time": None, "metrics": {"probe/reward": 0.3, "probe/kl": -0.004}},
+              {"step": 4, "time": None, "metrics": {"probe/reward": 0.5, "probe/kl": 0.02}}], "run")
+    axis = live.figure.layout[f"xaxis{frontier}"]
+    assert axis.autorange is True and axis.range is None and axis.zeroline  # it follows the points now
+    assert list(live.line(FRONTIER, FRONTIER).hovertext) == ["", KL_HOVER, ""]
+    assert list(live.line("KL from reference", "probe/kl").hovertext) == ["", KL_HOVER, ""]
+    assert [note.text for note in live.figure.layout.annotations].count(KL_NOTE) == 2  # the KL panel and frontier
+    whole = grid_figure(live.panels, live.rows)
+    assert [note.text for note in live.figure.layout.annotations] == [note.text for note in whole.layout.annotations]
+    assert list(live.line(FRONTIER, FRONTIER).marker.color) == [0, 2, 4]
+
+
+def test_live_figure_shows_only_the_panels_rows_fill_and_lays_them_out_again_as_more_arrive():
+    from alignlab.ui.notebook import LiveFigures
+    from alignlab.ui.notebook.grid import ROW_HEIGHT
+
+    live = LiveFigures(["dpo"])
+    titles = [panel.title for panel in live.panels]
+    layout = live.figure.layout
+
+    def shown() -> list[str]:
+        return [title for index, title in enumerate(titles) if layout.annotations[index].visible is not False]
+
+    assert shown() == titles and len(titles) > 4  # before the first row: every panel, to fill
+    live.add([{"step": 1, "time": None, "metrics": {"loss": 0.69}}], "run")
+    assert shown() == ["Loss", FRONTIER] and layout.height == ROW_HEIGHT + 40  # one row, not a wall of empties
+    loss, frontier = titles.index("Loss") + 1, titles.index(FRONTIER) + 1
+    assert layout[f"xaxis{'' if loss == 1 else loss}"].domain == (0.0, 0.46)
+    assert layout[f"xaxis{frontier}"].domain == (0.54, 1.0) and layout[f"yaxis{frontier}"].domain == (0.0, 1.0)
+    hidden = [index + 1 for index, title in enumerate(titles) if title not in ("Loss", FRONTIER)]
+    assert all(layout[f"xaxis{'' if i == 1 else i}"].visible is False for i in hidden)
+    live.add([{"step": 2, "time": None, "metrics": {"loss": 0.6, "probe/reward": 0.3, "probe/kl": 0.1}}], "run")
+    assert {"Reward", "KL from reference"} <= set(shown()) and layout.height == 2 * ROW_HEIGHT + 40
+    live.redraw()  # the whole-history figure keeps the same panels
+    assert [t for i, t in enumerate(titles) if live.figure.layout.annotations[i].visible is not False] == live.shown
 
 
 def test_sweep_grid_is_every_combination_validated_up_front():
@@ -267,10 +313,24 @@ def test_finished_run_shows_in_the_runs_and_chat_tabs(live_run):
     assert lab.runs.figure is not None and "stopped" in lab.runs.table.value
     view = RunsView(live_run["output_dir"], selected=[handle])
     lines = {tuple(trace.meta) for trace in view.figure.data}
-    assert {(FRONTIER, run_label(handle.run_id), FRONTIER), ("Loss", run_label(handle.run_id), "loss")} <= lines
+    assert {(FRONTIER, short_id(handle.run_id), FRONTIER), ("Loss", short_id(handle.run_id), "loss")} <= lines
     assert any(value is handle for _, value in lab.chat_with.options)
     label = next(label for label, value in lab.chat_with.options if value is handle)
-    assert label.endswith("(stopped)") and lab.chat.run is handle
+    # Pickers name the run by method, β, steps and its final probe reward (probe_every=2), then its id.
+    run = next(run for run in list_runs(live_run["output_dir"]) if run["run_id"] == handle.run_id)
+    probed = [row["probe/reward"] for row in run["history"] if row.get("probe/reward") is not None]
+    described = f"dpo · β 0.1 · {run['steps']} steps · reward {probed[-1]:+.2f} — {handle.run_id}"
+    assert label == f"this run: {described} (stopped)" and lab.chat.run is handle
+    assert (f"{described} (stopped)", handle.run_id) in lab.runs.picker.options
+
+
+def test_what_changed_shows_under_the_curves_once_the_run_ended(live_run):
+    lab = live_run["lab"]
+    assert lab.wait(120) == "stopped"  # returns once what changed is shown
+    shown = lab.changes.value
+    assert "What changed" in shown and "not cherry-picked" in shown and "reward: sentiment" in shown
+    assert shown.count("<tr>") == 1 + 3  # header and three held-out prompts
+    assert lab.changes in lab.tabs.children[0].children
     assert "(stopped)" in lab.chat.title.value and "training now" not in lab.chat.title.value
 
 

@@ -212,3 +212,79 @@ def test_the_notebook_grid_draws_the_lines_of_the_app_figures(dpo_rows):
     assert len(set(colours.values())) == 2  # overlaid: a colour per run
     assert ("Reward", "b", "probe/reward_se") in {tuple(trace.meta) for trace in grid.data}  # the band, keyed _se
     assert [trace.meta[1] for trace in grid.data if trace.showlegend] == ["a", "b"]  # bands: no legend entry
+
+
+# Hand-written metric rows as the probe logs them: a first point alone, then a path whose first KL is below 0.
+FIRST_PROBE = [{"step": 0, "probe/reward": 0.41, "probe/kl": 0.0}]
+PATH = [{"step": 2, "loss": 0.69, "probe/reward": 0.30, "probe/kl": -0.004, "probe/kl_se": 0.003},
+        {"step": 4, "loss": 0.60, "probe/reward": 0.35, "probe/kl": 0.010},
+        {"step": 6, "loss": 0.52, "probe/reward": 0.50, "probe/kl": 0.030}]
+
+
+def test_an_axis_whose_points_sit_at_one_value_gets_a_padded_range_and_others_autoscale():
+    from alignlab.ui.figures import curves_figure, flat_range, frontier_figure
+    from alignlab.ui.notebook.grid import grid_figure
+
+    single = frontier_figure({"a": FIRST_PROBE})
+    assert single.layout.xaxis.range == (-0.05, 0.05) and single.layout.xaxis.autorange is False  # not −1…1
+    assert single.layout.yaxis.range == pytest.approx((0.36, 0.46))  # 0.41 ± 0.05 (10 % of it is less)
+    loss = curves_figure({"a": PATH[:1]}, ("loss",), "Loss")
+    assert loss.layout.xaxis.range == (1, 3) and loss.layout.yaxis.range == pytest.approx((0.621, 0.759))
+    # A first probe of a real tiny run: KL a hair below 0 with error bars a few millionths wide, reward ± 0.08.
+    first = [{"step": 0, "probe/reward": 0.011, "probe/kl": -2.4e-7, "probe/reward_se": 0.04, "probe/kl_se": 6e-7}]
+    noisy = frontier_figure({"a": first})
+    assert noisy.layout.xaxis.range == pytest.approx((-0.05, 0.05), abs=1e-6)  # not a window of a few millionths
+    low, high = noisy.layout.yaxis.range
+    assert low < 0.011 - 1.96 * 0.04 and high > 0.011 + 1.96 * 0.04  # the error bar fits, with room
+    kl = curves_figure({"a": first}, ("probe/kl",), "KL from reference")  # a band's edges count as error bars
+    assert kl.layout.yaxis.range == pytest.approx((-0.05, 0.05), abs=1e-6) and kl.layout.xaxis.range == (-1, 1)
+    grown = frontier_figure({"a": FIRST_PROBE + PATH})  # more points: plotly's autorange fits them again
+    assert grown.layout.xaxis.autorange is True and grown.layout.xaxis.range is None
+    assert grown.layout.yaxis.autorange is True
+    assert flat_range([0.1, 0.1 + 1e-9], 0.05) is None and flat_range([], 0.05) is None
+    grid = grid_figure([FRONTIER_PANEL], {"a": FIRST_PROBE})  # the notebook's subplots fit the same way
+    assert grid.layout.xaxis.range == (-0.05, 0.05) and grid.layout.yaxis.range == single.layout.yaxis.range
+
+
+def test_the_frontier_path_reads_in_order_and_its_axes_say_which_way_is_which():
+    from alignlab.ui.figures import STEP_COLOURS, frontier_figure
+
+    figure = frontier_figure({"a": PATH})
+    line = figure.data[0]
+    assert list(line.marker.color) == [2, 4, 6] and (line.marker.cmin, line.marker.cmax) == (2, 6)
+    assert line.marker.colorscale == frontier_figure({"b": PATH}).data[0].marker.colorscale and STEP_COLOURS
+    assert list(line.text) == ["step 2", "", "step 6"] and "text" in line.mode
+    assert line.marker.line.color == line.line.color  # outlined in the run's colour
+    red, green, blue = (int(line.line.color[i:i + 2], 16) for i in (1, 3, 5))
+    assert line.error_x.color == f"rgba({red}, {green}, {blue}, 0.4)"  # error bars faint: the path reads first
+    assert line.marker.showscale and line.marker.colorbar.title.text == "step"  # one run: its colour scale
+    overlaid = frontier_figure({"a": PATH, "b": FIRST_PROBE + PATH})
+    assert not any(trace.marker.showscale for trace in overlaid.data)  # runs are told apart by their line colours
+    assert list(overlaid.data[1].text) == ["step 0", "", "", "step 6"]
+    assert "↑ more" in figure.layout.yaxis.title.text and "reward" in figure.layout.yaxis.title.text
+    assert "→ further from the reference" in figure.layout.xaxis.title.text
+    alone = frontier_figure({"a": FIRST_PROBE}).data[0]
+    assert list(alone.text) == ["step 0"] and not alone.marker.showscale  # one point: no scale to read
+    figure.to_json()
+
+
+def test_a_kl_below_zero_says_it_is_the_estimates_noise():
+    from alignlab.ui.figures import KL_HOVER, KL_NOTE, curves_figure, frontier_figure
+    from alignlab.ui.notebook.grid import grid_figure
+
+    kl = curves_figure({"a": PATH}, ("probe/kl",), "KL from reference")
+    line = kl.data[-1]  # over its ±1.96·se band
+    assert list(line.hovertext) == [KL_HOVER, "", ""] and "%{hovertext}" in line.hovertemplate
+    assert [note.text for note in kl.layout.annotations] == [KL_NOTE] and kl.layout.yaxis.zeroline
+    frontier = frontier_figure({"a": PATH})
+    assert list(frontier.data[0].hovertext) == [KL_HOVER, "", ""] and frontier.layout.xaxis.zeroline
+    assert [note.text for note in frontier.layout.annotations] == [KL_NOTE]
+    positive = curves_figure({"a": PATH[1:]}, ("probe/kl",), "KL from reference")
+    assert not positive.layout.annotations and not positive.layout.yaxis.zeroline
+    loss = curves_figure({"a": [{"step": 1, "loss": -0.2}, {"step": 2, "loss": 0.1}]}, ("loss",), "Loss")
+    assert loss.data[0].hovertext is None and not loss.layout.annotations  # only a KL below 0 is noise
+    panels = visible_panels(["dpo"], {"a": PATH})
+    grid = grid_figure(panels, {"a": PATH})
+    notes = [note for note in grid.layout.annotations if note.text == KL_NOTE]
+    kl_index = [panel.title for panel in panels].index("KL from reference")
+    assert sorted(note.xref for note in notes) == sorted([f"x{kl_index + 1} domain", f"x{len(panels)} domain"])

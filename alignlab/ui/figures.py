@@ -14,6 +14,14 @@ sits on a faint band of mean ± 1.96·se in its own colour (:func:`panel_bands`,
 without hover or legend entry); the frontier's points get error bars of the same width
 (:func:`line_errors`). An empty history gives a valid empty figure that says it is waiting for the
 first logged step; a history without the figure's keys says which keys are missing.
+
+Read at a glance: an axis whose points all sit at one value (a first probe point, a flat curve) spans
+that value with a little room (:func:`axis_fit`) instead of plotly's width-2 window around it; other axes
+autoscale as points arrive. The frontier's path reads in order: each point coloured by its step (dark
+to light), the first and last steps written beside them (:func:`path_marks`); its axis titles say which
+way is more reward and which is further from the reference. A KL below 0 (the estimate's noise on few
+samples: the true KL is ≥ 0) says so in its hover text and in a note on the panel, over a visible zero
+line (:func:`kl_notes`, :func:`kl_note`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from alignlab.methods.base import Panel
-from alignlab.metrics import SE_SUFFIX, is_se_key, se_key
+from alignlab.metrics import KL_KEYS, SE_SUFFIX, is_se_key, se_key
 from alignlab.plots import FRONTIER_PANEL, band, error_bars, frontier_points, series
 
 HEIGHT = 280
@@ -35,11 +43,19 @@ COLOURS = plotly.colors.qualitative.Plotly
 DASHES = ("solid", "dot", "dash", "dashdot")
 MARKERS_BELOW = 30  # a curve with fewer points marks each one
 BAND_OPACITY = 0.15  # of the ±1.96·se band's fill, in its line's colour
+ERROR_OPACITY = 0.4  # of the frontier's error bars, in its line's colour
+STEP_COLOURS = "Viridis"  # the frontier's points, from a run's first probed step (dark) to its last (yellow)
+FLAT_PAD = 0.1  # an axis whose points all sit at one value spans it ± this fraction of it,
+FLAT_MIN_PAD = {"step": 1.0, "value": 0.05}  # or at least this much (a step axis, a value axis)
+KL_HOVER = "<br>below 0: the estimate's noise on few samples (the true KL is ≥ 0)"
+KL_NOTE = "KL below 0 is the estimate's noise<br>on few samples: the true KL is ≥ 0"
 
 
 def axis_titles(panel: Panel) -> tuple[str, str]:
     """(x, y) axis titles of a panel: the frontier is reward against KL, a curve is a value against the step."""
-    return ("KL(policy ‖ reference)", "reward") if panel.kind == "frontier" else ("step", "")
+    if panel.kind == "frontier":
+        return "KL(policy ‖ reference): → further from the reference", "reward: ↑ more"
+    return "step", ""
 
 
 def panel_lines(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list, list | None]]:
@@ -72,9 +88,10 @@ def panel_bands(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list]]:
     return bands
 
 
-def line_errors(panel: Panel, rows: list[dict]) -> dict:
+def line_errors(panel: Panel, rows: list[dict], colour: str | None = None) -> dict:
     """``go.Scatter`` error-bar keywords of one run's frontier line: ±1.96·se of KL (x) and of reward (y)
-    where the probe logged them ({} on curves and on frontiers without standard errors)."""
+    where the probe logged them ({} on curves and on frontiers without standard errors); drawn in the line's
+    ``colour``, faint, so the path stays the first thing read."""
     if panel.kind != "frontier":
         return {}
     points = frontier_points(rows)
@@ -83,6 +100,8 @@ def line_errors(panel: Panel, rows: list[dict]) -> dict:
         half_widths = error_bars(points, field)
         if half_widths is not None:
             bars[axis] = {"type": "data", "array": half_widths, "thickness": 1, "width": 3}
+            if colour:
+                bars[axis]["color"] = faint(colour, ERROR_OPACITY)
     return bars
 
 
@@ -93,8 +112,36 @@ def key_style(panel: Panel, key: str) -> tuple[str, str]:
 
 
 def line_mode(panel: Panel, points: int) -> str:
-    """Markers on the frontier and on short curves; plain lines on long curves."""
-    return "lines" if panel.kind != "frontier" and points >= MARKERS_BELOW else "lines+markers"
+    """Markers (and step labels) on the frontier, markers on short curves; plain lines on long curves."""
+    if panel.kind == "frontier":
+        return "lines+markers+text"
+    return "lines" if points >= MARKERS_BELOW else "lines+markers"
+
+
+def shows_kl(panel: Panel, key: str) -> bool:
+    """Whether ``key``'s line on ``panel`` draws a KL: the frontier's x, a KL key's y."""
+    return panel.kind == "frontier" or key in KL_KEYS
+
+
+def kl_notes(panel: Panel, key: str, x: list, y: list) -> dict:
+    """``go.Scatter`` keywords of one line's hover notes: ``hovertext`` per point, :data:`KL_HOVER` where its KL is
+    below 0 ({} for a line that draws no KL)."""
+    if not shows_kl(panel, key):
+        return {}
+    return {"hovertext": [KL_HOVER if value < 0 else "" for value in (x if panel.kind == "frontier" else y)]}
+
+
+def path_marks(panel: Panel, steps: list[int], colour: str) -> dict:
+    """``go.Scatter`` keywords that make one run's frontier path read in order ({} on curves): each point coloured by
+    its step on :data:`STEP_COLOURS` and outlined in the run's ``colour``, and the first and last steps written
+    beside their points. (No arrow heads: plotly's ``angleref="previous"`` leaves the first point undrawn.)"""
+    if panel.kind != "frontier" or not steps:
+        return {}
+    labels = [""] * len(steps)
+    labels[0], labels[-1] = f"step {steps[0]}", f"step {steps[-1]}"
+    marker = dict(color=list(steps), colorscale=STEP_COLOURS, cmin=steps[0], cmax=max(steps[-1], steps[0] + 1),
+                  size=10, line={"color": colour, "width": 1.5})
+    return dict(marker=marker, text=labels, textposition="top center", textfont={"size": 10, "color": "#555"})
 
 
 def line_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool, points: int = 0) -> dict:
@@ -111,17 +158,27 @@ def line_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool
     else:
         name, dash = ("reward vs KL" if frontier else key), "solid"
     hover = "step %{customdata}<br>KL %{x:.4g}<br>reward %{y:.4g}" if frontier else "step %{x}: %{y:.4g}"
+    hover += "%{hovertext}" if shows_kl(panel, key) else ""
     return dict(name=name, mode=line_mode(panel, points), line={"color": colour, "dash": dash},
                 hovertemplate=f"{name}<br>{hover}<extra></extra>", legendgroup=label)
+
+
+def faint(colour: str, opacity: float) -> str:
+    """A ``#rrggbb`` colour as ``rgba(...)`` at ``opacity``.
+
+    >>> faint("#636efa", 0.15)
+    'rgba(99, 110, 250, 0.15)'
+    """
+    red, green, blue = plotly.colors.hex_to_rgb(colour)
+    return f"rgba({red}, {green}, {blue}, {opacity})"
 
 
 def band_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool) -> dict:
     """``go.Scatter`` keywords of the band under one run's line for ``key``: the line's colour, faint,
     with no outline, no hover and no legend entry of its own."""
     line = line_style(panel, key, run_index, label, overlay)
-    red, green, blue = plotly.colors.hex_to_rgb(line["line"]["color"])
     return dict(name=f"{line['name']} ± 1.96·se", mode="lines", fill="toself",
-                fillcolor=f"rgba({red}, {green}, {blue}, {BAND_OPACITY})", line={"width": 0},
+                fillcolor=faint(line["line"]["color"], BAND_OPACITY), line={"width": 0},
                 hoverinfo="skip", showlegend=False, legendgroup=label)
 
 
@@ -138,10 +195,76 @@ def run_traces(panel: Panel, rows: list[dict], run_index: int, label: str, overl
     ``<key>_se`` (so the lines sit on top), then its lines, the frontier's with its error bars."""
     traces = [(se_key(key), dict(x=x, y=y, **band_style(panel, key, run_index, label, overlay)))
               for key, x, y in panel_bands(panel, rows)]
-    errors = line_errors(panel, rows)
-    traces += [(key, dict(x=x, y=y, customdata=steps, **line_style(panel, key, run_index, label, overlay, len(x)),
-                          **errors)) for key, x, y, steps in panel_lines(panel, rows)]
+    for key, x, y, steps in panel_lines(panel, rows):
+        style = line_style(panel, key, run_index, label, overlay, len(x))
+        errors = line_errors(panel, rows, style["line"]["color"])
+        traces.append((key, dict(x=x, y=y, customdata=steps, **style, **errors, **kl_notes(panel, key, x, y),
+                                 **path_marks(panel, steps, style["line"]["color"]))))
     return traces
+
+
+def flat_range(values: list[float], least: float, ends: Sequence[float] = ()) -> list[float] | None:
+    """``[low, high]`` around points ``values`` that all sit at one value (plotly would draw a window of width 2
+    around it, −1…1 for 0, or one a few millionths wide when its error bars are): ± :data:`FLAT_PAD` of it, at
+    least ``least``, and wide enough for the ``ends`` of its error bars and bands with a little room. None when
+    the points spread (plotly's autorange fits them) or there are none.
+
+    >>> flat_range([2.0], 0.05), flat_range([0.0, 0.0], 0.05), flat_range([0.1, 0.2], 0.05)
+    ([1.8, 2.2], [-0.05, 0.05], None)
+    >>> flat_range([0.0], 0.05, ends=[-1e-6, 1e-6]), flat_range([0.0], 0.05, ends=[-0.1, 0.1])
+    ([-0.05, 0.05], [-0.11, 0.11])
+    """
+    if not values or max(values) > min(values):
+        return None
+    pad = max(abs(values[0]) * FLAT_PAD, least)
+    low, high = min([values[0] - pad, *ends]), max([values[0] + pad, *ends])
+    room = FLAT_PAD / 2 * (high - low) if low < values[0] - pad or high > values[0] + pad else 0.0
+    return [round(low - room, 12), round(high + room, 12)]
+
+
+def extents(traces, axis: str) -> tuple[list[float], list[float]]:
+    """``(points, ends)`` the traces (``go.Scatter``) put on ``axis`` ("x" or "y"): the lines' points, and the ends
+    of their error bars and the edges of bands (traces filled ``toself``)."""
+    points: list[float] = []
+    ends: list[float] = []
+    for trace in traces:
+        values = [value for value in (getattr(trace, axis) or ()) if value is not None]
+        if trace.fill == "toself":
+            ends += values
+            continue
+        points += values
+        bars = getattr(trace, f"error_{axis}").array
+        for value, width in zip(values, bars or ()):
+            ends += [value - width, value + width] if width else []
+    return points, ends
+
+
+def negative_kl(traces) -> bool:
+    """Whether a KL point of the traces is below 0 (its hover note says so: :func:`kl_notes`)."""
+    return any(KL_HOVER in (trace.hovertext or ()) for trace in traces)
+
+
+def axis_fit(panel: Panel, traces) -> tuple[dict, dict]:
+    """Layout updates of the (x, y) axes of ``panel`` for the ``traces`` drawn on it: a padded range
+    (:func:`flat_range`) for an axis whose points all sit at one value, plotly's autorange for the others (so
+    they follow new points), and a visible zero line on the KL axis once a KL point is below 0."""
+    fits = []
+    for axis in ("x", "y"):
+        least = FLAT_MIN_PAD["step" if axis == "x" and panel.kind != "frontier" else "value"]
+        points, ends = extents(traces, axis)
+        span = flat_range(points, least, ends)
+        fits.append({"range": span, "autorange": span is None})
+    if negative_kl(traces):
+        fits[0 if panel.kind == "frontier" else 1].update(zeroline=True, zerolinecolor="#888", zerolinewidth=1)
+    return fits[0], fits[1]
+
+
+def kl_note(name: str = "kl-note", **where) -> dict:
+    """``add_annotation`` keywords of the note that a KL below 0 is the estimate's noise: inside the plot's bottom
+    right corner (``where``: its ``xref`` and ``yref``, the whole plot's by default)."""
+    return dict(text=KL_NOTE, name=name, showarrow=False, x=1, y=0, xanchor="right", yanchor="bottom", align="right",
+                font={"size": 10, "color": "#555"}, bgcolor="rgba(255, 255, 255, 0.85)",
+                **{"xref": "paper", "yref": "paper", **where})
 
 
 def _missing(keys: Sequence[str]) -> str:
@@ -166,6 +289,13 @@ def panel_figure(panel: Panel, histories: dict[str, list[dict]], overlay: bool) 
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "font": {"size": 10}},
         showlegend=lines > 1 or (overlay and bool(lines)),
     )
+    x_fit, y_fit = axis_fit(panel, figure.data)
+    figure.update_xaxes(**x_fit)
+    figure.update_yaxes(**y_fit)
+    if negative_kl(figure.data):
+        figure.add_annotation(**kl_note())
+    if panel.kind == "frontier" and lines == 1 and len(figure.data[-1].x) > 1:  # one run: its steps' colour scale
+        figure.data[-1].marker.update(showscale=True, colorbar={"title": {"text": "step"}, "thickness": 10})
     if not figure.data:
         keys = FRONTIER_KEYS if panel.kind == "frontier" else panel.keys
         figure.add_annotation(text=_missing(keys) if any(histories.values()) else WAITING, showarrow=False,

@@ -20,6 +20,7 @@ from pathlib import Path
 from alignlab.chat import ChatPair
 from alignlab.config import config_of
 from alignlab.errors import AlignLabError
+from alignlab.labels import run_label
 from alignlab.methods import registry
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.rundir import UNREADABLE, find_run, has_model
@@ -80,17 +81,16 @@ class ChatService:
         self._load_lock = threading.Lock()
 
     def choices(self, runs: list[dict]) -> list[tuple[str, str]]:
-        """(label, value) for the model picker: base models, then runs that saved a text model."""
+        """(label, value) for the model picker: base models, then runs that saved a text model, each labelled
+        with what it is (:func:`alignlab.labels.run_label`) and how it ended."""
         options = [(f"base model: {name}" + (" (random weights, for tests)" if name == TINY_MODEL else ""),
                     BASE_PREFIX + name) for name in BASE_MODELS]
         for run in runs:
             spec = registry().get(run["method"])
-            if run["state"] == UNREADABLE:  # listed, so it is not missed; choosing it says what is wrong
-                options.append((f"run: {run['run_id']} (unreadable: {run.get('file') or 'see Runs'})",
-                                RUN_PREFIX + run["run_id"]))
-            elif run["state"] in ("finished", "stopped") and spec is not None and spec.model_kind == "causal-lm" \
-                    and has_model(run["path"]):
-                options.append((f"run: {run['run_id']} ({run['state']})", RUN_PREFIX + run["run_id"]))
+            # An unreadable run is listed, so it is not missed; choosing it says what is wrong.
+            if run["state"] == UNREADABLE or (run["state"] in ("finished", "stopped") and spec is not None
+                                              and spec.model_kind == "causal-lm" and has_model(run["path"])):
+                options.append((run_label(run, show_state=True), RUN_PREFIX + run["run_id"]))
         return options
 
     def pair(self, choice: str, mode: str) -> ChatPair:

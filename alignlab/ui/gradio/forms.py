@@ -16,6 +16,7 @@ import gradio as gr
 from alignlab.config import RunConfig, common_knobs
 from alignlab.errors import AlignLabError
 from alignlab.methods import Knob, registry
+from alignlab.presets import get_preset
 
 # Common fields the app sets itself (model and dataset have their own pickers; the runs folder and
 # remote-code permission come from how the app was launched).
@@ -70,6 +71,18 @@ def _step(value: float) -> float:
     if not value:
         return 0.01
     return 10 ** (math.floor(math.log10(abs(value))) - 1)
+
+
+def preset_form_values(name: str) -> dict[str, Any]:
+    """The Train form's values for preset ``name`` (:mod:`alignlab.presets`), keyed as the Start handler takes
+    them: method, model, dataset, the run settings the form shows, and the preset method's knobs under
+    :func:`method_input_name`. The run name is left as it is."""
+    values = get_preset(name).values()
+    method = values["method"]
+    form = {"method": method, "model": values["model"], "dataset": values["dataset"]}
+    form.update({knob.name: values[knob.name] for knob in form_knobs() if knob.name in values})
+    form.update({method_input_name(method, knob.name): values[knob.name] for knob in registry()[method].knobs})
+    return form
 
 
 def _given(knob: Knob, value: Any) -> Any:

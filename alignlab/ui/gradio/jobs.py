@@ -31,6 +31,7 @@ from pathlib import Path
 from alignlab import rundir
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
+from alignlab.tracking import check_tracker
 from alignlab.ui.gradio.cpu import worker_environment
 
 # queued -> starting (worker loading) -> running (run directory exists) -> finished|stopped|failed;
@@ -157,6 +158,7 @@ class JobQueue:
         already waiting, or when a job already continues that run.
         """
         config.output_dir = str(self.runs_dir)
+        check_tracker(config.report_to)  # now, not when the worker starts: a missing package is said at once
         with self._wake:  # the room checked and taken at once: two visitors cannot both take the last place
             self._check_room()
             if resume is not None and any(job.resume == resume and (job.active or job.state == "queued")

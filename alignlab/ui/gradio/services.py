@@ -1,4 +1,4 @@
-"""The server-side state every page shares: runs folder, data folder, job queue, uploads, chat.
+"""The server-side state every page shares: runs folder, data folder, job queue, uploads, chat, what changed.
 
 State lives here, in the server process, not in the page: a reloaded page finds the job it
 started, and two visitors see the same queue. The app's data folder holds ``uploads/`` (datasets
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alignlab.rundir import check_output_dir, list_runs
+from alignlab.ui.gradio.changes_service import ChangesService
 from alignlab.ui.gradio.chat_service import ChatService
 from alignlab.ui.gradio.jobs import JobQueue
 from alignlab.ui.gradio.uploads import UploadStore
@@ -26,6 +27,7 @@ class Services:
     jobs: JobQueue
     uploads: UploadStore
     chat: ChatService
+    changes: ChangesService
 
     @classmethod
     def create(cls, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
@@ -36,7 +38,7 @@ class Services:
         data_dir = check_output_dir(data_dir, create=True).resolve() if data_dir else \
             check_output_dir(runs_dir / "_app", create=True)
         return cls(runs_dir, data_dir, trust_remote_code, JobQueue(runs_dir, data_dir / "jobs"),
-                   UploadStore(data_dir / "uploads"), ChatService(runs_dir, trust_remote_code))
+                   UploadStore(data_dir / "uploads"), ChatService(runs_dir, trust_remote_code), ChangesService())
 
     @property
     def exports_dir(self) -> Path:

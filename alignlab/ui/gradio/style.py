@@ -19,4 +19,6 @@ CSS = """
 .lab-summary { font-size: 13px; }
 .lab-section { padding: 6px 12px 0; }
 .lab-card table { font-size: 13px; }
+/* A chat column's scroll area starts below its name badge and icon bar, so scrolled messages never run under them */
+.wrapper > .bubble-wrap { margin-top: 40px; height: calc(100% - 40px); }
 """ + "".join(f".lab-progress.{state} .lab-state {{ color: {colour}; }}\n" for state, colour in STATE_COLOURS.items())

@@ -1,7 +1,9 @@
 """Uploaded datasets: checked, copied under the app's data folder, referred to by a server-made name.
 
 The browser only ever sends back a *name* from :meth:`UploadStore.names`; the server maps it to a file
-it wrote itself, so no path from a client reaches the engine. Size and type are limited.
+it wrote itself, so no path from a client reaches the engine. Size and type are limited. Checks run on the
+received file before it is stored, so a file that fails one is never kept, and their errors name the file
+by the name it was sent with, never by a path on the server (:func:`shown_as`).
 
 The server reads an upload whole (format check, preview, training), so what it *expands to* is limited
 before it is read, not only the bytes sent: a few KB of Parquet can decode to gigabytes (one long
@@ -19,6 +21,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what alignlab.data reads from a file
@@ -43,8 +46,10 @@ class UploadStore:
     def add(self, temp_path: str | Path, original_name: str) -> str:
         """Copy an upload (a file the web server received) here; returns its stored name.
 
-        Raises AlignLabError for a wrong type, a file over the size limit, or data that expands past the
-        limits once read (see :func:`check_expanded_size`).
+        Every check runs on the received file first, so a file that fails one is never stored. Raises
+        AlignLabError for a wrong type, a file over the size limit, data that expands past the limits once
+        read (see :func:`check_expanded_size`), or data no method can train on (see :func:`check_readable`);
+        its message names the file by ``original_name`` only, never by a path on the server.
         """
         suffix = Path(original_name).suffix.lower()
         if suffix not in SUFFIXES:
@@ -52,7 +57,11 @@ class UploadStore:
         size = Path(temp_path).stat().st_size
         if size > MAX_BYTES:
             raise AlignLabError(f"dataset: file is {size / 2**20:.1f} MB, expected at most {MAX_BYTES // 2**20} MB")
-        check_expanded_size(temp_path, suffix)
+        try:
+            check_expanded_size(temp_path, suffix)
+            check_readable(temp_path)
+        except AlignLabError as error:
+            raise AlignLabError(shown_as(str(error), temp_path, original_name)) from None
         stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(original_name).stem).strip("-")[:40] or "data"
         name = f"{stem}-{secrets.token_hex(3)}{suffix}"
         shutil.copyfile(temp_path, self.folder / name)
@@ -82,6 +91,30 @@ def check_expanded_size(path: str | Path, suffix: str) -> None:
         _check_json(path)
     else:
         _check_jsonl(path)
+
+
+def check_readable(path: str | Path) -> None:
+    """AlignLabError unless some method can train on the data in ``path``: its rows read and match one of the
+    layouts :mod:`alignlab.data` accepts (every layout gives prompts, so a prompt-format load tells).
+    Which method suits it is checked when one is chosen; this only keeps out files no method can use."""
+    try:
+        load_rows(str(path), "prompt")
+    except AlignLabError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a reader's own error on a file that is not what its suffix says
+        raise AlignLabError(f"dataset: cannot read {path} ({type(error).__name__}: {error})") from None
+
+
+def shown_as(message: str, path: str | Path, name: str) -> str:
+    """``message`` with every spelling of ``path`` (as given, and resolved) replaced by ``name``: what an error
+    about a file on the server says to the user who sent it.
+
+    >>> shown_as("dataset: '/tmp/x/pairs-3f2a.jsonl' is empty", "/tmp/x/pairs-3f2a.jsonl", "my pairs.jsonl")
+    "dataset: 'my pairs.jsonl' is empty"
+    """
+    for spelling in sorted({str(path), str(Path(path).resolve())}, key=len, reverse=True):
+        message = message.replace(spelling, name)
+    return message
 
 
 def _too_many(what: str, limit: int, count: int | None = None) -> AlignLabError:
@@ -135,7 +168,7 @@ def _check_csv(path: Path) -> None:
                 if rows > MAX_ROWS:
                     raise _too_many("rows", MAX_ROWS)
         except csv.Error as error:
-            raise AlignLabError(f"dataset: cannot read the CSV file ({error})") from None
+            raise AlignLabError(f"dataset: cannot read the CSV file {path} ({error})") from None
 
 
 def _check_parquet(path: Path) -> None:
@@ -144,7 +177,8 @@ def _check_parquet(path: Path) -> None:
     try:
         metadata = pq.ParquetFile(path).metadata
     except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
-        raise AlignLabError(f"dataset: not a Parquet file that can be read ({type(error).__name__}: {error})") from None
+        raise AlignLabError(f"dataset: not a Parquet file that can be read: {path} ({type(error).__name__}: "
+                            f"{error})") from None
     if metadata.num_rows > MAX_ROWS:
         raise _too_many("rows", MAX_ROWS, metadata.num_rows)
     if metadata.num_columns > MAX_COLUMNS:
@@ -174,7 +208,8 @@ def _check_parquet(path: Path) -> None:
     except AlignLabError:
         raise
     except Exception as error:  # noqa: BLE001 - a corrupt page, a type pyarrow cannot convert
-        raise AlignLabError(f"dataset: cannot read the Parquet file ({type(error).__name__}: {error})") from None
+        raise AlignLabError(f"dataset: cannot read the Parquet file {path} ({type(error).__name__}: {error})") \
+            from None
 
 
 def decoded_bytes(array) -> int:

@@ -6,7 +6,8 @@ difference between them comes from training. ``run`` is a live :class:`~alignlab
 both columns). The mode starts as the one the run trained in (:func:`alignlab.chat.trained_mode`:
 chat, for the built-in task's review requests), with a line saying why; switching it starts a fresh
 conversation. Models load on the first message, in a background thread, like every answer: the
-kernel never waits on the chat unless :meth:`Chat.send` is asked to.
+kernel never waits on the chat unless :meth:`Chat.send` is asked to. With **Blind vote** on, the columns
+show A and B in a random order and people vote (:mod:`alignlab.ui.notebook.voting`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.rewards import get_reward, reward_names
 from alignlab.rundir import is_run_dir
+from alignlab.ui.notebook.voting import VotePanel
 
 STYLE = {"description_width": "110px"}
 MODES = [("Chat", "chat"), ("Continue text", "continue")]
@@ -94,6 +96,7 @@ class Chat(widgets.VBox):
         self.reward = widgets.Dropdown(options=reward_names(), description="reward", style=STYLE)
         self.reference_column = widgets.HTML(layout=widgets.Layout(**COLUMN))
         self.aligned_column = widgets.HTML(layout=widgets.Layout(**COLUMN))
+        self.voting = VotePanel(on_switch=self.clear, on_vote=self._render)  # blind A/B votes, the win-rate
         self.send_button.on_click(lambda _: self.send(self.prompt.value, wait=False))
         self.clear_button.on_click(lambda _: self.clear())
         self.reward.observe(lambda _: self._set_reward(), names="value")
@@ -103,7 +106,7 @@ class Chat(widgets.VBox):
         super().__init__([
             self.title, widgets.HBox([self.mode, self.mode_note]),
             widgets.Accordion([settings], titles=("Sampling settings",), selected_index=None),
-            widgets.HBox([self.reference_column, self.aligned_column]),
+            widgets.HBox([self.reference_column, self.aligned_column]), self.voting,
             widgets.HBox([self.prompt, widgets.VBox([self.send_button, self.clear_button])]), self.status,
         ])
         self.bind(run)
@@ -111,6 +114,7 @@ class Chat(widgets.VBox):
     def bind(self, run: Any) -> None:
         """Chat with ``run`` from now on (a RunHandle, a run directory or a model name); clears the chat."""
         self.run, self.pair = run, None
+        self.voting.bind(run)
         config = run_config(run)
         if config is not None and config.reward:
             self.reward.options = list(dict.fromkeys([*reward_names(), config.reward]))
@@ -152,12 +156,15 @@ class Chat(widgets.VBox):
     def clear(self) -> None:
         """Forget the conversation (both columns)."""
         self.turns, self.histories = [], ([], [])
+        self.voting.reset()
         self._render()
         self._say("")
 
     # --- internals -----------------------------------------------------------------------------
     def _answer(self, message: str, settings: SamplingSettings, result: dict) -> None:
         try:
+            if self.voting.begin() is not None:  # blind: one prompt per vote, no earlier turns
+                self.turns, self.histories = [], ([], [])
             if self.pair is None:
                 self._say("loading the models…")
                 self.pair = make_pair(self.run, self.mode.value)
@@ -172,6 +179,8 @@ class Chat(widgets.VBox):
                                 reward_name=self.pair.reward.name)
                     self.histories = (reply.reference_history, reply.aligned_history)
                     result["reply"] = reply
+                    if self.voting.seed is not None:
+                        self.voting.offer(message, self.pair.mode, reply, self.pair.reward.name, settings)
                 self._render()
             self.prompt.value = ""
             self._say("")
@@ -198,12 +207,13 @@ class Chat(widgets.VBox):
                 self._say(str(error), error=True)
 
     def _render(self) -> None:
-        for column, side, heading in ((self.reference_column, "reference", "Reference (before training)"),
-                                      (self.aligned_column, "aligned", "Aligned (trained)")):
+        # left and right column: reference and aligned, or in a blind round A and B (rewards after the vote)
+        for column, side, heading in zip((self.reference_column, self.aligned_column), self.voting.order,
+                                         self.voting.headings()):
             parts = [f"<div style='font-weight:600;margin-bottom:4px'>{heading}</div>"]
             separator = "<br>" if self.pair is not None and self.pair.mode == "chat" else " "
             for turn in self.turns:
-                reward = turn.get(f"{side}_reward")
+                reward = turn.get(f"{side}_reward") if self.voting.rewards_shown else None
                 score = "" if reward is None else \
                     f"<div style='color:#555;font-size:90%'>reward ({turn['reward_name']}): <b>{reward:+.3f}</b></div>"
                 parts.append(f"<div style='margin:6px 0'><b>{html.escape(turn['message'])}</b>{separator}"

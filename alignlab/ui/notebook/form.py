@@ -20,6 +20,7 @@ from alignlab.config import RunConfig, common_knobs
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import KNOB_GROUPS, Knob
+from alignlab.presets import PRESETS, get_preset
 
 LOG_SPAN = 3  # decades either side of the default when a log-scale knob has no usable bound
 FIELD_WIDTH = "340px"
@@ -60,14 +61,24 @@ def knob_widget(knob: Knob, value: Any = None) -> widgets.ValueWidget:
 
 
 class RunForm(widgets.VBox):
-    """Method picker + knob form. ``values()`` is the flat dict a RunConfig is built from.
+    """Preset and method pickers + knob form. ``values()`` is the flat dict a RunConfig is built from.
 
-    ``presets`` (knob name -> value) replace the declared defaults, e.g. ``model="tiny-random"``.
-    ``error`` shows why the current values are refused (empty when they are fine).
+    ``preset`` names a run of :data:`alignlab.presets.PRESETS` (``"classroom"``) to start from: its method
+    (unless ``method`` is given) and its values; picking one in the form's preset picker later sets them the
+    same way. ``presets`` (knob name -> value) replace the declared defaults (and the preset's values), e.g.
+    ``model="tiny-random"``. ``error`` shows why the current values are refused (empty when they are fine).
     """
 
-    def __init__(self, method: str = "dpo", **presets: Any):
-        self.presets = dict(presets)
+    def __init__(self, method: str | None = None, preset: str = "", **presets: Any):
+        preset_values = get_preset(preset).values() if preset else {}
+        method = method or preset_values.pop("method", "dpo")
+        preset_values.pop("method", None)
+        self.presets = {**preset_values, **presets}
+        self.preset = widgets.Dropdown(options=[("none: your own settings", ""),
+                                                *((p.title, p.name) for p in PRESETS.values())],
+                                       value=preset, description="preset", style=STYLE,
+                                       layout=widgets.Layout(width="520px"))
+        self.preset_note = widgets.HTML(self._preset_text(preset))
         self.method = widgets.Dropdown(options=[(f"{get_method(n).title}  [{n}]", n) for n in method_names()],
                                        value=get_method(method).name, description="method", style=STYLE,
                                        layout=widgets.Layout(width="520px"))
@@ -89,9 +100,26 @@ class RunForm(widgets.VBox):
         self.folded = widgets.Accordion(children=[self.sections[group] for group in folded],
                                         titles=tuple(KNOB_GROUPS[group] for group in folded), selected_index=None)
         self.method.observe(lambda _: self._show_method(strict=False), names="value")
+        self.preset.observe(lambda change: self.apply_preset(change["new"]), names="value")
         self._show_method(strict=True)
-        super().__init__([self.method, self.summary, self.method_box, self.sections["essential"], self.folded,
-                          self.error])
+        super().__init__([self.preset, self.preset_note, self.method, self.summary, self.method_box,
+                          self.sections["essential"], self.folded, self.error])
+
+    @staticmethod
+    def _preset_text(name: str) -> str:
+        if not name:
+            return ""
+        return f"<div style='max-width:640px;color:#444'>{html.escape(get_preset(name).description)}</div>"
+
+    def apply_preset(self, name: str) -> None:
+        """Set the form to preset ``name``'s values (its settings, the declared defaults for everything else; the
+        runs folder, run name and remote-code permission stay as they are). ``""``: keep the values, drop the note."""
+        if self.preset.value != name:
+            self.preset.value = name  # the picker's observer applies it
+            return
+        self.preset_note.value = self._preset_text(name)
+        if name:
+            self.set(**get_preset(name).values())
 
     def _add(self, knob: Knob, strict: bool = True) -> widgets.ValueWidget:
         """Widget for ``knob`` at its preset value; a preset another method's knob of that name

@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from alignlab.methods.base import Panel
 from alignlab.metrics import is_se_key
-from alignlab.ui.figures import LOOK, axis_titles, key_style, run_traces, style_for
+from alignlab.ui.figures import LOOK, axis_fit, axis_titles, key_style, kl_note, negative_kl, run_traces, style_for
 
 COLUMNS = 2
 ROW_HEIGHT = 250
@@ -49,18 +49,63 @@ def subplot_title(panel: Panel, drawn: Iterable[str], overlay: bool) -> str:
     return f"{panel.title}: {'  '.join(names)}"
 
 
+def fit_subplot(figure: go.Figure, panels: list[Panel], index: int) -> None:
+    """Fit the ``index``-th subplot's axes to the traces on it (:func:`~alignlab.ui.figures.axis_fit`: a padded
+    range for an axis whose points sit at one value, autorange otherwise) and, once one of its KL points is
+    below 0, add the note that says it is noise (once). Axes already fitted are left alone, so a live figure
+    sends nothing new."""
+    panel, suffix = panels[index], index + 1 if index else ""
+    traces = [trace for trace in figure.data if trace.meta and trace.meta[0] == panel.title]
+    for axis, fit in zip((figure.layout[f"xaxis{suffix}"], figure.layout[f"yaxis{suffix}"]), axis_fit(panel, traces)):
+        if any(axis[name] != (tuple(value) if isinstance(value, list) else value) for name, value in fit.items()):
+            axis.update(fit)
+    name = f"kl-note-{index}"
+    if negative_kl(traces) and not any(note.name == name for note in figure.layout.annotations):
+        figure.add_annotation(**kl_note(name, xref=f"x{suffix} domain", yref=f"y{suffix} domain"))
+
+
 def axes_of(index: int) -> dict[str, str]:
     """Trace axis references of the ``index``-th subplot (0-based, row-major)."""
     suffix = "" if index == 0 else str(index + 1)
     return {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
 
 
+def spacing(rows: int) -> tuple[float, float]:
+    """(horizontal, vertical) gaps between subplots, as fractions of the figure, for a grid of ``rows``."""
+    return 0.08, min(0.3 / rows, 0.12)
+
+
+def arrange(figure: go.Figure, panels: list[Panel], shown: Iterable[str]) -> None:
+    """Lay out only the panels titled in ``shown``, in order, two to a row, and hide the others (their axes
+    and titles), so a live figure grows as data arrives instead of opening with empty panels. Only a layout
+    change: traces stay where they are, and a hidden panel comes back with its lines when shown again."""
+    shown = set(shown)
+    order = [index for index, panel in enumerate(panels) if panel.title in shown]
+    rows = max(1, math.ceil(len(order) / COLUMNS))
+    across, down = spacing(rows)
+    width, height = (1 - across * (COLUMNS - 1)) / COLUMNS, (1 - down * (rows - 1)) / rows
+    for index in range(len(panels)):
+        suffix = index + 1 if index else ""
+        x_axis, y_axis = figure.layout[f"xaxis{suffix}"], figure.layout[f"yaxis{suffix}"]
+        title = figure.layout.annotations[index]
+        if index not in order:
+            x_axis.visible = y_axis.visible = title.visible = False
+            continue
+        row, col = divmod(order.index(index), COLUMNS)
+        left, top = col * (width + across), 1 - row * (height + down)
+        x_axis.update(visible=True, domain=[round(left, 6), round(left + width, 6)])  # no -1e-17 from float sums
+        y_axis.update(visible=True, domain=[max(0.0, round(top - height, 6)), round(top, 6)])
+        title.update(visible=True, x=left + width / 2, y=top)
+    figure.layout.height = ROW_HEIGHT * rows + 40
+
+
 def empty_grid(panels: list[Panel], overlay: bool = False) -> go.Figure:
     """The grid with titled, empty subplots (the last cell left out when the count is odd)."""
     rows = math.ceil(len(panels) / COLUMNS)
     specs = [[{} if row * COLUMNS + col < len(panels) else None for col in range(COLUMNS)] for row in range(rows)]
+    across, down = spacing(rows)
     figure = make_subplots(rows=rows, cols=COLUMNS, specs=specs, subplot_titles=[p.title for p in panels],
-                           vertical_spacing=min(0.3 / rows, 0.12), horizontal_spacing=0.08)
+                           vertical_spacing=down, horizontal_spacing=across)
     figure.update_layout(**LOOK, height=ROW_HEIGHT * rows + 40, showlegend=overlay,
                          margin={"l": 50, "r": 10, "t": 70 if overlay else 40, "b": 45},
                          legend={"orientation": "h", "x": 0, "y": 1, "yref": "container", "yanchor": "top",
@@ -102,4 +147,5 @@ def grid_figure(panels: list[Panel], histories: dict[str, list[dict]], overlay: 
                 drawn[panel.title].add(key)
     for index, panel in enumerate(panels):
         figure.layout.annotations[index].text = subplot_title(panel, drawn[panel.title], overlay)
+        fit_subplot(figure, panels, index)
     return figure

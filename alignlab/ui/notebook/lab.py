@@ -1,8 +1,10 @@
-"""``Lab()``: the whole lab in one widget: Train (form, Start/Stop, progress, live curves), Runs (Resume), Chat.
+"""``Lab()``: the whole lab in one widget: Train (preset, form, Start/Stop, progress, live curves, then what
+changed), Runs (Resume), Chat.
 
 Training runs in a background thread (:func:`alignlab.runner.start`); the widgets follow it through
 the run's metric bus, so the kernel stays free while it trains. ``Lab(method="dpo", beta=0.3,
-model="tiny-random")`` presets the form; :meth:`Lab.start` and :meth:`Lab.wait` do from code what
+model="tiny-random")`` presets the form, ``Lab(preset="classroom")`` starts from a named run
+(:mod:`alignlab.presets`); :meth:`Lab.start` and :meth:`Lab.wait` do from code what
 the buttons do. While :meth:`Lab.wait` blocks a cell the widgets stay live (Stop works), and
 interrupting the kernel stops the run (see :mod:`alignlab.ui.notebook.waiting`).
 """
@@ -10,6 +12,7 @@ interrupting the kernel stops the run (see :mod:`alignlab.ui.notebook.waiting`).
 from __future__ import annotations
 
 import html
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +20,28 @@ import ipywidgets as widgets
 
 from alignlab import rundir, runner
 from alignlab.errors import AlignLabError
+from alignlab.labels import run_label
 from alignlab.methods import generates_text
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.runner import RunHandle
+from alignlab.ui.notebook.changes import ChangesView
 from alignlab.ui.notebook.chat import Chat
 from alignlab.ui.notebook.form import RunForm
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.progress import RunProgress
-from alignlab.ui.notebook.runs import RunsView, run_label
+from alignlab.ui.notebook.runs import RunsView
 from alignlab.ui.notebook.waiting import stop_on_interrupt, stopped_note, wait_until
 
 
 class Lab(widgets.VBox):
     """Method picker and knobs, Start/Stop, progress with ETA, live curves; Runs and Chat tabs."""
 
-    def __init__(self, method: str = "dpo", **presets: Any):
-        self.form = RunForm(method, **presets)
+    def __init__(self, method: str | None = None, preset: str = "", **presets: Any):
+        self.form = RunForm(method, preset, **presets)
         self.run: RunHandle | None = None
+        self.changes = ChangesView()  # what changed, once a run has ended
+        self._settled = threading.Event()  # the current run has ended and what changed is shown
+        self._settled.set()
         self.start_button = widgets.Button(description="Start", button_style="success", icon="play")
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.progress = RunProgress()
@@ -46,7 +54,7 @@ class Lab(widgets.VBox):
         self.resume_note = widgets.HTML()
         self.chat = Chat()
         self.chat_with = widgets.Dropdown(description="chat with", style={"description_width": "80px"},
-                                          layout=widgets.Layout(width="520px"))
+                                          layout=widgets.Layout(width="720px"))
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.resume_button.on_click(lambda _: self.resume())
@@ -55,7 +63,7 @@ class Lab(widgets.VBox):
                                                names="value")
         self.chat_with.observe(lambda change: self._chat_with(change["new"]), names="value")
         train = widgets.VBox([self.form, widgets.HBox([self.start_button, self.stop_button, self.progress]),
-                              self.live_box])
+                              self.live_box, self.changes])
         runs = widgets.VBox([self.runs, widgets.HBox([self.resume_button, self.resume_note])])
         self.tabs = widgets.Tab([train, runs, widgets.VBox([self.chat_with, self.chat])],
                                 titles=("Train", "Runs", "Chat"))
@@ -109,6 +117,8 @@ class Lab(widgets.VBox):
     def _follow(self, handle: RunHandle, live: LiveFigures) -> None:
         """Make ``handle`` the current run: live curves, progress, buttons and chat follow it."""
         self.run = handle
+        self._settled.clear()
+        self.changes.value = ""
         self.live.close_subscriptions()
         self.live = live
         self.live_box.children = [live]
@@ -125,7 +135,7 @@ class Lab(widgets.VBox):
             self.stop_button.disabled = True
 
     def wait(self, timeout: float | None = None) -> str | None:
-        """Block until the current run ends (or ``timeout`` seconds); returns its state.
+        """Block until the current run ends and what changed is shown (or ``timeout`` seconds); returns its state.
 
         The widgets keep answering meanwhile, so Stop works. Interrupting the kernel stops the run,
         waits until it has saved, and raises ``KeyboardInterrupt`` saying so.
@@ -136,13 +146,21 @@ class Lab(widgets.VBox):
         with stop_on_interrupt(self.stop, run.wait, lambda: stopped_note([run])):
             if wait_until(lambda: run.done, timeout):
                 run.wait()  # joins the training thread
+                wait_until(self._settled.is_set, timeout)
         return run.state
 
     def _ended(self, handle: RunHandle) -> None:
-        self.start_button.disabled, self.stop_button.disabled = False, True
-        self.runs.refresh([handle.run_id])
-        self._list_chat_targets()  # relabels "this run" with how it ended
-        self.chat.show_title()  # the Chat tab stops saying "training now"
+        """The run ended: buttons, Runs and Chat tabs follow, then what changed is sampled and shown."""
+        try:
+            self.start_button.disabled, self.stop_button.disabled = False, True
+            self.runs.refresh([handle.run_id])
+            self._list_chat_targets()  # relabels "this run" with how it ended
+            self.chat.show_title()  # the Chat tab stops saying "training now"
+            if handle is self.run:
+                self.changes.show(handle)
+        finally:
+            if handle is self.run:
+                self._settled.set()
 
     def _chat_with(self, target: Any) -> None:
         if target is not None and not (target is self.chat.run or target == self.chat.run):
@@ -151,14 +169,17 @@ class Lab(widgets.VBox):
     def _list_chat_targets(self) -> None:
         """Offer the current run (live), past runs of generative methods, and the base models."""
         options: list[tuple[str, Any]] = []
+        runs = rundir.list_runs(self.output_dir)
         if self.run is not None:
             state = "training now" if not self.run.done else self.run.state
-            options.append((f"this run: {run_label(self.run.run_id)} ({state})", self.run))
-        for run in rundir.list_runs(self.output_dir):
+            current = next((run for run in runs if run["run_id"] == self.run.run_id), None)
+            label = self.run.run_id if current is None else run_label(current)
+            options.append((f"this run: {label} ({state})", self.run))
+        for run in runs:
             readable = run["state"] != rundir.UNREADABLE  # a damaged run lists in the runs table, with what is wrong
             if readable and generates_text(run["method"]) and rundir.has_model(run["path"]) and \
                     (self.run is None or run["run_id"] != self.run.run_id):
-                options.append((f"{run_label(run['run_id'])} ({run['state']})", run["path"]))
+                options.append((run_label(run, show_state=True), run["path"]))
         model = self.form.inputs["model"].value
         options += [(f"base model only: {name}", name) for name in dict.fromkeys([model, DEFAULT_MODEL, TINY_MODEL])]
         current = self.chat_with.value

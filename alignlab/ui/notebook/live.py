@@ -1,11 +1,15 @@
 """Live curves: one plotly FigureWidget that runs push their logged points into as they train.
 
-:class:`LiveFigures` shows every panel of the followed runs' methods (loss, reward, KL, the method's
+:class:`LiveFigures` shows the panels of the followed runs' methods (loss, reward, KL, the method's
 own panels, the reward-vs-KL frontier) as subplots of a single ``FigureWidget`` (see
-:mod:`alignlab.ui.notebook.grid`). ``follow(handle)`` subscribes to the run's metric bus; each event
-extends the run's traces inside one ``batch_update`` (one message to the browser per logged step),
-from the training thread, so the kernel stays free. When a run ends the figure is drawn again from
-the run's whole history, so the final picture is complete even if a live message was lost.
+:mod:`alignlab.ui.notebook.grid`): every panel until the first row, then the ones rows fill
+(:func:`alignlab.plots.visible_panels`, the app's rule), laid out again as panels come and go.
+``follow(handle)`` subscribes to the run's metric bus; each event
+extends the run's traces inside one ``batch_update`` (one message to the browser per logged step,
+and one more when a subplot's axes are refitted or a KL-below-0 note is added: see
+:func:`~alignlab.ui.notebook.grid.fit_subplot`), from the training thread, so the kernel stays free.
+When a run ends the figure is drawn again from the run's whole history, so the final picture is
+complete even if a live message was lost.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ import plotly.graph_objects as go
 
 from alignlab.metrics import is_se_key, se_key
 from alignlab.plots import rows_from_events, visible_panels
-from alignlab.ui.figures import line_errors, line_mode, panel_bands, panel_lines
+from alignlab.ui.figures import kl_notes, line_errors, line_mode, panel_bands, panel_lines, path_marks
 from alignlab.ui.notebook.figure_widget import FigureWidget
-from alignlab.ui.notebook.grid import empty_grid, grid_figure, subplot_title, trace_style
+from alignlab.ui.notebook.grid import arrange, empty_grid, fit_subplot, grid_figure, subplot_title, trace_style
 
 
 class LiveFigures(widgets.VBox):
@@ -34,7 +38,10 @@ class LiveFigures(widgets.VBox):
     """
 
     def __init__(self, methods: Iterable[str], overlay: bool = False):
-        self.panels = visible_panels(methods)  # before any row: every panel, to fill as the runs log
+        self.methods = list(methods)
+        self.panels = visible_panels(self.methods)  # before any row: every panel, to fill as the runs log
+        self.shown = [panel.title for panel in self.panels]  # once rows arrive: the panels they fill
+        self.probing = False  # whether a followed run probes (its Reward and KL panels fill later)
         self.overlay = overlay
         self.rows: dict[str, list[dict]] = {}  # run label -> metric rows so far
         self.latencies: list[float] = []
@@ -48,6 +55,7 @@ class LiveFigures(widgets.VBox):
         label = label or handle.run_id
         with self._lock:
             self.rows.setdefault(label, [])
+            self.probing |= bool(getattr(getattr(handle, "config", None), "probe_every", 0))
         self._unsubscribe.append(handle.subscribe(lambda event: self.add([event], label), replay=True))
 
         def redraw_at_end() -> None:
@@ -71,13 +79,25 @@ class LiveFigures(widgets.VBox):
                     frontier = panel.kind == "frontier"  # recomputed from the whole history; curves just grow
                     for key, x, y, steps in panel_lines(panel, history if frontier else rows):
                         trace = self._trace(panel.title, label, key)
+                        notes = kl_notes(panel, key, x, y).get("hovertext")
                         if frontier:
                             trace.x, trace.y, trace.customdata = x, y, steps
-                            trace.update(line_errors(panel, history))
+                            trace.update(line_errors(panel, history, trace.line.color),
+                                         **path_marks(panel, steps, trace.line.color))
+                            trace.hovertext = notes
                         else:
                             trace.x, trace.y = (*trace.x, *x), (*trace.y, *y)
+                            if notes is not None:
+                                trace.hovertext = (*(trace.hovertext or ()), *notes)
                         if trace.mode != line_mode(panel, len(trace.x)):  # markers go once a curve is long
                             trace.mode = line_mode(panel, len(trace.x))
+            for index in range(len(self.panels)):  # once the points are in (a batch defers them): axes follow the
+                fit_subplot(self.figure, self.panels, index)  # points and a KL below 0 is noted, sent only on a change
+            shown = [panel.title for panel in visible_panels(self.methods, self.rows, self.probing)]
+            if shown != self.shown:  # a panel no row fills goes; one whose first points arrived comes back
+                self.shown = shown
+                with self.figure.batch_update():
+                    arrange(self.figure, self.panels, shown)
         now = time.time()
         self.latencies.extend(now - event["time"] for event in events if event.get("time"))
         del self.latencies[:-1000]
@@ -108,6 +128,7 @@ class LiveFigures(widgets.VBox):
         """Draw the figure again from every followed run's whole history (a new widget)."""
         with self._lock:
             self.figure = FigureWidget(grid_figure(self.panels, self.rows, self.overlay))
+            arrange(self.figure, self.panels, self.shown)
             self.children = [self.figure]
 
     def close_subscriptions(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
+from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
 from alignlab.rundir import UNREADABLE, list_runs, samples_summary
@@ -21,8 +22,9 @@ from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import grid_figure
 
 
-def run_label(run_id: str) -> str:
-    """A run id without its date (``20250101-120000-dpo-ab12`` -> ``120000-dpo-ab12``)."""
+def short_id(run_id: str) -> str:
+    """A run id without its date (``20250101-120000-dpo-ab12`` -> ``120000-dpo-ab12``): a curve's name in a
+    legend and a table's first cell (the pickers name runs in full, :func:`alignlab.labels.run_label`)."""
     return run_id.split("-", 1)[-1]
 
 
@@ -35,7 +37,7 @@ def runs_table(runs: list[dict]) -> str:
         summary = samples_summary(run["path"])
         change = "" if summary is None else f"{summary['reference']:+.3f} → {summary['aligned']:+.3f}"
         note = run["error"] if run["state"] == UNREADABLE else ""
-        cells = (run_label(run["run_id"]), run["method"] or "", run["state"] or "", run["steps"], number(run["loss"]),
+        cells = (short_id(run["run_id"]), run["method"] or "", run["state"] or "", run["steps"], number(run["loss"]),
                  number(run["reward"]), number(run["kl"]), change, note)
         lines.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
     head = "".join(f"<th style='text-align:left;padding-right:12px'>{cell}</th>" for cell in header)
@@ -52,7 +54,7 @@ class RunsView(widgets.VBox):
         self.output_dir = Path(output_dir)
         self.runs: dict[str, dict] = {}
         self.picker = widgets.SelectMultiple(description="runs", rows=8,
-                                             layout=widgets.Layout(width="640px"), style={"description_width": "60px"})
+                                             layout=widgets.Layout(width="720px"), style={"description_width": "60px"})
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.table = widgets.HTML()
         self.figure: FigureWidget | None = None  # curves and frontier of the selected runs
@@ -66,14 +68,13 @@ class RunsView(widgets.VBox):
         """Re-read the run directories (keeping the selection unless ``selected`` is given)."""
         keep = tuple(self.picker.value if selected is None else selected)
         self.runs = {run["run_id"]: run for run in list_runs(self.output_dir)}
-        self.picker.options = [(f"{run_label(r['run_id'])}  [{r['state']}, {r['steps']} steps]", r["run_id"])
-                               for r in self.runs.values()]
+        self.picker.options = [(run_label(run, show_state=True), run_id) for run_id, run in self.runs.items()]
         self.picker.value = tuple(run_id for run_id in keep if run_id in self.runs)
         self.draw()
 
     def histories(self) -> dict[str, list[dict]]:
         """Metric rows of the selected runs, by label."""
-        return {run_label(run_id): self.runs[run_id]["history"] for run_id in self.picker.value}
+        return {short_id(run_id): self.runs[run_id]["history"] for run_id in self.picker.value}
 
     def draw(self) -> None:
         """Redraw the table and the figure for the current selection (a new figure widget each time)."""

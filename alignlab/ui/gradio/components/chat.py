@@ -9,6 +9,7 @@ trained in (:func:`alignlab.chat.trained_mode`), and the line under the mode cho
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import gradio as gr
@@ -21,6 +22,7 @@ from alignlab.generation import SamplingSettings
 from alignlab.models import DEFAULT_MODEL
 from alignlab.rundir import find_run
 from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX, fit_histories, message_notice, token_counter
+from alignlab.ui.gradio.components.vote import ASK, BLIND_TITLES, create_voting
 from alignlab.ui.gradio.services import Services
 
 MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (raw text, no chat template)", "continue")]
@@ -28,6 +30,9 @@ DEFAULT_CHOICE = BASE_PREFIX + DEFAULT_MODEL
 EXAMPLES = 4  # held-out review requests offered under the message box
 EMPTY_NOTICE = "Type a message first, then press Enter or Send."
 BUSY_NOTICE = "An answer is still coming: your message stays in the box; send it once the answer is done."
+READY_NOTICE = "The answer is done; what you typed meanwhile is still in the box: press Enter or Send."
+STREAM_EVERY_S = 0.1  # the page is sent the answers so far at most this often (and always at the end), so a slow
+# browser keeps up with the tokens instead of showing an answer seconds after it ended
 
 
 def default_mode(choice: str, runs_dir) -> tuple[str, str]:
@@ -67,6 +72,7 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
         with gr.Column():
             aligned_box = gr.Chatbot(label=aligned_title, height=360, feedback_options=None, elem_id="chat-aligned")
             aligned_reward = gr.Markdown(elem_id="chat-aligned-reward")
+    voting = create_voting(services, tab, choice)  # Blind vote: A/B columns, vote buttons, win-rate (see .vote)
     with gr.Row(equal_height=True):
         message = gr.Textbox(placeholder="Type a message (in Continue mode: text to continue), then Enter", scale=5,
                              show_label=False, max_lines=4, elem_id="chat-message")
@@ -101,15 +107,16 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
 
     tab.select(refresh_choices, [choice], [choice], api_name="chat_models")
 
-    def pick(value: str):
+    def pick(value: str, blind: bool = False):
         """New model: fresh conversation, column titles, and the mode the run was trained in (with why)."""
-        reference_label, aligned_label = side_labels(value)
+        reference_label, aligned_label = BLIND_TITLES if blind else side_labels(value)
         picked_mode, reason = default_mode(value, services.runs_dir)
         return (gr.update(value=[], label=reference_label), gr.update(value=[], label=aligned_label), "", "", [], [],
                 gr.update(value=picked_mode, info=reason), "")
 
-    choice.input(pick, [choice], [reference_box, aligned_box, reference_reward, aligned_reward, reference_history,
-                                  aligned_history, mode, notice], api_visibility="private")
+    choice.input(pick, [choice, voting.blind], [reference_box, aligned_box, reference_reward, aligned_reward,
+                                                reference_history, aligned_history, mode, notice],
+                 api_visibility="private")
 
     def reset():
         return [], [], "", "", [], [], ""
@@ -117,13 +124,18 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     chat_outputs = [reference_box, aligned_box, reference_reward, aligned_reward, reference_history, aligned_history]
     clear.click(reset, None, [*chat_outputs, notice], api_visibility="private")
     mode.input(reset, None, [*chat_outputs, notice], api_visibility="private")
+    voting.bind((reference_box, aligned_box), (reference_reward, aligned_reward), (reference_history, aligned_history),
+                notice, pending, side_labels)
 
     def chat(text: str, picked: str, chat_mode: str, tokens: float, temp: float, nucleus: float, seed_value: float,
-             reference_turns: list, aligned_turns: list, reference_view: list, aligned_view: list) -> Iterator:
+             reference_turns: list, aligned_turns: list, reference_view: list, aligned_view: list, blind: bool = False,
+             request: gr.Request = None) -> Iterator:
         """Stream both answers to ``text``; yields (reference view, aligned view, rewards, histories, the message
         handed back, notice). An empty message or one over the chat's limits is not sent: the notice says why and
         the message is handed back ("" once answered); the oldest turns of a long conversation are left out, and
-        the notice says how many. The message box itself is no output: typing goes on while an answer streams."""
+        the notice says how many. The message box itself is no output: typing goes on while an answer streams.
+        ``blind``: the message is answered on its own, the columns show A and B in a seeded random order without
+        rewards, and the answered round waits for this session's vote (see :mod:`.vote`)."""
         if not text or not text.strip():
             yield *[gr.skip()] * 6, "", EMPTY_NOTICE
             return
@@ -133,10 +145,19 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
             return
         settings = SamplingSettings(max_new_tokens=int(tokens), temperature=float(temp), top_p=float(nucleus),
                                     seed=int(seed_value or 0))
+        session = request.session_hash if request else ""
+        try:
+            order_seed = voting.begin(picked, bool(blind), session)  # None unless blind
+        except AlignLabError as error:
+            yield *[gr.skip()] * 6, text, str(error)
+            return
+        if order_seed is not None:  # one prompt per vote: no earlier turns
+            reference_turns, aligned_turns, reference_view, aligned_view = [], [], [], []
         shown = reference_view, aligned_view
         reference_view = [*reference_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
         aligned_view = [*aligned_view, {"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
-        yield reference_view, aligned_view, "loading the model…", "", gr.skip(), gr.skip(), gr.skip(), ""
+        yield *voting.arrange(order_seed, reference_view, aligned_view), "loading the model…", "", gr.skip(), \
+            gr.skip(), gr.skip(), ""
         try:
             pair = services.chat.pair(picked, chat_mode)
             count = token_counter(pair)
@@ -147,17 +168,25 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
             (reference_turns, aligned_turns), note = fit_histories(text, [reference_turns, aligned_turns], count)
             note = note if chat_mode == "chat" else ""  # continue mode reads no history: nothing to say
             replies = pair.stream(text, settings, reference_turns, aligned_turns)
+            sent = 0.0  # when the page was last sent the answers so far
             for reply in replies:
+                if not reply.done and time.monotonic() - sent < STREAM_EVERY_S:
+                    continue  # the next token (or the end) brings this one along
+                sent = time.monotonic()
                 reference_view[-1] = {"role": "assistant", "content": reply.reference or "…"}
                 aligned_view[-1] = {"role": "assistant", "content": reply.aligned or "…"}
-                if reply.done:
+                columns = voting.arrange(order_seed, reference_view, aligned_view)
+                if reply.done and order_seed is not None:  # rewards are revealed with the models, after the vote
+                    voting.offer(order_seed, session, picked, text, chat_mode, reply, pair, settings)
+                    yield *columns, "", "", reply.reference_history, reply.aligned_history, "", ASK
+                elif reply.done:
                     name = pair.reward.name
-                    yield (reference_view, aligned_view, reward_line(reply.reference_reward, name),
+                    yield (*columns, reward_line(reply.reference_reward, name),
                            reward_line(reply.aligned_reward, name), reply.reference_history, reply.aligned_history, "",
                            note)
                 else:
-                    yield (reference_view, aligned_view, "generating…", "generating…", gr.skip(), gr.skip(), gr.skip(),
-                           note)
+                    # the notice is left alone while tokens stream: a "still coming" line stays until the end
+                    yield (*columns, "generating…", "generating…", gr.skip(), gr.skip(), gr.skip(), note or gr.skip())
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot chat") from None
 
@@ -169,15 +198,19 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
         return ("" if text and text.strip() else gr.skip()), text, "", True, gr.update(interactive=False,
                                                                                        value="Answering…")
 
-    def done(handed_back: str, text: str):
-        """The answer ended (or the message was not sent): Send again, and a message not sent back in the box."""
-        if not handed_back or not handed_back.strip():
-            return gr.skip(), "", False, gr.update(interactive=True, value="Send")
-        return (f"{handed_back}\n{text}" if text and text.strip() else handed_back), "", False, \
-            gr.update(interactive=True, value="Send")
+    def done(handed_back: str, text: str, said: str = ""):
+        """The answer ended (or the message was not sent): Send again, and a message not sent back in the box. A
+        message typed while the answer streamed is still in the box, and the notice (``said`` so far) says so."""
+        ready = gr.update(interactive=True, value="Send")
+        if handed_back and handed_back.strip():
+            return (f"{handed_back}\n{text}" if text and text.strip() else handed_back), "", False, ready, gr.skip()
+        if text and text.strip():
+            kept = said if said and said != BUSY_NOTICE else ""  # a note of the answer (turns left out) stays
+            return gr.skip(), "", False, ready, f"{kept} {READY_NOTICE}".strip()
+        return gr.skip(), "", False, ready, gr.skip()
 
     send_inputs = [pending, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
-                   aligned_history, reference_box, aligned_box]
+                   aligned_history, reference_box, aligned_box, voting.blind]
     send_outputs = [*chat_outputs, pending, notice]
     streaming = dict(concurrency_limit=2, concurrency_id="chat", show_progress="hidden")
     quick = dict(api_visibility="private", show_progress="hidden")
@@ -185,4 +218,4 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     # note) and the chain's ``chat`` step, still pending, does not run again (trigger mode "once").
     gr.on([send.click, message.submit], take, [message, busy], [message, pending, notice, busy, send], **quick) \
         .then(chat, send_inputs, send_outputs, api_name="chat", **streaming) \
-        .then(done, [pending, message], [message, pending, busy, send], **quick)
+        .then(done, [pending, message, notice], [message, pending, busy, send, notice], **quick)

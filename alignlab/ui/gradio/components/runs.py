@@ -11,6 +11,7 @@ import json
 import gradio as gr
 
 from alignlab.errors import AlignLabError
+from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
 from alignlab.rundir import UNREADABLE, delete_run, find_run, read_run, read_samples
@@ -18,10 +19,11 @@ from alignlab.runner import resume_point
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import number
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
+from alignlab.ui.gradio.components.vote import create_train_on_votes, win_rate_cell
 from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run
 from alignlab.ui.gradio.services import Services
 
-RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", "note"]
+RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", "people's win-rate", "note"]
 SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward"]
 
 
@@ -31,12 +33,18 @@ def comparison_slots() -> int:
 
 
 def runs_table(runs: list[dict]) -> dict:
-    """The runs as table data: id, method, model, state, steps and last loss, reward and KL, and a note: for
-    a run in state ``unreadable``, which of its files cannot be read and why."""
+    """The runs as table data: id, method, model, state, steps and last loss, reward and KL, the people's blind
+    win-rate of aligned over reference with its votes (:func:`.vote.win_rate_cell`), and a note: for a run in
+    state ``unreadable``, which of its files cannot be read and why."""
     data = [[run["run_id"], run["method"] or "", run["model"] or "", run["state"] or "", run["steps"],
-             number(run["loss"]), number(run["reward"]), number(run["kl"]),
+             number(run["loss"]), number(run["reward"]), number(run["kl"]), win_rate_cell(run),
              run["error"] if run["state"] == UNREADABLE else ""] for run in runs]
     return {"headers": RUN_COLUMNS, "data": data}
+
+
+def run_choices(runs: list[dict]) -> list[tuple[str, str]]:
+    """(label, run id) for the run pickers: method, KL knob, steps, final probe reward and state before each id."""
+    return [(run_label(run, show_state=True), run["run_id"]) for run in runs]
 
 
 def comparison_figures(runs: list[dict], selected: list[str]) -> list:
@@ -49,11 +57,15 @@ def comparison_figures(runs: list[dict], selected: list[str]) -> list:
     return panel_figures(visible_panels(dict.fromkeys(run["method"] for run in chosen), histories), histories)
 
 
-def samples_table(run_dir) -> dict:
-    rows = read_samples(run_dir)
+def sample_rows_table(rows: list[dict]) -> dict:
+    """Reference-vs-aligned rows (a run's samples, or what changed) as table data: prompt, each answer, its reward."""
     data = [[row.get("prompt", ""), row.get("reference", ""), number(row.get("reference_reward")),
              row.get("aligned", ""), number(row.get("aligned_reward"))] for row in rows]
     return {"headers": SAMPLE_COLUMNS, "data": data}
+
+
+def samples_table(run_dir) -> dict:
+    return sample_rows_table(read_samples(run_dir))
 
 
 def create_runs_tab(services: Services, tab: gr.Tab) -> None:
@@ -78,6 +90,8 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
         confirm = gr.Button("Yes, delete it for good", size="sm", variant="stop", visible=False,
                             elem_id="runs-delete-confirm")
     result = gr.Markdown(elem_id="runs-result")
+    with gr.Accordion("Train on this run's blind votes (cast in the Chat tab)", open=False):
+        create_train_on_votes(services, chosen, lambda run_id: run_id or None, "runs")
     samples = gr.Dataframe(interactive=False, wrap=True, column_widths=["20%", "30%", "10%", "30%", "10%"],
                            label="Samples: reference vs aligned on held-out prompts "
                            "(same seed and settings)", elem_id="runs-samples")
@@ -85,12 +99,13 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
         config = gr.Code(language="json", interactive=False)
 
     def list_all(selected: list[str] | None = None, current: str | None = None):
-        """Table and pickers from the runs folder (keeps the selections that still exist)."""
+        """Table and pickers from the runs folder (keeps the selections that still exist); the pickers name each
+        run by what it is (:func:`run_choices`), their values stay run ids."""
         runs = services.runs()
         ids = [run["run_id"] for run in runs]
         kept = [run_id for run_id in (selected or []) if run_id in ids]
-        return (runs_table(runs), gr.update(choices=ids, value=kept),
-                gr.update(choices=ids, value=current if current in ids else (ids[0] if ids else None)))
+        return (runs_table(runs), gr.update(choices=run_choices(runs), value=kept),
+                gr.update(choices=run_choices(runs), value=current if current in ids else (ids[0] if ids else None)))
 
     refresh.click(list_all, [compare, chosen], [table, compare, chosen], api_name="list_runs")
     tab.select(list_all, [compare, chosen], [table, compare, chosen], api_visibility="private")
@@ -153,6 +168,7 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot delete") from None
         services.chat.forget_run(run_id)
+        services.changes.forget_run(run_dir)
         table_value, compare_update, chosen_update = list_all(selected, None)
         return table_value, compare_update, chosen_update, gr.update(visible=False), f"Deleted `{run_id}`."
 

@@ -1,4 +1,5 @@
-"""The Train tab: pick a method, model and data, tune the generated knobs, start, watch, stop.
+"""The Train tab: pick a preset or a method, model and data, tune the generated knobs, start, watch, stop; then
+see what changed.
 
 The form is generated from ``common_knobs()`` and every method's knobs: each method gets a group of
 inputs and only the selected method's group is shown. Start validates the form into a RunConfig and
@@ -19,12 +20,22 @@ from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names, registry
 from alignlab.methods.base import KNOB_GROUPS
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.presets import PRESETS, get_preset
 from alignlab.rewards import check_no_path
+from alignlab.rundir import find_run
+from alignlab.ui.gradio.components.changes import changes_view, create_changes_view
 from alignlab.ui.gradio.components.job_view import end_message, job_figures, job_status, progress_html, queue_table
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
-from alignlab.ui.gradio.forms import config_from_form, form_knobs, knob_input, method_input_name, suggested
+from alignlab.ui.gradio.forms import (
+    config_from_form,
+    form_knobs,
+    knob_input,
+    method_input_name,
+    preset_form_values,
+    suggested,
+)
 from alignlab.ui.gradio.services import Services
-from alignlab.ui.gradio.uploads import SUFFIXES, preview
+from alignlab.ui.gradio.uploads import SUFFIXES, preview, shown_as
 
 DEFAULT_METHOD = "dpo"
 UPLOAD_PREFIX = "upload:"
@@ -32,6 +43,8 @@ MODEL_NOTES = {DEFAULT_MODEL: "SmolLM2-135M-Instruct (default)",
                TINY_MODEL: "tiny-random (random weights: seconds per run, gibberish text; for trying the app)"}
 REFRESH_S = 1.0
 KNOB_WIDTH = 220
+NOT_KEPT = "The file was not kept: fix it and upload it again."
+QUEUE_WIDTHS = ["8%", "14%", "24%", "16%", "38%"]  # job, method, model, state, run: with wrap, a run id is never cut
 
 
 def method_summary(name: str) -> str:
@@ -59,15 +72,19 @@ def dataset_source(services: Services, choice: str) -> str:
     raise AlignLabError(f"dataset: got {choice!r}, expected a built-in dataset or an uploaded file")
 
 
-def check_dataset(services: Services, choice: str, method: str) -> tuple[str, Any]:
-    """A format check of the chosen dataset for the chosen method, and a preview table."""
+def check_dataset(services: Services, choice: str, method: str, name: str | None = None) -> tuple[str, Any]:
+    """A format check of the chosen dataset for the chosen method, and a preview table. An upload is named
+    ``name`` in the message (default: its name in the Dataset list), never by its path on the server."""
+    stored = choice[len(UPLOAD_PREFIX):] if choice and choice.startswith(UPLOAD_PREFIX) else None
     try:
         spec = get_method(method)
         rows = load_rows(dataset_source(services, choice), spec.data_format, method)
-    except AlignLabError as error:
-        return f"✗ {error}", gr.update(value=None, visible=False)
     except Exception as error:  # noqa: BLE001 - an unreadable file is a user error here, not a crash
-        return f"✗ dataset: cannot read it ({type(error).__name__}: {error})", gr.update(value=None, visible=False)
+        text = str(error) if isinstance(error, AlignLabError) else \
+            f"dataset: cannot read it ({type(error).__name__}: {error})"
+        if stored:
+            text = shown_as(text, services.uploads.folder / stored, name or stored)
+        return f"✗ {text}", gr.update(value=None, visible=False)
     headers, cells = preview(rows)
     message = f"✓ {len(rows)} rows in {spec.data_format} format ({', '.join(headers)}), as {spec.name} needs."
     return message, gr.update(value={"headers": headers, "data": cells}, visible=True)
@@ -78,6 +95,11 @@ def create_train_tab(services: Services) -> None:
     """Build the Train tab's components and bind them to the job queue."""
     knob_inputs: dict[str, gr.Component] = {}
     method_groups: dict[str, gr.Group] = {}
+    with gr.Row(equal_height=False):
+        preset = gr.Dropdown([("None: your own settings", ""), *((p.title, p.name) for p in PRESETS.values())],
+                             value="", label="Preset", info="A named run to start from; change any value after.",
+                             elem_id="train-preset", scale=2)
+        preset_note = gr.Markdown(elem_classes=["lab-summary"], elem_id="train-preset-note", scale=3)
     with gr.Row(equal_height=True):
         method = gr.Dropdown([(spec.title, name) for name, spec in registry().items()], value=DEFAULT_METHOD,
                              label="Method", elem_id="train-method", scale=3)
@@ -117,12 +139,13 @@ def create_train_tab(services: Services) -> None:
     message = gr.Markdown(elem_id="train-message")
     progress = gr.HTML(progress_html(None, []), elem_id="train-progress")
     grid = create_plot_grid(slot_count([name] for name in method_names()), "train")
+    changes_note, changes_table = create_changes_view()
     with gr.Row(equal_height=False):
         log = gr.Textbox(label="Worker log (tail)", lines=8, max_lines=20, autoscroll=True, interactive=False,
                          elem_id="train-log", scale=3)
         with gr.Column(scale=2):
             queue = gr.Dataframe(label="Job queue (one job trains at a time)", interactive=False, max_height=220,
-                                 elem_id="train-queue")
+                                 wrap=True, column_widths=QUEUE_WIDTHS, elem_id="train-queue")
             cancel = gr.Button("Cancel queued jobs", size="sm")
     seen = gr.State({})
     timer = gr.Timer(REFRESH_S)
@@ -134,20 +157,41 @@ def create_train_tab(services: Services) -> None:
     method.change(on_method, [method, dataset], [summary, *method_groups.values(), check, table],
                   api_visibility="private")
 
-    def on_upload(file_path: str | None, name: str):
+    def on_upload(file_path: str | None, method_name: str):
+        """Store a checked upload and pick it; a file that fails a check is not kept. Messages name the file as the
+        user sent it (the web server keeps that name as the received file's name)."""
         if not file_path:
             return gr.skip(), gr.skip(), gr.skip()
+        original = Path(file_path).name
         try:
-            stored = services.uploads.add(file_path, Path(file_path).name)
+            stored = services.uploads.add(file_path, original)
         except AlignLabError as error:
-            return gr.skip(), f"✗ {error}", gr.update(visible=False)
+            return gr.skip(), f"✗ {str(error).rstrip('.')}. {NOT_KEPT}", gr.update(visible=False)
         choice = UPLOAD_PREFIX + stored
-        text, rows = check_dataset(services, choice, name)
+        text, rows = check_dataset(services, choice, method_name, original)
         return gr.update(choices=dataset_choices(services), value=choice), text, rows
 
     upload.upload(on_upload, [upload, method], [dataset, check, table], api_visibility="private")
+
+    def list_datasets():
+        """On page load: the Dataset list read from disk again, so uploads since the app started are offered."""
+        return gr.update(choices=dataset_choices(services))
+
+    gr.on(None, list_datasets, None, [dataset], api_visibility="private", show_progress="hidden")
     dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
                   api_visibility="private")
+
+    def apply_preset(name: str):
+        """Set the form to a preset's values (:func:`preset_form_values`); "" leaves the values as they are."""
+        if not name:
+            return ["", *[gr.skip()] * (5 + len(knob_inputs))]
+        values = preset_form_values(name)
+        text, rows = check_dataset(services, values["dataset"], values["method"])
+        return [get_preset(name).description, values["method"], values["model"], values["dataset"], text, rows,
+                *[values.get(key, gr.skip()) for key in knob_inputs]]
+
+    preset.input(apply_preset, [preset], [preset_note, method, model, dataset, check, table, *knob_inputs.values()],
+                 api_name="apply_preset")
 
     def start_run(request: gr.Request, **form: Any) -> str:
         """Validate the form and queue a run (owned by the signed-in user, with auth on); returns what happened."""
@@ -206,19 +250,31 @@ def create_train_tab(services: Services) -> None:
 
         figures = grid.updates(job_figures(job, rows)) if job and changed("job", "rows", "state") else grid.skip()
         ended = end_message(job, last)  # the line under Start stops saying "Queued job N…" once N ended
+        now["changes"], changes_text, changes_rows = changes_view(services, job)
         return [now,
                 gr.skip() if ended is None else ended,
                 progress_text if changed("progress") else gr.skip(),
                 *figures,
                 log_text if changed("log") else gr.skip(),
                 queue_value if changed("queue") else gr.skip(),
-                gr.update(interactive=can_stop) if changed("can_stop") else gr.skip()]
+                gr.update(interactive=can_stop) if changed("can_stop") else gr.skip(),
+                *((changes_text, changes_rows) if changed("changes") else (gr.skip(), gr.skip()))]
 
-    timer.tick(refresh, [seen], [seen, message, progress, *grid.outputs, log, queue, stop], show_progress="hidden",
-               api_visibility="private", concurrency_limit=None)
+    timer.tick(refresh, [seen], [seen, message, progress, *grid.outputs, log, queue, stop, changes_note, changes_table],
+               show_progress="hidden", api_visibility="private", concurrency_limit=None)
 
     def current_job() -> dict:
         """The current job: state, run id, steps and every metric row logged so far."""
         return job_status(services)
 
     gr.api(current_job, api_name="job_status")
+
+    def what_changed(run_id: str) -> list[dict]:
+        """What changed in a finished or stopped run of the runs folder: three held-out prompts, each with the
+        reference's and the aligned model's answer and reward (the rows the Train tab shows once a job ends)."""
+        try:
+            return services.changes.rows(find_run(services.runs_dir, run_id)).result()
+        except AlignLabError as error:
+            raise gr.Error(str(error), title="Cannot show what changed") from None
+
+    gr.api(what_changed, api_name="what_changed")

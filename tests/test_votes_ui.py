@@ -1,0 +1,176 @@
+"""Blind votes in both front ends, on one real tiny-random run: twenty browsers voting at once through the app's
+API (gradio_client), the reveal, the win-rate in the Chat and the Runs table, the voter's name from auth, Train on
+these votes through the app's queue, and the notebook chat's switch, buttons and lines."""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+import time
+
+import pytest
+from gradio_client import Client
+
+from alignlab import rundir
+from alignlab.cli import main
+from alignlab.ui.gradio import create_app, serve
+from alignlab.ui.gradio.components.vote import ASK, NO_ROUND, NOT_A_RUN, votes_config
+from alignlab.votes import CHOICES, Round, append_vote, read_votes, reward_figure, run_votes, summary
+
+pytestmark = pytest.mark.timeout(300)
+RUN_ID = "voted"
+VOTERS = 20
+PATIENT = {"timeout": 120}  # httpx: twenty browsers share one busy CPU core in this test
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """A runs folder with one finished 2-step tiny-random DPO run (and its samples)."""
+    data = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Review {i}: the film", "chosen": " was wonderful.",
+                                        "rejected": " was awful."}) + "\n" for i in range(12)))
+    runs = tmp_path_factory.mktemp("votes") / "runs"
+    assert main(["train", "--method", "dpo", "--model", "tiny-random", "--dataset", str(data), "--max-steps", "2",
+                 "--batch-size", "2", "--max-length", "48", "--max-completion-length", "8", "--probe-every", "0",
+                 "--output-dir", str(runs), "--run-id", RUN_ID, "--quiet"]) == 0
+    return runs
+
+
+@pytest.fixture(scope="module")
+def app(runs_dir):
+    demo = create_app(runs_dir)
+    _, url, _ = serve(demo, port=None, block=False)
+    yield demo, url
+    demo.services.jobs.close()
+    demo.close()
+
+
+def blind_chat(client: Client, text: str, choice: str = "run:" + RUN_ID):
+    """Send ``text`` with Blind vote on (4 tokens, continue mode); returns the chat's outputs."""
+    client.predict(api_name="/chat_models")  # the session's picker learns the runs
+    return client.predict(text, choice, "chat", 4, 1.0, 1.0, 5, [], [], True, api_name="/chat")
+
+
+def test_twenty_browsers_vote_at_once_and_no_vote_is_lost(app, runs_dir):
+    _, url = app
+    blind_chat(Client(url, verbose=False, httpx_kwargs=PATIENT), "Warm up.")  # the run's models load once, first
+    ready = threading.Barrier(VOTERS)
+    results: dict[int, tuple] = {}
+    errors: list[BaseException] = []
+
+    def browser(number: int) -> None:
+        try:
+            client = Client(url, verbose=False, httpx_kwargs=PATIENT)
+            left, right, left_reward, right_reward, handed_back, notice = blind_chat(client, f"Film {number}, go.")
+            assert left[-1]["role"] == right[-1]["role"] == "assistant" and handed_back == ""
+            assert left_reward == right_reward == "" and notice == ASK  # rewards wait for the vote
+            choice = CHOICES[number % len(CHOICES)]
+            ready.wait(120)  # every vote is sent at the same moment
+            results[number] = (choice, client.predict(f"voter {number}", "run:" + RUN_ID,
+                                                      api_name=f"/vote_{choice.lower().replace('-', '_')}"))
+            assert client.predict("", "run:" + RUN_ID, api_name="/vote_a")[0] == NO_ROUND  # one vote per answer
+            client.close()
+        except BaseException as error:  # noqa: BLE001 - reported by the test thread
+            errors.append(error)
+            ready.abort()
+
+    threads = [threading.Thread(target=browser, args=(number,)) for number in range(VOTERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(240)
+    assert not errors, errors
+    path = rundir.votes_path(runs_dir, RUN_ID)
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines) == VOTERS + 1 and lines[-1] == b""  # twenty whole lines, nothing else
+    votes, problems = read_votes(path)
+    assert problems == [] and len(votes) == VOTERS
+    by_voter = {vote["voter"]: vote for vote in votes}
+    assert set(by_voter) == {f"voter {number}" for number in range(VOTERS)}
+    for number, (choice, (revealed, win_rate, left_label, right_label, *rewards)) in results.items():
+        vote = by_voter[f"voter {number}"]
+        assert vote["vote"] == choice and vote["prompt"] == [{"role": "user", "content": f"Film {number}, go."}]
+        if choice in ("A", "B"):  # the seeded order decides which model the letter was
+            assert vote["outcome"] == vote["order"][0 if choice == "A" else 1] == vote["chosen_model"]
+        assert revealed.startswith("✓ A was the ") and vote["aligned_model"] == RUN_ID
+        assert {left_label["label"][:2], right_label["label"][:2]} == {"A:", "B:"}
+        assert all(reward.startswith("reward (sentiment)") for reward in rewards)
+        assert win_rate.startswith("People:")
+    table = Client(url, verbose=False, httpx_kwargs=PATIENT).predict(api_name="/list_runs")[0]
+    column = table["headers"].index("people's win-rate")
+    assert table["data"][0][0] == RUN_ID and table["data"][0][column].endswith(f"· {VOTERS} votes")
+
+
+def test_blind_vote_needs_a_trained_run(app):
+    client = Client(app[1], verbose=False, httpx_kwargs=PATIENT)
+    *_, handed_back, notice = blind_chat(client, "Hello there", choice="base:tiny-random")
+    assert notice == NOT_A_RUN and handed_back == "Hello there"  # not sent: the message comes back
+    assert client.predict("base:tiny-random", "dpo", False, api_name="/chat_train_on_votes") == NOT_A_RUN
+
+
+def test_the_signed_in_user_is_the_voter_when_no_name_is_typed(runs_dir):
+    demo = create_app(runs_dir)
+    _, url, _ = serve(demo, port=None, auth="ada:lovelace", block=False)
+    try:
+        client = Client(url, auth=("ada", "lovelace"), verbose=False, httpx_kwargs=PATIENT)
+        blind_chat(client, "One more film.")
+        assert client.predict("", "run:" + RUN_ID, api_name="/vote_tie")[0].startswith("✓ ")
+    finally:
+        demo.services.jobs.close()
+        demo.close()
+    last = read_votes(rundir.votes_path(runs_dir, RUN_ID))[0][-1]
+    assert last["voter"] == "ada" and last["outcome"] == "tie" and last["chosen"] is None
+
+
+def test_train_on_these_votes_queues_a_run_like_the_voted_one(app, runs_dir):
+    demo, url = app
+    for number in range(2):  # two decisive votes of its own, whatever ran before
+        decided = Round(RUN_ID, f"Film {number}", "chat", " was dull.", " was wonderful.", "tiny-random", RUN_ID,
+                        {"max_new_tokens": 4, "temperature": 1.0, "top_p": 1.0, "seed": 5})
+        append_vote(rundir.votes_path(runs_dir, RUN_ID), decided.record("A" if decided.order[0] == "aligned" else "B"))
+    config = votes_config(demo.services, RUN_ID, "kto", True)
+    assert config.dataset == f"{rundir.votes_path(demo.services.runs_dir, RUN_ID)}+positive-reviews"
+    assert (config.method, config.model, config.max_steps, config.run_name) == ("kto", "tiny-random", 2, "votes")
+    client = Client(url, verbose=False, httpx_kwargs=PATIENT)
+    client.predict(api_name="/list_runs")  # the session's run pickers learn the run ids
+    message = client.predict(RUN_ID, "dpo", False, api_name="/runs_train_on_votes")
+    assert message.startswith("✓ Queued job") and f"`{RUN_ID}`" in message
+    job = demo.services.jobs.jobs[-1]
+    deadline = time.time() + 240
+    while job.state not in ("finished", "stopped", "failed") and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.state == "finished", job.log_tail()
+    assert rundir.read_config(job.run_dir)["dataset"] == str(rundir.votes_path(demo.services.runs_dir, RUN_ID))
+
+
+def test_the_notebook_chat_votes_blind_and_shows_the_win_rate(runs_dir):
+    from alignlab.ui.notebook import Chat
+
+    def shown_tally() -> str:
+        counted = run_votes(runs_dir, RUN_ID)[0]
+        return html.escape(summary(counted, reward_figure(runs_dir / RUN_ID))[0])
+
+    chat = Chat(str(runs_dir / RUN_ID), max_new_tokens=4)
+    assert shown_tally() in chat.voting.win_rate.value  # every vote so far, the app's included
+    assert chat.voting.vote("A") is None and "Nothing to vote on" in chat.voting.revealed.value
+    chat.send("An earlier turn")  # blind mode starts afresh: one prompt per vote
+    chat.voting.blind.value = True
+    assert chat.turns == []
+    reply = chat.send("The film")
+    assert reply is not None and [turn["message"] for turn in chat.turns] == ["The film"]
+    left, right = chat.reference_column.value, chat.aligned_column.value
+    assert ">A</div>" in left and ">B</div>" in right and "reward" not in left + right  # named after the vote
+    assert ASK in chat.voting.revealed.value
+    chat.voting.name.value = "grace"
+    vote = chat.voting.vote("B")
+    assert vote["voter"] == "grace" and vote["outcome"] == vote["order"][1] and vote["vote"] == "B"
+    assert read_votes(rundir.votes_path(runs_dir, RUN_ID))[0][-1] == vote
+    expected = {"aligned": reply.aligned, "reference": reply.reference}
+    assert (vote["aligned"], vote["reference"]) == (expected["aligned"], expected["reference"])
+    assert "A: " in chat.reference_column.value and "reward (sentiment)" in chat.aligned_column.value
+    assert "✓ A was the" in chat.voting.revealed.value and shown_tally() in chat.voting.win_rate.value
+    assert chat.voting.vote("A") is None  # one vote per answer
+    chat.bind("tiny-random")
+    chat.voting.blind.value = True
+    assert chat.send("Hello") is None and "not a base model" in chat.status.value
