@@ -1,11 +1,16 @@
 # Two commands do everything on a fresh machine:
 #   make app    set up, then start the Gradio app on http://127.0.0.1:7860
 #   make test   set up, then run the test suite
+#   make lab    set up, then start JupyterLab on http://127.0.0.1:8888 in notebooks/
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup browser model test test-all app train
+# JupyterLab reads overrides.d/*.json in its app settings folder (<venv>/share/jupyter/lab/settings): ours turns
+# its news and update pop-up off, which a workshop does not want.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/alignlab.json
+
+.PHONY: setup browser model test test-all app lab strip train
 
 setup: $(VENV)/.installed
 
@@ -32,6 +37,16 @@ test-all: setup browser model  # include every slow real-model test
 
 app: setup model
 	$(VENV)/bin/alignlab app
+
+lab: setup model $(LAB_OVERRIDES)  # JupyterLab in notebooks/, on this machine only
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=notebooks
+
+$(LAB_OVERRIDES): tools/jupyterlab-overrides.json | setup
+	mkdir -p $(dir $@)
+	cp $< $@
+
+strip:  # notebooks without outputs and execution counts (the git filter in README, Contributing, does it on commit)
+	python3 tools/strip_notebook.py notebooks/*.ipynb
 
 train: setup model  # a first real run: DPO + LoRA on the default model and the built-in task, then its eval
 	$(VENV)/bin/alignlab train --method dpo --output-dir runs
