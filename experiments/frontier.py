@@ -1,32 +1,42 @@
-"""Reward vs KL on the built-in task: the DPO paper's Figure 2 in miniature, plus RLOO vs PPO costs.
+"""Reward gain vs KL on the built-in task: the DPO paper's Figure 2, measured with error bars.
 
 Rafailov et al. 2023 (Sec. 6.1, Fig. 2) compare methods on IMDb controlled sentiment generation by the
-reward each reaches against its KL from the reference. Here: the ``positive-reviews`` task (VADER
-sentiment as the ground-truth reward), a sweep of β for DPO, ``kl_coef`` for PPO and β for RLOO, and
-alignlab's probe (16 held-out prompts, fixed seed, temperature 1) measuring every run the same way.
+reward each reaches against its KL from the reference, and report that DPO's frontier dominates PPO's.
+Here: the ``positive-reviews`` task (VADER sentiment as the ground-truth reward), each method at the lab's
+defaults with only its KL knob swept (β for DPO and RLOO, ``kl_coef`` for PPO), over several training
+seeds. Every final model is measured the way ``bench.alignment`` measures one: the held-out reward gain
+over the reference, paired by prompt and sampling seed (≥ 64 prompts × 2 samples), and the probe's KL
+on 32 held-out prompts. A point is the mean over seeds; its error bar is the standard error over seeds
+(which contains the evaluation noise) and, with a single seed, the evaluation's paired standard error.
 
-Each run is its own ``alignlab train`` process, so its peak memory (max RSS) is measured alone; the
-time per step is read from the run's metrics with the probe's own time taken out. Writes
-``frontier.png``, ``frontier.md`` and ``frontier.json`` to ``--docs`` (docs/ by default).
+Runs already measured at the same settings (``bench/alignment.json``, an earlier ``docs/frontier.json``)
+are reused, not retrained: pass them with ``--reuse``. Writes ``frontier.json``, ``frontier.md`` and
+``frontier.png`` to ``--out`` (docs/ by default) after every run, so a stopped sweep keeps what it has.
 
-    python -m experiments.frontier            # the default model (one to two hours on 2 busy CPUs)
-    python -m experiments.frontier --quick    # tiny-random, 2 values x 3 methods: checks the pipeline
+    python -m experiments.frontier --reuse bench/alignment.json docs/frontier.json   # the full sweep
+    python -m experiments.frontier --quick --methods dpo                           # tiny-random: checks it
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from argparse import Namespace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignlab import rundir
+from alignlab.config import RunConfig
 from alignlab.methods import get_method
-from alignlab.plots import frontier_points
+
+# β / kl_coef per method: each method's default in the middle where it has two neighbours.
+GRID = {"dpo": (0.03, 0.1, 0.5), "rloo": (0.01, 0.05, 0.2), "ppo": (0.05, 0.2)}
+SEEDS = (42, 7)
+# Settings that name, checkpoint or log a run but leave its training as it is (runs from before the checkpoint
+# and tracker knobs existed are reused).
+NOT_TRAINING = {"seed", "output_dir", "run_name", "save_every", "keep_checkpoints", "report_to"}
 
 
 def kl_knob(method: str) -> str:
@@ -38,201 +48,202 @@ def kl_knob(method: str) -> str:
 
 
 @dataclass
-class Settings:
-    """One sweep: the same model, prompts, batch, steps and probe for every run."""
+class Sweep:
+    """What to train: methods, their knob values and seeds, on one model, measured on ``prompts`` x ``samples``."""
 
+    grid: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(GRID))
+    seeds: tuple[int, ...] = SEEDS
     model: str = "smollm2-135m-instruct"
-    values: tuple[float, ...] = (0.03, 0.1, 0.3)  # β / kl_coef grid, shared by every method
-    methods: tuple[str, ...] = ("dpo", "ppo", "rloo")
-    max_steps: int = 12
-    batch_size: int = 8  # pairs for DPO, completions for PPO and RLOO (RLOO: 2 prompts x k=4)
-    learning_rate: float = 3e-4
-    max_completion_length: int = 32
-    probe_every: int = 4
-    seed: int = 42
-    output_dir: str = "runs/frontier"
-    extra: dict = field(default_factory=dict)  # method knobs held fixed (e.g. num_generations)
+    prompts: int = 64
+    samples: int = 2
+    overrides: dict = field(default_factory=dict)  # knobs changed for every run (the quick mode's tiny settings)
+    work: str = "runs/frontier"
 
-    def config(self, method: str, value: float) -> dict:
-        return {"method": method, "model": self.model, "max_steps": self.max_steps, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "max_completion_length": self.max_completion_length,
-                "probe_every": self.probe_every, "seed": self.seed, "output_dir": self.output_dir,
-                "run_name": f"{kl_knob(method).replace('_', '')}{value:g}", kl_knob(method): value,
-                **self.extra.get(method, {})}
+    def config(self, method: str, value: float, seed: int) -> dict:
+        """The flat config a run at (method, value, seed) trains with."""
+        return RunConfig.from_dict({"method": method, "model": self.model, "seed": seed, **self.overrides,
+                                    kl_knob(method): value}).flat()
 
 
-QUICK = Settings(model="tiny-random", values=(0.1, 1.0), max_steps=3, batch_size=4, max_completion_length=8,
-                 probe_every=1, output_dir="runs/frontier-quick", extra={"rloo": {"num_generations": 2}})
+QUICK = Sweep(grid={"dpo": (0.1, 1.0), "rloo": (0.1, 1.0), "ppo": (0.1, 1.0)}, seeds=(42,), model="tiny-random",
+              prompts=4, samples=1, work="runs/frontier-quick",
+              overrides={"max_steps": 2, "batch_size": 2, "max_length": 64, "max_completion_length": 8})
 
 
-def _child(command: list[str], log: Path) -> tuple[int, float]:
-    """Run a child process; returns (exit status, its own peak RSS in MiB)."""
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024  # Linux reports KiB
+def matches(run: dict, sweep: Sweep, method: str, value: float, seed: int) -> bool:
+    """Whether a measured run (a ``bench.alignment`` record) trained at exactly this point of the sweep."""
+    if not run.get("final") or run.get("state") != "finished" or run.get("method") != method:
+        return False
+    wanted, got = sweep.config(method, value, seed), run.get("config", {})
+    return all(got.get(key) == wanted[key] for key in wanted if key not in NOT_TRAINING) and got.get("seed") == seed
 
 
-def seconds_per_step(rows: list[dict]) -> float | None:
-    """Wall time per optimizer step, from the first probe's end to the last training log, probes excluded."""
-    train = [r for r in rows if r["step"] > 0 and "probe/kl" not in r and "train_runtime" not in r]
-    probes = [r for r in rows if "probe/seconds" in r]
-    if not train or not probes:
-        return None
-    start, end = probes[0]["time"], train[-1]["time"]
-    probing = sum(p["probe/seconds"] for p in probes[1:] if start < p["time"] <= end)
-    return (end - start - probing) / train[-1]["step"]
+def reusable(files: list[Path]) -> list[dict]:
+    """Every finished, fully evaluated run record in ``files`` (bench/alignment.json or frontier.json form)."""
+    runs = []
+    for path in files:
+        if path.is_file():
+            runs += [r for r in json.loads(path.read_text()).get("runs", []) if r.get("final")]
+    return runs
 
 
-def final_reward_se(run_dir: Path) -> float | None:
-    """Standard error of the last probe's mean reward (its samples' spread over sqrt(n))."""
-    samples = rundir.read_probe_samples(run_dir)
-    if not samples:
-        return None
-    rewards = [s["reward"] for s in samples if s["step"] == samples[-1]["step"]]
-    mean = sum(rewards) / len(rewards)
-    return (sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1) / len(rewards)) ** 0.5
+def measure(sweep: Sweep, method: str, value: float, seed: int, threads: int) -> dict:
+    """Train and evaluate one run in its own process (``bench.alignment``'s child), cold caches of its own."""
+    from bench.alignment import run_child
+
+    work = Path(sweep.work) / f"{method}-{kl_knob(method).replace('_', '')}{value:g}-s{seed}"
+    args = Namespace(work=str(work), model=sweep.model, every=0, gain=0.3, max_se=0.05, prompts=sweep.prompts,
+                     samples=sweep.samples, overrides=json.dumps({**sweep.overrides, kl_knob(method): value}))
+    return run_child(args, method, threads, seed, work / "cache", final=True)
 
 
-def run_sweep(settings: Settings, work: Path) -> dict:
-    """Train every (method, value) run and collect its frontier points, speed and peak memory."""
-    work.mkdir(parents=True, exist_ok=True)
-    load_only = ("from alignlab.models import load_model, load_tokenizer; "
-                 f"load_tokenizer({settings.model!r}); load_model({settings.model!r})")
-    _, baseline = _child([sys.executable, "-c", load_only], work / "baseline.log")
-    results = {"settings": asdict(settings), "baseline_rss_mib": round(baseline), "runs": [],
-               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    for method in settings.methods:
-        for value in settings.values:
-            config = settings.config(method, value)
-            config_file = work / f"{method}-{config['run_name']}.json"
-            config_file.write_text(json.dumps(config))
-            started = time.time()
-            run_id = rundir.new_run_id(method, config["run_name"])
-            code, peak = _child([sys.executable, "-m", "alignlab", "train", "--config", str(config_file),
-                                 "--run-id", run_id, "--quiet"], config_file.with_suffix(".log"))
-            run_dir = Path(settings.output_dir) / run_id
-            rows, _ = rundir.read_metrics(run_dir)
-            status = rundir.read_status(run_dir) or {"state": "not started"}
-            results["runs"].append({
-                "method": method, "knob": kl_knob(method), "value": value, "run_dir": str(run_dir),
-                "state": status["state"], "error": status.get("error"), "exit_code": code,
-                "wall_s": round(time.time() - started, 1), "seconds_per_step": seconds_per_step(rows),
-                "peak_rss_mib": round(peak), "points": frontier_points(rows), "reward_se": final_reward_se(run_dir),
-            })
-            print(f"{method} {kl_knob(method)}={value:g}: {status['state']}, {results['runs'][-1]['wall_s']}s",
-                  flush=True)
-    return results
+def points(runs: list[dict], sweep: Sweep) -> list[dict]:
+    """One point per (method, value): the mean gain and KL over the seeds measured, with their errors."""
+    out = []
+    for method, values in sweep.grid.items():
+        for value in values:
+            finals = [r["final"] | {"seed": r["seed"]} for r in runs
+                      if any(matches(r, sweep, method, value, s) for s in sweep.seeds)]
+            if not finals:
+                continue
+            gain, gain_se, gain_eval_se = spread([f["gain"] for f in finals], [f["gain_se"] for f in finals])
+            kl, kl_se, _ = spread([f["kl"] for f in finals], [f["kl_se"] for f in finals])
+            out.append({"method": method, "knob": kl_knob(method), "value": value, "seeds": [f["seed"] for f in finals],
+                        "gain": gain, "gain_se": gain_se, "gain_eval_se": gain_eval_se, "kl": kl, "kl_se": kl_se,
+                        "win_rate": sum(f["win_rate"] for f in finals) / len(finals),
+                        "per_seed": [{k: f[k] for k in ("seed", "gain", "gain_se", "kl", "win_rate", "prompts")}
+                                     for f in finals]})
+    return out
 
 
-def cost_ratios(results: dict) -> dict | None:
-    """PPO / RLOO time per step and peak memory, over runs with the same β index (same model, prompts, batch)."""
-    by = {(r["method"], r["value"]): r for r in results["runs"] if r["state"] == "finished"}
-    pairs = [(by[("ppo", v)], by[("rloo", v)]) for v in results["settings"]["values"]
-             if ("ppo", v) in by and ("rloo", v) in by]
-    if not pairs:
-        return None
-    base = results["baseline_rss_mib"]
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    return {
-        "time_ppo_over_rloo": mean([p["seconds_per_step"] / r["seconds_per_step"] for p, r in pairs]),
-        "peak_rss_rloo_over_ppo": mean([r["peak_rss_mib"] / p["peak_rss_mib"] for p, r in pairs]),
-        "training_rss_rloo_over_ppo": mean([(r["peak_rss_mib"] - base) / (p["peak_rss_mib"] - base)
-                                            for p, r in pairs]),
-    }
+def spread(values: list[float], ses: list[float]) -> tuple[float, float, float]:
+    """Mean over seeds; its standard error over seeds (the evaluation's own error with one seed); and the
+    evaluation-only error of the mean (sqrt of the summed squared errors over n)."""
+    n = len(values)
+    mean = sum(values) / n
+    eval_se = math.sqrt(sum(se * se for se in ses)) / n
+    if n < 2:
+        return mean, eval_se, eval_se
+    seed_se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return mean, seed_se, eval_se
 
 
-def plot(results: dict, path: Path) -> None:
-    """Reward vs KL: each run's probe trajectory, its final point marked; one colour per method."""
+def plot(frontier: list[dict], sweep: Sweep, path: Path) -> None:
+    """Gain vs KL: one line per method through its knob values, ±1 s.e. error bars, each seed as a faint dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"dpo": "tab:blue", "ppo": "tab:red", "rloo": "tab:green", "grpo": "tab:purple",
-               "online-dpo": "tab:orange"}
-    markers = "os^Dv"
-    values = results["settings"]["values"]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for run in results["runs"]:
-        if not run["points"]:
+    colours = {"dpo": "tab:blue", "ppo": "tab:red", "rloo": "tab:green", "grpo": "tab:purple"}
+    figure, axes = plt.subplots(figsize=(7.5, 4.8))
+    for method in sweep.grid:
+        mine = sorted((p for p in frontier if p["method"] == method), key=lambda p: p["kl"])
+        if not mine:
             continue
-        kl = [p["kl"] for p in run["points"]]
-        reward = [p["reward"] for p in run["points"]]
-        colour, marker = colours.get(run["method"]), markers[values.index(run["value"]) % len(markers)]
-        axes.plot(kl, reward, color=colour, alpha=0.35, linewidth=1)
-        axes.scatter(kl[-1:], reward[-1:], color=colour, marker=marker, s=50, zorder=3,
-                     label=f"{run['method']} {run['knob']}={run['value']:g}")
-    settings = results["settings"]
-    axes.set_xlabel("KL(π || π_ref) per completion, nats (probe)")
-    axes.set_ylabel("mean VADER sentiment (probe)")
-    axes.set_title(f"positive-reviews, {settings['model']}, {settings['max_steps']} steps, "
-                   f"batch {settings['batch_size']}")
+        colour = colours.get(method)
+        axes.errorbar([p["kl"] for p in mine], [p["gain"] for p in mine], xerr=[p["kl_se"] for p in mine],
+                      yerr=[p["gain_se"] for p in mine], color=colour, marker="o", capsize=3, label=method)
+        for p in mine:
+            axes.scatter([s["kl"] for s in p["per_seed"]], [s["gain"] for s in p["per_seed"]], color=colour,
+                         alpha=0.3, s=14)
+            symbol = "β" if p["knob"] == "beta" else p["knob"]
+            axes.annotate(f"{symbol}={p['value']:g}", (p["kl"], p["gain"]), textcoords="offset points",
+                          xytext=(5, 5), fontsize=7, color=colour)
+    axes.axhline(0.0, color="grey", linewidth=0.8)
+    axes.set_xlabel("KL(π || π_ref) per completion, nats (probe, 32 held-out prompts)  →  further from the reference")
+    axes.set_ylabel("reward gain over the reference (VADER)  ↑ better")
+    axes.set_title(f"positive-reviews, {sweep.model}: mean over seeds ± 1 s.e.")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, ncol=3, loc="best")
+    axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=130)
     plt.close(figure)
 
 
-def markdown(results: dict, command: str) -> str:
-    """The table and settings for docs/frontier.md."""
-    settings, ratios = results["settings"], cost_ratios(results)
+def markdown(frontier: list[dict], sweep: Sweep, command: str, missing: list[str]) -> str:
+    """The table for frontier.md (the reading of it lives in docs/alignment.md, written from these figures)."""
     lines = [
-        "# Reward vs KL frontier (positive-reviews)", "",
-        "The DPO paper's Figure 2 in miniature: every run probed the same way (16 held-out prompts, one sample each,",
-        "fixed seed, temperature 1); reward = mean VADER sentiment, KL = mean summed log π/π_ref of the samples.",
-        "Final point of each run below; the picture shows every probe. With 16 samples a probe's mean reward has a",
-        "standard error near 0.1: differences smaller than about twice that are noise.", "",
+        "# Reward gain vs KL (positive-reviews)", "",
+        "Each method at the lab's defaults, only its KL knob changed; every final model evaluated on held-out",
+        "prompts (gain over the reference, paired by prompt and sampling seed) and probed for KL on 32 prompts.",
+        "A point is the mean over training seeds; ± is the standard error over seeds (it contains the",
+        "evaluation's noise), or the evaluation's paired s.e. when only one seed was run. `eval s.e.` is the",
+        "evaluation noise alone. How it was made: `experiments/frontier.py`.", "",
         f"Rerun: `{command}`", "",
-        "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "extra") +
-        (f", fixed knobs {settings['extra']}" if settings["extra"] else "") + ".", "",
         "![frontier](frontier.png)", "",
-        "| method | knob | KL (nats) | reward ± s.e. | s/step | steps/s | peak RSS (MiB) | state |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| method | knob | seeds | gain ± s.e. | eval s.e. | KL (nats) ± s.e. | win-rate | per seed (gain, KL) |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
-    for run in results["runs"]:
-        final = run["points"][-1] if run["points"] else {}
-        step_s = run["seconds_per_step"]
-        lines.append(
-            f"| {run['method']} | {run['knob']}={run['value']:g} | {final.get('kl', float('nan')):.2f} | "
-            f"{final.get('reward', float('nan')):+.3f} ± {run.get('reward_se') or float('nan'):.3f} | "
-            f"{step_s or float('nan'):.1f} | "
-            f"{(1 / step_s) if step_s else float('nan'):.3f} | {run['peak_rss_mib']} | {run['state']} |")
-    start = next((r["points"][0] for r in results["runs"] if r["points"]), None)
-    if start:
-        lines += ["", f"Reference (step 0, every run): reward {start['reward']:+.3f}, KL {start['kl']:.2f}."]
-    lines += ["", f"Peak RSS of a process that only loads the model and tokenizer: {results['baseline_rss_mib']} MiB. "
-              f"OMP_NUM_THREADS={results.get('omp_num_threads')} (1 keeps torch from thrashing on a shared CPU)."]
-    if ratios:
-        lines += ["", "RLOO vs PPO, same model, prompts and batch (mean over the β grid): PPO takes "
-                  f"{ratios['time_ppo_over_rloo']:.2f}x RLOO's time per step; RLOO's peak RSS is "
-                  f"{ratios['peak_rss_rloo_over_ppo']:.2f}x PPO's ({ratios['training_rss_rloo_over_ppo']:.2f}x "
-                  "above the load-only baseline). Timings are wall clock on a shared 2-core CPU machine."]
+    for p in frontier:
+        seeds = "; ".join(f"s{s['seed']}: {s['gain']:+.3f}, {s['kl']:.1f}" for s in p["per_seed"])
+        lines.append(f"| {p['method']} | {p['knob']}={p['value']:g} | {len(p['seeds'])} | {p['gain']:+.3f} ± "
+                     f"{p['gain_se']:.3f} | {p['gain_eval_se']:.3f} | {p['kl']:.1f} ± {p['kl_se']:.1f} | "
+                     f"{p['win_rate']:.0%} | {seeds} |")
+    prompts = sorted({s["prompts"] for p in frontier for s in p["per_seed"]})
+    lines += ["", f"Held-out prompts per evaluation: {', '.join(map(str, prompts))} (runs reused from the "
+              "per-method bench used 100; the first 64 of those 100 are the sweep's 64), "
+              f"{sweep.samples} samples each, eval seed 1234."]
+    if missing:
+        lines += ["", "Not measured (stopped or failed): " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
 
 
+def write(docs: Path, runs: list[dict], sweep: Sweep, command: str, missing: list[str]) -> list[dict]:
+    """Write frontier.json / .md / .png from every run measured so far; returns the points."""
+    frontier = points(runs, sweep)
+    runs = [r for r in runs if any(matches(r, sweep, m, v, s) for m, vs in sweep.grid.items() for v in vs
+                                   for s in sweep.seeds)]
+    (docs / "frontier.json").write_text(json.dumps({"command": command, "sweep": vars(sweep), "points": frontier,
+                                                    "runs": runs}, indent=1, default=list))
+    (docs / "frontier.md").write_text(markdown(frontier, sweep, command, missing))
+    if frontier:
+        plot(frontier, sweep, docs / "frontier.png")
+    return frontier
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny-random, 2 values, 3 steps: checks the pipeline")
-    parser.add_argument("--steps", type=int, help="optimizer steps per run")
-    parser.add_argument("--values", help="comma-separated β / kl_coef grid")
-    parser.add_argument("--methods", help="comma-separated methods (default dpo,ppo,rloo; grpo, online-dpo work too)")
-    parser.add_argument("--docs", help="where the PNG/MD/JSON go (default docs/, or the output dir with --quick)")
+    parser = argparse.ArgumentParser(prog="python -m experiments.frontier", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny-random, 2 steps, 4 prompts: checks the pipeline")
+    parser.add_argument("--methods", nargs="*", help="a subset of the grid's methods (dpo, rloo, ppo)")
+    parser.add_argument("--seeds", type=int, nargs="*", help=f"training seeds (default {' '.join(map(str, SEEDS))})")
+    parser.add_argument("--reuse", type=Path, nargs="*", default=[],
+                        help="JSON files of runs already measured (bench/alignment.json, docs/frontier.json)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1: two sweeps share 2 cores)")
+    parser.add_argument("--dry-run", action="store_true", help="only say which runs would be trained")
+    parser.add_argument("--out", dest="docs", type=Path,
+                        help="where the JSON/MD/PNG go (default docs/, the work dir with --quick)")
+    parser.add_argument("--work", help="where runs train (default runs/frontier)")
     args = parser.parse_args(argv)
-    overrides = {"max_steps": args.steps, "methods": args.methods and tuple(args.methods.split(",")),
-                 "values": args.values and tuple(float(v) for v in args.values.split(","))}
-    settings = replace(QUICK if args.quick else Settings(), **{k: v for k, v in overrides.items() if v})
-    docs = Path(args.docs or (settings.output_dir if args.quick else "docs"))
+    sweep = QUICK if args.quick else Sweep()
+    if args.methods:
+        unknown = set(args.methods) - set(sweep.grid)
+        if unknown:
+            parser.error(f"--methods: no grid for {', '.join(sorted(unknown))}; the grid has {', '.join(sweep.grid)}")
+        sweep.grid = {m: sweep.grid[m] for m in args.methods}
+    sweep.seeds = tuple(args.seeds or sweep.seeds)
+    sweep.work = args.work or sweep.work
+    docs = args.docs or (Path(sweep.work) if args.quick else Path("docs"))
     docs.mkdir(parents=True, exist_ok=True)
-    results = run_sweep(settings, Path(settings.output_dir) / "work")
-    (docs / "frontier.json").write_text(json.dumps(results, indent=1))
-    plot(results, docs / "frontier.png")
-    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if os.environ.get("OMP_NUM_THREADS") else ""
-    command = threads + "python -m experiments.frontier " + " ".join(argv if argv is not None else sys.argv[1:])
-    (docs / "frontier.md").write_text(markdown(results, command.strip()))
-    print(f"wrote {docs / 'frontier.png'} and {docs / 'frontier.md'}")
-    return 0 if all(r["state"] == "finished" for r in results["runs"]) else 1
+    command = "python -m experiments.frontier " + " ".join(argv if argv is not None else sys.argv[1:])
+    runs = reusable(args.reuse)
+    todo = [(m, v, s) for m, values in sweep.grid.items() for v in values for s in sweep.seeds
+            if not any(matches(r, sweep, m, v, s) for r in runs)]
+    print(f"{len(todo)} run(s) to train, the rest reused: " + ", ".join(f"{m} {v:g} s{s}" for m, v, s in todo),
+          flush=True)
+    if args.dry_run:
+        return 0
+    missing = [f"{m} {kl_knob(m)}={v:g} seed {s}" for m, v, s in todo]
+    began = time.time()
+    for method, value, seed in todo:
+        result = measure(sweep, method, value, seed, args.threads)
+        runs.append(result)
+        if result.get("state") == "finished" and result.get("final"):
+            missing.remove(f"{method} {kl_knob(method)}={value:g} seed {seed}")
+        write(docs, runs, sweep, command.strip(), missing)
+    write(docs, runs, sweep, command.strip(), missing)
+    print(f"wrote {docs / 'frontier.md'} ({(time.time() - began) / 60:.1f} min)")
+    return 0 if not missing else 1
 
 
 if __name__ == "__main__":

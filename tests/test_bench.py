@@ -60,3 +60,26 @@ def test_alignment_bench_quick_mode_times_and_evaluates_snapshots(tmp_path):
     assert [s["step"] for s in cold["snapshots"]] == [1, 2] and all("gain_se" in s for s in cold["snapshots"])
     assert cold["final"]["prompts"] == 4 and "perplexity" in cold["final"]["aligned_fluency"]
     assert "Time to visible alignment" in (tmp_path / "ALIGNMENT_QUICK.md").read_text()
+
+
+def test_frontier_points_average_seeds_and_reuse_runs_measured_at_the_same_settings(tmp_path):
+    from experiments.frontier import QUICK, matches, spread
+
+    mean, seed_se, eval_se = spread([0.5, 0.3], [0.04, 0.03])
+    assert mean == pytest.approx(0.4) and seed_se == pytest.approx(0.1) and eval_se == pytest.approx(0.025)
+    assert spread([0.5], [0.04]) == (0.5, 0.04, 0.04)  # one seed: the evaluation's own error
+    run = {"method": "dpo", "seed": 42, "state": "finished", "final": {"gain": 0.1},
+           "config": {**QUICK.config("dpo", 0.1, 42), "output_dir": "elsewhere", "save_every": None}}
+    assert matches(run, QUICK, "dpo", 0.1, 42)
+    assert not matches(run, QUICK, "dpo", 1.0, 42) and not matches(run, QUICK, "dpo", 0.1, 7)
+    assert not matches({**run, "config": {**run["config"], "learning_rate": 0.5}}, QUICK, "dpo", 0.1, 42)
+
+
+def test_frontier_quick_sweep_trains_evaluates_and_plots_each_point(tmp_path):
+    run_quick("experiments.frontier", tmp_path, "--methods", "dpo")
+    result = json.loads((tmp_path / "frontier.json").read_text())
+    assert [(p["method"], p["value"], p["seeds"]) for p in result["points"]] == [("dpo", 0.1, [42]), ("dpo", 1.0, [42])]
+    # tiny-random's gibberish scores 0 VADER either side, so the gain is 0; the probe's KL has a real spread
+    assert all(p["gain_se"] >= 0 and p["kl_se"] > 0 and abs(p["kl"]) < 10 for p in result["points"])
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+    assert "| dpo | beta=1 | 1 |" in (tmp_path / "frontier.md").read_text()
