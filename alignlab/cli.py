@@ -1,4 +1,4 @@
-"""The ``alignlab`` command line: train, runs, data make-prefs, models fetch, app, export and push
+"""The ``alignlab`` command line: train, runs, votes, report, eval, data make-prefs, models fetch, app, export and push
 (:mod:`alignlab.share_cli`).
 
 Training flags are generated from the knob declarations (RunConfig fields and every method's
@@ -104,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "reference (95%% Wilson interval), ties, both bad, and agreement with the reward.")
     votes.add_argument("name", nargs="?", help="A run id (its votes file); default: every votes file.")
     votes.add_argument("--output-dir", default="runs")
+    report = subparsers.add_parser("report", help="One self-contained HTML file of runs that opens offline: curves, "
+                                   "reward-vs-KL frontier, config, eval, samples side by side, votes and win-rate.")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="A run directory, or a run id under --output-dir.")
+    report.add_argument("--out", default="report.html", metavar="FILE", help="Where to write it (default report.html).")
+    report.add_argument("--output-dir", default="runs", help="Folder the run ids are looked up in (default runs).")
     data = subparsers.add_parser("data", help="Dataset tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prefs = data_sub.add_parser("make-prefs", help="Sample N completions per prompt and keep best/worst as pairs.")
@@ -154,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(args)
         if args.command == "votes":
             return _votes(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "data":
             return _make_prefs(args)
         if args.command == "eval":
@@ -408,6 +415,21 @@ def _votes(args) -> int:
             print(f"  {line}")
         for problem in problems:
             print(f"  skipped {problem}")
+    return 0
+
+
+def _report(args) -> int:
+    """``alignlab report RUN [RUN ...] --out FILE``: every run must exist before anything is written; the report is
+    built by :mod:`alignlab.ui.report` (plotly draws it: a UI package, imported only here)."""
+    from alignlab.rundir import find
+
+    run_dirs = [find(run, args.output_dir) for run in args.runs]
+    try:
+        from alignlab.ui.report import write_report
+    except ImportError as error:
+        raise AlignLabError(f"report: the report's plots need plotly (pip install 'alignlab[app]'): {error}") from error
+    path = write_report(run_dirs, args.out)
+    print(f"report of {len(run_dirs)} run{'' if len(run_dirs) == 1 else 's'} -> {path}")
     return 0
 
 

@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from argparse import Namespace
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from alignlab.config import RunConfig
@@ -79,11 +79,16 @@ def matches(run: dict, sweep: Sweep, method: str, value: float, seed: int) -> bo
 
 
 def reusable(files: list[Path]) -> list[dict]:
-    """Every finished, fully evaluated run record in ``files`` (bench/alignment.json or frontier.json form)."""
-    runs = []
+    """Every finished, fully evaluated run record in ``files`` (bench/alignment.json or frontier.json form), each
+    once (by its run directory)."""
+    runs, seen = [], set()
     for path in files:
         if path.is_file():
-            runs += [r for r in json.loads(path.read_text()).get("runs", []) if r.get("final")]
+            for run in json.loads(path.read_text()).get("runs", []):
+                key = run.get("run_dir") or json.dumps(run.get("config"), sort_keys=True)
+                if run.get("final") and key not in seen:  # a run reused into a frontier.json is listed again
+                    seen.add(key)
+                    runs.append(run)
     return runs
 
 
@@ -211,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON files of runs already measured (bench/alignment.json, docs/frontier.json)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1: two sweeps share 2 cores)")
     parser.add_argument("--dry-run", action="store_true", help="only say which runs would be trained")
+    parser.add_argument("--no-train", action="store_true",
+                        help="write the figures from the reused runs alone, listing the others as not measured")
     parser.add_argument("--out", dest="docs", type=Path,
                         help="where the JSON/MD/PNG go (default docs/, the work dir with --quick)")
     parser.add_argument("--work", help="where runs train (default runs/frontier)")
     args = parser.parse_args(argv)
-    sweep = QUICK if args.quick else Sweep()
+    sweep = replace(QUICK) if args.quick else Sweep()  # a copy: the options below change it
     if args.methods:
         unknown = set(args.methods) - set(sweep.grid)
         if unknown:
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     missing = [f"{m} {kl_knob(m)}={v:g} seed {s}" for m, v, s in todo]
     began = time.time()
-    for method, value, seed in todo:
+    for method, value, seed in [] if args.no_train else todo:
         result = measure(sweep, method, value, seed, args.threads)
         runs.append(result)
         if result.get("state") == "finished" and result.get("final"):

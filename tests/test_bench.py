@@ -73,6 +73,13 @@ def test_frontier_points_average_seeds_and_reuse_runs_measured_at_the_same_setti
     assert matches(run, QUICK, "dpo", 0.1, 42)
     assert not matches(run, QUICK, "dpo", 1.0, 42) and not matches(run, QUICK, "dpo", 0.1, 7)
     assert not matches({**run, "config": {**run["config"], "learning_rate": 0.5}}, QUICK, "dpo", 0.1, 42)
+    from experiments.frontier import reusable
+
+    other = {**run, "run_dir": "runs/b", "seed": 7}
+    (tmp_path / "bench.json").write_text(json.dumps({"runs": [{**run, "run_dir": "runs/a"}]}))
+    (tmp_path / "frontier.json").write_text(json.dumps({"runs": [{**run, "run_dir": "runs/a"}, other]}))
+    reused = reusable([tmp_path / "bench.json", tmp_path / "frontier.json"])
+    assert [r["run_dir"] for r in reused] == ["runs/a", "runs/b"]  # the run both files list, once
 
 
 def test_frontier_quick_sweep_trains_evaluates_and_plots_each_point(tmp_path):
@@ -83,3 +90,12 @@ def test_frontier_quick_sweep_trains_evaluates_and_plots_each_point(tmp_path):
     assert all(p["gain_se"] >= 0 and p["kl_se"] > 0 and abs(p["kl"]) < 10 for p in result["points"])
     assert (tmp_path / "frontier.png").stat().st_size > 0
     assert "| dpo | beta=1 | 1 |" in (tmp_path / "frontier.md").read_text()
+
+
+def test_frontier_without_training_writes_what_it_has_and_names_every_point_not_measured(tmp_path):
+    from experiments.frontier import QUICK, main
+
+    code = main(["--quick", "--no-train", "--methods", "dpo", "--out", str(tmp_path), "--work", str(tmp_path)])
+    text = (tmp_path / "frontier.md").read_text()
+    assert code == 1 and json.loads((tmp_path / "frontier.json").read_text())["points"] == []
+    assert all(f"dpo beta={value:g} seed 42" in text for value in QUICK.grid["dpo"])  # each one said missing

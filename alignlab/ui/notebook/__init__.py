@@ -7,7 +7,8 @@
 - :class:`Chat`: reference and aligned model side by side, streamed, with rewards.
 - :class:`RunsView`: overlay past runs and their reward-vs-KL frontier.
 - :func:`train` / :func:`sweep` / :func:`compare`: runs from code (one, a grid, several methods) with
-  live curves, one after another.
+  live curves, one after another; ``await train_async(...)`` (``sweep_async``, ``compare_async``,
+  ``await lab.wait_async()``) wait so that the kernel keeps Stop live by itself (ipykernel >= 7.4).
 """
 
 from alignlab.ui.notebook.chat import Chat
@@ -15,6 +16,7 @@ from alignlab.ui.notebook.form import RunForm, knob_widget
 from alignlab.ui.notebook.lab import Lab
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.runs import RunsView
-from alignlab.ui.notebook.series import compare, sweep, train
+from alignlab.ui.notebook.series import compare, compare_async, sweep, sweep_async, train, train_async
 
-__all__ = ["Chat", "Lab", "LiveFigures", "RunForm", "RunsView", "compare", "knob_widget", "sweep", "train"]
+__all__ = ["Chat", "Lab", "LiveFigures", "RunForm", "RunsView", "compare", "compare_async", "knob_widget", "sweep",
+           "sweep_async", "train", "train_async"]

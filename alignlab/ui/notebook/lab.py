@@ -5,8 +5,9 @@ Training runs in a background thread (:func:`alignlab.runner.start`); the widget
 the run's metric bus, so the kernel stays free while it trains. ``Lab(method="dpo", beta=0.3,
 model="tiny-random")`` presets the form, ``Lab(preset="classroom")`` starts from a named run
 (:mod:`alignlab.presets`); :meth:`Lab.start` and :meth:`Lab.wait` do from code what
-the buttons do. While :meth:`Lab.wait` blocks a cell the widgets stay live (Stop works), and
-interrupting the kernel stops the run (see :mod:`alignlab.ui.notebook.waiting`).
+the buttons do. While a cell waits with ``await lab.wait_async()`` (or :meth:`Lab.wait`, on the ipykernel
+releases it fits) the widgets stay live (Stop works), and interrupting the kernel stops the run (see
+:mod:`alignlab.ui.notebook.waiting`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from alignlab.ui.notebook.form import RunForm
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.progress import RunProgress
 from alignlab.ui.notebook.runs import RunsView
-from alignlab.ui.notebook.waiting import stop_on_interrupt, stopped_note, wait_until
+from alignlab.ui.notebook.waiting import (
+    stop_on_cancel,
+    stop_on_interrupt,
+    stopped_note,
+    wait_until,
+    wait_until_async,
+)
 
 
 class Lab(widgets.VBox):
@@ -137,8 +144,10 @@ class Lab(widgets.VBox):
     def wait(self, timeout: float | None = None) -> str | None:
         """Block until the current run ends and what changed is shown (or ``timeout`` seconds); returns its state.
 
-        The widgets keep answering meanwhile, so Stop works. Interrupting the kernel stops the run,
-        waits until it has saved, and raises ``KeyboardInterrupt`` saying so.
+        The widgets keep answering meanwhile, so Stop works, on the ipykernel releases whose internals this
+        fits (it warns once elsewhere: ``await lab.wait_async()`` keeps Stop live through ipykernel's public
+        behaviour). Interrupting the kernel stops the run, waits until it has saved, and raises
+        ``KeyboardInterrupt`` saying so.
         """
         run = self.run
         if run is None:
@@ -147,6 +156,20 @@ class Lab(widgets.VBox):
             if wait_until(lambda: run.done, timeout):
                 run.wait()  # joins the training thread
                 wait_until(self._settled.is_set, timeout)
+        return run.state
+
+    async def wait_async(self, timeout: float | None = None) -> str | None:
+        """:meth:`wait` for a cell that awaits it: ``await lab.wait_async()``. The kernel handles widget clicks
+        while the cell awaits (ipykernel >= 7.4), so Stop works. Interrupting the kernel stops the run, waits
+        until it has saved, and raises ``asyncio.CancelledError`` saying so.
+        """
+        run = self.run
+        if run is None:
+            return None
+        async with stop_on_cancel(self.stop, lambda: run.done, lambda: stopped_note([run])):
+            if await wait_until_async(lambda: run.done, timeout):
+                run.wait()  # joins the training thread
+                await wait_until_async(self._settled.is_set, timeout)
         return run.state
 
     def _ended(self, handle: RunHandle) -> None:

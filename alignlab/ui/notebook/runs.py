@@ -2,7 +2,9 @@
 
 Everything is read from the run directories (config, status, metrics and samples, through
 :mod:`alignlab.rundir`), so runs from earlier sessions, the CLI or the app show up the same as runs
-started here. Press Refresh to pick up runs that are still writing.
+started here. Press Refresh to pick up runs that are still writing. **Export report** writes the selected runs (all
+runs when none is selected) as one HTML file beside them, ``report.html``, that opens offline
+(:mod:`alignlab.ui.report`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
+from alignlab.errors import AlignLabError
 from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
@@ -20,6 +23,7 @@ from alignlab.rundir import UNREADABLE, list_runs, samples_summary
 from alignlab.ui.format import number
 from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import grid_figure
+from alignlab.ui.report import REPORT_NAME, write_report
 
 
 def short_id(run_id: str) -> str:
@@ -56,12 +60,18 @@ class RunsView(widgets.VBox):
         self.picker = widgets.SelectMultiple(description="runs", rows=8,
                                              layout=widgets.Layout(width="720px"), style={"description_width": "60px"})
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.report_button = widgets.Button(description="Export report", icon="download",
+                                            tooltip=f"Write the selected runs (all when none is selected) to "
+                                            f"{REPORT_NAME} beside them: one HTML file that opens offline")
+        self.report_note = widgets.HTML()
         self.table = widgets.HTML()
         self.figure: FigureWidget | None = None  # curves and frontier of the selected runs
         self.figure_box = widgets.VBox()
         self.refresh_button.on_click(lambda _: self.refresh())
+        self.report_button.on_click(lambda _: self.export_report())
         self.picker.observe(lambda _: self.draw(), names="value")
-        super().__init__([widgets.HBox([self.picker, self.refresh_button]), self.table, self.figure_box])
+        super().__init__([widgets.HBox([self.picker, widgets.VBox([self.refresh_button, self.report_button])]),
+                          self.report_note, self.table, self.figure_box])
         self.refresh([getattr(run, "run_id", run) for run in selected])
 
     def refresh(self, selected: Iterable[str] | None = None) -> None:
@@ -85,3 +95,21 @@ class RunsView(widgets.VBox):
         self.figure = FigureWidget(grid_figure(visible_panels(methods, histories), histories, overlay=True)) \
             if chosen else None
         self.figure_box.children = [self.figure] if self.figure is not None else []
+
+    def export_report(self, out: str | Path | None = None) -> Path | None:
+        """Write the report of the selected runs (all runs when none is selected) to ``out``, by default
+        ``report.html`` beside the runs, and say where below the buttons; returns its path (None when it could not
+        be written: the note says why)."""
+        run_ids = tuple(self.picker.value) or tuple(self.runs)
+        if not run_ids:
+            self.report_note.value = f"No runs in {html.escape(str(self.output_dir))} to report yet."
+            return None
+        try:
+            path = write_report([self.runs[run_id]["path"] for run_id in run_ids], out or self.output_dir / REPORT_NAME)
+        except AlignLabError as error:
+            self.report_note.value = f"✗ {html.escape(str(error))}"
+            return None
+        runs = f"{len(run_ids)} run{'' if len(run_ids) == 1 else 's'}"
+        self.report_note.value = (f"✓ Report of {runs} written to <code>{html.escape(str(path.resolve()))}</code>: "
+                                  "open it in any browser, it works offline.")
+        return path

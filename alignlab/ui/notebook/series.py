@@ -3,13 +3,16 @@
 >>> sft = train("sft", max_steps=30)  # doctest: +SKIP
 >>> runs = sweep("dpo", beta=[0.03, 0.1, 0.3], max_steps=30)  # doctest: +SKIP
 >>> runs = compare(dict(method="dpo"), dict(method="kto"), max_steps=30)  # doctest: +SKIP
+>>> runs = await sweep_async("dpo", beta=[0.03, 0.1], max_steps=30)  # doctest: +SKIP
 
 Every configuration is checked (knobs, data, reward, model) before the first run starts, so a typo
 fails at once rather than after an hour of training. Runs go one at a time: on a CPU, two at once
 only make both slower. By default the call waits for the last run, with the curves updating live
 and the Stop button working meanwhile; interrupting the kernel stops the run in progress, skips the
 rest and raises ``KeyboardInterrupt`` (see :mod:`alignlab.ui.notebook.waiting`). ``wait=False``
-returns at once and leaves the cell free.
+returns at once and leaves the cell free. The ``*_async`` twins are awaited (``await train_async(...)``):
+the kernel itself keeps Stop live while the cell awaits (ipykernel >= 7.4), where the blocking wait
+relies on ipykernel's internals.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from alignlab.rundir import MAX_RUN_NAME
 from alignlab.runner import RunHandle
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.progress import RunProgress
-from alignlab.ui.notebook.waiting import stop_on_interrupt, stopped_note, wait_until
+from alignlab.ui.notebook.waiting import (
+    stop_on_cancel,
+    stop_on_interrupt,
+    stopped_note,
+    wait_until,
+    wait_until_async,
+)
 
 
 def run_name(label: str) -> str:
@@ -92,11 +101,8 @@ class SeriesView(widgets.VBox):
         return stopped_note(stopped, skipped=len(self.configs) - len(self.handles))
 
 
-def launch(configs: list[RunConfig], labels: list[str], wait: bool = True, show: bool = True) -> SeriesView:
-    """Check every config, show the view and train the configs one after another in a thread.
-
-    Returns once the first run has started, or with ``wait`` once the last has ended.
-    """
+def begin(configs: list[RunConfig], labels: list[str], show: bool = True) -> SeriesView:
+    """Check every config, show the view and start training the configs one after another in a thread."""
     for config in configs:
         runner.preflight(config)
     view = SeriesView(configs, labels)
@@ -105,6 +111,12 @@ def launch(configs: list[RunConfig], labels: list[str], wait: bool = True, show:
 
         display(view)
     view.thread.start()
+    return view
+
+
+def launch(configs: list[RunConfig], labels: list[str], wait: bool = True, show: bool = True) -> SeriesView:
+    """:func:`begin`; returns once the first run has started, or with ``wait`` once the last has ended."""
+    view = begin(configs, labels, show)
     with stop_on_interrupt(view.stop, view.thread.join, view.interrupt_note):
         wait_until(view.started.is_set)
         if wait:
@@ -112,12 +124,32 @@ def launch(configs: list[RunConfig], labels: list[str], wait: bool = True, show:
     return view
 
 
-def train(method: str, wait: bool = True, show: bool = True, **values: Any) -> RunHandle:
-    """One run with its live curves, progress and Stop button; returns its handle."""
-    view = launch([RunConfig.from_dict({**values, "method": method})], [values.get("run_name") or method], wait, show)
+async def launch_async(configs: list[RunConfig], labels: list[str], show: bool = True) -> SeriesView:
+    """:func:`begin`, then await the last run's end. Interrupting the kernel stops the run in progress, skips the
+    rest and raises ``asyncio.CancelledError`` saying so."""
+    view = begin(configs, labels, show)
+    async with stop_on_cancel(view.stop, lambda: not view.thread.is_alive(), view.interrupt_note):
+        await wait_until_async(lambda: not view.thread.is_alive())
+    return view
+
+
+def only_run(view: SeriesView, method: str) -> RunHandle:
+    """The handle of a one-run view; raises, with the view's reason, if the run did not start."""
     if not view.handles:
         raise AlignLabError(f"run: {method} did not start: {view.heading.value}")
     return view.handles[0]
+
+
+def train(method: str, wait: bool = True, show: bool = True, **values: Any) -> RunHandle:
+    """One run with its live curves, progress and Stop button; returns its handle."""
+    view = launch([RunConfig.from_dict({**values, "method": method})], [values.get("run_name") or method], wait, show)
+    return only_run(view, method)
+
+
+async def train_async(method: str, show: bool = True, **values: Any) -> RunHandle:
+    """:func:`train` for a cell that awaits it, until the run ends: ``sft = await train_async("sft")``."""
+    config = RunConfig.from_dict({**values, "method": method})
+    return only_run(await launch_async([config], [values.get("run_name") or method], show), method)
 
 
 def run_series(configs: list[RunConfig], labels: list[str], wait: bool = True, show: bool = True) -> list[RunHandle]:
@@ -153,13 +185,28 @@ def sweep(method: str, wait: bool = True, show: bool = True, **values: Any) -> l
     return run_series(configs, labels, wait=wait, show=show)
 
 
+async def sweep_async(method: str, show: bool = True, **values: Any) -> list[RunHandle]:
+    """:func:`sweep` for a cell that awaits it, until the last run ends: ``runs = await sweep_async("dpo", ...)``."""
+    return (await launch_async(*grid(method, **values), show=show)).handles
+
+
 def compare(*settings: dict[str, Any], wait: bool = True, show: bool = True, **common: Any) -> list[RunHandle]:
     """One run per dict of ``settings`` (each names its ``method`` and own knobs), sharing ``common``.
 
     ``compare(dict(method="dpo"), dict(method="dpo", loss_type="ipo"), dict(method="kto"), max_steps=20)``
     """
+    return run_series(*compared(*settings, **common), wait=wait, show=show)
+
+
+async def compare_async(*settings: dict[str, Any], show: bool = True, **common: Any) -> list[RunHandle]:
+    """:func:`compare` for a cell that awaits it, until the last run ends: ``runs = await compare_async(...)``."""
+    return (await launch_async(*compared(*settings, **common), show=show)).handles
+
+
+def compared(*settings: dict[str, Any], **common: Any) -> tuple[list[RunConfig], list[str]]:
+    """Configs and labels of :func:`compare`'s runs: one per dict of ``settings``, sharing ``common``."""
     labels = [", ".join([str(each["method"]), *(f"{k}={v}" for k, v in each.items() if k != "method")])
               for each in settings]
     configs = [RunConfig.from_dict({**common, **each, "run_name": run_name(label)})
                for each, label in zip(settings, labels)]
-    return run_series(configs, labels, wait=wait, show=show)
+    return configs, labels

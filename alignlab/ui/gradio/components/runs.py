@@ -1,12 +1,17 @@
 """The Runs tab: every run in the runs folder; overlay several; open one for samples, resume, delete, export.
 
 Runs are read from disk (:func:`alignlab.rundir.list_runs`), so an app restart shows every past run. Comparing draws the
-union of the selected runs' panels with one line per run, and their reward-vs-KL frontier.
+union of the selected runs' panels with one line per run, and their reward-vs-KL frontier. **Export report** writes the
+overlaid runs (or the one opened) as one HTML file that opens offline (:mod:`alignlab.ui.report`) and offers it for
+download.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
+from pathlib import Path
 
 import gradio as gr
 
@@ -22,6 +27,7 @@ from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
 from alignlab.ui.gradio.components.vote import create_train_on_votes, win_rate_cell
 from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run
 from alignlab.ui.gradio.services import Services
+from alignlab.ui.report import report_file_name, write_report
 
 RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", "people's win-rate", "note"]
 SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward"]
@@ -77,6 +83,11 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
     gr.Markdown("### Compare runs")
     compare = gr.Dropdown([], multiselect=True, label="Runs to overlay (loss, reward, KL, … and the reward-vs-KL "
                           "frontier: up and to the left is better)", elem_id="runs-compare")
+    with gr.Row():
+        report = gr.Button("Export report", size="sm", scale=0, min_width=140, elem_id="runs-report")
+        gr.Markdown("One HTML file of the overlaid runs (or, with none overlaid, the run opened below): curves, "
+                    "frontier, config, eval, samples, votes. It opens offline, in any browser.")
+    report_file = gr.File(label="Report", visible=False, interactive=False, elem_id="runs-report-file")
     grid = create_plot_grid(comparison_slots(), "runs")
     gr.Markdown("### One run")
     with gr.Row():
@@ -141,6 +152,26 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
         return f"✓ Exported to `{folder}`"
 
     export.click(export_chosen, [chosen, kind], [result], api_name="export_run")
+
+    @functools.cache
+    def reports_dir() -> Path:
+        """This tab's folder of reports, made at the first export. A temp folder: Gradio hands out files from the
+        working folder, the temp folder and ``allowed_paths`` only, and the app's data folder may be anywhere."""
+        return Path(tempfile.mkdtemp(prefix="alignlab-reports-"))
+
+    def export_report(selected: list[str] | None, current: str | None):
+        """Write the report of the overlaid runs (else the run opened below) and offer it for download."""
+        run_ids = list(selected or []) or ([current] if current else [])
+        if not run_ids:
+            raise gr.Error("Pick runs to overlay, or open one run below, first.", title="No run to report")
+        try:
+            run_dirs = [find_run(services.runs_dir, run_id) for run_id in run_ids]
+            path = write_report(run_dirs, reports_dir() / report_file_name(run_ids))
+        except AlignLabError as error:
+            raise gr.Error(str(error), title="Cannot write the report") from None
+        return gr.update(value=str(path), visible=True)
+
+    report.click(export_report, [compare, chosen], [report_file], api_name="export_report")
 
     def resume_chosen(run_id: str | None, request: gr.Request) -> str:
         """Queue a job that continues a stopped, failed or killed run from its last checkpoint, in the same run
