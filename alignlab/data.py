@@ -31,6 +31,7 @@ import io
 import json
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,16 @@ DERIVABLE = {
 
 
 def assets_dir() -> Path:
-    """The project's ``assets/`` folder (``$ALIGNLAB_ASSETS`` overrides)."""
-    return Path(os.environ.get("ALIGNLAB_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
+    """The project's ``assets/`` folder (``$ALIGNLAB_ASSETS`` overrides).
+
+    In a checkout (and an editable install) that is the repository's ``assets/``; a wheel installs the same files
+    as data under ``<prefix>/share/alignlab/assets`` (``[tool.setuptools.data-files]`` in pyproject.toml).
+    """
+    if "ALIGNLAB_ASSETS" in os.environ:
+        return Path(os.environ["ALIGNLAB_ASSETS"])
+    checkout = Path(__file__).resolve().parent.parent / "assets"
+    installed = Path(sys.prefix) / "share" / "alignlab" / "assets"
+    return checkout if (checkout / BUILTIN_TASK).is_dir() or not installed.is_dir() else installed
 
 
 def task_dir() -> Path:

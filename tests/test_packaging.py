@@ -33,3 +33,36 @@ def test_py_typed_marker_is_package_data():
 def test_changelog_has_unreleased_and_the_current_version():
     headings = [line for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("## ")]
     assert headings[:2] == ["## Unreleased", f"## {version('alignlab')}"]
+
+
+@pytest.mark.timeout(300)
+def test_a_wheel_install_finds_the_built_in_task_outside_the_checkout(tmp_path):
+    """``pip install .`` (not editable) must carry the built-in task; it lands under ``<prefix>/share``."""
+    import subprocess
+    import sys
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels)], check=True, cwd=tmp_path)
+    wheel = next(wheels.glob("alignlab-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {Path(name).name for name in names if "/data/share/alignlab/assets/positive-reviews/" in name}
+    assert shipped == {path.name for path in (ROOT / "assets" / "positive-reviews").iterdir()
+                       if path.suffix in (".jsonl", ".md")}
+    # A bare prefix with the wheel installed: alignlab from there, its dependencies from this environment.
+    prefix = tmp_path / "prefix"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--prefix",
+                    str(prefix), str(wheel)], check=True)
+    site = next(prefix.glob("lib/python*/site-packages"))
+    deps = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site / "zz_deps.pth").write_text(f"{deps}\n")  # after alignlab's own folder, so the wheel's copy wins
+    code = ("import alignlab, alignlab.data as d; print(alignlab.__file__); print(d.task_dir()); "
+            "print(len(d.task_openings('train')))")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "ALIGNLAB_ASSETS")}
+    out = subprocess.run([str(prefix / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path, env=env).stdout.split("\n")
+    assert out[0].startswith(str(site)), out
+    assert out[1] == str(prefix / "share" / "alignlab" / "assets" / "positive-reviews")
+    assert int(out[2]) > 0
