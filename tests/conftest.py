@@ -1,9 +1,12 @@
-"""Shared fixtures: small preference data and a quick tiny-random run config."""
+"""Shared fixtures: small preference data, a quick tiny-random run config and Debian's Chromium."""
 
 import json
 import os
 
 import pytest
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (make browser); Playwright drives it, no browser download
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,3 +36,15 @@ def tiny(tmp_path, pairs_file):
     """Keyword arguments for a 2-step tiny-random run on the small pair file."""
     return dict(model="tiny-random", dataset=str(pairs_file), max_steps=2, batch_size=2,
                 max_length=48, max_completion_length=8, output_dir=str(tmp_path / "runs"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, through Playwright; the test is skipped where either is missing."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make browser)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -13,7 +13,6 @@ from alignlab.cli import main
 from alignlab.rundir import votes_path
 from alignlab.ui.gradio import create_app, serve
 from alignlab.votes import read_votes
-from tests.test_gradio_browser import browser as chromium_fixture  # noqa: F401 (registers the "browser" fixture)
 from tests.test_gradio_browser import open_app, pick, send_chat, shot
 
 playwright = pytest.importorskip("playwright.sync_api")
