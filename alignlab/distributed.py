@@ -19,9 +19,12 @@ gathered around the sampling by :meth:`Sampling.whole_parameters`.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from alignlab.errors import AlignLabWarning
 
 REPLICATED = "replicated"  # one process, DDP, ZeRO-1/2: every process holds the whole model
 FSDP1 = "fsdp1"  # torch's FullyShardedDataParallel wrapper
@@ -100,9 +103,27 @@ class Sampling:
         return holder[0]
 
 
+def warn_if_not_sharded(accelerator: Any, layout: str) -> None:
+    """Warn when ``accelerate launch`` was asked for FSDP or DeepSpeed but the weights are whole in every process:
+    accelerate runs an FSDP config on CPU-only machines as plain data parallelism (DDP), saying nothing."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    asked = [name for name, flag in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
+             if os.environ.get(flag, "false").lower() == "true"]
+    if asked and layout == REPLICATED and accelerator.state.distributed_type not in (DistributedType.FSDP,
+                                                                                     DistributedType.DEEPSPEED):
+        warnings.warn(f"accelerate was asked for {asked[0]} but runs {accelerator.state.distributed_type.value} "
+                      "(every process holds the whole model): accelerate shards weights on GPUs only",
+                      AlignLabWarning, stacklevel=2)
+
+
 def sampling_of(trainer: Any) -> Sampling:
     """The :class:`Sampling` of a transformers/TRL trainer (its accelerator says where the weights live)."""
-    return Sampling(parameter_layout(trainer.accelerator), lambda: trainer.model_wrapped)
+    layout = parameter_layout(trainer.accelerator)
+    warn_if_not_sharded(trainer.accelerator, layout)
+    return Sampling(layout, lambda: trainer.model_wrapped)
 
 
 def batch_layout(args: Any) -> dict[str, int]:

@@ -3,12 +3,14 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from alignlab.distributed import FSDP1, FSDP2, REPLICATED, ZERO3, Sampling, parameter_layout
+from alignlab.distributed import FSDP1, FSDP2, REPLICATED, ZERO3, Sampling, parameter_layout, warn_if_not_sharded
+from alignlab.errors import AlignLabWarning
 
 WORKER = Path(__file__).with_name("fsdp_sampling_worker.py")
 
@@ -38,6 +40,21 @@ def test_parameter_layout_picks_who_samples():
             sampling = Sampling(layout)
             assert sampling.together == (layout != REPLICATED)
             assert sampling.joins(is_main_process=True) and sampling.joins(False) == sampling.together
+
+
+def test_an_fsdp_launch_that_accelerate_runs_as_ddp_warns(monkeypatch):
+    from accelerate.utils import DistributedType
+
+    ddp_on_cpu = accelerator_with(DistributedType.MULTI_CPU)  # what accelerate makes of fsdp.yaml without GPUs
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.warns(AlignLabWarning, match="asked for FSDP but runs MULTI_CPU"):
+        warn_if_not_sharded(ddp_on_cpu, parameter_layout(ddp_on_cpu))
+    sharded = accelerator_with(DistributedType.FSDP, SimpleNamespace(fsdp_version=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_not_sharded(sharded, parameter_layout(sharded))  # asked for and got: no warning
+        monkeypatch.delenv("ACCELERATE_USE_FSDP")
+        warn_if_not_sharded(ddp_on_cpu, parameter_layout(ddp_on_cpu))  # plain DDP, as asked
 
 
 def test_replicated_sampling_needs_no_gathering():
