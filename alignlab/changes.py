@@ -39,13 +39,15 @@ def pick_prompts(prompts: Sequence, count: int = CHANGE_PROMPTS, seed: int = PIC
     return [prompts[index] for index in chosen]
 
 
-def side_by_side(model, tokenizer, config: RunConfig, prompts: Sequence, reward: RewardSource) -> list[dict]:
+def side_by_side(model, tokenizer, config: RunConfig, prompts: Sequence, reward: RewardSource,
+                 synced_gpus: bool = False) -> list[dict]:
     """The reference's and the aligned model's answers to ``prompts`` (same reading settings and the run's seed,
-    so only training differs), each scored by ``reward``. With LoRA the reference is the adapter switched off."""
+    so only training differs), each scored by ``reward``. With LoRA the reference is the adapter switched off.
+    ``synced_gpus``: every process of a run with sharded weights samples together."""
     settings = SamplingSettings(max_new_tokens=config.max_completion_length, seed=config.seed)
-    aligned = sample(model, tokenizer, prompts, settings)
+    aligned = sample(model, tokenizer, prompts, settings, synced_gpus=synced_gpus)
     with reference_of(model, config) as reference:
-        base = sample(reference, tokenizer, prompts, settings)
+        base = sample(reference, tokenizer, prompts, settings, synced_gpus=synced_gpus)
     aligned_scores, base_scores = reward(prompts, aligned), reward(prompts, base)
     return [{"prompt": prompt_text(prompt), "reference": base[i], "reference_reward": base_scores[i],
              "aligned": aligned[i], "aligned_reward": aligned_scores[i]} for i, prompt in enumerate(prompts)]

@@ -273,6 +273,8 @@ def _train(args, whole_process: bool = False) -> int:
         holder = [(args.run_id or new_run_id(config.method, config.run_name)) if rank == 0 else None]
         broadcast_object_list(holder, from_process=0)
         handle = start(config, background=False, run_id=holder[0], is_writer=rank == 0)
+        if handle.error:  # only process 0 writes the run directory: each process says why it failed
+            print(f"process {rank}: run {handle.run_id} {handle.state}: {handle.error}", file=sys.stderr)
         return 0 if handle.state == "finished" else 1
     with _signals_stop_the_run(restore=not whole_process) as signals:
         handle = resume(args.resume, runs_dir) if args.resume else start(config, run_id=args.run_id)

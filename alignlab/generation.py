@@ -72,11 +72,13 @@ def sentence_end(text: str) -> str:
 
 
 def sample(model, tokenizer, prompts: Sequence, settings: SamplingSettings, batch_size: int = 32,
-           num_return_sequences: int = 1, progress=None, whole_sentences: bool = True) -> list[str]:
+           num_return_sequences: int = 1, progress=None, whole_sentences: bool = True,
+           synced_gpus: bool = False) -> list[str]:
     """Sample completions; returns ``len(prompts) * num_return_sequences`` strings, prompt-major.
 
     ``whole_sentences`` cuts each completion back to its last full sentence (:func:`sentence_end`).
-    ``progress``, if given, is called with the number of prompts done after each batch.
+    ``progress``, if given, is called with the number of prompts done after each batch. ``synced_gpus``: every
+    process of a run with sharded weights samples together (see :mod:`alignlab.distributed`).
     """
     import torch
 
@@ -100,7 +102,7 @@ def sample(model, tokenizer, prompts: Sequence, settings: SamplingSettings, batc
                     **batch, max_new_tokens=settings.max_new_tokens, do_sample=not greedy,
                     temperature=None if greedy else settings.temperature, top_p=None if greedy else settings.top_p,
                     top_k=None if greedy else 0, num_return_sequences=num_return_sequences,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stops, synced_gpus=synced_gpus,
                 )
             new_tokens = output[:, batch["input_ids"].shape[1]:]
             completions.extend(_until_stop(row, stops, tokenizer) for row in new_tokens.tolist())

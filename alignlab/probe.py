@@ -16,7 +16,9 @@ completion per fixed held-out prompt with a fixed seed, at temperature 1, and lo
 A completion ends at the first stop token (:func:`alignlab.generation.stop_token_ids`).
 
 The reference is the same weights with the LoRA adapter disabled (a frozen copy without LoRA).
-Samples go to the run directory (:func:`alignlab.rundir.append_probe_samples`).
+Samples go to the run directory (:func:`alignlab.rundir.append_probe_samples`). In a run of several
+processes the main one probes alone, unless the weights are sharded (FSDP, ZeRO-3): then every process
+samples, together, and the main one records and writes (:class:`alignlab.distributed.Sampling`).
 """
 
 from __future__ import annotations
@@ -77,11 +79,13 @@ def _summed_logprobs(logits, tokens, mask):
     return (torch.log_softmax(logits, dim=-1).gather(-1, tokens).squeeze(-1) * mask).sum(-1)
 
 
-def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_tokens: int, seed: int) -> ProbeResult:
+def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_tokens: int, seed: int,
+            synced_gpus: bool = False) -> ProbeResult:
     """Sample from ``model`` on ``prompts`` (seeded, temperature 1) and score reward, KL and length.
 
     ``reference_context`` is a zero-argument callable returning a context manager that yields the
-    reference model (e.g. ``lambda: reference_of(model, config)``).
+    reference model (e.g. ``lambda: reference_of(model, config)``). ``synced_gpus``: every process of a run
+    with sharded weights samples together (see :mod:`alignlab.distributed`).
     """
     import torch
 
@@ -98,7 +102,7 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
             output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
                                     top_p=1.0, top_k=0, repetition_penalty=1.0, pad_token_id=tokenizer.pad_token_id,
                                     eos_token_id=stops, return_dict_in_generate=True,
-                                    output_logits=True)
+                                    output_logits=True, synced_gpus=synced_gpus)
         completion = output.sequences[:, batch["input_ids"].shape[1]:]
         is_eos = torch.isin(completion, torch.tensor(stops, device=device))
         completion_mask = ((is_eos.cumsum(-1) - is_eos.long()) == 0).long()  # up to and including the first EOS
@@ -127,6 +131,7 @@ class ProbeCallback(TrainerCallback):
 
     def __init__(self, handle, context, num_prompts: int = PROBE_PROMPTS):
         self.handle = handle
+        self.context = context  # its sampling is known once the trainer exists
         self.config = context.config
         self.tokenizer = context.tokenizer
         self.reward = context.reward
@@ -161,15 +166,18 @@ class ProbeCallback(TrainerCallback):
         """
 
         policy = policy_of(model)
+        sampling = self.context.sampling
         started = time.perf_counter()
-        key = self._untrained_key(policy) if untrained else None
+        key = self._untrained_key(policy) if untrained and not sampling.together else None
         cached = reference_cache.load(key, kind="probe") if key else None
         if cached is not None:
             result = ProbeResult(**cached)
         else:
             try:
-                result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts, self.reward,
-                                 self.config.max_completion_length, self.config.seed)
+                with sampling.whole_parameters():
+                    result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts,
+                                     self.reward, self.config.max_completion_length, self.config.seed,
+                                     synced_gpus=sampling.together)
             except RuntimeError as error:  # torch: "probability tensor contains either `inf`, `nan` or ..."
                 if "nan" not in str(error):
                     raise
@@ -183,27 +191,30 @@ class ProbeCallback(TrainerCallback):
                 reference_cache.store(key, dataclasses.asdict(result), kind="probe")
         elapsed = time.perf_counter() - started
         self._last_step = step
+        if not self.handle.is_writer:  # another process of a sharded run: it sampled along, the main one writes
+            return result
         self.handle.record(step, {**result.metrics(), "probe/seconds": round(elapsed, 3)})  # file, then bus
-        if self.handle.is_writer:
-            rundir.append_probe_samples(self.handle.run_dir, step, result.samples)
+        rundir.append_probe_samples(self.handle.run_dir, step, result.samples)
         return result
 
     def _model(self, kwargs):
         return kwargs["model"] if kwargs.get("model") is not None else self.handle.model
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
+        if not self.context.sampling.joins(state.is_world_process_zero):
             return
-        if any(event["step"] == state.global_step and "probe/reward" in event["metrics"]
-               for event in self.handle.history):  # a resumed run, probed at the step it resumes from
+        probed = any(event["step"] == state.global_step and "probe/reward" in event["metrics"]
+                     for event in self.handle.history)  # the main process holds the history
+        if self.context.sampling.agree(probed):  # a resumed run, probed at the step it resumes from
             self._last_step = state.global_step
             return
         self.run(self._model(kwargs), state.global_step, untrained=state.global_step == 0)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and state.global_step % self.config.probe_every == 0:
+        joins = self.context.sampling.joins(state.is_world_process_zero)
+        if joins and state.global_step % self.config.probe_every == 0:
             self.run(self._model(kwargs), state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and self._last_step != state.global_step:
+        if self.context.sampling.joins(state.is_world_process_zero) and self._last_step != state.global_step:
             self.run(self._model(kwargs), state.global_step)

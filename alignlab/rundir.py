@@ -436,7 +436,8 @@ _CONFIG_TYPES = {"run_id": (str,), "method": (str,), "model": (str,), "dataset":
                  "output_dir": (str,), "method_args": (dict,), "trust_remote_code": (bool,)}
 _STATUS_TYPES = {"state": (str,), "step": (int,), "total_steps": (int, type(None)), "error": (str, type(None)),
                  "pid": (int, type(None)), "host": (str, type(None)), "elapsed_s": (int, float, type(None)),
-                 "eta_s": (int, float, type(None)), "updated": (int, float, type(None))}
+                 "eta_s": (int, float, type(None)), "updated": (int, float, type(None)), "world_size": (int,),
+                 "global_batch_size": (int,)}
 
 
 def _decode(data: bytes) -> Any:

@@ -61,6 +61,7 @@ class RunHandle:
         self.state = "running"
         self.error: str | None = None
         self.total_steps: int | None = None
+        self.batch_layout: dict = {}  # world_size and global_batch_size, once training starts
         self.started = time.time()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -73,7 +74,8 @@ class RunHandle:
     # --- following the run -------------------------------------------------------------
     @property
     def status(self) -> dict:
-        """State, steps done of total, seconds elapsed, ETA and the error if it failed.
+        """State, steps done of total, seconds elapsed, ETA and the error if it failed; once training has
+        started, ``world_size`` (processes training together) and ``global_batch_size`` (examples per step).
 
         The ETA is :func:`alignlab.plots.pace`'s, the one both UIs show: the pace between the first and the
         last logged step (model loading not counted) times the steps still to go.
@@ -83,7 +85,8 @@ class RunHandle:
         elapsed = time.time() - self.started
         eta = pace(rows_from_events(history), self.total_steps)[1] if self.state == "running" else 0.0
         return {"run_id": self.run_id, "state": self.state, "step": step, "total_steps": self.total_steps,
-                "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1), "error": self.error}
+                "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1), "error": self.error,
+                **self.batch_layout}
 
     @property
     def history(self) -> list[dict]:

@@ -21,6 +21,7 @@ from alignlab import rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
 from alignlab.data import held_out_prompts, load_dataset
+from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabWarning
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
@@ -43,7 +44,8 @@ class RunContext:
     ``model`` and ``tokenizer`` are the loaded policy and its tokenizer, ``dataset`` the rows in the
     method's data format (a ``datasets.Dataset``), ``reward`` the run's
     :class:`~alignlab.rewards.RewardSource`; ``callbacks`` are TrainerCallbacks added to the trainer
-    besides the lab's own event callback (the probe).
+    besides the lab's own event callback (the probe); ``sampling`` says which processes sample (all of them
+    when the weights are sharded, see :mod:`alignlab.distributed`), known once the trainer is built.
     """
 
     config: RunConfig
@@ -53,6 +55,7 @@ class RunContext:
     dataset: Any = None
     reward: Any = None
     callbacks: list = field(default_factory=list)
+    sampling: Sampling = field(default_factory=Sampling)
 
 
 class EventCallback(TrainerCallback):
@@ -64,6 +67,7 @@ class EventCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.handle.total_steps = state.max_steps
+        self.handle.batch_layout = batch_layout(args)  # processes and examples per step, into the status
         self.handle._write_status()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -159,6 +163,7 @@ def _train(handle) -> None:
 
         context.callbacks.append(ProbeCallback(handle, context))
     trainer = build_trainer(handle, context)
+    context.sampling = sampling_of(trainer)
     policy = policy_of(trainer.model)
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
@@ -180,9 +185,10 @@ def _train(handle) -> None:
             error.add_note(f"the weights trained so far could not be saved either: {save_error}")
         raise
     save_model(handle, trainer, tokenizer)
+    if spec.model_kind == "causal-lm" and context.sampling.joins(handle.is_writer):
+        write_samples(handle, policy, tokenizer, context.reward, context.sampling)
     if handle.is_writer:
         if spec.model_kind == "causal-lm":
-            write_samples(handle, policy, tokenizer, context.reward)
             write_model_card(handle, rundir.model_dir(handle.run_dir),  # with the samples' figures now
                              "stopped" if handle.stop_requested else "finished")
         if not handle.stop_requested:
@@ -211,9 +217,13 @@ def write_model_card(handle, folder: Path, state: str | None = None) -> None:
         warnings.warn(f"run {handle.run_id}: the model card was not written ({error})", AlignLabWarning, stacklevel=2)
 
 
-def write_samples(handle, model, tokenizer, reward) -> None:
-    """Reference vs aligned completions on 16 held-out prompts, same seed and settings, with rewards."""
-
+def write_samples(handle, model, tokenizer, reward, sampling: Sampling | None = None) -> None:
+    """Reference vs aligned completions on 16 held-out prompts, same seed and settings, with rewards, written by
+    the run's writer. With sharded weights (``sampling.together``) every process calls this and samples."""
+    sampling = sampling or Sampling()
     prompts = held_out_prompts(handle.config.dataset)[:SAMPLE_PROMPTS]
-    rundir.write_samples(handle.run_dir, side_by_side(model, tokenizer, handle.config, prompts, reward))
+    with sampling.whole_parameters():
+        rows = side_by_side(model, tokenizer, handle.config, prompts, reward, synced_gpus=sampling.together)
+    if handle.is_writer:
+        rundir.write_samples(handle.run_dir, rows)
 

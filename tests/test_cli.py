@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from alignlab import rundir
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -123,13 +125,47 @@ def test_make_prefs_on_tiny_model(tmp_path):
     assert "pairs" in (tmp_path / "prefs.card.md").read_text()
 
 
-def test_accelerate_launch_two_cpu_processes(tiny):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "alignlab", "train", "--method", "dpo", *tiny_flags(tiny)]
+def read_run_files(run):
+    """A run directory's status, metric rows, probe sample lines and end-of-run sample lines."""
+    status = json.loads((run / rundir.STATUS).read_text())
+    rows = [json.loads(line) for line in (run / rundir.METRICS).read_text().splitlines()]
+    probes = (run / rundir.PROBE_SAMPLES).read_text().splitlines()
+    return status, rows, probes, (run / rundir.SAMPLES).read_text().splitlines()
+
+
+def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
+    """Two processes really train (DDP over gloo, the README's command), probe and sample on: the run
+    records world size 2 and twice a one-process run's global batch, trains on twice its tokens a step (TRL's
+    ``num_tokens`` counts every process's batch), and only process 0 writes."""
+    pairs = tmp_path / "same_length.jsonl"  # every pair the same length: tokens per step count the pairs
+    pair = {"prompt": "Review: the film", "chosen": " was wonderful and moving.", "rejected": " was dull and awful."}
+    pairs.write_text((json.dumps(pair) + "\n") * 12)
+    flags = tiny_flags({**tiny, "dataset": str(pairs), "probe_every": 1})
+    single = alignlab("train", "--method", "dpo", *flags, "--output-dir", str(tmp_path / "single"), "--quiet")
+    assert single.returncode == 0, single.stderr[-2000:]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = r"^accelerate launch (--multi_gpu .+?) -m alignlab (train [^#\n]+?)\s*(?:#.*)?$"
+    commands = re.findall(line, readme, re.MULTILINE)
+    (launch, train), = [command for command in commands if "tiny-random" in command[1]]  # the laptop one
+    assert "--num_processes 2" in launch and "--cpu" not in launch
+    command = [sys.executable, "-m", "accelerate.commands.launch", *launch.split(), "--main_process_port", "0",
+               "-m", "alignlab", *train.split(), *flags]  # the README's laptop command, the test's data and flags
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
+    failure = [line for line in result.stderr.splitlines() if "Error" in line or "[rank" in line]
+    assert result.returncode == 0, "\n".join(failure[-30:]) or result.stderr[-3000:]
     (run,) = Path(tiny["output_dir"]).iterdir()  # one run directory for both processes
-    status = json.loads((run / "status.json").read_text())
+    (one,) = (tmp_path / "single").iterdir()
+    status, rows, probes, samples = read_run_files(run)
+    one_status, one_rows, one_probes, one_samples = read_run_files(one)
     assert status["state"] == "finished" and status["step"] == 2
-    assert (run / "model" / "adapter_config.json").exists()
+    assert (status["world_size"], one_status["world_size"]) == (2, 1)
+    config = json.loads((run / rundir.CONFIG).read_text())
+    per_process = config["batch_size"] * config["grad_accum"]
+    assert status["global_batch_size"] == 2 * one_status["global_batch_size"] == 2 * per_process
+    tokens, one_tokens = ([r["num_tokens"] for r in run_rows if "loss" in r] for run_rows in (rows, one_rows))
+    assert len(tokens) == len(one_tokens) == 2 and tokens == [2 * count for count in one_tokens]
+    # Process 0 alone wrote: each step logged once, the probe's rows and the samples as many as one process writes.
+    assert sorted(r["step"] for r in rows if "loss" in r) == [1, 2]
+    assert sorted(r["step"] for r in rows if "probe/reward" in r) == [0, 1, 2]
+    assert len(probes) == len(one_probes) > 0 and len(samples) == len(one_samples) > 0
+    assert (run / rundir.MODEL / rundir.ADAPTER_CONFIG).exists()
