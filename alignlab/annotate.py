@@ -1,11 +1,12 @@
 """An AI annotator that votes the way people do, into the same votes file: OAIF's annotator, offline.
 
 Guo et al. 2024 ("Direct Language Model Alignment from Online AI Feedback", arXiv:2402.04792) let an LLM
-annotator pick the better of two responses to a prompt, and ask it with the responses in both orders so that
-its preference for whichever comes first (position bias) cancels out. Here the annotator votes on what people
-vote on in the chats (:mod:`alignlab.votes`): for each held-out prompt of a run, the run's aligned model and its
-reference answer with the same sampling settings and the same seed (:meth:`alignlab.chat.ChatPair.generate_pair`,
-the chat's own path), and a reward source decides which answer is better:
+annotator pick the better of two responses to a prompt. An LLM judge tends to prefer whichever response it is
+shown first (position bias), so it is asked with the responses in both orders, as RLAIF's labeller is (Lee et al.
+2023, arXiv:2309.00267). Here the annotator votes on what people vote on in the chats (:mod:`alignlab.votes`):
+for each held-out prompt of a run, the run's aligned model and its reference answer with the same sampling settings
+and the same seed (:meth:`alignlab.chat.ChatPair.generate_pair`, the chat's own path), and a reward source decides
+which answer is better:
 
 - a **pairwise** source (the LLM judge, ``judge[:<model>]``) is asked twice, once with the aligned answer shown
   as A and once with the reference's shown as A. The vote is decisive only when both orders pick the same
