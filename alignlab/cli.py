@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 from alignlab.config import RunConfig, common_knobs
@@ -101,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "as one table (run_id, method, step, then the metrics) for pandas.")
     runs.add_argument("--out", metavar="FILE", help="Where --export writes (default runs.csv or runs.parquet).")
     votes = subparsers.add_parser("votes", help="Blind votes cast in the chats: the people's win-rate of aligned over "
-                                  "reference (95%% Wilson interval), ties, both bad, and agreement with the reward.")
+                                  "reference (95%% Wilson interval), ties, both bad, and agreement with the reward; "
+                                  "then each AI annotator's (data annotate) and its agreement with people.")
     votes.add_argument("name", nargs="?", help="A run id (its votes file); default: every votes file.")
     votes.add_argument("--output-dir", default="runs")
     report = subparsers.add_parser("report", help="One self-contained HTML file of runs that opens offline: curves, "
@@ -125,6 +127,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefs.add_argument("--seed", type=int, default=0)
     prefs.add_argument("--output", required=True, help="Where to write the JSONL pairs (and a .card.md next to it).")
     prefs.add_argument("--force", action="store_true", help="Replace --output if it exists (never the --dataset).")
+    annotate = data_sub.add_parser("annotate", help="An AI annotator votes like people: on held-out prompts, the run's "
+                                   "aligned model and its reference answer alike, a reward source picks the better "
+                                   "(a judge asked in both orders) and the vote joins the run's votes file as "
+                                   "ai:<reward> (OAIF, Guo et al. 2024).")
+    annotate.add_argument("run", metavar="RUN", help="A run id under --output-dir, or a run directory.")
+    annotate.add_argument("--reward", help="The annotator: a reward source (default: the run's own); a pairwise judge "
+                          "(judge[:MODEL]) is asked in both orders, a tie when they disagree; a pointwise "
+                          "reward once.")
+    annotate.add_argument("--prompts", type=int, default=0, metavar="N",
+                          help="How many held-out prompts, drawn with --seed (default 0: all).")
+    annotate.add_argument("--seed", type=int, default=0, help="Sampling seed, shared by both models (as in the chat), "
+                          "and the draw of the prompts.")
+    annotate.add_argument("--output-dir", default="runs", help="Folder the run id is looked up in (default runs).")
+    annotate.add_argument("--quiet", action="store_true", help="No progress bar.")
     evaluate = subparsers.add_parser(
         "eval", help="Aligned vs reference on held-out prompts: reward gain ± paired s.e., win-rate, fluency.")
     evaluate.add_argument("run_dir", help="A run directory (runs/<run-id>).")
@@ -162,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         if args.command == "data":
-            return _make_prefs(args)
+            return _annotate(args) if args.data_command == "annotate" else _make_prefs(args)
         if args.command == "eval":
             return _eval(args)
         if args.command == "models":
@@ -401,19 +417,19 @@ def _runs(args) -> int:
 
 
 def _votes(args) -> int:
-    """``alignlab votes [NAME]``: each votes file's tally (:func:`alignlab.votes.summary`), with the reward's
-    figure from the run's samples when the run is still there."""
+    """``alignlab votes [NAME]``: each votes file's lines (:func:`alignlab.votes.run_summary`): people's tally with the
+    reward's figure from the run's samples when the run is still there, then each AI annotator's."""
     from alignlab.rundir import is_run_dir, votes_names
-    from alignlab.votes import reward_figure, run_votes, summary
+    from alignlab.votes import reward_figure, run_summary
 
     names = [args.name] if args.name else votes_names(args.output_dir)
     if not names:
         print(f"no votes in {args.output_dir}/ (vote in the chats with Blind vote on)")
     for name in names:
-        counted, problems = run_votes(args.output_dir, name)
         run_dir = os.path.join(args.output_dir, name)
+        lines, problems = run_summary(args.output_dir, name, reward_figure(run_dir) if is_run_dir(run_dir) else None)
         print(f"{name}:")
-        for line in summary(counted, reward_figure(run_dir) if is_run_dir(run_dir) else None):
+        for line in lines:
             print(f"  {line}")
         for problem in problems:
             print(f"  skipped {problem}")
@@ -432,6 +448,39 @@ def _report(args) -> int:
         raise AlignLabError(f"report: the report's plots need plotly (pip install 'alignlab[app]'): {error}") from error
     path = write_report(run_dirs, args.out)
     print(f"report of {len(run_dirs)} run{'' if len(run_dirs) == 1 else 's'} -> {path}")
+    return 0
+
+
+def _annotate(args) -> int:
+    """``alignlab data annotate RUN``: :func:`alignlab.annotate.annotate_run` with a progress bar on the sampling."""
+    from tqdm import tqdm
+
+    from alignlab.annotate import annotate_run
+
+    started = time.time()
+    bars = []  # the bar opens once the run, the prompts and the reward are checked and the models loaded
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="sampling", unit="prompt", dynamic_ncols=True))
+        bars[0].n = done
+        bars[0].refresh()
+
+    try:
+        result = annotate_run(args.run, reward=args.reward, prompts=args.prompts, seed=args.seed,
+                              runs_dir=args.output_dir, progress=None if args.quiet else progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    counted = result.tally
+    print(f"{result.voter} voted on {len(result.votes)} prompts of {result.run_id} in {time.time() - started:.1f} s "
+          f"-> {result.path}")
+    print(f"  aligned {counted.wins}, reference {counted.losses}, tie {counted.ties}", end="")
+    agreeing, judged = result.orders_agreeing
+    print(f"; judged in both orders: the two chose the same answer in {agreeing} of {judged}, "
+          f"{judged - agreeing} tied by their disagreement" if judged else
+          "; pointwise reward: one judgement each, the order cannot matter")
+    print(f"  people and AI side by side: alignlab votes {result.run_id} --output-dir {args.output_dir}")
     return 0
 
 

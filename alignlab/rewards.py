@@ -60,16 +60,20 @@ class RewardSource:
 
     ``score(prompts, completions)`` gets plain text, or the raw items (strings or message lists)
     with ``raw=True``. ``prefer(prompts, first, second)``, when given, returns P(first is better)
-    per pair: pairwise sources (the judge) decide online DPO's preferences with it.
+    per pair: pairwise sources (the judge) decide online DPO's preferences with it. ``prefer_once`` is the
+    same question asked in one order only, ``first`` shown first (its position bias included): the AI
+    annotator (:mod:`alignlab.annotate`) asks it both ways and keeps each answer.
     Every result is checked: NaN, inf or a wrong count raises AlignLabError, which fails the run.
     """
 
-    def __init__(self, name: str, score: ScoreFn, raw: bool = False, prefer: Callable | None = None):
+    def __init__(self, name: str, score: ScoreFn, raw: bool = False, prefer: Callable | None = None,
+                 prefer_once: Callable | None = None):
         self.name = name
         self.__name__ = name.replace(":", "_").replace("-", "_").replace("/", "_")  # TRL logs rewards/<__name__>
         self._score = score
         self.raw = raw
         self.prefer = prefer
+        self.prefer_once = prefer_once
 
     def __call__(self, prompts=None, completions=None, **_: object) -> list[float]:
         if prompts is None:
@@ -243,15 +247,19 @@ class Judge:
                      f"Is the response {self.instruction}? Answer Yes or No." for p, c in zip(prompts, completions)]
         return self._answer_probability(questions, "Yes", "No")
 
-    def prefer(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[float]:
-        """P(``first`` is better than ``second``), judged in both orders and averaged."""
+    def prefer_once(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[float]:
+        """P(``first`` is better than ``second``) shown as Response A: one order, position bias included."""
         def question(prompt, a, b):
             return (f"A good response is {self.instruction}.\n\nPrompt: {prompt}\n\nResponse A: {a}\n\n"
                     f"Response B: {b}\n\nWhich response is more {self.instruction}? Answer A or B.")
 
-        in_order = self._answer_probability([question(*t) for t in zip(prompts, first, second)], "A", "B")
-        swapped = self._answer_probability([question(*t) for t in zip(prompts, second, first)], "B", "A")
-        return [(a + b) / 2 for a, b in zip(in_order, swapped)]
+        return self._answer_probability([question(*t) for t in zip(prompts, first, second)], "A", "B")
+
+    def prefer(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[float]:
+        """P(``first`` is better than ``second``), judged in both orders (first as A, then as B) and averaged."""
+        in_order = self.prefer_once(prompts, first, second)
+        swapped = self.prefer_once(prompts, second, first)
+        return [(a + 1.0 - b) / 2 for a, b in zip(in_order, swapped)]
 
 
 def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION) -> RewardSource:
@@ -262,8 +270,10 @@ def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION) -> Rew
         raise AlignLabError("judge_instruction: got an empty string, expected what a good response is")
     judge = Judge(model_name, instruction)
     name = "judge" if model_name == _default_judge() else f"judge:{model_name}"
-    return RewardSource(name, judge.scores, prefer=lambda p, a, b: judge.prefer(
-        [_text(x) for x in p], [_text(x) for x in a], [_text(x) for x in b]))
+    def texts(ask: Callable) -> Callable:
+        return lambda p, a, b: ask([_text(x) for x in p], [_text(x) for x in a], [_text(x) for x in b])
+
+    return RewardSource(name, judge.scores, prefer=texts(judge.prefer), prefer_once=texts(judge.prefer_once))
 
 
 def _default_judge() -> str:

@@ -18,6 +18,13 @@ with a 95% Wilson interval on the decisive votes (Wilson 1927, :func:`alignlab.s
 the agreement between people and the reward source: the share of decisive votes where the reward prefers
 the reply people chose. :func:`reward_figure` is the reward's own win-rate on the run's held-out samples.
 
+An AI annotator (:mod:`alignlab.annotate`) appends votes of the same form to the same file, its voter named
+``ai:<reward source>`` and its record kept under ``annotator`` (:func:`is_ai_vote`). They train like people's
+votes; the tallies keep them apart: :func:`run_votes` and :func:`summary` count people only (so the agreement
+between people and the reward stays theirs), :func:`ai_summary` gives each annotator's win-rate, how it handled
+position bias, and how often it agrees with people on the prompts both judged. :func:`run_summary` is both, as the
+CLI, the two front ends and the report show it.
+
 >>> votes = [{"outcome": "aligned", "reward": {"reference": 0.1, "aligned": 0.6}},
 ...          {"outcome": "reference", "reward": {"reference": 0.2, "aligned": 0.5}}, {"outcome": "tie"}]
 >>> t = tally(votes)
@@ -49,6 +56,8 @@ SIDES = ("reference", "aligned")
 CHOICES = ("A", "B", "tie", "both-bad")  # what a voter can say
 DECISIVE = ("aligned", "reference")  # outcomes with a chosen and a rejected answer
 MAX_VOTER = 64  # characters of a voter's name kept
+NO_VOTES = "No blind votes from people yet."
+AI_VOTER_PREFIX = "ai:"  # an AI annotator votes as ai:<reward source> (alignlab.annotate)
 
 
 def new_order_seed() -> int:
@@ -239,6 +248,52 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def is_ai_vote(vote: dict) -> bool:
+    """True for a vote an AI annotator cast (:mod:`alignlab.annotate`): its voter is ``ai:<reward source>`` and
+    it keeps the annotator's record under ``annotator`` (a person who types a name starting ``ai:`` stays a person).
+
+    >>> is_ai_vote({"voter": "ai:sentiment", "annotator": {"kind": "pointwise"}}), is_ai_vote({"voter": "ai:me"})
+    (True, False)
+    """
+    return isinstance(vote.get("annotator"), dict) and str(vote.get("voter") or "").startswith(AI_VOTER_PREFIX)
+
+
+def people_votes(votes: Iterable[dict]) -> list[dict]:
+    """The votes people cast: every vote but an AI annotator's."""
+    return [vote for vote in votes if not is_ai_vote(vote)]
+
+
+def ai_votes(votes: Iterable[dict]) -> dict[str, list[dict]]:
+    """The AI annotators' votes by voter (``ai:<reward source>``), in the order they first voted."""
+    by_voter: dict[str, list[dict]] = {}
+    for vote in votes:
+        if is_ai_vote(vote):
+            by_voter.setdefault(vote["voter"], []).append(vote)
+    return by_voter
+
+
+def _verdicts(votes: Iterable[dict]) -> dict[str, str]:
+    """Prompt text -> the model its decisive votes chose more often (prompts split evenly are left out)."""
+    counts: dict[str, list[int]] = {}
+    for vote in votes:
+        if vote["outcome"] in DECISIVE:
+            counts.setdefault(_text(vote.get("prompt")).strip(), [0, 0])[SIDES.index(vote["outcome"])] += 1
+    return {prompt: SIDES[int(won[1] > won[0])] for prompt, won in counts.items() if won[0] != won[1]}
+
+
+def prompt_agreement(people: Iterable[dict], annotator: Iterable[dict]) -> tuple[int, int]:
+    """``(agree, shared)``: of the ``shared`` prompts that both people and the annotator decided (by the majority of
+    their decisive votes on each), those where both chose the same model.
+
+    >>> person = {"prompt": "Hi", "outcome": "aligned"}
+    >>> prompt_agreement([person], [{**person, "voter": "ai:x"}, {"prompt": "Yo", "outcome": "reference"}])
+    (1, 1)
+    """
+    ours, theirs = _verdicts(people), _verdicts(annotator)
+    shared = ours.keys() & theirs.keys()
+    return sum(ours[prompt] == theirs[prompt] for prompt in shared), len(shared)
+
+
 def votes_as_pairs(path: str | Path) -> list[dict]:
     """A votes file as preference rows (:func:`preference_rows`), for :func:`alignlab.data.load_rows`: damaged
     lines are skipped with an AlignLabWarning naming them; AlignLabError when no vote is decisive."""
@@ -353,21 +408,52 @@ def summary(counted: Tally, figure: RewardFigure | None = None) -> list[str]:
     """What people and the reward say, a line each: the blind win-rate with its interval and count, ties and
     both-bad separately; the reward's win-rate on the held-out samples (``figure``); their agreement."""
     if not counted.votes:
-        lines = ["No blind votes yet."]
+        lines = [NO_VOTES]
     elif not counted.decisive:
         lines = [f"People: no decisive vote yet ({_count(counted.ties, 'tie')}, {counted.both_bad} both bad)."]
     else:
-        low, high = counted.interval()
-        decisive = _count(counted.decisive, "decisive vote")
-        lines = [f"People: aligned preferred in {_percent(counted.win_rate)} of {decisive}"
-                 f" [95% CI {_percent(low)}–{_percent(high)}] ({counted.wins} aligned, {counted.losses} reference); "
-                 f"{_count(counted.ties, 'tie')}, {counted.both_bad} both bad."]
+        lines = [f"People: {_preferred(counted)}"]
     if figure is not None:
         lines.append(f"Reward ({figure.source}) on {figure.prompts} held-out prompts: aligned better on "
                      f"{_percent(figure.win_rate)} [95% CI {_percent(figure.low)}–{_percent(figure.high)}].")
     if counted.judged:
         lines.append(f"Agreement: the reward ({counted.reward_source}) prefers the reply people chose in "
                      f"{counted.agree} of {_count(counted.judged, 'decisive vote')} ({_percent(counted.agreement)}).")
+    return lines
+
+
+def _preferred(counted: Tally) -> str:
+    """The win-rate of a tally with decisive votes, its interval and counts, as :func:`summary` says it."""
+    low, high = counted.interval()
+    decisive = _count(counted.decisive, "decisive vote")
+    return (f"aligned preferred in {_percent(counted.win_rate)} of {decisive} [95% CI {_percent(low)}–"
+            f"{_percent(high)}] ({counted.wins} aligned, {counted.losses} reference); {_count(counted.ties, 'tie')}, "
+            f"{counted.both_bad} both bad.")
+
+
+def ai_summary(votes: list[dict]) -> list[str]:
+    """What each AI annotator of a votes file says, a line each: its win-rate as :func:`summary` gives people's, how
+    it met position bias (a pairwise judge asked in both orders, with how often the two orders chose the same
+    answer; a pointwise reward, for which the order cannot matter), then its agreement with people on the prompts
+    both judged (:func:`prompt_agreement`), when there are any."""
+    people, lines = people_votes(votes), []
+    for voter, cast in ai_votes(votes).items():
+        counted = tally(cast)
+        line = f"AI ({voter}): " + (_preferred(counted) if counted.decisive else
+                                    f"no decisive vote yet ({_count(counted.ties, 'tie')}).")
+        both = [vote["annotator"] for vote in cast if vote["annotator"].get("kind") == "pairwise"]
+        if both:
+            same = sum(bool(record.get("orders_agree")) for record in both)
+            line += (f" Judged in both orders: the two orders chose the same answer in {same} of "
+                     f"{_count(len(both), 'pair')} ({_percent(same / len(both))}); the other "
+                     f"{_count(len(both) - same, 'pair')} tied (position bias).")
+        else:
+            line += " Pointwise: each answer scored alone, so the order cannot matter."
+        lines.append(line)
+        agree, shared = prompt_agreement(people, cast)
+        if shared:
+            lines.append(f"People and {voter} agree on the better model on {agree} of {_count(shared, 'prompt')} "
+                         f"both judged ({_percent(agree / shared)}).")
     return lines
 
 
@@ -382,6 +468,27 @@ def short_figure(counted: Tally) -> str:
 
 
 def run_votes(output_dir: str | Path, name: str) -> tuple[Tally, list[str]]:
-    """The tally of the votes file ``name`` in the runs folder ``output_dir`` and its damaged lines."""
+    """The tally of the people's votes in the votes file ``name`` of the runs folder ``output_dir`` (an AI
+    annotator's are left out: see :func:`ai_summary`) and the file's damaged lines."""
     votes, problems = read_votes(votes_path(output_dir, name))
-    return tally(votes), problems
+    return tally(people_votes(votes)), problems
+
+
+def run_summary(output_dir: str | Path, name: str, figure: RewardFigure | None = None) -> tuple[list[str], list[str]]:
+    """The lines of the votes file ``name`` in the runs folder ``output_dir``: people's (:func:`summary`, with the
+    reward's ``figure``), then each AI annotator's (:func:`ai_summary`); and the file's damaged lines."""
+    votes, problems = read_votes(votes_path(output_dir, name))
+    return summary(tally(people_votes(votes)), figure) + ai_summary(votes), problems
+
+
+def win_rate_cell(output_dir: str | Path, name: str) -> str:
+    """A runs-table cell for the votes file ``name``: the people's win-rate, interval and votes (:func:`short_figure`),
+    then the AI annotators' after "AI" when they voted; "" without votes or for a file that cannot be read.
+    Both front ends' Runs tables show it."""
+    try:
+        votes, _ = read_votes(votes_path(output_dir, name))
+    except AlignLabError:
+        return ""
+    machine = [vote for vote in votes if is_ai_vote(vote)]
+    cells = [short_figure(tally(people_votes(votes))), f"AI {short_figure(tally(machine))}" if machine else ""]
+    return "; ".join(cell for cell in cells if cell)

@@ -17,6 +17,7 @@ from alignlab.data import held_out_prompts, load_rows, resolve_dataset, task_pro
 from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.stats import wilson_interval
 from alignlab.votes import (
+    NO_VOTES,
     Round,
     append_vote,
     blind_order,
@@ -94,7 +95,7 @@ def test_the_tally_counts_ties_and_both_bad_apart_with_a_wilson_interval_and_the
     assert agreement == ("Agreement: the reward (sentiment) prefers the reply people chose in 8 of 10 decisive "
                          "votes (80%).")
     assert short_figure(counted) == "82% [52%–95%] · 15 votes"
-    assert summary(tally([])) == ["No blind votes yet."] and short_figure(tally([])) == ""
+    assert summary(tally([])) == [NO_VOTES] and short_figure(tally([])) == ""
     assert summary(tally(votes[-4:])) == ["People: no decisive vote yet (3 ties, 1 both bad)."]
 
 

@@ -14,9 +14,12 @@ from gradio_client import Client
 
 from alignlab import rundir
 from alignlab.cli import main
+from alignlab.data import VOTES_PREFIX
+from alignlab.errors import AlignLabError
 from alignlab.ui.gradio import create_app, serve
 from alignlab.ui.gradio.components.vote import ASK, NO_ROUND, NOT_A_RUN, votes_config
-from alignlab.votes import CHOICES, Round, append_vote, read_votes, reward_figure, run_votes, summary
+from alignlab.vote_runs import votes_run_config
+from alignlab.votes import CHOICES, Round, append_vote, read_votes, reward_figure, run_votes, summary, win_rate_cell
 
 pytestmark = pytest.mark.timeout(300)
 RUN_ID = "voted"
@@ -174,3 +177,73 @@ def test_the_notebook_chat_votes_blind_and_shows_the_win_rate(runs_dir):
     chat.bind("tiny-random")
     chat.voting.blind.value = True
     assert chat.send("Hello") is None and "not a base model" in chat.status.value
+
+
+def decisive_votes(runs_dir, count: int = 2) -> None:
+    """Append ``count`` decisive votes for the aligned model to the run's votes file, whatever ran before."""
+    for number in range(count):
+        decided = Round(RUN_ID, f"Film {number}", "chat", " was dull.", " was wonderful.", "tiny-random", RUN_ID,
+                        {"max_new_tokens": 4, "temperature": 1.0, "top_p": 1.0, "seed": 5})
+        append_vote(rundir.votes_path(runs_dir, RUN_ID), decided.record("A" if decided.order[0] == "aligned" else "B"))
+
+
+def test_the_notebook_runs_view_shows_the_win_rate_and_trains_on_these_votes(runs_dir):
+    from alignlab.ui.notebook import RunsView
+
+    decisive_votes(runs_dir)
+    view = RunsView(runs_dir)
+    cell = win_rate_cell(runs_dir, RUN_ID)  # the engine's cell, as the app's Runs table shows it
+    assert cell and "people's win-rate" in view.table.value and f"<td>{html.escape(cell)}</td>" in view.table.value
+    assert view.train_on_votes() is None and "Select the one run" in view.votes_note.value
+    view.picker.value = (RUN_ID,)
+    view.votes_method.value, view.votes_mix.value = "orpo", True
+    handle = view.train_on_votes()
+    assert handle is not None and "✓ Started" in view.votes_note.value and handle.run_id in view.votes_note.value
+    expected = votes_run_config(runs_dir, RUN_ID, "orpo", True)
+    assert (handle.config.method, handle.config.dataset, handle.config.model) == \
+        (expected.method, expected.dataset, expected.model)
+    assert handle.wait(240) == "finished", handle.error
+    view.refresh([handle.run_id])
+    assert handle.run_id in view.runs and "orpo" in view.table.value
+    view.votes_method.value = "dpo"
+    assert view.train_on_votes(handle.run_id) is None and "no votes named" in view.votes_note.value
+
+
+def test_the_train_tab_offers_the_votes_of_each_run_as_a_dataset(runs_dir):
+    from alignlab.ui.gradio.components.train import check_dataset, dataset_choices, dataset_source
+    from alignlab.ui.gradio.forms import config_from_form
+
+    decisive_votes(runs_dir)
+    demo = create_app(runs_dir)
+    try:
+        picker = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "train-dataset")
+        offered = [value for _, value in picker.choices]
+        assert [value for _, value in dataset_choices(demo.services)] == offered
+        assert [VOTES_PREFIX + name for name in rundir.votes_names(runs_dir)] == \
+            [value for value in offered if value.startswith(VOTES_PREFIX)] and VOTES_PREFIX + RUN_ID in offered
+        path = rundir.votes_path(runs_dir, RUN_ID)
+        assert dataset_source(demo.services, VOTES_PREFIX + RUN_ID) == str(path)
+        message, preview = check_dataset(demo.services, VOTES_PREFIX + RUN_ID, "kto")
+        assert message.startswith("✓") and preview["visible"]
+        config = config_from_form("dpo", "tiny-random", dataset_source(demo.services, VOTES_PREFIX + RUN_ID), {},
+                                  str(runs_dir), False)
+        assert config.dataset == str(path)
+        for unknown in ("votes:no-such-run", "votes:../" + RUN_ID, "votes:" + str(path)):
+            with pytest.raises(AlignLabError, match="expected a built-in dataset"):
+                dataset_source(demo.services, unknown)
+    finally:
+        demo.services.jobs.close()
+
+
+def test_the_labs_runs_tab_trains_on_votes_in_its_train_tab_one_run_at_a_time(runs_dir):
+    from alignlab.ui.notebook import Lab
+
+    decisive_votes(runs_dir)
+    lab = Lab(method="dpo", model="tiny-random", output_dir=str(runs_dir))
+    lab.tabs.selected_index = 1
+    lab.runs.picker.value = (RUN_ID,)
+    handle = lab.runs.train_on_votes()
+    assert handle is not None and lab.run is handle and lab.tabs.selected_index == 0  # followed in the Train tab
+    assert lab.runs.train_on_votes() is None and "already training" in lab.runs.votes_note.value
+    assert handle.wait(240) == "finished", handle.error
+    assert rundir.read_config(handle.run_dir)["dataset"] == str(rundir.votes_path(runs_dir, RUN_ID))

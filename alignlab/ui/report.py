@@ -40,7 +40,7 @@ from alignlab.plots import visible_panels
 from alignlab.rundir import UNREADABLE, read_eval, read_run, read_samples
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import MISSING, number
-from alignlab.votes import reward_figure, run_votes, summary
+from alignlab.votes import reward_figure, run_summary
 
 REPORT_NAME = "report.html"  # the notebook's report, beside the runs; the CLI's default --out
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -153,13 +153,13 @@ def plots_html(runs: list[dict]) -> str:
 
 def votes_html(runs: list[dict]) -> str:
     """Per run: the people's blind win-rate of aligned over reference (95% Wilson interval, ties and both-bad
-    apart), the reward's win-rate on the held-out samples and their agreement."""
+    apart), the reward's win-rate on the held-out samples and their agreement, then each AI annotator's win-rate
+    and its agreement with people (:func:`alignlab.votes.run_summary`)."""
     parts = []
     for run in runs:
         run_dir = Path(run["path"])
         try:
-            counted, problems = run_votes(run_dir.parent, run["run_id"])
-            lines = summary(counted, reward_figure(run_dir))
+            lines, problems = run_summary(run_dir.parent, run["run_id"], reward_figure(run_dir))
         except AlignLabError as error:
             lines, problems = [str(error)], []
         if problems:

@@ -54,7 +54,7 @@ class Lab(widgets.VBox):
         self.progress = RunProgress()
         self.live = LiveFigures([self.form.method.value])
         self.live_box = widgets.VBox([self.live])
-        self.runs = RunsView(self.output_dir)
+        self.runs = RunsView(self.output_dir, start=self._start_from_runs)
         self.resume_button = widgets.Button(description="Resume", icon="repeat",
                                             tooltip="Continue the selected stopped, failed or killed run from its "
                                             "last checkpoint, in the same run directory")
@@ -120,6 +120,15 @@ class Lab(widgets.VBox):
                 return handle
         self.resume_note.value = f"<span style='color:#b00'>{html.escape(reason)}</span>"
         return None
+
+    def _start_from_runs(self, config) -> RunHandle:
+        """Start a run the Runs tab made (Train on these votes) and follow it in the Train tab: one run at a time."""
+        if self.run is not None and not self.run.done:
+            raise AlignLabError("a run is already training: stop it or wait for it to finish")
+        handle = runner.start(config)
+        self._follow(handle, LiveFigures([config.method]))
+        self.tabs.selected_index = 0
+        return handle
 
     def _follow(self, handle: RunHandle, live: LiveFigures) -> None:
         """Make ``handle`` the current run: live curves, progress, buttons and chat follow it."""

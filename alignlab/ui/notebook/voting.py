@@ -26,8 +26,7 @@ from alignlab.votes import (
     new_order_seed,
     reveal,
     reward_figure,
-    run_votes,
-    summary,
+    run_summary,
 )
 
 BUTTONS = (("A is better", "A"), ("B is better", "B"), ("Tie", "tie"), ("Both bad", "both-bad"))
@@ -145,8 +144,7 @@ class VotePanel(widgets.VBox):
             self.win_rate.value = ""
             return
         try:
-            counted, problems = run_votes(self.run_dir.parent, self.run_dir.name)
-            lines = summary(counted, reward_figure(self.run_dir))
+            lines, problems = run_summary(self.run_dir.parent, self.run_dir.name, reward_figure(self.run_dir))
         except AlignLabError as error:
             lines, problems = [str(error)], []
         if problems:

@@ -15,14 +15,14 @@ from typing import Any
 
 import gradio as gr
 
-from alignlab.data import BUILTIN_TASK, load_rows
+from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names, registry
 from alignlab.methods.base import KNOB_GROUPS
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.presets import PRESETS, get_preset
 from alignlab.rewards import check_no_path
-from alignlab.rundir import find_run
+from alignlab.rundir import find_run, votes_names, votes_path
 from alignlab.ui.gradio.components.changes import changes_view, create_changes_view
 from alignlab.ui.gradio.components.job_view import end_message, job_figures, job_status, progress_html, queue_table
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
@@ -58,18 +58,23 @@ def model_choices() -> list[tuple[str, str]]:
 
 
 def dataset_choices(services: Services) -> list[tuple[str, str]]:
-    """Built-in datasets, then uploads (value ``upload:<stored name>``, never a path)."""
+    """Built-in datasets, then uploads (value ``upload:<stored name>``, never a path), then the votes of each run
+    that has some (``votes:<run id>``: people's blind votes and any AI annotator's, :mod:`alignlab.votes`)."""
     return [(f"{name} (built-in)", name) for name in suggested("dataset")] + \
-        [(f"{name} (uploaded)", UPLOAD_PREFIX + name) for name in services.uploads.names()]
+        [(f"{name} (uploaded)", UPLOAD_PREFIX + name) for name in services.uploads.names()] + \
+        [(f"{VOTES_PREFIX}{name} (votes)", VOTES_PREFIX + name) for name in votes_names(services.runs_dir)]
 
 
 def dataset_source(services: Services, choice: str) -> str:
-    """What the engine reads for a dataset choice: a built-in name or the stored upload's path."""
+    """What the engine reads for a dataset choice: a built-in name, the stored upload's path, or the path of a votes
+    file of the runs folder (only names it lists: never a path the browser chose)."""
     if choice in suggested("dataset"):
         return choice
     if choice and choice.startswith(UPLOAD_PREFIX):
         return str(services.uploads.path(choice[len(UPLOAD_PREFIX):]))
-    raise AlignLabError(f"dataset: got {choice!r}, expected a built-in dataset or an uploaded file")
+    if choice and choice.startswith(VOTES_PREFIX) and choice[len(VOTES_PREFIX):] in votes_names(services.runs_dir):
+        return str(votes_path(services.runs_dir, choice[len(VOTES_PREFIX):]))
+    raise AlignLabError(f"dataset: got {choice!r}, expected a built-in dataset, an uploaded file or the votes of a run")
 
 
 def check_dataset(services: Services, choice: str, method: str, name: str | None = None) -> tuple[str, Any]:

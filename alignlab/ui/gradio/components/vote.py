@@ -22,12 +22,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from alignlab import votes
 from alignlab.config import RunConfig, config_of
-from alignlab.data import BUILTIN_TASK, MIX, VOTES_PREFIX, load_rows
+from alignlab.data import BUILTIN_TASK
 from alignlab.errors import AlignLabError
 from alignlab.rundir import find_run, votes_path
 from alignlab.ui.gradio.chat_service import RUN_PREFIX
 from alignlab.ui.gradio.services import Services
+from alignlab.vote_runs import VOTE_METHODS, votes_run_config
 from alignlab.votes import (
     Round,
     append_vote,
@@ -35,15 +37,12 @@ from alignlab.votes import (
     new_order_seed,
     reveal,
     reward_figure,
-    run_votes,
-    short_figure,
-    summary,
+    run_summary,
 )
 
 BUTTONS = (("A is better", "A", "vote_a"), ("B is better", "B", "vote_b"), ("Tie", "tie", "vote_tie"),
            ("Both bad", "both-bad", "vote_both_bad"))
 BLIND_TITLES = ("A", "B")
-VOTE_METHODS = ("dpo", "kto", "orpo")  # preference methods that learn from pairs (KTO: split into good and bad)
 KEEP_ROUNDS = 2_000  # answered rounds waiting for a vote, one per browser session
 REFRESH_S = 10.0
 NOT_A_RUN = "Blind votes compare a trained run with its reference: pick a run from the list (or turn Blind vote off)."
@@ -57,15 +56,14 @@ def run_of(choice: str | None) -> str | None:
 
 
 def win_rate_text(runs_dir: Path, run_id: str | None) -> str:
-    """The people's win-rate of ``run_id`` with the reward's figure and their agreement, as Markdown lines."""
+    """The people's win-rate of ``run_id`` with the reward's figure and their agreement, then each AI annotator's
+    (:func:`alignlab.votes.run_summary`), as Markdown lines."""
     if not run_id:
         return ""
     try:
-        counted, problems = run_votes(runs_dir, run_id)
-        figure = reward_figure(find_run(runs_dir, run_id))
+        lines, problems = run_summary(runs_dir, run_id, reward_figure(find_run(runs_dir, run_id)))
     except AlignLabError as error:
         return f"✗ {error}"
-    lines = summary(counted, figure)
     if problems:
         lines.append(f"({len(problems)} damaged line(s) of the votes file skipped: {problems[0]})")
     return "  \n".join(lines)
@@ -73,11 +71,8 @@ def win_rate_text(runs_dir: Path, run_id: str | None) -> str:
 
 def win_rate_cell(run: dict) -> str:
     """The Runs table cell of one run (a :func:`alignlab.rundir.read_run` summary): people's win-rate and
-    votes, "" without votes."""
-    try:
-        return short_figure(run_votes(Path(run["path"]).parent, run["run_id"])[0])
-    except AlignLabError:
-        return ""
+    votes, then an AI annotator's (:func:`alignlab.votes.win_rate_cell`, the notebook's cell too); "" without votes."""
+    return votes.win_rate_cell(Path(run["path"]).parent, run["run_id"])
 
 
 class PendingRounds:
@@ -220,18 +215,9 @@ def create_voting(services: Services, tab: gr.Tab, choice: gr.Dropdown) -> Votin
 
 # --- a new run on the votes ---------------------------------------------------------------------------
 def votes_config(services: Services, run_id: str, method: str, mix: bool) -> RunConfig:
-    """A run like ``run_id`` (model, steps, LoRA and other settings) trained with ``method`` on its votes,
-    mixed with the built-in pairs when ``mix``; AlignLabError when the votes hold no pair to learn from."""
-    base = config_of(find_run(services.runs_dir, run_id))
-    if method not in VOTE_METHODS:
-        raise AlignLabError(f"method: got {method!r}, expected one of {', '.join(VOTE_METHODS)}")
-    values = {key: value for key, value in base.to_dict().items() if key not in ("method", "method_args",
-                                                                                  "run_name", "dataset")}
-    dataset = VOTES_PREFIX + run_id + (MIX + BUILTIN_TASK if mix else "")
-    config = RunConfig(**{**values, "output_dir": str(services.runs_dir)}, method=method, dataset=dataset,
-                       run_name="votes")
-    load_rows(config.dataset, config.spec.data_format, config.method)  # the worker would fail later
-    return config
+    """A run like ``run_id`` trained with ``method`` on its votes, mixed with the built-in pairs when ``mix``
+    (:func:`alignlab.vote_runs.votes_run_config`, which the notebook's button calls too)."""
+    return votes_run_config(services.runs_dir, run_id, method, mix)
 
 
 def create_train_on_votes(services: Services, picker: gr.Dropdown, run_id_of: Callable[[str | None], str | None],
