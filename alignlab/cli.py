@@ -24,6 +24,7 @@ from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
 from alignlab.export import EXPORT_FORMATS, export_metrics
+from alignlab.job_slots import JOB_GIB
 from alignlab.make_prefs import card_path, check_output, check_settings, make_prefs, write_card
 from alignlab.methods import method_names, registry
 from alignlab.models import resolve_model
@@ -166,6 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "(default runs).")
     app.add_argument("--trust-remote-code", action="store_true", help="Allow models whose code comes from their Hub "
                      "repository (runs that code on this machine).")
+    app.add_argument("--workshop", action="store_true", help="Workshop mode: each participant names their page "
+                     "(with --auth: their account), runs carry the name, a Class tab ranks everyone's runs.")
+    app.add_argument("--instructor", metavar="NAME", help="Workshop mode: the name (or --auth account) that may stop "
+                     "or cancel anyone's job and sets the leaderboard's KL budget.")
+    app.add_argument("--kl-budget", type=float, metavar="X", help="Workshop mode: the leaderboard's KL budget to start "
+                     "with (runs whose final KL is above it do not count; default no limit).")
+    app.add_argument("--max-jobs", type=int, default=1, metavar="N", help="Jobs trained at once (default 1); above 1 "
+                     "needs a CUDA GPU and is capped by its free memory at --job-gib each.")
+    app.add_argument("--job-gib", type=float, default=JOB_GIB, metavar="GIB", help="GPU memory taken per job when "
+                     f"--max-jobs is capped (default {JOB_GIB:g}).")
     add_share_parsers(subparsers)
     args = parser.parse_args(argv)
     try:
@@ -193,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise AlignLabError(
                     f"app: the Gradio app needs the 'app' extra (pip install 'alignlab[app]'): {error}") from error
             launch(host=args.host, port=args.port, share=args.share, auth=args.auth, runs_dir=args.output_dir,
-                   trust_remote_code=args.trust_remote_code)
+                   trust_remote_code=args.trust_remote_code, workshop=args.workshop, instructor=args.instructor,
+                   kl_budget=args.kl_budget, max_jobs=args.max_jobs, job_gib=args.job_gib)
             return 0
     except AlignLabError as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)

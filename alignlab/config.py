@@ -43,6 +43,26 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+MAX_OWNER = 64  # characters of a run owner's (a participant's) name
+NOT_KNOBS = ("method", "method_args", "owner")  # fields no form or flag sets: the method is picked first, the owner
+# is set by the app
+
+
+def check_owner(name: Any, field: str = "owner") -> str:
+    """A person's name as a run's owner: stripped, at most :data:`MAX_OWNER` printable characters ("" or None: no
+    owner); AlignLabError naming ``field`` for anything else.
+
+    >>> check_owner("  ada "), check_owner(None)
+    ('ada', '')
+    """
+    if name is None:
+        return ""
+    text = name.strip() if isinstance(name, str) else None
+    if text is None or len(text) > MAX_OWNER or not text.isprintable():
+        raise AlignLabError(f"{field}: got {_short(name)}, expected a name of at most {MAX_OWNER} printable characters")
+    return text
+
+
 MAX_CONFIG_BYTES = 1 << 20  # a run config file is a few hundred bytes; one over 1 MiB is refused unread
 
 
@@ -153,6 +173,10 @@ class RunConfig:
                                                               "'_', '.' or '-', at most 64 characters.", "essential",
                                                               kind="str"))
     trust_remote_code: bool = field(default=False, metadata=_meta("Allow model code from the model's own repo."))
+    owner: str = field(default="", metadata=_meta("Who started the run (the app sets it: the signed-in account, or in "
+                                                  "workshop mode the participant's name); shown in run labels and on "
+                                                  "the class leaderboard. Not a knob: no flag or form field.",
+                                                  kind="str"))
     method_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -168,6 +192,7 @@ class RunConfig:
             raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
         for knob in common_knobs():
             setattr(self, knob.name, knob.coerce(getattr(self, knob.name)))
+        self.owner = check_owner(self.owner)
         if self.run_name:  # a label that goes into the run directory's name: never a path
             check_run_id(self.run_name, "run_name", MAX_RUN_NAME)
         if not self.output_dir.strip() or "\x00" in self.output_dir:  # whether it can be written: checked at start
@@ -274,10 +299,11 @@ def config_of(run_dir: str | Path) -> RunConfig:
 
 @functools.cache
 def common_knobs() -> tuple[Knob, ...]:
-    """The RunConfig fields as Knobs (method excluded: it is the form's first choice)."""
+    """The RunConfig fields as Knobs (:data:`NOT_KNOBS` excluded: the method is the form's first choice, the owner
+    is set by the app)."""
     knobs = []
     for f in dataclasses.fields(RunConfig):
-        if f.name in ("method", "method_args"):
+        if f.name in NOT_KNOBS:
             continue
         meta = dict(f.metadata)
         kind = meta.pop("kind", None) or {bool: "bool", int: "int", float: "float"}.get(type(f.default), "str")

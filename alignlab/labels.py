@@ -3,10 +3,10 @@
 A run id (``20250101-120000-dpo-ab12``) says when and which method, not how it was tuned or how it
 did. :func:`run_label` puts the method, the knob that sets its pull toward the reference (the
 method's :attr:`~alignlab.methods.base.MethodSpec.kl_knob`, β or PPO's ``kl_coef``) with its value,
-the steps logged and the final probe reward before the id, so the notebook's and the app's pickers
-read the same::
+the steps logged, the final probe reward and who started it (the run's owner, when it has one) before the
+id, so the notebook's and the app's pickers read the same::
 
-    dpo · β 0.1 · 12 steps · reward +0.82 — 20250101-120000-dpo-ab12
+    dpo · β 0.1 · 12 steps · reward +0.82 · by ada — 20250101-120000-dpo-ab12
 
 Pure text from a run summary (:func:`alignlab.rundir.read_run`); no file is read here.
 """
@@ -54,10 +54,20 @@ def final_probe_reward(history: list[dict]) -> float | None:
     return None
 
 
+def owner_of(run: dict[str, Any]) -> str | None:
+    """Who started a run (its config's ``owner``: a signed-in account or a workshop participant), or None.
+
+    >>> owner_of({"config": {"owner": "ada"}}), owner_of({"config": {}})
+    ('ada', None)
+    """
+    owner = (run.get("config") or {}).get("owner")
+    return owner if isinstance(owner, str) and owner else None
+
+
 def run_label(run: dict[str, Any], show_state: bool = False) -> str:
-    """``method · KL knob value · steps · final probe reward — run id`` for a run summary (from
+    """``method · KL knob value · steps · final probe reward · by owner — run id`` for a run summary (from
     :func:`alignlab.rundir.list_runs` or :func:`~alignlab.rundir.read_run`); parts a run lacks (a method
-    without a KL knob, a run without a probe) are left out. A run in state ``unreadable`` reads
+    without a KL knob, a run without a probe, a run without an owner) are left out. A run in state ``unreadable`` reads
     ``unreadable: <file> — run id``, naming the file that cannot be read. ``show_state`` adds how the run
     stands (`` (finished)``) after any other run's id.
 
@@ -73,5 +83,8 @@ def run_label(run: dict[str, Any], show_state: bool = False) -> str:
     reward = final_probe_reward(run.get("history") or [])
     if reward is not None:
         parts.append(f"reward {reward:+.2f}")
+    owner = owner_of(run)
+    if owner:
+        parts.append(f"by {owner}")
     label = SEPARATOR.join(part for part in parts if part) + ID_SEPARATOR + run["run_id"]
     return f"{label} ({run.get('state') or 'unknown'})" if show_state else label

@@ -21,7 +21,7 @@ from alignlab.models import DEFAULT_MODEL
 
 # Where a run is saved, its label and the permission to run a model's own code are the user's, not a preset's:
 # picking a preset in a form leaves them as they are.
-NOT_SET_BY_PRESETS = ("output_dir", "run_name", "trust_remote_code")
+NOT_SET_BY_PRESETS = ("output_dir", "run_name", "trust_remote_code", "owner")
 
 
 @dataclass(frozen=True)

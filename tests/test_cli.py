@@ -84,7 +84,8 @@ def test_app_help_describes_every_option(capsys, monkeypatch):
     for entry in entries:
         names = re.match(r"\s+((?:-[-\w]+(?: [A-Z_:]+)?(?:, )?)+)", entry)
         described[names.group(1).split()[0].rstrip(",")] = entry[names.end():].strip()
-    assert set(described) == {"-h", "--host", "--port", "--share", "--auth", "--output-dir", "--trust-remote-code"}
+    assert set(described) == {"-h", "--host", "--port", "--share", "--auth", "--output-dir", "--trust-remote-code",
+                              "--workshop", "--instructor", "--kl-budget", "--max-jobs", "--job-gib"}
     assert all(len(text.split()) >= 3 for text in described.values()), described
 
 

@@ -4,6 +4,10 @@ Serves on 127.0.0.1 by default; ``share`` (a public gradio.live link) is off unl
 ``auth`` is ``"user:password"`` or a list of them, one account per user (each stops and cancels only
 their own jobs). Training runs in worker processes, chat in the server. Served beyond this machine
 without auth, :func:`launch` warns (:func:`exposure_warning`).
+
+``workshop`` turns on workshop mode (:mod:`.components.class_tab`): participants name their pages, runs carry
+the name, a Class tab ranks everyone's runs within the KL budget the ``instructor`` sets. ``max_jobs`` trains
+that many jobs at once where a GPU holds them (:func:`alignlab.job_slots.job_slots`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alignlab.errors import AlignLabError
+from alignlab.job_slots import JOB_GIB, free_gpu_bytes, job_slots
 from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.cpu import limit_server_threads
 from alignlab.ui.gradio.style import CSS, THEME
 from alignlab.ui.gradio.uploads import MAX_BYTES
+from alignlab.ui.gradio.workshop import Workshop, new_key
 
 SHARE_HINT = "* To create a public link, run `alignlab app --share` (with --auth USER:PASSWORD)."
 
@@ -84,19 +90,54 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth: str | Sequence[str] | None = None,
-           runs_dir: str | Path = "runs", trust_remote_code: bool = False, data_dir: str | Path | None = None) -> None:
+           runs_dir: str | Path = "runs", trust_remote_code: bool = False, data_dir: str | Path | None = None,
+           workshop: bool = False, instructor: str | None = None, kl_budget: float | None = None, max_jobs: int = 1,
+           job_gib: float = JOB_GIB) -> None:
     """Build the app and serve it until interrupted (what ``alignlab app`` calls); warns first when it is
-    served beyond this machine without auth."""
-    parse_auth(auth)  # a malformed account is refused before anything is built
+    served beyond this machine without auth. Workshop settings and ``max_jobs`` are checked before anything is
+    built (:func:`workshop_settings`, :func:`alignlab.job_slots.job_slots`)."""
+    accounts = parse_auth(auth)  # a malformed account is refused before anything is built
+    room = workshop_settings(workshop, instructor, kl_budget, accounts)
+    if room is not None and room.key:
+        print(instructor_note(room), file=sys.stderr, flush=True)
+    slots, note = job_slots(max_jobs, free_gpu_bytes() if max_jobs != 1 else None, job_gib)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     check_port(host, port)  # a port in use: one line now, not a traceback after the app is built
     warning = exposure_warning(host, share, auth)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    demo = create_app(runs_dir, data_dir, trust_remote_code)
+    demo = create_app(runs_dir, data_dir, trust_remote_code, room, slots)
     try:
         serve(demo, host, port, share, auth)
     except OSError as error:  # taken between the check and the start
         raise AlignLabError(f"port: cannot serve on {host}:{port} ({' '.join(str(error).split())})") from None
+
+
+def workshop_settings(workshop: bool, instructor: str | None, kl_budget: float | None,
+                      accounts: list[tuple[str, str]] | None) -> Workshop | None:
+    """The workshop state for ``alignlab app --workshop`` (None without it); AlignLabError for ``--instructor`` or
+    ``--kl-budget`` without ``--workshop``, a bad budget, or an instructor who is not one of the ``--auth``
+    accounts. With accounts the instructor proves who they are by signing in; without, by a fresh instructor key
+    (:func:`alignlab.ui.gradio.workshop.new_key`) that :func:`launch` prints in the terminal."""
+    if not workshop:
+        if instructor or kl_budget is not None:
+            raise AlignLabError("workshop: --instructor and --kl-budget belong to workshop mode, expected "
+                                "--workshop too")
+        return None
+    room = Workshop(instructor, kl_budget, key=None if accounts or not instructor else new_key())
+    users = [user for user, _ in accounts or []]
+    if users and room.instructor and room.instructor not in users:
+        raise AlignLabError(f"instructor: got {room.instructor!r}, expected one of the --auth accounts "
+                            f"({', '.join(users)})")
+    return room
+
+
+def instructor_note(room: Workshop) -> str:
+    """What the terminal says at start in workshop mode without accounts: the key that makes a page the
+    instructor's."""
+    return (f"* Workshop instructor key: {room.key}  (to act as {room.instructor!r}, type that name and this key "
+            "at the top of the page; without the key no page can take the name)")
 
 
 def check_port(host: str, port: int) -> None:
@@ -120,4 +161,5 @@ def check_port(host: str, port: int) -> None:
             raise AlignLabError(f"host: cannot serve on {host}:{port} ({error.strerror or error})") from None
 
 
-__all__ = ["check_port", "create_app", "exposure_warning", "launch", "parse_auth", "serve"]
+__all__ = ["check_port", "create_app", "exposure_warning", "launch", "parse_auth", "serve",
+           "workshop_settings"]

@@ -1,4 +1,5 @@
-"""Build the Gradio app: Train, Runs, Chat and Learn tabs over one set of server-side services."""
+"""Build the Gradio app: Train, Runs, Chat and Learn tabs over one set of server-side services; in workshop mode
+a name box at the top and a Class tab too (:mod:`.components.class_tab`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 import gradio as gr
 
 from alignlab.ui.gradio.components import create_chat_tab, create_learn_tab, create_runs_tab, create_train_tab
+from alignlab.ui.gradio.components.class_tab import create_class_tab, create_workshop_bar
 from alignlab.ui.gradio.services import Services
+from alignlab.ui.gradio.workshop import Workshop
 
 TITLE = "alignlab"
 HEADER = (f"# {TITLE}\nAlign a small language model with preferences: train with DPO and friends, watch reward "
@@ -15,14 +18,16 @@ HEADER = (f"# {TITLE}\nAlign a small language model with preferences: train with
 
 
 def create_app(runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
-               trust_remote_code: bool = False) -> gr.Blocks:
-    """The app over ``runs_dir`` (uploads, job logs and exports under ``data_dir``, default ``<runs_dir>/_app``).
+               trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1) -> gr.Blocks:
+    """The app over ``runs_dir`` (uploads, job logs and exports under ``data_dir``, default ``<runs_dir>/_app``);
+    with ``workshop``, in workshop mode; training ``max_jobs`` jobs at once.
 
     The returned Blocks has ``demo.services`` (the job queue and friends) for shutdown and tests.
     """
-    services = Services.create(runs_dir, data_dir, trust_remote_code)
+    services = Services.create(runs_dir, data_dir, trust_remote_code, workshop, max_jobs)
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as demo:
         gr.Markdown(HEADER, elem_id="lab-header")
+        bar = create_workshop_bar(services) if workshop is not None else None
         with gr.Tabs():
             with gr.Tab("Train", id="train"):
                 create_train_tab(services)
@@ -30,6 +35,9 @@ def create_app(runs_dir: str | Path = "runs", data_dir: str | Path | None = None
                 create_runs_tab(services, runs_tab)
             with gr.Tab("Chat", id="chat") as chat_tab:
                 create_chat_tab(services, chat_tab)
+            if bar is not None:
+                with gr.Tab("Class", id="class") as class_tab:
+                    create_class_tab(services, class_tab, bar, demo)
             with gr.Tab("Learn", id="learn"):
                 create_learn_tab()
     demo.services = services

@@ -1,4 +1,4 @@
-"""The app's training queue: one job at a time, each trained by a worker process.
+"""The app's training queue: one job at a time (or ``max_jobs`` on a GPU), each trained by a worker process.
 
 The web server never trains. A job is a validated :class:`~alignlab.config.RunConfig` written to a
 JSON file and trained by ``python -m alignlab train --config FILE --output-dir RUNS --run-id ID --quiet``
@@ -12,7 +12,10 @@ page re-attaches to the job in progress; past runs are read from the runs direct
 stopped, failed or killed run (the Runs tab's Resume) runs ``python -m alignlab train --resume RUN_DIR``.
 
 The machine is shared: at most :data:`MAX_QUEUED` jobs wait at once, and with auth on each job
-remembers who submitted it (its ``owner``), so a user stops or cancels only their own jobs.
+remembers who submitted it (its ``owner``, also written into the run's config), so a user stops or cancels only
+their own jobs. In workshop mode every job must have an owner, and the instructor may stop or cancel any job
+(:func:`alignlab.workshop.may_control`). With ``max_jobs`` above 1 (a GPU, see :mod:`alignlab.job_slots`) that many
+worker threads each take the next waiting job.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignlab import rundir
-from alignlab.config import RunConfig
+from alignlab.config import RunConfig, check_owner
 from alignlab.errors import AlignLabError
 from alignlab.tracking import check_tracker
 from alignlab.ui.gradio.cpu import worker_environment
+from alignlab.workshop import may_control
 
 # queued -> starting (worker loading) -> running (run directory exists) -> finished|stopped|failed;
 # a queued job can be cancelled.
@@ -79,7 +83,7 @@ class Job:
     error: str | None = None
     stop_requested: bool = False
     process: subprocess.Popen | None = None
-    owner: str | None = None  # the signed-in user who submitted it; None without auth
+    owner: str | None = None  # the signed-in user or workshop participant who submitted it; None without either
     resume: Path | None = None  # the stopped, failed or killed run this job continues (train --resume)
 
     @property
@@ -119,9 +123,10 @@ class Job:
         return tail
 
 
-def owned_by(job: Job, user: str | None) -> bool:
-    """True when ``user`` may stop or cancel ``job``: its submitter, or anyone for a job submitted without auth."""
-    return job.owner is None or job.owner == user
+def owned_by(job: Job, user: str | None, instructor: str | None = None) -> bool:
+    """True when ``user`` may stop or cancel ``job``: its submitter, the ``instructor``, or anyone for a job
+    submitted without an owner."""
+    return may_control(job.owner, user, instructor)
 
 
 def _read_tail(path: Path, max_bytes: int = 32_000) -> str:
@@ -136,8 +141,12 @@ def _read_tail(path: Path, max_bytes: int = 32_000) -> str:
 class JobQueue:
     """Runs submitted jobs one after another in worker processes; thread-safe."""
 
-    def __init__(self, runs_dir: str | Path, jobs_dir: str | Path, max_queued: int = MAX_QUEUED):
+    def __init__(self, runs_dir: str | Path, jobs_dir: str | Path, max_queued: int = MAX_QUEUED, max_jobs: int = 1,
+                 instructor: str | None = None, require_owner: bool = False):
         self.max_queued = max_queued
+        self.max_jobs = max_jobs  # jobs trained at once (alignlab.job_slots decides it)
+        self.instructor = instructor  # may stop or cancel anyone's job (workshop mode)
+        self.require_owner = require_owner  # every job names its owner (workshop mode)
         self.runs_dir = Path(runs_dir).resolve()
         self.jobs_dir = Path(jobs_dir).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +155,8 @@ class JobQueue:
         self._numbers = itertools.count(1)
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name="alignlab-job-queue", daemon=True)
-        self._thread.start()
+        for slot in range(max_jobs):
+            threading.Thread(target=self._work, name=f"alignlab-job-queue-{slot}", daemon=True).start()
 
     # --- what the UI calls ------------------------------------------------------------------
     def submit(self, config: RunConfig, owner: str | None = None, resume: Path | None = None) -> Job:
@@ -158,6 +167,12 @@ class JobQueue:
         already waiting, or when a job already continues that run.
         """
         config.output_dir = str(self.runs_dir)
+        owner = check_owner(owner) or None
+        if self.require_owner and not owner:
+            raise AlignLabError("name: got no name, expected yours in the box at the top of the page (in a workshop "
+                                "every run carries its owner's name)")
+        if owner:
+            config.owner = owner
         check_tracker(config.report_to)  # now, not when the worker starts: a missing package is said at once
         with self._wake:  # the room checked and taken at once: two visitors cannot both take the last place
             self._check_room()
@@ -195,15 +210,32 @@ class JobQueue:
                        if other.number < job.number and (other.active or other.state == "queued"))
 
     def stop(self, user: str | None = None) -> Job | None:
-        """Stop the active job (SIGINT once: the run saves and ends ``stopped``); returns it or None.
+        """Stop the active job (SIGINT once: the run saves and ends ``stopped``), ``user``'s own when several train;
+        returns it or None.
 
-        ``user`` is the signed-in user (None without auth): AlignLabError for a job someone else submitted.
+        ``user`` is the signed-in user or workshop participant (None without either): AlignLabError for a job
+        someone else submitted, unless ``user`` is the instructor.
         """
         with self._wake:
-            job = next((job for job in self.jobs if job.active), None)
-            if job is not None and not owned_by(job, user):
-                raise AlignLabError(f"job: {job.label} was started by another user; only they can stop it")
+            active = [job for job in self.jobs if job.active]
+            job = next((job for job in active if user is not None and job.owner == user), active[0] if active else None)
+            self._check_control(job, user, "stop")
             return self._stop(job)
+
+    def stop_or_cancel(self, number: int, user: str | None = None) -> Job:
+        """Stop job ``number`` if it trains, cancel it if it waits; returns it. AlignLabError when no such job trains
+        or waits, or when ``user`` may not (see :meth:`stop`)."""
+        with self._wake:
+            job = next((job for job in self.jobs if job.number == number and (job.active or job.state == "queued")),
+                       None)
+            if job is None:
+                raise AlignLabError(f"job: no job {number} trains or waits now")
+            self._check_control(job, user, "stop" if job.active else "cancel")
+            if job.active:
+                self._stop(job)
+            else:
+                self._cancel([job])
+            return job
 
     def cancel_queued(self, user: str | None = None) -> int:
         """Drop the waiting jobs ``user`` submitted (every waiting job without auth); returns how many."""
@@ -211,17 +243,19 @@ class JobQueue:
             return self._cancel([job for job in self.jobs if job.state == "queued" and owned_by(job, user)])
 
     def close(self, wait_s: float = 30.0) -> None:
-        """Cancel what waits, stop what runs (whoever submitted them) and wait up to ``wait_s`` for it to save."""
+        """Cancel what waits, stop what runs (whoever submitted them) and wait up to ``wait_s`` for them to save."""
         with self._wake:
             self._cancel([job for job in self.jobs if job.state == "queued"])
             self._closed = True
             self._wake.notify_all()
-            job = self._stop(next((job for job in self.jobs if job.active), None))
-        if job is not None and job.process is not None:
-            try:
-                job.process.wait(wait_s)
-            except subprocess.TimeoutExpired:
-                job.process.kill()
+            stopped = [self._stop(job) for job in self.jobs if job.active]
+        deadline = time.monotonic() + wait_s
+        for job in stopped:
+            if job.process is not None:
+                try:
+                    job.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    job.process.kill()
 
     def running_run_dirs(self) -> set[Path]:
         """Run directories a worker is writing now (not to be deleted)."""
@@ -234,6 +268,16 @@ class JobQueue:
         if waiting >= self.max_queued:
             raise AlignLabError(f"queue: full, {waiting} jobs are waiting and it holds at most {self.max_queued}; "
                                 "try again when one has started")
+
+    def _check_control(self, job: Job | None, user: str | None, verb: str) -> None:
+        """AlignLabError when ``user`` may not ``verb`` (stop or cancel) ``job``; in a workshop it names the owner."""
+        if job is None or owned_by(job, user, self.instructor):
+            return
+        if self.instructor is None and not self.require_owner:  # accounts only: who else trains is not shown
+            raise AlignLabError(f"job: {job.label} was started by another user; only they can {verb} it")
+        who = f"{job.owner} or the instructor ({self.instructor})" if self.instructor else job.owner
+        named = f"job {job.number} ({job.run_id or f'{job.config.method} on {job.config.model}'})"  # as the queue
+        raise AlignLabError(f"job: {named} was started by {job.owner}; only {who} can {verb} it")
 
     def _stop(self, job: Job | None) -> Job | None:
         if job is None or job.stop_requested:

@@ -179,7 +179,7 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
         try:
             run_dir = find_run(services.runs_dir, run_id or "")
             config, _, step = resume_point(run_dir)
-            job = services.jobs.submit(config, owner=request.username, resume=run_dir)
+            job = services.jobs.submit(config, owner=services.user(request), resume=run_dir)
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot resume") from None
         return f"✓ Queued job {job.number}: `{run_id}` continues after step {step} (follow it in the Train tab)."

@@ -149,7 +149,8 @@ def create_train_tab(services: Services) -> None:
         log = gr.Textbox(label="Worker log (tail)", lines=8, max_lines=20, autoscroll=True, interactive=False,
                          elem_id="train-log", scale=3)
         with gr.Column(scale=2):
-            queue = gr.Dataframe(label="Job queue (one job trains at a time)", interactive=False, max_height=220,
+            at_once = "one job trains" if services.jobs.max_jobs == 1 else f"{services.jobs.max_jobs} jobs train"
+            queue = gr.Dataframe(label=f"Job queue ({at_once} at a time)", interactive=False, max_height=220,
                                  wrap=True, column_widths=QUEUE_WIDTHS, elem_id="train-queue")
             cancel = gr.Button("Cancel queued jobs", size="sm")
     seen = gr.State({})
@@ -207,11 +208,12 @@ def create_train_tab(services: Services) -> None:
                                       str(services.runs_dir), services.trust_remote_code)
             check_no_path(config.reward, services.runs_dir)  # the browser must not pick a path to load
             load_rows(config.dataset, config.spec.data_format, config.method)  # the worker would fail later
-            job = services.jobs.submit(config, owner=request.username)
+            job = services.jobs.submit(config, owner=services.user(request))
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot start") from None
         ahead = services.jobs.ahead_of(job)
-        where = f", behind {ahead} other job(s): one job trains at a time" if ahead else ""
+        at_once = "one job trains" if services.jobs.max_jobs == 1 else f"{services.jobs.max_jobs} jobs train"
+        where = f", behind {ahead} other job(s): {at_once} at a time" if ahead >= services.jobs.max_jobs else ""
         return f"Queued job {job.number}: {config.method} on {config.model}{where}."
 
     start.click(start_run, inputs_kwargs={"method": method, "model": model, "dataset": dataset, **knob_inputs},
@@ -220,7 +222,7 @@ def create_train_tab(services: Services) -> None:
     def stop_run(request: gr.Request) -> str:
         """Stop the job that is training (it saves what it has); with auth on, only the user who started it can."""
         try:
-            job = services.jobs.stop(request.username)
+            job = services.jobs.stop(services.user(request))
         except AlignLabError as error:
             return str(error)  # said inline, as other Stop messages are: asking was not a mistake
         if job is None:
@@ -231,7 +233,7 @@ def create_train_tab(services: Services) -> None:
 
     def cancel_queued(request: gr.Request) -> str:
         """Drop the jobs still waiting in the queue (with auth on, the signed-in user's own)."""
-        cancelled = services.jobs.cancel_queued(request.username)
+        cancelled = services.jobs.cancel_queued(services.user(request))
         others = len(services.jobs.queued())
         return f"Cancelled {cancelled} queued job(s)." + (f" {others} job(s) queued by other users stay queued."
                                                          if others else "")

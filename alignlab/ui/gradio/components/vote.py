@@ -238,7 +238,7 @@ def create_train_on_votes(services: Services, picker: gr.Dropdown, run_id_of: Ca
             return NOT_A_RUN
         try:
             config = votes_config(services, run_id, method_name, bool(mixed))
-            job = services.jobs.submit(config, owner=request.username)
+            job = services.jobs.submit(config, owner=services.user(request))
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot train on the votes") from None
         return (f"✓ Queued job {job.number}: {config.method} on the votes of `{run_id}`"
