@@ -38,12 +38,18 @@ def test_changelog_has_unreleased_and_the_current_version():
 @pytest.mark.timeout(300)
 def test_a_wheel_install_finds_the_built_in_task_outside_the_checkout(tmp_path):
     """``pip install .`` (not editable) must carry the built-in task; it lands under ``<prefix>/share``."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
-    wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+    source, wheels = tmp_path / "source", tmp_path / "wheels"  # a copy: the build leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("alignlab", "assets"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(wheels)], check=True, cwd=tmp_path)
     wheel = next(wheels.glob("alignlab-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -53,8 +59,9 @@ def test_a_wheel_install_finds_the_built_in_task_outside_the_checkout(tmp_path):
     # A bare prefix with the wheel installed: alignlab from there, its dependencies from this environment.
     prefix = tmp_path / "prefix"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--prefix",
-                    str(prefix), str(wheel)], check=True)
+    # --ignore-installed: without it pip would first uninstall this environment's own (editable) alignlab
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--ignore-installed",
+                    "--prefix", str(prefix), str(wheel)], check=True)
     site = next(prefix.glob("lib/python*/site-packages"))
     deps = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
     (site / "zz_deps.pth").write_text(f"{deps}\n")  # after alignlab's own folder, so the wheel's copy wins
