@@ -64,12 +64,13 @@ SPEC = register(
         ),
         panels=(Panel("Value loss", ("loss/value_avg",)), Panel("Policy loss", ("loss/policy_avg",)),
                 Panel("Clip fraction", ("policy/clipfrac_avg",))),
-        measured="visible at one seed of two, and not in workshop time on a CPU: after 12 steps +0.56 ± 0.05 VADER "
-        "over the reference at seed 42 (wins on 89%, KL ≈ 22 nats) but +0.26 ± 0.04 at seed 7 (wins on 73%); 12 steps "
-        "took 18-23 minutes at 1 thread on a busy 2-core CPU (DPO's seed-7 run: 13 minutes in the same lane), because "
-        "each step samples, scores, runs the value model and takes 4 optimisation epochs (`python -m bench.alignment "
-        "--methods ppo`, "
-        "docs/alignment.md). Use RLOO or GRPO for a live CPU demo, PPO on a GPU or as a take-home run.",
+        measured="not reliably visible at 12 steps on a CPU: TRL 1.12's PPO trainer gained +0.56 ± 0.05 VADER over "
+        "the reference at seed 42 (KL ≈ 22 nats) but +0.26 ± 0.04 at seed 7; rerun side by side at seed 42 on "
+        "another machine, TRL's gained +0.03 ± 0.05 and alignlab's own trainer +0.10 ± 0.05 with matching KL "
+        "trajectories (≈ 15 nats at step 12). 12 steps took 30-35 minutes at 1 thread on a busy 2-core CPU, "
+        "because each step samples, scores, runs the value model and takes 4 optimisation epochs (`python -m "
+        "bench.alignment --methods ppo`, `python -m bench.ppo_vs_trl`, docs/alignment.md). Use RLOO or GRPO for a "
+        "live CPU demo, PPO on a GPU or as a take-home run.",
         trainer_kwargs=_ppo_parts,
         validate=_check,
     )
