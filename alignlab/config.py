@@ -156,8 +156,8 @@ class RunConfig:
     save_every: int = field(
         default=10,
         metadata=_meta("Save a checkpoint (weights, optimizer and schedule) every N steps, so a stopped, failed or "
-                       "killed run can be resumed (train --resume); 0 = only when the run is stopped. Methods "
-                       "that cannot resume (PPO) save none.", min=0, max=100000),
+                       "killed run can be resumed (train --resume); 0 = only when the run is stopped.",
+                       min=0, max=100000),
     )
     keep_checkpoints: int = field(
         default=2, metadata=_meta("How many of the newest checkpoints a run keeps (removed when it finishes).",

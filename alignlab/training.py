@@ -169,7 +169,7 @@ def _train(handle) -> None:
     handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
     try:
         if handle.checkpoint is None:
-            trainer.train()  # (a trainer with a loop of its own, PPO's, takes no checkpoint argument)
+            trainer.train()
         else:
             trainer.train(resume_from_checkpoint=handle.checkpoint)
     except NonFiniteMetric as error:  # weights that gave NaN or Inf are no result: nothing is saved

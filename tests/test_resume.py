@@ -168,12 +168,22 @@ def fake_run(tiny, name: str, method: str = "dpo", state: str = "stopped", check
     return run_dir
 
 
-def test_only_ppo_declares_it_cannot_resume():
-    assert [name for name in method_names() if not get_method(name).resumable] == ["ppo"]
+def test_every_method_can_resume():
+    """PPO too, since it runs on the lab's own trainer (tests/test_ppo_trainer.py stops and resumes one)."""
+    assert [name for name in method_names() if not get_method(name).resumable] == []
+
+
+def test_a_method_that_cannot_resume_is_refused_in_one_line(tiny, monkeypatch):
+    from dataclasses import replace
+
+    from alignlab.methods import base
+
+    monkeypatch.setitem(base._REGISTRY, "dpo", replace(get_method("dpo"), resumable=False))
+    with pytest.raises(AlignLabError, match=re.escape("dpo run, and DPO") + ".* cannot resume from a checkpoint"):
+        runner.resume(fake_run(tiny, "r"))
 
 
 @pytest.mark.parametrize("case, expected", [
-    (dict(method="ppo"), "ppo run, and PPO (RLHF) cannot resume from a checkpoint"),
     (dict(state="finished"), "already finished all its steps"),
     (dict(state="running", pid=os.getpid()), "is still training (pid"),
     (dict(checkpoint=None), "has no checkpoint to continue from"),

@@ -126,7 +126,7 @@ def test_reward_model_source_scores_by_run_id_or_path(reward_run):
 
 
 def test_reward_model_source_drives_ppo(reward_run, tiny):
-    """PPO needs a reward model it can call: alignlab's text wrapper makes any source one."""
+    """PPO scores the decoded completions with any reward source, a reward model's run included."""
     config = RunConfig.from_dict({"method": "ppo", **tiny, "max_completion_length": 6, "probe_every": 0,
                                   "reward": f"reward-model:{reward_run.run_dir}"})
     handle = start(config, background=False)

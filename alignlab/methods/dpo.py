@@ -36,7 +36,7 @@ def _loss_list(config) -> dict:
     return {"loss_type": [config.method_args["loss_type"]]}
 
 
-# The loss types TRL's DPOConfig accepts (trl 1.12, pinned); tests/test_config.py checks this list
+# The loss types TRL's DPOConfig accepts (trl 1.16); tests/test_config.py checks this list
 # against TRL's own help text, so importing alignlab does not have to import TRL and torch.
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
