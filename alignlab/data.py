@@ -480,26 +480,26 @@ def load_rows(source: str, data_format: str, method: str = "") -> list[dict]:
     return rows
 
 
-def load_dataset(source: str, data_format: str, method: str = ""):
-    """``load_rows`` as a ``datasets.Dataset`` (what TRL trainers take)."""
+def load_dataset(source: str, data_format: str, method: str = "", tokenizer: Any = None, max_length: int = 0):
+    """``load_rows`` as a ``datasets.Dataset`` (what TRL trainers take); with a ``tokenizer`` and ``max_length``,
+    without the rows whose prompt alone fills ``max_length`` (:func:`rows_that_fit`)."""
     import datasets
 
-    return datasets.Dataset.from_list(load_rows(source, data_format, method))
+    rows = load_rows(source, data_format, method)
+    if tokenizer is not None and max_length and data_format != "prompt":
+        rows = rows_that_fit(rows, tokenizer, max_length)
+    return datasets.Dataset.from_list(rows)
 
 
 PROMPT_SLACK = 4  # tokens a tokenizer may add beyond one per byte of text (BOS/EOS, a leading-space piece)
 
 
-def check_prompt_lengths(source: str, rows: list[dict], tokenizer: Any, max_length: int) -> None:
-    """Refuse rows when every prompt alone fills ``max_length`` tokens; warn with the count when some do.
-
-    TRL drops a row whose prompt fills ``max_length`` (no completion token would be left to learn from;
-    ORPO and SimPO truncate the prompt instead) and says nothing, so data whose every prompt is too long
-    fails later on an empty dataset. Cheap: each distinct prompt is rendered once, and only one with enough
-    bytes to reach ``max_length`` is tokenised (no token is shorter than a byte).
-    """
+def prompt_fills(rows: list[dict], tokenizer: Any, max_length: int, source: str = "dataset") -> list[int]:
+    """Token count of each row's prompt where it alone fills ``max_length``, else 0 (no completion token would be
+    left to learn from). Cheap: each distinct prompt is rendered once, and only one with enough bytes to reach
+    ``max_length`` is tokenised (no token is shorter than a byte)."""
     tokens: dict[str, int] = {}
-    too_long = 0
+    counts = []
     for number, row in enumerate(rows, start=1):
         prompt = row["prompt"]
         text = prompt
@@ -513,19 +513,37 @@ def check_prompt_lengths(source: str, rows: list[dict], tokenizer: Any, max_leng
                                     "only with a model that has a chat template") from None
         if text not in tokens:
             reachable = len(text.encode("utf-8")) + PROMPT_SLACK >= max_length
-            tokens[text] = len(tokenizer(text, add_special_tokens=not isinstance(prompt, list))["input_ids"]) \
+            count = len(tokenizer(text, add_special_tokens=not isinstance(prompt, list))["input_ids"]) \
                 if reachable else 0
-        too_long += tokens[text] >= max_length
+            tokens[text] = count if count >= max_length else 0
+        counts.append(tokens[text])
+    return counts
+
+
+def check_prompt_lengths(source: str, rows: list[dict], tokenizer: Any, max_length: int) -> None:
+    """Refuse rows when every prompt alone fills ``max_length`` tokens; warn with the count when some do.
+
+    Such a row leaves no completion token to learn from; training leaves it out (:func:`rows_that_fit`, as TRL's
+    DPO trainer does by itself; its ORPO and CPO trainers would keep it with an empty completion, whose loss is
+    NaN), so data whose every prompt is too long would fail later on an empty dataset.
+    """
+    counts = prompt_fills(rows, tokenizer, max_length, source)
+    too_long = sum(1 for count in counts if count)
     if not too_long:
         return
-    longest = max(tokens.values())
+    longest = max(counts)
     if too_long == len(rows):
         raise AlignLabError(f"max_length: got {max_length}, but every prompt of {source} alone fills it (all "
-                            f"{len(rows)} rows, the longest {longest} tokens), so TRL would drop every row; expected "
-                            f"a max_length above {longest} with room for the completion")
+                            f"{len(rows)} rows, the longest {longest} tokens), so no row would be left to train on; "
+                            f"expected a max_length above {longest} with room for the completion")
     warnings.warn(f"dataset: {source}: the prompt alone fills max_length ({max_length} tokens) in {too_long} of "
-                  f"{len(rows)} rows (the longest {longest} tokens), and TRL drops those rows; raise max_length "
-                  f"above {longest} to keep them", AlignLabWarning, stacklevel=2)
+                  f"{len(rows)} rows (the longest {longest} tokens), and training leaves those rows out; raise "
+                  f"max_length above {longest} to keep them", AlignLabWarning, stacklevel=2)
+
+
+def rows_that_fit(rows: list[dict], tokenizer: Any, max_length: int) -> list[dict]:
+    """The rows whose prompt leaves room for at least one completion token within ``max_length``."""
+    return [row for row, count in zip(rows, prompt_fills(rows, tokenizer, max_length), strict=True) if not count]
 
 
 HELD_OUT_ROWS = 64  # a user dataset's last rows serve as its held-out prompts

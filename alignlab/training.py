@@ -156,7 +156,8 @@ def _train(handle) -> None:
     tokenizer = load_tokenizer(config.model, config.trust_remote_code)
     model = load_model(config.model, spec.model_kind, config.trust_remote_code)
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
-                         dataset=load_dataset(config.dataset, spec.data_format, config.method),
+                         dataset=load_dataset(config.dataset, spec.data_format, config.method, tokenizer,
+                                                  config.max_length),
                          reward=reward_for(config))
     if config.probe_every and spec.model_kind == "causal-lm":
         from alignlab.probe import ProbeCallback

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from alignlab.data import load_rows, parse_transcript, task_openings, task_prompts
-from alignlab.errors import AlignLabError
+from alignlab.errors import AlignLabError, AlignLabWarning
 
 
 def test_builtin_task_has_enough_prompts_and_pairs():
@@ -234,6 +234,30 @@ def test_prompts_that_fill_max_length_are_counted_or_refused():
     assert tokenizer.calls == 1  # tokenised once for its two rows; the short one is too few bytes to matter
     check_prompt_lengths("data.jsonl", rows, tokenizer, 128)
     assert tokenizer.calls == 1
+
+
+def test_rows_whose_prompt_fills_max_length_are_left_out_of_training(tmp_path):
+    """ORPO keeps a row whose prompt fills max_length with an empty completion (loss NaN at step 1): such rows
+    are left out before the trainer sees them, and the run on the rest finishes."""
+    from alignlab import rundir
+    from alignlab.cli import main
+    from alignlab.data import rows_that_fit
+
+    long, short = " ".join(["word"] * 20), "a short prompt"
+    rows = [{"prompt": long, "chosen": "x", "rejected": "y"}, {"prompt": short, "chosen": "x", "rejected": "y"}]
+    assert rows_that_fit(rows, WordTokenizer(), 16) == rows[1:]
+    assert rows_that_fit(rows, WordTokenizer(), 21) == rows
+
+    mixed = [{"prompt": " ".join(["word"] * 80), "chosen": " was great.", "rejected": " was bad."}] * 4 + \
+        [{"prompt": f"Review {i}: the film", "chosen": " was wonderful.", "rejected": " was awful."} for i in range(8)]
+    path = write_jsonl(tmp_path / "mixed.jsonl", mixed)
+    with pytest.warns(AlignLabWarning, match="in 4 of 12 rows"):
+        code = main(["train", "--method", "orpo", "--model", "tiny-random", "--dataset", str(path), "--max-steps",
+                     "2", "--batch-size", "2", "--max-length", "48", "--max-completion-length", "8",
+                     "--probe-every", "0", "--output-dir", str(tmp_path / "runs"), "--run-id", "fits", "--quiet"])
+    assert code == 0
+    status = rundir.read_status(tmp_path / "runs" / "fits")
+    assert status["state"] == "finished", status
 
 
 def test_bad_rows_and_too_long_prompts_stop_a_run_before_its_directory_exists(tmp_path, tiny):
