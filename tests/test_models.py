@@ -82,3 +82,24 @@ def test_dpo_two_steps_on_the_default_model(tmp_path):
     losses = [e["metrics"]["loss"] for e in handle.history if "loss" in e["metrics"]]
     assert len(losses) == 2 and all(0 < loss < 5 for loss in losses)
     assert (handle.run_dir / "samples.jsonl").read_text().strip()
+
+
+def test_two_processes_building_the_tiny_model_at_once_both_get_it(tmp_path):
+    """The two ranks of ``accelerate launch`` on a fresh cache both ask for the model: one builds it under a lock,
+    the other waits and then loads the built folder (they used to rename one .partial folder onto the other)."""
+    import subprocess
+    import sys
+
+    from alignlab.models import DEFAULT_MODEL, default_model_path
+
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / DEFAULT_MODEL).symlink_to(default_model_path())  # its tokenizer, without a rebuild
+    code = "from alignlab.models import tiny_model_path; print(tiny_model_path())"
+    env = {**__import__("os").environ, "ALIGNLAB_CACHE": str(cache)}
+    builders = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(builder.wait(timeout=300), *builder.communicate()) for builder in builders]
+    target = cache / "models" / "tiny-random"
+    assert [(code, out.strip()) for code, out, _ in results] == [(0, str(target))] * 2, results
+    assert (target / "config.json").exists() and not list((cache / "models").glob("*.partial"))
