@@ -303,6 +303,8 @@ def _train(args, whole_process: bool = False) -> int:
         handle = start(config, background=False, run_id=holder[0], is_writer=rank == 0)
         if handle.error:  # only process 0 writes the run directory: each process says why it failed
             print(f"process {rank}: run {handle.run_id} {handle.state}: {handle.error}", file=sys.stderr)
+            if os.environ.get("ALIGNLAB_TRACEBACK") and getattr(handle, "details", ""):
+                print(handle.details, file=sys.stderr)
         return 0 if handle.state == "finished" else 1
     with _signals_stop_the_run(restore=not whole_process) as signals:
         handle = resume(args.resume, runs_dir) if args.resume else start(config, run_id=args.run_id)

@@ -142,7 +142,7 @@ class RunHandle:
         """Record how the run ended (its traceback in ``details``) and mark it done, whatever cannot be written:
         a status that cannot be saved (a full disk, a read-only folder) fails the run here, and the status
         file, still saying running, reads as failed once this process has exited (see rundir.read_run)."""
-        self.state, self.error = state, error
+        self.state, self.error, self.details = state, error, details
         try:
             self._write_status()
         except Exception as write_failure:  # noqa: BLE001 - whatever happens, nobody may wait forever

@@ -9,6 +9,7 @@ model, and writes reference-vs-aligned samples on held-out prompts.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,11 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
         values[knob.trl_field] = config.method_args[knob.name]
     if spec.trl_overrides is not None:
         values.update(spec.trl_overrides(config))
+    if values.get("precompute_ref_log_probs") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # TRL's DPO trainer writes the precomputed log-probs of an in-memory dataset into a temporary folder of
+        # process 0's own and reads them back on every process: the others do not find the file. With several
+        # processes the reference is computed with each batch instead (the same values, one more forward pass).
+        values["precompute_ref_log_probs"] = False
     return {k: v for k, v in values.items() if k in field_names}
 
 

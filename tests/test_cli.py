@@ -138,6 +138,9 @@ def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
     """Two processes really train (DDP over gloo, the README's command), probe and sample on: the run
     records world size 2 and twice a one-process run's global batch, trains on twice its tokens a step (TRL's
     ``num_tokens`` counts every process's batch), and only process 0 writes."""
+    from alignlab.models import DEFAULT_MODEL, TINY_MODEL, cache_dir, default_model_path, tiny_model_path
+
+    default_model_path(), tiny_model_path()  # built in this cache, linked into the run's fresh one below
     pairs = tmp_path / "same_length.jsonl"  # every pair the same length: tokens per step count the pairs
     pair = {"prompt": "Review: the film", "chosen": " was wonderful and moving.", "rejected": " was dull and awful."}
     pairs.write_text((json.dumps(pair) + "\n") * 12)
@@ -151,7 +154,14 @@ def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
     assert "--num_processes 2" in launch and "--cpu" not in launch
     command = [sys.executable, "-m", "accelerate.commands.launch", *launch.split(), "--main_process_port", "0",
                "-m", "alignlab", *train.split(), *flags]  # the README's laptop command, the test's data and flags
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    # A cache without this data's reference log-probs (the models linked in): the first run of a dataset used to
+    # fail with several processes (TRL's precompute file was in a temporary folder of process 0's own).
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    for name in (DEFAULT_MODEL, TINY_MODEL):
+        (cache / "models" / name).symlink_to(cache_dir() / "models" / name)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**ENV, "ALIGNLAB_CACHE": str(cache)})
     failure = [line for line in result.stderr.splitlines() if "Error" in line or "[rank" in line]
     assert result.returncode == 0, "\n".join(failure[-30:]) or result.stderr[-3000:]
     (run,) = Path(tiny["output_dir"]).iterdir()  # one run directory for both processes
