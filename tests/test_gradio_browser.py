@@ -215,7 +215,8 @@ def test_a_message_typed_while_an_answer_streams_is_never_lost(app, browser):
         assert state["box"] == "Second message, typed while the first answer streams"
         assert state["disabled"] and state["send"] == "Answering…"  # Send says plainly that it waits
         shot(page, "chat-typing-while-streaming")
-    page.wait_for_function(ANSWERED_JS)
+    # the button and the notice come in one update, but the page draws the Markdown notice a moment later
+    page.wait_for_function(f"() => ({ANSWERED_JS})() && (document.getElementById('chat-notice')?.innerText || '')")
     state = page.evaluate(CHAT_STATE_JS)
     assert state["box"] == "Second message, typed while the first answer streams"  # kept through the stream
     assert state["notice"] == READY_NOTICE and state["asked"] == ["First message"]  # not sent behind the user's back
