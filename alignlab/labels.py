@@ -41,6 +41,23 @@ def kl_setting(method: str | None, config: dict) -> str:
     return f"{KNOB_SYMBOLS.get(spec.kl_knob, spec.kl_knob)} {value:g}"
 
 
+def method_title(method: str | None, config: dict) -> str:
+    """The method with its loss variant when the run changed it from the method's default: ``dpo (ipo)`` for DPO
+    trained with IPO's loss (Azar et al., 2023), plain ``dpo`` for the sigmoid loss; "unknown method" when none.
+
+    >>> method_title("dpo", {"method_args": {"loss_type": "ipo"}}), method_title("dpo", {}), method_title("kto", {})
+    ('dpo (ipo)', 'dpo', 'kto')
+    """
+    if not method:
+        return "unknown method"
+    spec = registry().get(method)
+    args = config.get("method_args")
+    loss = args.get("loss_type") if isinstance(args, dict) else None
+    if spec is None or not isinstance(loss, str) or not any(knob.name == "loss_type" for knob in spec.knobs):
+        return method
+    return method if loss == spec.knob("loss_type").default else f"{method} ({loss})"
+
+
 def final_probe_reward(history: list[dict]) -> float | None:
     """The last ``probe/reward`` a run logged, or None when its probe never ran.
 
@@ -77,7 +94,8 @@ def run_label(run: dict[str, Any], show_state: bool = False) -> str:
     """
     if run.get("state") == UNREADABLE:
         return f"{UNREADABLE}: {run.get('file') or 'see its error'}{ID_SEPARATOR}{run['run_id']}"
-    parts = [run.get("method") or "unknown method", kl_setting(run.get("method"), run.get("config") or {})]
+    config = run.get("config") or {}
+    parts = [method_title(run.get("method"), config), kl_setting(run.get("method"), config)]
     steps = run.get("steps") or 0
     parts.append(f"{steps} step{'' if steps == 1 else 's'}")
     reward = final_probe_reward(run.get("history") or [])

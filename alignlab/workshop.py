@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from alignlab.errors import AlignLabError
-from alignlab.labels import kl_setting, owner_of
+from alignlab.labels import kl_setting, method_title, owner_of
 from alignlab.plots import final_point
 
 
@@ -58,9 +58,10 @@ def check_budget(value: Any) -> float | None:
 def class_points(runs: list[dict]) -> list[dict]:
     """One point per finished run that has an owner and a reward-vs-KL point, oldest run first.
 
-    Each point: ``owner``, ``run_id``, ``method``, ``kl_setting`` (``β 0.1``, "" for a method without one),
-    ``steps``, and the run's final ``reward`` and ``kl`` (with ``reward_se`` / ``kl_se`` where the probe logged
-    them). Stopped, failed and running runs are left out: their last point is not where training ended.
+    Each point: ``owner``, ``run_id``, ``method`` (with its loss variant: ``dpo (ipo)``), ``kl_setting``
+    (``β 0.1``, "" for a method without one), ``steps``, and the run's final ``reward`` and ``kl`` (with
+    ``reward_se`` / ``kl_se`` where the probe logged them). Stopped, failed and running runs are left out: their
+    last point is not where training ended.
 
     >>> run = {"run_id": "r1", "method": "dpo", "state": "finished", "steps": 12,
     ...        "config": {"owner": "ada", "method_args": {"beta": 0.1}},
@@ -75,7 +76,8 @@ def class_points(runs: list[dict]) -> list[dict]:
         if point is None:
             continue
         config = run.get("config") or {}
-        points.append({"owner": owner, "run_id": run["run_id"], "method": run.get("method") or "",
+        method = method_title(run.get("method"), config) if run.get("method") else ""
+        points.append({"owner": owner, "run_id": run["run_id"], "method": method,
                        "kl_setting": kl_setting(run.get("method"), config), "steps": run.get("steps") or 0,
                        **{key: value for key, value in point.items() if key != "step"}})
     return points

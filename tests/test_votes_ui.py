@@ -126,6 +126,23 @@ def test_the_signed_in_user_is_the_voter_when_no_name_is_typed(runs_dir):
     assert last["voter"] == "ada" and last["outcome"] == "tie" and last["chosen"] is None
 
 
+def test_the_workshop_name_is_the_voter_when_no_name_is_typed(runs_dir):
+    from alignlab.ui.gradio import workshop_settings
+
+    demo = create_app(runs_dir, workshop=workshop_settings(True, "carol", None, None))
+    _, url, _ = serve(demo, port=None, block=False)
+    try:
+        client = Client(url, verbose=False, httpx_kwargs=PATIENT)
+        assert client.predict("grace", "", api_name="/set_name")[0] == "grace"  # the name at the top of the page
+        blind_chat(client, "A film for the class.")
+        assert client.predict("", "run:" + RUN_ID, api_name="/vote_both_bad")[0].startswith("✓ ")
+    finally:
+        demo.services.jobs.close()
+        demo.close()
+    last = read_votes(rundir.votes_path(runs_dir, RUN_ID))[0][-1]
+    assert last["voter"] == "grace" and last["outcome"] == "both-bad"
+
+
 def test_train_on_these_votes_queues_a_run_like_the_voted_one(app, runs_dir):
     demo, url = app
     for number in range(2):  # two decisive votes of its own, whatever ran before

@@ -83,6 +83,8 @@ def test_two_participants_train_rank_and_only_the_instructor_stops_anyone(app):
     assert [(row["position"], row["owner"], row["state"]) for row in queue] == [(1, "ada", "training"),
                                                                                 (2, "bob", "queued")]
     assert queue[1]["starts_in_s"] is None  # nothing has ended on this machine yet: unknown
+    # each page's Train tab follows its own job: bob sees his job 2 while ada's job 1 trains
+    assert (ada.predict(api_name="/job_status")["job"], bob.predict(api_name="/job_status")["job"]) == (1, 2)
     wait_for(lambda: all(job.state == "finished" for job in demo.services.jobs.jobs), 300)
 
     runs = list_runs(demo.services.runs_dir)

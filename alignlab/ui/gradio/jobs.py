@@ -188,15 +188,20 @@ class JobQueue:
             self._wake.notify_all()
         return job
 
-    def current(self) -> Job | None:
-        """The job being trained, else the next queued one, else the last job that ran."""
+    def current(self, user: str | None = None) -> Job | None:
+        """The job being trained, else the next queued one, else the last job that ran; among ``user``'s own jobs
+        first when they have any (a workshop participant or signed-in user follows their own run, not the room's)."""
         with self._wake:
-            for states in (ACTIVE_STATES, ("queued",)):
-                for job in self.jobs:
-                    if job.state in states:
-                        return job
-            started = [job for job in self.jobs if job.started is not None]
-            return started[-1] if started else None
+            mine = [job for job in self.jobs if user is not None and job.owner == user]
+            for jobs in (mine, self.jobs) if mine else (self.jobs,):
+                for states in (ACTIVE_STATES, ("queued",)):
+                    for job in jobs:
+                        if job.state in states:
+                            return job
+                started = [job for job in jobs if job.started is not None]
+                if started:
+                    return started[-1]
+            return None
 
     def queued(self) -> list[Job]:
         """Jobs waiting for their turn, oldest first."""

@@ -78,9 +78,10 @@ def job_figures(job: Job, rows: list[dict]) -> list:
                          histories)
 
 
-def job_status(services: Services) -> dict:
-    """The current job as plain data (API endpoint ``/job_status``): state, run id, steps and metric rows."""
-    job = services.jobs.current()
+def job_status(services: Services, user: str | None = None) -> dict:
+    """The current job (``user``'s own first, :meth:`alignlab.ui.gradio.jobs.JobQueue.current`) as plain data (API
+    endpoint ``/job_status``): state, run id, steps and metric rows."""
+    job = services.jobs.current(user)
     if job is None:
         return {"state": None, "queued": 0}
     rows = job.rows()

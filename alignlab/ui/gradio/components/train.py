@@ -240,10 +240,11 @@ def create_train_tab(services: Services) -> None:
 
     cancel.click(cancel_queued, outputs=[message], api_name="cancel_queued")
 
-    def refresh(last: dict):
+    def refresh(last: dict, request: gr.Request):
         """The line under Start (once a job ended), progress, curves (when new rows arrived), log, queue and
-        Stop of the current job; unchanged outputs are skipped so the page does not redraw every second."""
-        job = services.jobs.current()
+        Stop of the current job (the page's own, when its user has one); unchanged outputs are skipped so the page
+        does not redraw every second."""
+        job = services.jobs.current(services.user(request))
         rows = job.rows() if job else []
         log_text = job.log_tail() if job else ""
         progress_text = progress_html(job, rows)
@@ -270,9 +271,9 @@ def create_train_tab(services: Services) -> None:
     timer.tick(refresh, [seen], [seen, message, progress, *grid.outputs, log, queue, stop, changes_note, changes_table],
                show_progress="hidden", api_visibility="private", concurrency_limit=None)
 
-    def current_job() -> dict:
-        """The current job: state, run id, steps and every metric row logged so far."""
-        return job_status(services)
+    def current_job(request: gr.Request) -> dict:
+        """The current job (the caller's own first): state, run id, steps and every metric row logged so far."""
+        return job_status(services, services.user(request))
 
     gr.api(current_job, api_name="job_status")
 

@@ -162,8 +162,10 @@ class Voting:
                          api_name=api_name, show_progress="hidden")
 
         def own_name(current: str, request: gr.Request):
-            """The signed-in user's name in the name box, unless one is typed there."""
-            return gr.skip() if (current or "").strip() or not request.username else request.username
+            """The page's name in the name box (the signed-in account, or in workshop mode the name given at the top
+            of the page), unless one is typed there."""
+            user = self.services.user(request)
+            return gr.skip() if (current or "").strip() or not user else user
 
         self.tab.select(own_name, [self.name], [self.name], api_visibility="private")
         self.choice.change(lambda picked: (self.win_rate_line(picked), ""), [self.choice], [win_rate, revealed],
@@ -177,7 +179,7 @@ class Voting:
             pending = self.rounds.take(request.session_hash)
             if pending is None:
                 return NO_ROUND, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            record = pending.record(letter, voter if voter and voter.strip() else request.username)
+            record = pending.record(letter, voter if voter and voter.strip() else self.services.user(request))
             try:
                 append_vote(votes_path(self.services.runs_dir, pending.name), record)
             except AlignLabError as error:
