@@ -258,8 +258,17 @@ def test_a_reloaded_page_lists_uploads_from_disk_and_the_queue_shows_whole_run_i
                                             max_completion_length=8, probe_every=0))
     page.reload()
     page.wait_for_selector("#train-start")
-    page.locator("#train-dataset input").click()
-    assert page.get_by_role("option", name=f"{stored} (uploaded)").count() == 1
+    # the list is read from disk by the page's load event, which may end after the layout is drawn: open the
+    # dropdown again until it has answered (30 s at most)
+    option = page.get_by_role("option", name=f"{stored} (uploaded)")
+    for _attempt in range(15):
+        page.locator("#train-dataset input").click()
+        try:
+            option.wait_for(timeout=2000)
+            break
+        except playwright.TimeoutError:
+            page.keyboard.press("Escape")
+    assert option.count() == 1
     page.keyboard.press("Escape")
     page.wait_for_function("() => [...document.querySelectorAll('#train-queue [role=gridcell]')]"
                            ".some(cell => /\\d{8}-\\d{6}-/.test(cell.innerText))")

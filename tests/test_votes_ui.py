@@ -101,7 +101,7 @@ def test_twenty_browsers_vote_at_once_and_no_vote_is_lost(app, runs_dir):
         assert all(reward.startswith("reward (sentiment)") for reward in rewards)
         assert win_rate.startswith("People:")
     table = Client(url, verbose=False, httpx_kwargs=PATIENT).predict(api_name="/list_runs")[0]
-    column = table["headers"].index("people's win-rate")
+    column = table["headers"].index("win-rate (people; AI)")
     assert table["data"][0][0] == RUN_ID and table["data"][0][column].endswith(f"· {VOTERS} votes")
 
 
@@ -210,7 +210,7 @@ def test_the_notebook_runs_view_shows_the_win_rate_and_trains_on_these_votes(run
     decisive_votes(runs_dir)
     view = RunsView(runs_dir)
     cell = win_rate_cell(runs_dir, RUN_ID)  # the engine's cell, as the app's Runs table shows it
-    assert cell and "people's win-rate" in view.table.value and f"<td>{html.escape(cell)}</td>" in view.table.value
+    assert cell and "win-rate (people; AI)" in view.table.value and f"<td>{html.escape(cell)}</td>" in view.table.value
     assert view.train_on_votes() is None and "Select the one run" in view.votes_note.value
     view.picker.value = (RUN_ID,)
     view.votes_method.value, view.votes_mix.value = "orpo", True

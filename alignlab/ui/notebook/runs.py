@@ -42,7 +42,7 @@ def runs_table(runs: list[dict]) -> str:
     blind win-rate (and an AI annotator's) as the app's Runs table shows it (:func:`alignlab.votes.win_rate_cell`),
     and a note: for a run in state ``unreadable``, which of its files cannot be read and why."""
     header = ("run", "method", "state", "steps", "loss", "reward", "KL", "sample reward: reference → aligned",
-              "people's win-rate", "note")
+              "win-rate (people; AI)", "note")
     lines = []
     for run in runs:
         summary = samples_summary(run["path"])

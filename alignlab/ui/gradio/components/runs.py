@@ -29,7 +29,7 @@ from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run
 from alignlab.ui.gradio.services import Services
 from alignlab.ui.report import report_file_name, write_report
 
-RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", "people's win-rate", "note"]
+RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", "win-rate (people; AI)", "note"]
 SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward"]
 
 
