@@ -32,11 +32,11 @@ from alignlab.config import RunConfig
 from alignlab.methods import get_method
 
 # β / kl_coef per method: each method's default in the middle where it has two neighbours.
-GRID = {"dpo": (0.03, 0.1, 0.5), "rloo": (0.01, 0.05, 0.2), "ppo": (0.05, 0.2)}
+GRID = {"dpo": (0.03, 0.1, 0.5), "rloo": (0.01, 0.05, 0.2), "ppo": (0.01, 0.05)}
 SEEDS = (42, 7)
-# Settings that name, checkpoint or log a run but leave its training as it is (runs from before the checkpoint
-# and tracker knobs existed are reused).
-NOT_TRAINING = {"seed", "output_dir", "run_name", "save_every", "keep_checkpoints", "report_to"}
+# Settings that name, own, checkpoint or log a run but leave its training as it is (runs from before the
+# checkpoint, tracker and workshop-owner settings existed are reused).
+NOT_TRAINING = {"seed", "output_dir", "run_name", "save_every", "keep_checkpoints", "report_to", "owner"}
 
 
 def kl_knob(method: str) -> str:
@@ -70,9 +70,28 @@ QUICK = Sweep(grid={"dpo": (0.1, 1.0), "rloo": (0.1, 1.0), "ppo": (0.1, 1.0)}, s
               overrides={"max_steps": 2, "batch_size": 2, "max_length": 64, "max_completion_length": 8})
 
 
+def same_method(label: str | None, method: str) -> bool:
+    """Whether a ``bench.alignment`` record's method label is ``method``: the method alone, or the method with its
+    KL knob set (``ppo {"kl_coef": 0.01}``, how the bench labels a run with ``--overrides``). Any other label (another
+    loss, another trainer) is another method.
+
+    >>> same_method("ppo", "ppo"), same_method('ppo {"kl_coef": 0.01}', "ppo"), same_method("ppo (TRL 1.12)", "ppo")
+    (True, True, False)
+    """
+    if label == method:
+        return True
+    if not label or not label.startswith(method + " {"):
+        return False
+    try:
+        overrides = json.loads(label[len(method) + 1:])
+    except ValueError:
+        return False
+    return isinstance(overrides, dict) and set(overrides) <= {kl_knob(method)}
+
+
 def matches(run: dict, sweep: Sweep, method: str, value: float, seed: int) -> bool:
     """Whether a measured run (a ``bench.alignment`` record) trained at exactly this point of the sweep."""
-    if not run.get("final") or run.get("state") != "finished" or run.get("method") != method:
+    if not run.get("final") or run.get("state") != "finished" or not same_method(run.get("method"), method):
         return False
     wanted, got = sweep.config(method, value, seed), run.get("config", {})
     return all(got.get(key) == wanted[key] for key in wanted if key not in NOT_TRAINING) and got.get("seed") == seed

@@ -71,6 +71,10 @@ def test_frontier_points_average_seeds_and_reuse_runs_measured_at_the_same_setti
     run = {"method": "dpo", "seed": 42, "state": "finished", "final": {"gain": 0.1},
            "config": {**QUICK.config("dpo", 0.1, 42), "output_dir": "elsewhere", "save_every": None}}
     assert matches(run, QUICK, "dpo", 0.1, 42)
+    recorded_before_owners = {key: value for key, value in run["config"].items() if key != "owner"}
+    assert matches({**run, "config": recorded_before_owners}, QUICK, "dpo", 0.1, 42)  # not retrained for a name
+    assert matches({**run, "method": 'dpo {"beta": 0.1}'}, QUICK, "dpo", 0.1, 42)  # the bench's --overrides label
+    assert not matches({**run, "method": 'dpo {"loss_type": "ipo"}'}, QUICK, "dpo", 0.1, 42)  # another loss
     assert not matches(run, QUICK, "dpo", 1.0, 42) and not matches(run, QUICK, "dpo", 0.1, 7)
     assert not matches({**run, "config": {**run["config"], "learning_rate": 0.5}}, QUICK, "dpo", 0.1, 42)
     from experiments.frontier import reusable
