@@ -53,9 +53,8 @@ def method_title(method: str | None, config: dict) -> str:
     spec = registry().get(method)
     args = config.get("method_args")
     loss = args.get("loss_type") if isinstance(args, dict) else None
-    if spec is None or not isinstance(loss, str) or not any(knob.name == "loss_type" for knob in spec.knobs):
-        return method
-    return method if loss == spec.knob("loss_type").default else f"{method} ({loss})"
+    default = next((knob.default for knob in spec.knobs if knob.name == "loss_type"), None) if spec else None
+    return f"{method} ({loss})" if isinstance(loss, str) and default is not None and loss != default else method
 
 
 def final_probe_reward(history: list[dict]) -> float | None:

@@ -4,6 +4,7 @@ these votes through the app's queue, and the notebook chat's switch, buttons and
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import threading
@@ -16,7 +17,7 @@ from alignlab import rundir
 from alignlab.cli import main
 from alignlab.data import VOTES_PREFIX
 from alignlab.errors import AlignLabError
-from alignlab.ui.gradio import create_app, serve
+from alignlab.ui.gradio import create_app, serve, workshop_settings
 from alignlab.ui.gradio.components.vote import ASK, NO_ROUND, NOT_A_RUN, votes_config
 from alignlab.vote_runs import votes_run_config
 from alignlab.votes import CHOICES, Round, append_vote, read_votes, reward_figure, run_votes, summary, win_rate_cell
@@ -40,13 +41,22 @@ def runs_dir(tmp_path_factory):
     return runs
 
 
+@contextlib.contextmanager
+def serving(demo, **options):
+    """Serve ``demo`` in the background (``options`` for :func:`serve`); its queue and server closed after."""
+    _, url, _ = serve(demo, port=None, block=False, **options)
+    try:
+        yield url
+    finally:
+        demo.services.jobs.close()
+        demo.close()
+
+
 @pytest.fixture(scope="module")
 def app(runs_dir):
     demo = create_app(runs_dir)
-    _, url, _ = serve(demo, port=None, block=False)
-    yield demo, url
-    demo.services.jobs.close()
-    demo.close()
+    with serving(demo) as url:
+        yield demo, url
 
 
 def blind_chat(client: Client, text: str, choice: str = "run:" + RUN_ID):
@@ -113,32 +123,20 @@ def test_blind_vote_needs_a_trained_run(app):
 
 
 def test_the_signed_in_user_is_the_voter_when_no_name_is_typed(runs_dir):
-    demo = create_app(runs_dir)
-    _, url, _ = serve(demo, port=None, auth="ada:lovelace", block=False)
-    try:
+    with serving(create_app(runs_dir), auth="ada:lovelace") as url:
         client = Client(url, auth=("ada", "lovelace"), verbose=False, httpx_kwargs=PATIENT)
         blind_chat(client, "One more film.")
         assert client.predict("", "run:" + RUN_ID, api_name="/vote_tie")[0].startswith("✓ ")
-    finally:
-        demo.services.jobs.close()
-        demo.close()
     last = read_votes(rundir.votes_path(runs_dir, RUN_ID))[0][-1]
     assert last["voter"] == "ada" and last["outcome"] == "tie" and last["chosen"] is None
 
 
 def test_the_workshop_name_is_the_voter_when_no_name_is_typed(runs_dir):
-    from alignlab.ui.gradio import workshop_settings
-
-    demo = create_app(runs_dir, workshop=workshop_settings(True, "carol", None, None))
-    _, url, _ = serve(demo, port=None, block=False)
-    try:
+    with serving(create_app(runs_dir, workshop=workshop_settings(True, "carol", None, None))) as url:
         client = Client(url, verbose=False, httpx_kwargs=PATIENT)
         assert client.predict("grace", "", api_name="/set_name")[0] == "grace"  # the name at the top of the page
         blind_chat(client, "A film for the class.")
         assert client.predict("", "run:" + RUN_ID, api_name="/vote_both_bad")[0].startswith("✓ ")
-    finally:
-        demo.services.jobs.close()
-        demo.close()
     last = read_votes(rundir.votes_path(runs_dir, RUN_ID))[0][-1]
     assert last["voter"] == "grace" and last["outcome"] == "both-bad"
 
