@@ -38,8 +38,11 @@ test-all: setup browser model  # include every slow real-model test
 app: setup model
 	$(VENV)/bin/alignlab app
 
+# Jupyter refuses to start as root without --allow-root; workshop containers run as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup model $(LAB_OVERRIDES)  # JupyterLab in notebooks/, on this machine only
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ALLOW_ROOT)
 
 $(LAB_OVERRIDES): tools/jupyterlab-overrides.json | setup
 	mkdir -p $(dir $@)

@@ -30,11 +30,13 @@ def test_the_overrides_file_is_json_that_turns_the_news_off_as_the_installed_sch
 def test_make_lab_installs_the_overrides_where_jupyterlab_reads_them_and_serves_on_localhost():
     from jupyterlab.commands import get_app_dir
 
-    commands = subprocess.run(["make", "-n", "lab", f"VENV={sys.prefix}"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout
+    # -W: as if the overrides file were new, so the copy shows whether or not `make lab` ran in this clone before
+    commands = subprocess.run(["make", "-n", "-W", "tools/jupyterlab-overrides.json", "lab", f"VENV={sys.prefix}"],
+                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
     installed = Path(get_app_dir()) / "settings" / "overrides.d" / "alignlab.json"
     assert f"cp tools/jupyterlab-overrides.json {installed}" in commands
     assert "jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=notebooks" in commands
+    assert ("--allow-root" in commands) == (os.geteuid() == 0)  # Jupyter refuses root without it
 
 
 def free_port() -> int:

@@ -92,3 +92,65 @@ def test_two_browsers_vote_blind_train_on_the_votes_and_chat_with_the_new_run(ap
     send_chat(second, "The ending")
     assert second.locator("#chat-aligned .message").count() >= 2
     shot(second, "votes-taught-run-chat")
+
+
+# The title a column shows over its answers (a Chatbot's block label).
+TITLE_JS = "(id) => (document.querySelector('#' + id + ' [data-testid=\"block-label\"]')?.innerText || '').trim()"
+
+
+def titles(page) -> tuple[str, str]:
+    return page.evaluate(TITLE_JS, "chat-reference"), page.evaluate(TITLE_JS, "chat-aligned")
+
+
+def test_every_blind_round_is_titled_a_and_b_until_its_vote(app, browser):
+    """Round after round (a vote, Clear, a change of run between them) the columns read A and B while the answers
+    stream and until the vote; only the vote names the models, and the names match the vote's recorded order. A
+    round left by a change of run takes no vote."""
+    _, url, runs = app
+    page = open_app(browser, url)
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "chat-model", RUN_ID)
+    page.locator("#chat-blind input").check()
+    page.locator("#chat-voter textarea, #chat-voter input").first.fill("Rounds")
+
+    def mine() -> list[dict]:
+        return [vote for vote in read_votes(votes_path(runs, RUN_ID))[0] if vote["voter"] == "Rounds"]
+
+    def answer(text: str) -> None:
+        page.locator("#chat-message textarea").fill(text)
+        page.locator("#chat-send").click()
+        page.wait_for_function("(text) => (document.querySelector('#chat-aligned')?.innerText || '').includes(text)",
+                               arg=text)
+        assert titles(page) == ("A", "B"), (text, titles(page))  # as soon as the round shows
+        page.wait_for_function("() => document.querySelectorAll('#chat-aligned .message').length >= 2"
+                               " && !document.querySelector('#chat-send')?.disabled")
+        assert titles(page) == ("A", "B"), (text, titles(page))  # answered, before the vote
+
+    def vote(button: str) -> None:
+        before = len(mine())
+        page.locator(f"#{button}").click()
+        page.wait_for_function(f"() => ({TITLE_JS})('chat-reference').startsWith('A: ')")
+        assert len(mine()) == before + 1
+        order = mine()[-1]["order"]
+        left, right = titles(page)
+        assert left.startswith(f"A: {order[0]}") and right.startswith(f"B: {order[1]}"), (left, right, order)
+
+    answer("Round 1: the film")
+    vote("chat-vote-a")
+    answer("Round 2: the film")  # straight after a reveal
+    vote("chat-vote-b")
+    page.locator("#chat-clear").click()
+    page.wait_for_function(f"() => ({TITLE_JS})('chat-reference') === 'A'")
+    answer("Round 3: the film")  # after Clear
+    vote("chat-vote-tie")
+    answer("Round 4: the film")
+    pick(page, "chat-model", "tiny-random")  # another model and back, before voting
+    page.wait_for_function("() => document.querySelectorAll('#chat-aligned .message').length === 0")
+    pick(page, "chat-model", RUN_ID)
+    assert titles(page) == ("A", "B")
+    page.locator("#chat-vote-a").click()
+    page.wait_for_function("() => (document.getElementById('chat-reveal')?.innerText || '')"
+                           ".includes('Nothing to vote')")
+    answer("Round 5: the film")  # after a change of run
+    vote("chat-vote-both-bad")
+    assert [vote["vote"] for vote in mine()] == ["A", "B", "tie", "both-bad"]

@@ -76,6 +76,8 @@ def test_twenty_browsers_vote_at_once_and_no_vote_is_lost(app, runs_dir):
         try:
             client = Client(url, verbose=False, httpx_kwargs=PATIENT)
             left, right, left_reward, right_reward, handed_back, notice = blind_chat(client, f"Film {number}, go.")
+            assert (left["label"], right["label"]) == ("A", "B")  # titled in the same update as the answers
+            left, right = left["value"], right["value"]
             assert left[-1]["role"] == right[-1]["role"] == "assistant" and handed_back == ""
             assert left_reward == right_reward == "" and notice == ASK  # rewards wait for the vote
             choice = CHOICES[number % len(CHOICES)]
@@ -189,6 +191,15 @@ def test_the_notebook_chat_votes_blind_and_shows_the_win_rate(runs_dir):
     assert "A: " in chat.reference_column.value and "reward (sentiment)" in chat.aligned_column.value
     assert "✓ A was the" in chat.voting.revealed.value and shown_tally() in chat.voting.win_rate.value
     assert chat.voting.vote("A") is None  # one vote per answer
+    # The next round: the reveal's titles are gone before its answer starts, and stay A and B until its vote
+    seen_at_start = []
+    chat.status.observe(lambda change: seen_at_start.append(chat.reference_column.value)
+                        if "answering" in change["new"] else None, names="value")
+    chat.send("The sequel")
+    assert seen_at_start and all(">A</div>" in value and "A: " not in value for value in seen_at_start)
+    assert ">A</div>" in chat.reference_column.value and ">B</div>" in chat.aligned_column.value
+    chat.clear()
+    assert ">A</div>" in chat.reference_column.value  # blind mode is still on
     chat.bind("tiny-random")
     chat.voting.blind.value = True
     assert chat.send("Hello") is None and "not a base model" in chat.status.value

@@ -15,10 +15,11 @@ from alignlab.ui.gradio import create_app, serve, workshop_settings
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 180_000  # waits for the page under a busy CPU (the suite must pass with one core taken)
 # Finished runs of three participants (owner, beta, final probe reward, final probe KL), written without training.
 ROOM = [("ada", 0.05, 0.92, 0.81), ("ada", 0.5, 0.41, 0.12), ("bob", 0.1, 0.63, 0.24), ("cy", 0.2, 0.35, 0.66)]
 
@@ -47,7 +48,7 @@ def test_a_named_participant_reads_the_class_leaderboard(app):
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         page.locator("#workshop-name textarea").fill("ada")
         page.locator("#workshop-name textarea").press("Enter")
@@ -68,7 +69,7 @@ def test_a_named_participant_reads_the_class_leaderboard(app):
         page.screenshot(path=str(ARTIFACTS / "workshop-class.png"), full_page=True)
 
         teacher = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        teacher.set_default_timeout(60_000)
+        teacher.set_default_timeout(TIMEOUT_MS)
         teacher.goto(url)
         teacher.locator("#workshop-name textarea").fill("carol")
         teacher.locator("#workshop-name textarea").press("Enter")

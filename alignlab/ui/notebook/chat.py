@@ -165,6 +165,7 @@ class Chat(widgets.VBox):
         try:
             if self.voting.begin() is not None:  # blind: one prompt per vote, no earlier turns
                 self.turns, self.histories = [], ([], [])
+            self._render()  # the new round's titles at once: no earlier reveal stays over its answers
             if self.pair is None:
                 self._say("loading the models…")
                 self.pair = make_pair(self.run, self.mode.value)

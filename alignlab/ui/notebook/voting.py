@@ -32,7 +32,7 @@ from alignlab.votes import (
 BUTTONS = (("A is better", "A"), ("B is better", "B"), ("Tie", "tie"), ("Both bad", "both-bad"))
 HEADINGS = ("Reference (before training)", "Aligned (trained)")
 NOT_A_RUN = "Blind votes compare a trained run with its reference: chat with a run, not a base model."
-ASK = "Which answer is better? Vote below; the models are named after your vote."
+ASK = "Which answer is better? Vote with the buttons above; the models are named after your vote."
 
 
 def run_dir_of(run: Any) -> Path | None:
@@ -90,9 +90,9 @@ class VotePanel(widgets.VBox):
         return self.seed is None or self.last_vote is not None
 
     def headings(self) -> tuple[str, str]:
-        """Column titles: by model, ``A`` and ``B`` before the vote, both named after it."""
+        """Column titles: by model, ``A`` and ``B`` in blind mode until the vote, both named after it."""
         if self.seed is None:
-            return HEADINGS
+            return ("A", "B") if self.blind.value else HEADINGS
         if self.last_vote is None:
             return "A", "B"
         names = {"aligned": f"aligned ({self.last_vote['aligned_model']})",

@@ -107,23 +107,31 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
 
     tab.select(refresh_choices, [choice], [choice], api_name="chat_models")
 
-    def pick(value: str, blind: bool = False):
-        """New model: fresh conversation, column titles, and the mode the run was trained in (with why)."""
-        reference_label, aligned_label = BLIND_TITLES if blind else side_labels(value)
+    def titled(picked: str, blind: bool) -> tuple:
+        """Both columns emptied under their titles: A and B in blind mode, else by model."""
+        reference_label, aligned_label = BLIND_TITLES if blind else side_labels(picked)
+        return gr.update(value=[], label=reference_label), gr.update(value=[], label=aligned_label)
+
+    def pick(value: str, blind: bool = False, request: gr.Request = None):
+        """New model (picked, or set by a refresh of the list): fresh conversation, column titles, no round left to
+        vote on, and the mode the run was trained in (with why)."""
+        voting.forget(request.session_hash if request else "")
         picked_mode, reason = default_mode(value, services.runs_dir)
-        return (gr.update(value=[], label=reference_label), gr.update(value=[], label=aligned_label), "", "", [], [],
-                gr.update(value=picked_mode, info=reason), "")
+        return *titled(value, blind), "", "", [], [], gr.update(value=picked_mode, info=reason), ""
 
-    choice.input(pick, [choice, voting.blind], [reference_box, aligned_box, reference_reward, aligned_reward,
-                                                reference_history, aligned_history, mode, notice],
-                 api_visibility="private")
+    # .change, not .input: a refresh of the list that moves the picker (a deleted run) starts afresh too
+    choice.change(pick, [choice, voting.blind], [reference_box, aligned_box, reference_reward, aligned_reward,
+                                                 reference_history, aligned_history, mode, notice],
+                  api_visibility="private")
 
-    def reset():
-        return [], [], "", "", [], [], ""
+    def reset(picked: str, blind: bool = False, request: gr.Request = None):
+        """Clear (or another mode): an empty conversation under fresh titles, and no round left to vote on."""
+        voting.forget(request.session_hash if request else "")
+        return *titled(picked, blind), "", "", [], [], ""
 
     chat_outputs = [reference_box, aligned_box, reference_reward, aligned_reward, reference_history, aligned_history]
-    clear.click(reset, None, [*chat_outputs, notice], api_visibility="private")
-    mode.input(reset, None, [*chat_outputs, notice], api_visibility="private")
+    clear.click(reset, [choice, voting.blind], [*chat_outputs, notice], api_visibility="private")
+    mode.input(reset, [choice, voting.blind], [*chat_outputs, notice], api_visibility="private")
     voting.bind((reference_box, aligned_box), (reference_reward, aligned_reward), (reference_history, aligned_history),
                 notice, pending, side_labels)
 

@@ -46,7 +46,7 @@ BLIND_TITLES = ("A", "B")
 KEEP_ROUNDS = 2_000  # answered rounds waiting for a vote, one per browser session
 REFRESH_S = 10.0
 NOT_A_RUN = "Blind votes compare a trained run with its reference: pick a run from the list (or turn Blind vote off)."
-ASK = "Which answer is better? Vote below; the models are named after your vote."
+ASK = "Which answer is better? Vote with the buttons above; the models are named after your vote."
 NO_ROUND = "Nothing to vote on: send a message with Blind vote on, then vote once on its answers."
 
 
@@ -122,10 +122,16 @@ class Voting:
 
     @staticmethod
     def arrange(seed: int | None, reference, aligned) -> tuple:
-        """The two columns as shown: (reference, aligned), or (A, B) in a blind round."""
+        """The two columns as shown: (reference, aligned), or in a blind round (A, B) with the titles A and B in the
+        same update, so a title of an earlier round's reveal never stays over a new round's answers."""
         if seed is None:
             return reference, aligned
-        return (reference, aligned) if blind_order(seed)[0] == "reference" else (aligned, reference)
+        first, second = (reference, aligned) if blind_order(seed)[0] == "reference" else (aligned, reference)
+        return gr.update(value=first, label=BLIND_TITLES[0]), gr.update(value=second, label=BLIND_TITLES[1])
+
+    def forget(self, session: str) -> None:
+        """The shown round is gone (Clear, another run or mode): no vote can be cast on it any more."""
+        self.rounds.put(session, None)
 
     def offer(self, seed: int, session: str, choice: str, text: str, mode: str, reply, pair, settings) -> None:
         """The blind round's answers are complete: keep them for the session's vote."""
