@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from alignlab import devices
 from alignlab.config import RunConfig, config_of
 from alignlab.data import check_prompt_lengths, load_rows
 from alignlab.errors import AlignLabError
@@ -168,6 +169,7 @@ def preflight(config: RunConfig) -> None:
     rows = load_rows(config.dataset, config.spec.data_format, config.method)
     reward_for(config)
     resolve_model(config.model)
+    devices.of_run(config)  # a dtype, attention or 4-bit choice this machine cannot run is refused now
     if config.spec.data_format != "prompt":
         check_prompt_lengths(config.dataset, rows, _tokenizer(config), config.max_length)
 

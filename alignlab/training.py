@@ -18,7 +18,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from alignlab import rundir
+from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
 from alignlab.data import held_out_prompts, load_dataset
@@ -92,11 +92,8 @@ class EventCallback(TrainerCallback):
 
 def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
     """Keyword arguments for the method's TRL config class."""
-    import torch
-
     spec = config.spec
     field_names = {f.name for f in dataclasses.fields(spec.config_class())}
-    use_gpu = torch.cuda.is_available()
     values = dict(
         output_dir=str(rundir.checkpoints_dir(run_dir)), max_steps=config.max_steps if config.max_steps > 0 else -1,
         num_train_epochs=config.epochs, learning_rate=config.learning_rate,
@@ -106,14 +103,16 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
         logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (not as the mean so far) and fails the run
         # Checkpoints every save_every steps (and on a stop, see EventCallback), the last keep_checkpoints kept.
         save_strategy="steps" if config.save_every and spec.resumable else "no", save_steps=config.save_every or 1,
-        save_total_limit=config.keep_checkpoints, disable_tqdm=True, use_cpu=not use_gpu,
-        bf16=use_gpu and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
-        gradient_checkpointing=False,  # small models: recomputing activations only costs time
+        save_total_limit=config.keep_checkpoints, disable_tqdm=True, dataloader_num_workers=0,
+        **devices.of_run(config).trainer_flags(),  # bf16 / fp16 with loss scaling / the CPU: the one device policy
         **trainer_arguments(config.report_to, run_dir),  # report_to: the experiment tracker, if any
     )
     lengths = {"max_length": config.max_length, "max_completion_length": config.max_completion_length,
                "max_prompt_length": config.max_length - config.max_completion_length}
     values.update({k: v for k, v in lengths.items() if k in field_names})
+    # transformers 5 renamed gradient_checkpointing (a deprecated alias now) to activation_checkpointing
+    values["activation_checkpointing" if "activation_checkpointing" in field_names else "gradient_checkpointing"] = (
+        config.gradient_checkpointing)
     values.update(spec.trl_defaults)
     for knob in spec.knobs:
         values[knob.trl_field] = config.method_args[knob.name]
@@ -160,7 +159,7 @@ def _train(handle) -> None:
     set_seed(config.seed)  # the LoRA initialisation too: TRL adds the adapter before its Trainer seeds
     spec = config.spec
     tokenizer = load_tokenizer(config.model, config.trust_remote_code)
-    model = load_model(config.model, spec.model_kind, config.trust_remote_code)
+    model = load_model(config.model, spec.model_kind, config.trust_remote_code, devices.of_run(config))
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
                          dataset=load_dataset(config.dataset, spec.data_format, config.method, tokenizer,
                                                   config.max_length),
