@@ -138,7 +138,7 @@ def placement(dtype: str = "auto", *, training: bool = False, attn_implementatio
                       "it needs a CUDA GPU and the flash-attn package: use sdpa or auto")
     if load_in_4bit and not (cuda and facts.bitsandbytes):
         raise _refuse("load_in_4bit", "True", facts, "4-bit QLoRA needs a CUDA GPU and bitsandbytes "
-                      "(pip install bitsandbytes): turn load_in_4bit off")
+                      "(pip install 'alignlab[qlora]'): turn load_in_4bit off")
     mixed = dtype if training and dtype != "fp32" else "no"
     weights = "fp32" if training and dtype == "fp16" else dtype  # fp16 autocast keeps fp32 master weights
     device = f"cuda:{facts.index}" if cuda else facts.kind
