@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.data import builtin_names, resolve_dataset
+from alignlab.data import builtin_names, is_dataset_object, resolve_dataset
+from alignlab.devices import ATTENTION, DTYPES
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
@@ -93,10 +94,11 @@ class RunConfig:
     method: str = field(default="dpo", metadata=_meta("Training method.", kind="choice"))
     model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", "essential",
                                                              kind="str", suggestions=_offered_models))
-    dataset: str = field(
-        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id, JSONL/CSV/Parquet path, or "
-                                                "votes:<run id> (the blind votes cast on a run); join sources "
-                                                "with + to mix them (votes:<run id>+positive-reviews).",
+    dataset: Any = field(
+        default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id, JSONL/CSV/Parquet path, a "
+                                                "save_to_disk folder, or votes:<run id> (the blind votes cast on a "
+                                                "run); join sources with + to mix them (votes:<run id>+positive-"
+                                                "reviews). From Python also a datasets.Dataset or DatasetDict.",
                                                 "essential", kind="str", suggestions=builtin_names)
     )
     reward: str = field(
@@ -146,6 +148,21 @@ class RunConfig:
     lora_target_modules: str = field(
         default="all-linear", metadata=_meta("Comma-separated module names, or all-linear.", "lora", kind="str")
     )
+    load_in_4bit: bool = field(
+        default=False, metadata=_meta("QLoRA: load the frozen base in 4-bit NF4 under the LoRA adapter (needs a CUDA "
+                                      "GPU and bitsandbytes).", "lora"))
+    dtype: str = field(
+        default="auto",
+        metadata=_meta("Precision of the weights and the trainer: auto = bf16 on a GPU with bf16, fp16 with loss "
+                       "scaling on one without (T4, V100), fp32 on the CPU (see alignlab.devices).",
+                       kind="choice", choices=DTYPES))
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_meta("Recompute activations in the backward pass: less GPU memory, about a third "
+                                      "more time per step."))
+    attn_implementation: str = field(
+        default="auto", metadata=_meta("Attention kernel: auto (transformers' default, sdpa), eager, sdpa, or "
+                                       "flash_attention_2 (CUDA and the flash-attn package).",
+                                       kind="choice", choices=ATTENTION))
     seed: int = field(
         default=42, metadata=_meta("Random seed (data order, init, sampling).", "essential", min=0, max=2**31 - 1))
     probe_every: int = field(
@@ -191,12 +208,17 @@ class RunConfig:
         if not isinstance(self.method, str) or self.method not in method_names():
             raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
         for knob in common_knobs():
-            setattr(self, knob.name, knob.coerce(getattr(self, knob.name)))
+            value = getattr(self, knob.name)
+            if not is_dataset_object(value):  # a datasets.Dataset stays one (resolve_dataset takes its train split)
+                setattr(self, knob.name, knob.coerce(value))
         self.owner = check_owner(self.owner)
         if self.run_name:  # a label that goes into the run directory's name: never a path
             check_run_id(self.run_name, "run_name", MAX_RUN_NAME)
         if not self.output_dir.strip() or "\x00" in self.output_dir:  # whether it can be written: checked at start
             raise AlignLabError(f"output_dir: got {_short(self.output_dir)}, expected a folder path")
+        if self.load_in_4bit and not self.lora:
+            raise AlignLabError("load_in_4bit: got True with lora False, expected lora on (4-bit weights are frozen: "
+                                "QLoRA trains a LoRA adapter over them)")
         self.dataset = resolve_dataset(self.dataset, self.output_dir)  # votes:<run id> -> its file in output_dir
         if self.max_completion_length >= self.max_length:
             raise AlignLabError(

@@ -7,8 +7,10 @@ Formats a method can declare (``MethodSpec.data_format``):
 - ``sft``: prompt, completion (derived from pairs by keeping the chosen answer)
 - ``prompt``: prompt only (for online methods that generate their own completions)
 
-Accepted sources: a built-in name, a local ``.jsonl``/``.json``/``.csv``/``.parquet`` file, a Hugging
-Face dataset id already in the local cache, or ``votes:<run id>``: the blind votes cast on a run in the
+Accepted sources: a built-in name, a local ``.jsonl``/``.json``/``.csv``/``.parquet`` file, a folder written
+by ``datasets``' ``save_to_disk``, a ``datasets.Dataset`` or ``DatasetDict`` object (its ``train`` split; a run
+keeps a copy, see :func:`keep_in_run`), a Hugging Face dataset id already in the local cache (or any hub id
+with ``ALIGNLAB_ALLOW_DOWNLOAD`` set), or ``votes:<run id>``: the blind votes cast on a run in the
 chats (``<output_dir>/_votes/<run id>.jsonl``, see :mod:`alignlab.votes`; :func:`resolve_dataset` turns
 the name into that path). A votes file is read as preference pairs, ties and both-bad votes left out (KTO
 then gets its unpaired rows from the pairs, as from any pairs). Sources joined with ``+`` are mixed: each
@@ -27,6 +29,7 @@ boolean, 0/1 or the string true/false/1/0. A bad row raises one AlignLabError na
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -37,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import AlignLabError, AlignLabWarning
-from alignlab.offline import hub_offline
-from alignlab.rundir import votes_names, votes_path
+from alignlab.offline import ALLOW_DOWNLOAD, downloads_allowed, hub_offline
+from alignlab.rundir import dataset_dir, votes_names, votes_path
 from alignlab.votes import is_votes_file, votes_as_pairs
 
 BUILTIN_TASK = "positive-reviews"
@@ -195,21 +198,78 @@ def _read_source(source: str, purpose: str) -> list[dict]:
             return readers[suffix](path)
         raise AlignLabError(f"dataset: {source!r} has suffix {suffix!r}, expected .jsonl, .json, .csv or .parquet")
     if path.exists():
-        raise AlignLabError(f"dataset: {source!r} is a folder, expected a file or dataset name")
-    return _read_hub_cache(source)
+        return train_split(_load_saved(path), source).to_list()
+    return _read_hub(source)
 
 
-def _read_hub_cache(source: str) -> list[dict]:
+SAVED_MARKERS = ("state.json", "dataset_dict.json")  # save_to_disk writes one of them: a Dataset, a DatasetDict
+
+
+def _load_saved(path: Path):
+    """The Dataset or DatasetDict ``save_to_disk`` wrote into the folder ``path``."""
+    if not any((path / marker).is_file() for marker in SAVED_MARKERS):
+        raise AlignLabError(f"dataset: {str(path)!r} is a folder without {' or '.join(SAVED_MARKERS)}, expected a "
+                            "file, a dataset name, or a folder written by datasets' save_to_disk")
+    import datasets
+
+    try:
+        return datasets.load_from_disk(str(path))
+    except Exception as error:  # noqa: BLE001 - a damaged folder is bad input
+        reason = (str(error).splitlines() or [""])[0]
+        raise AlignLabError(f"dataset: {str(path)!r} cannot be read by datasets.load_from_disk "
+                            f"({type(error).__name__}: {reason})") from None
+
+
+def is_dataset_object(value: Any) -> bool:
+    """True for a ``datasets.Dataset`` or ``DatasetDict`` (without importing datasets for other values)."""
+    if isinstance(value, (str, Path)) or "datasets" not in sys.modules:
+        return False
+    import datasets
+
+    return isinstance(value, (datasets.Dataset, datasets.DatasetDict))
+
+
+def train_split(dataset, source: str | None = None):
+    """``dataset`` itself, or a DatasetDict's ``train`` split (the only split when it has one); AlignLabError
+    naming the splits otherwise."""
+    import datasets
+
+    if not isinstance(dataset, datasets.DatasetDict):
+        return dataset
+    if "train" in dataset or len(dataset) == 1:
+        return dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+    what = f"a DatasetDict with the splits {', '.join(dataset)}"
+    raise AlignLabError(f"dataset: got {f'{source!r} ({what})' if source else what}, expected one with a train split "
+                        "(or pass the split to train on: dataset['NAME'])")
+
+
+def keep_in_run(dataset, run_dir: str | Path) -> str:
+    """Save an in-memory dataset (its :func:`train_split`) into the run directory with ``save_to_disk`` and
+    return that folder's path, the run's dataset from then on (eval and chat read held-out prompts from it)."""
+    folder = dataset_dir(run_dir)
+    train_split(dataset).save_to_disk(str(folder))
+    return str(folder)
+
+
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
+
+
+def _read_hub(source: str) -> list[dict]:
     import datasets
 
     name, _, split = source.partition(":")
     try:
         with hub_offline():  # the local cache only, unless downloads are allowed
             loaded = datasets.load_dataset(name, split=split or "train", download_mode="reuse_cache_if_exists")
-    except Exception:  # noqa: BLE001 - any failure means it is not available offline
+    except Exception as error:  # noqa: BLE001 - offline, any failure means it is not in the cache
+        if downloads_allowed():
+            raise AlignLabError(f"dataset: {source!r} could not be loaded from the Hugging Face hub "
+                                f"({_first_line(error)})") from error
         raise AlignLabError(
-            f"dataset: got {source!r}, expected {BUILTIN_TASK!r}, a .jsonl/.json/.csv/.parquet file, or a Hugging "
-            "Face dataset id already in the local cache (NAME or NAME:SPLIT)"
+            f"dataset: got {source!r}, expected {BUILTIN_TASK!r}, a .jsonl/.json/.csv/.parquet file, a save_to_disk "
+            "folder, or a Hugging Face dataset id already in the local cache (NAME or NAME:SPLIT); alignlab is "
+            f"offline: set {ALLOW_DOWNLOAD}=1 to download it"
         ) from None
     return loaded.to_list()
 
@@ -399,20 +459,24 @@ def _convert(stored: str, rows: list[dict], wanted: str) -> list[dict]:
     raise AssertionError((stored, wanted))
 
 
-def dataset_parts(source: str) -> list[str]:
-    """The sources a dataset value mixes (split at ``+``); an existing file is one source even with a ``+``.
+def dataset_parts(source) -> list:
+    """The sources a dataset value mixes (split at ``+``); an existing file or folder, or a dataset object, is one
+    source even with a ``+``.
 
     >>> dataset_parts("votes:r1+positive-reviews")
     ['votes:r1', 'positive-reviews']
     """
-    if MIX not in source or Path(source).expanduser().is_file():
+    if not isinstance(source, str) or MIX not in source or Path(source).expanduser().exists():
         return [source]
     return [part.strip() for part in source.split(MIX)]
 
 
-def resolve_dataset(source: str, output_dir: str | Path) -> str:
+def resolve_dataset(source, output_dir: str | Path):
     """``source`` with each ``votes:<name>`` part replaced by the path of that votes file in the runs folder
-    ``output_dir``; AlignLabError naming the votes there when there is no such file (or an empty part)."""
+    ``output_dir``; AlignLabError naming the votes there when there is no such file (or an empty part). A dataset
+    object comes back as its :func:`train_split`."""
+    if is_dataset_object(source):
+        return train_split(source)
     parts = dataset_parts(source)
     if len(parts) > 1 and not all(parts):
         raise AlignLabError(f"dataset: got {source!r}, expected sources joined by {MIX!r} with none empty")
@@ -444,7 +508,15 @@ def _load_mix(parts: list[str], data_format: str, method: str) -> list[dict]:
     return rows
 
 
-def load_rows(source: str, data_format: str, method: str = "") -> list[dict]:
+def dataset_label(source) -> str:
+    """How errors and records name a dataset value: the string itself, or an object's class, rows and fingerprint."""
+    if not is_dataset_object(source):
+        return str(source)
+    split = train_split(source)
+    return f"{type(source).__name__}({split.num_rows} rows, fingerprint {split._fingerprint})"
+
+
+def load_rows(source, data_format: str, method: str = "") -> list[dict]:
     """Rows of ``source`` in ``data_format``, converting when possible, else a clear error.
 
     Every row is checked first (see :func:`_check_rows`); pairs whose chosen equals rejected are counted
@@ -456,7 +528,10 @@ def load_rows(source: str, data_format: str, method: str = "") -> list[dict]:
     parts = dataset_parts(source)
     if len(parts) > 1:
         return _load_mix(parts, data_format, method)
-    rows = _read_source(source, data_format)
+    if is_dataset_object(source):
+        source, rows = dataset_label(source), train_split(source).to_list()
+    else:
+        rows = _read_source(source, data_format)
     if not rows:
         raise AlignLabError(f"dataset: {source!r} is empty, expected at least one row")
     stored, rows = _normalise(source, _check_rows(source, rows), rows)
@@ -480,7 +555,7 @@ def load_rows(source: str, data_format: str, method: str = "") -> list[dict]:
     return rows
 
 
-def load_dataset(source: str, data_format: str, method: str = "", tokenizer: Any = None, max_length: int = 0):
+def load_dataset(source, data_format: str, method: str = "", tokenizer: Any = None, max_length: int = 0):
     """``load_rows`` as a ``datasets.Dataset`` (what TRL trainers take); with a ``tokenizer`` and ``max_length``,
     without the rows whose prompt alone fills ``max_length`` (:func:`rows_that_fit`)."""
     import datasets
@@ -549,10 +624,40 @@ def rows_that_fit(rows: list[dict], tokenizer: Any, max_length: int) -> list[dic
 HELD_OUT_ROWS = 64  # a user dataset's last rows serve as its held-out prompts
 
 
-def held_out_prompts(source: str) -> list:
+def held_out_prompts(source) -> list:
     """Held-out prompts for samples, the probe and the eval: the built-in task's eval split (when the
     dataset is or mixes in the built-in task), else the prompts of the dataset's last :data:`HELD_OUT_ROWS`
     rows."""
     if BUILTIN_TASK in dataset_parts(source):
         return task_prompts("eval")
     return [row["prompt"] for row in load_rows(source, "prompt")[-HELD_OUT_ROWS:]]
+
+
+def trained_on(source, dataset, data_format: str) -> dict:
+    """What a run trains on, for its record (:func:`alignlab.rundir.write_trained_on`): the source, the rows the
+    trainer gets (``dataset``, in ``data_format``) with a sha256 of their content that any process recomputes
+    alike, and the ``datasets`` fingerprint of a save_to_disk folder's or dataset object's own data."""
+    content = hashlib.sha256()
+    for row in dataset.to_list():
+        content.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+    record = {"source": dataset_label(source), "format": data_format, "rows": dataset.num_rows,
+              "sha256": content.hexdigest()}
+    if is_dataset_object(source):
+        record["fingerprint"] = train_split(source)._fingerprint
+    elif isinstance(source, str) and Path(source).expanduser().is_dir():
+        folder = Path(source).expanduser()
+        record.update(fingerprint=_saved_fingerprint(folder),
+                      source_rows=train_split(_load_saved(folder), source).num_rows)
+    return record
+
+
+def _saved_fingerprint(folder: Path) -> str | None:
+    """The fingerprint ``save_to_disk`` kept in the (train) split's ``state.json``: the saved object's own
+    (``load_from_disk`` gives the loaded copy a new one)."""
+    try:
+        if (folder / "dataset_dict.json").is_file():
+            splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+            folder = folder / ("train" if "train" in splits else splits[0])
+        return json.loads((folder / "state.json").read_text(encoding="utf-8"))["_fingerprint"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None

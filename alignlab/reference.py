@@ -19,6 +19,7 @@ import contextlib
 import threading
 import weakref
 
+from alignlab import devices
 from alignlab.models import load_model
 
 # One lock per model object, so nothing reads the aligned model while another thread has its LoRA
@@ -59,11 +60,10 @@ def guard_adapter_switch(model) -> None:
 
 
 def frozen_reference(model_name: str, like=None, trust_remote_code: bool = False):
-    """A frozen copy of the base model ``model_name`` in eval mode, on the device of ``like`` (if given)."""
-    reference = load_model(model_name, trust_remote_code=trust_remote_code)
-    if like is not None:
-        reference.to(next(like.parameters()).device)
-    return reference.eval()
+    """A frozen copy of the base model ``model_name`` in eval mode, on the device and in the dtype of ``like`` (if
+    given: the model it is the reference of, see :func:`alignlab.devices.like`)."""
+    placement = devices.like(like) if like is not None else None
+    return load_model(model_name, trust_remote_code=trust_remote_code, placement=placement).eval()
 
 
 @contextlib.contextmanager

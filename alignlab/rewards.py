@@ -131,12 +131,6 @@ def length_scores(prompts: Sequence[str], completions: Sequence[str], target_wor
     return [max(0.0, 1.0 - abs(len(text.split()) - target_words) / target_words) for text in completions]
 
 
-def _device():
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class RewardModelScorer:
     """Scores with a run trained by the ``reward`` method, formatted as TRL's RewardTrainer saw it:
     prompt + completion + EOS for text, the chat template for message lists. Loads on first use."""
@@ -154,7 +148,7 @@ class RewardModelScorer:
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-            self._loaded = merged.to(_device()), tokenizer
+            self._loaded = merged, tokenizer
         model, tokenizer = self._loaded
         texts = []
         for prompt, completion in zip(prompts, completions):
@@ -216,7 +210,7 @@ class Judge:
     def _load(self):
         if self._loaded is None:
             tokenizer = load_tokenizer(self.model_name)
-            model = load_model(self.model_name).to(_device()).eval()
+            model = load_model(self.model_name).eval()
             self._loaded = model, tokenizer
         return self._loaded
 

@@ -77,6 +77,8 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's file: the model folder holds an
 MODEL_CARD = "README.md"  # the model card in a model folder (and in its exports), front matter first
 TRAINING_ARGS = "training_args.bin"  # TRL's pickled trainer settings in a model folder: left out of exports
 EVAL = "eval.json"
+DATASET = "dataset"  # an in-memory datasets.Dataset a run was given, kept with save_to_disk
+TRAINED_ON = "trained_on.json"  # what the run trained on: source, fingerprints, row count (see write_trained_on)
 VOTES = "_votes"  # beside the runs: one votes file per run, <run id>.jsonl (not a run id: it starts with "_")
 VOTES_SUFFIX = ".jsonl"
 
@@ -591,6 +593,30 @@ def read_eval(run_dir: str | Path) -> dict | None:
         return None
     try:
         return _read_object(run_dir, EVAL, {"gain": (int, float), "gain_se": (int, float)})
+    except UnreadableRunFile:
+        return None
+
+
+def dataset_dir(run_dir: str | Path) -> Path:
+    """Where a run keeps the in-memory dataset it was given (a ``save_to_disk`` folder)."""
+    return Path(run_dir) / DATASET
+
+
+def write_trained_on(run_dir: str | Path, record: dict) -> None:
+    """Record what the run trained on (:func:`alignlab.data.trained_on`), atomically; AlignLabError in one line if
+    it cannot be written."""
+    try:
+        _write_json(Path(run_dir) / TRAINED_ON, record)
+    except OSError as error:
+        raise AlignLabError(f"run: cannot write {TRAINED_ON} in {run_dir} ({error.strerror or error})") from None
+
+
+def read_trained_on(run_dir: str | Path) -> dict | None:
+    """What the run trained on (:func:`write_trained_on`), or None when it has no record (or a damaged one)."""
+    if not (Path(run_dir) / TRAINED_ON).is_file():
+        return None
+    try:
+        return _read_object(run_dir, TRAINED_ON, {"rows": (int,), "sha256": (str,)})
     except UnreadableRunFile:
         return None
 

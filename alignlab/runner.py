@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from alignlab import devices
 from alignlab.config import RunConfig, config_of
-from alignlab.data import check_prompt_lengths, load_rows
+from alignlab.data import check_prompt_lengths, dataset_label, is_dataset_object, keep_in_run, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.metrics import MetricBus
 from alignlab.models import load_tokenizer, resolve_model
@@ -35,6 +36,7 @@ from alignlab.rundir import (
     check_output_dir,
     check_run_id,
     create,
+    dataset_dir,
     delete_run,
     find,
     latest_checkpoint,
@@ -168,8 +170,9 @@ def preflight(config: RunConfig) -> None:
     rows = load_rows(config.dataset, config.spec.data_format, config.method)
     reward_for(config)
     resolve_model(config.model)
+    devices.of_run(config)  # a dtype, attention or 4-bit choice this machine cannot run is refused now
     if config.spec.data_format != "prompt":
-        check_prompt_lengths(config.dataset, rows, _tokenizer(config), config.max_length)
+        check_prompt_lengths(dataset_label(config.dataset), rows, _tokenizer(config), config.max_length)
 
 
 def _tokenizer(config: RunConfig):
@@ -200,11 +203,17 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
     preflight(config)
     handle = RunHandle(config, run_id, run_dir, is_writer=is_writer)
     if is_writer:
+        dataset = config.dataset
+        if is_dataset_object(dataset):  # the run keeps a copy, and its config names that folder
+            config.dataset = str(dataset_dir(run_dir))
         create(run_dir, {"run_id": run_id, **config.to_dict()})
         try:
+            if is_dataset_object(dataset):
+                keep_in_run(dataset, run_dir)
             handle._write_status()
-        except AlignLabError:  # a full disk: no run that never started is left behind
+        except (AlignLabError, OSError):  # a full disk: no run that never started is left behind
             delete_run(run_dir)
+            config.dataset = dataset
             raise
     _launch(handle, background)
     return handle

@@ -18,15 +18,15 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from alignlab import rundir
+from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
-from alignlab.data import held_out_prompts, load_dataset
+from alignlab.data import held_out_prompts, load_dataset, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabWarning
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
-from alignlab.models import load_model, load_tokenizer, lora_config, policy_of
+from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
 from alignlab.offline import hub_offline
 from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
@@ -34,8 +34,6 @@ from alignlab.rewards import reward_for
 from alignlab.tracking import keep_logs_in_run_dir, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
-# TRL still sets the old name of activation checkpointing; the rename warning is noise for a lab user.
-warnings.filterwarnings("ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
 @dataclass
@@ -92,11 +90,8 @@ class EventCallback(TrainerCallback):
 
 def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
     """Keyword arguments for the method's TRL config class."""
-    import torch
-
     spec = config.spec
     field_names = {f.name for f in dataclasses.fields(spec.config_class())}
-    use_gpu = torch.cuda.is_available()
     values = dict(
         output_dir=str(rundir.checkpoints_dir(run_dir)), max_steps=config.max_steps if config.max_steps > 0 else -1,
         num_train_epochs=config.epochs, learning_rate=config.learning_rate,
@@ -106,14 +101,16 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
         logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (not as the mean so far) and fails the run
         # Checkpoints every save_every steps (and on a stop, see EventCallback), the last keep_checkpoints kept.
         save_strategy="steps" if config.save_every and spec.resumable else "no", save_steps=config.save_every or 1,
-        save_total_limit=config.keep_checkpoints, disable_tqdm=True, use_cpu=not use_gpu,
-        bf16=use_gpu and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
-        gradient_checkpointing=False,  # small models: recomputing activations only costs time
+        save_total_limit=config.keep_checkpoints, disable_tqdm=True, dataloader_num_workers=0,
+        **devices.of_run(config).trainer_flags(),  # bf16 / fp16 with loss scaling / the CPU: the one device policy
         **trainer_arguments(config.report_to, run_dir),  # report_to: the experiment tracker, if any
     )
     lengths = {"max_length": config.max_length, "max_completion_length": config.max_completion_length,
                "max_prompt_length": config.max_length - config.max_completion_length}
     values.update({k: v for k, v in lengths.items() if k in field_names})
+    # transformers 5 renamed gradient_checkpointing (a deprecated alias now) to activation_checkpointing
+    values["activation_checkpointing" if "activation_checkpointing" in field_names else "gradient_checkpointing"] = (
+        config.gradient_checkpointing)
     values.update(spec.trl_defaults)
     for knob in spec.knobs:
         values[knob.trl_field] = config.method_args[knob.name]
@@ -137,10 +134,11 @@ def build_trainer(handle, context: RunContext):
     if config.lora:
         kwargs["peft_config"] = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
                                             config.lora_target_modules, spec.model_kind)
-    if spec.trainer_kwargs is not None:
-        kwargs.update(spec.trainer_kwargs(context))
-    with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
-        trainer = spec.trainer_class()(**kwargs)
+    with quiet_checkpointing_rename():  # PEFT adds the adapters (PPO's value model too)
+        if spec.trainer_kwargs is not None:
+            kwargs.update(spec.trainer_kwargs(context))
+        with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
+            trainer = spec.trainer_class()(**kwargs)
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
     keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
     return trainer
@@ -160,11 +158,13 @@ def _train(handle) -> None:
     set_seed(config.seed)  # the LoRA initialisation too: TRL adds the adapter before its Trainer seeds
     spec = config.spec
     tokenizer = load_tokenizer(config.model, config.trust_remote_code)
-    model = load_model(config.model, spec.model_kind, config.trust_remote_code)
+    model = load_model(config.model, spec.model_kind, config.trust_remote_code, devices.of_run(config))
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
                          dataset=load_dataset(config.dataset, spec.data_format, config.method, tokenizer,
                                                   config.max_length),
                          reward=reward_for(config))
+    if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
+        rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
     if config.probe_every and spec.model_kind == "causal-lm":
         from alignlab.probe import ProbeCallback
 
@@ -175,9 +175,7 @@ def _train(handle) -> None:
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
     try:
-        if handle.checkpoint is None:
-            trainer.train()
-        else:
+        with quiet_checkpointing_rename():  # TRL reads the old name at each generation
             trainer.train(resume_from_checkpoint=handle.checkpoint)
     except NonFiniteMetric as error:  # weights that gave NaN or Inf are no result: nothing is saved
         if error.step is not None:

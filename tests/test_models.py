@@ -53,20 +53,35 @@ def test_lora_reference_is_the_adapter_disabled_model():
             assert torch.allclose(reference(ids).logits, expected, atol=1e-5)
 
 
-def test_loading_an_adapter_prints_no_gradient_checkpointing_rename_warning():
-    """In a process of its own, as the app and the CLI load models (pytest resets the warning filters that
-    modules set while it collects tests)."""
+def test_the_checkpointing_rename_warning_is_silenced_only_inside_the_lab_s_calls():
+    """In a process of its own (pytest sets warning filters of its own): importing alignlab changes no warning
+    filter; inside quiet_checkpointing_rename (the lab's adapter loads and training) the rename warning is not
+    shown, other FutureWarnings are, and when the block ends the filters are as they were, so the user's own
+    adapter load outside it shows the rename warning."""
     import subprocess
     import sys
 
     code = ("import warnings\n"
+            "before = list(warnings.filters)\n"
+            "import alignlab\n"
+            "assert warnings.filters == before, 'import alignlab changed the warning filters'\n"
+            "import torch, transformers, trl, peft, datasets  # these install filters of their own on import\n"
+            "before = list(warnings.filters)\n"
+            "import alignlab.training, alignlab.chat, alignlab.models, alignlab.methods._ppo_trainer\n"
+            "assert warnings.filters == before, 'an engine module changed the warning filters'\n"
             "from peft import get_peft_model\n"
-            "from alignlab.models import load_model, lora_config\n"
-            "get_peft_model(load_model('tiny-random'), lora_config(r=4))\n"
-            "warnings.warn('another FutureWarning', FutureWarning, stacklevel=1)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert "another FutureWarning" in result.stderr  # only the rename is silenced
-    assert "gradient_checkpointing" not in result.stderr
+            "from alignlab.models import load_model, lora_config, quiet_checkpointing_rename\n"
+            "with quiet_checkpointing_rename(), quiet_checkpointing_rename():\n"
+            "    get_peft_model(load_model('tiny-random'), lora_config(r=4))\n"
+            "    warnings.warn('another FutureWarning', FutureWarning, stacklevel=1)\n"
+            "assert warnings.filters == before, 'the block left a filter behind'\n"
+            "print('OUTSIDE', file=__import__('sys').stderr, flush=True)\n"
+            "get_peft_model(load_model('tiny-random'), lora_config(r=4))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    inside, outside = result.stderr.split("OUTSIDE")
+    assert "another FutureWarning" in inside and "gradient_checkpointing" not in inside
+    assert "`is_gradient_checkpointing` is deprecated" in outside
 
 
 @pytest.mark.slow

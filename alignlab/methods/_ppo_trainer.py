@@ -57,6 +57,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState, TrainerState
 from transformers.trainer_utils import TrainOutput
 
+from alignlab import devices
 from alignlab.generation import render_prompt, stop_token_ids
 from alignlab.reference import is_adapter_model
 
@@ -200,7 +201,7 @@ class PPOTrainer(Trainer):
         super().__init__(model=PolicyAndValue(model, value_model), args=args, train_dataset=train_dataset,
                          processing_class=processing_class, callbacks=callbacks)
         if self.ref_model is not None:
-            self.ref_model.to(self.args.device)
+            devices.move(self.ref_model, str(self.args.device))
         self.prompts = list(train_dataset["prompt"])
         self.prompt_ids = [processing_class(render_prompt(processing_class, prompt), add_special_tokens=False)
                            ["input_ids"][-args.max_prompt_length:] for prompt in self.prompts]

@@ -13,6 +13,7 @@ whose head reads every position. With LoRA (PERL, Sidahmed et al. 2024) the poli
 get an adapter and the reference is the policy with its adapter disabled.
 """
 
+from alignlab import devices
 from alignlab.errors import AlignLabError
 from alignlab.methods._online import temperature_knob
 from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
@@ -22,7 +23,7 @@ from alignlab.models import load_model, lora_config
 def _ppo_parts(context) -> dict:
     """The reward function and the value model (a sequence classifier with one output, LoRA'd with LoRA on)."""
     config = context.config
-    value_model = load_model(config.model, "sequence-classifier", config.trust_remote_code)
+    value_model = load_model(config.model, "sequence-classifier", config.trust_remote_code, devices.of_run(config))
     if config.lora:
         from peft import get_peft_model
 
