@@ -24,6 +24,7 @@ from alignlab.errors import AlignLabError
 from alignlab.job_slots import JOB_GIB, free_gpu_bytes, job_slots
 from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.cpu import limit_server_threads
+from alignlab.ui.gradio.shutdown import serve_until_signalled
 from alignlab.ui.gradio.style import CSS, THEME
 from alignlab.ui.gradio.uploads import MAX_BYTES
 from alignlab.ui.gradio.workshop import Workshop, new_key
@@ -74,7 +75,9 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
     """Launch a built app; with ``block=False`` return at once (the server keeps running in threads).
 
     Gradio's own start-up lines are left out (its hint names ``share=True`` in ``launch()``, which an
-    ``alignlab app`` user never writes): with ``block`` it says where the app runs and how to share it."""
+    ``alignlab app`` user never writes): with ``block`` it says where the app runs and how to share it, and serves
+    until SIGTERM, SIGINT or SIGHUP, which stops the training job as Stop does and waits for it to save
+    (:func:`alignlab.ui.gradio.shutdown.serve_until_signalled`)."""
     limit_server_threads()
     atexit.register(demo.services.jobs.close)
     result = demo.queue(default_concurrency_limit=4).launch(
@@ -85,7 +88,7 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
         print(f"* Running on local URL:  {demo.local_url}", flush=True)
         if not share:  # with share, Gradio prints the public URL itself
             print(SHARE_HINT, flush=True)
-        demo.block_thread()
+        serve_until_signalled(demo)
     return result
 
 

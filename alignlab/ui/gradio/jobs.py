@@ -155,8 +155,10 @@ class JobQueue:
         self._numbers = itertools.count(1)
         self._wake = threading.Condition()
         self._closed = False
-        for slot in range(max_jobs):
-            threading.Thread(target=self._work, name=f"alignlab-job-queue-{slot}", daemon=True).start()
+        self._workers = [threading.Thread(target=self._work, name=f"alignlab-job-queue-{slot}", daemon=True)
+                         for slot in range(max_jobs)]
+        for worker in self._workers:
+            worker.start()
 
     # --- what the UI calls ------------------------------------------------------------------
     def submit(self, config: RunConfig, owner: str | None = None, resume: Path | None = None) -> Job:
@@ -247,19 +249,24 @@ class JobQueue:
         with self._wake:
             return self._cancel([job for job in self.jobs if job.state == "queued" and owned_by(job, user)])
 
-    def close(self, wait_s: float = 30.0) -> None:
-        """Cancel what waits, stop what runs (whoever submitted them) and wait up to ``wait_s`` for them to save."""
+    def close(self, wait_s: float | None = 30.0) -> None:
+        """Cancel what waits, stop what runs (whoever submitted them, as Stop does: each saves and ends ``stopped``)
+        and wait for them to end, up to ``wait_s`` seconds (None: as long as their saves take); a worker still
+        running then is killed."""
         with self._wake:
             self._cancel([job for job in self.jobs if job.state == "queued"])
             self._closed = True
             self._wake.notify_all()
-            stopped = [self._stop(job) for job in self.jobs if job.active]
-        deadline = time.monotonic() + wait_s
-        for job in stopped:
-            if job.process is not None:
-                try:
-                    job.process.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
+            for job in self.jobs:
+                if job.active:
+                    self._stop(job)
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        for worker in self._workers:  # each ends once its job has (a job still starting gets its SIGINT at start)
+            if worker is not threading.current_thread():
+                worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._wake:
+            for job in self.jobs:
+                if job.process is not None and job.process.poll() is None:
                     job.process.kill()
 
     def running_run_dirs(self) -> set[Path]:
