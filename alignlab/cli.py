@@ -169,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "repository (runs that code on this machine).")
     app.add_argument("--workshop", action="store_true", help="Workshop mode: each participant names their page "
                      "(with --auth: their account), runs carry the name, a Class tab ranks everyone's runs.")
-    app.add_argument("--instructor", metavar="NAME", help="Workshop mode: the name (or --auth account) that may stop "
-                     "or cancel anyone's job and sets the leaderboard's KL budget.")
+    app.add_argument("--instructor", metavar="NAME", help="Workshop mode: the name (or --auth account) that may stop, "
+                     "cancel, delete or resume anyone's jobs and runs and sets the leaderboard's KL budget; with "
+                     "--auth alone: the admin account, which may do the same.")
     app.add_argument("--kl-budget", type=float, metavar="X", help="Workshop mode: the leaderboard's KL budget to start "
                      "with (runs whose final KL is above it do not count; default no limit).")
     app.add_argument("--max-jobs", type=int, default=1, metavar="N", help="Jobs trained at once (default 1); above 1 "
