@@ -825,7 +825,7 @@ def delete_run(run_dir: str | Path) -> None:
         raise AlignLabError(f"run: {str(run_dir)!r} is not a run directory")
     if is_training(run_dir):
         status = read_status(run_dir)
-        who = f"process {status['pid']} on {status.get('host') or 'an unknown host'}" if status.get("pid") else \
-            "another process"
+        named = status.get("state") == "running" and status.get("pid")
+        who = f"process {status['pid']} on {status.get('host') or 'an unknown host'}" if named else "another process"
         raise AlignLabError(f"run: {run_dir.name} is being trained by {who}; stop it before deleting it")
     shutil.rmtree(run_dir)

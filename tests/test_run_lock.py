@@ -108,3 +108,36 @@ def test_the_lock_of_a_killed_trainer_is_free_again(tiny):
         holder.kill()
         holder.wait()
     rundir.lock_training(run_dir).release()
+
+
+def test_the_apps_resume_of_a_run_another_process_trains_is_refused_in_one_line(tiny):
+    """The Runs tab's Resume while ``alignlab train`` (here: the test, holding the lock as it does) trains the run:
+    refused before anything is queued, naming the run; the run's files stay as they were."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from alignlab.ui.gradio import create_app, serve
+
+    run_dir = Path(tiny["output_dir"]) / "r"
+    rundir.create(run_dir, {"run_id": "r", **RunConfig(**tiny).to_dict()})
+    rundir.write_status(run_dir, {"run_id": "r", "state": "stopped", "step": 2})
+    (run_dir / rundir.METRICS).write_text('{"step": 2, "time": 1.0, "loss": 0.5}\n')
+    checkpoint = rundir.checkpoints_dir(run_dir) / f"{rundir.CHECKPOINT_PREFIX}2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / rundir.TRAINER_STATE).write_text("{}")
+    before = run_files(run_dir)
+    demo = create_app(tiny["output_dir"])
+    demo.services.jobs.close()  # no worker: nothing may be queued anyway
+    _, url, _ = serve(demo, port=None, block=False)
+    lock = rundir.lock_training(run_dir)
+    try:
+        client = Client(url, verbose=False)
+        client.predict(api_name="/list_runs")
+        with pytest.raises(AppError, match=f"^resume: run r {REFUSED}; wait for it to end or stop it$"):
+            client.predict("r", api_name="/resume_run")
+        with pytest.raises(AppError, match=f"run: r {REFUSED}; stop it before deleting it"):
+            client.predict("r", [], api_name="/delete_run")
+    finally:
+        lock.release()
+        demo.close()
+    assert demo.services.jobs.jobs == [] and run_files(run_dir) == before
