@@ -162,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.add_argument("--port", type=int, default=7860, help="Port to serve on (default 7860).")
     app.add_argument("--share", action="store_true", help="Also serve through a public gradio.live link (use --auth).")
     app.add_argument("--auth", action="append", metavar="USER:PASSWORD", help="An account required to open the app; "
-                     "repeat for several users (each stops and cancels only their own jobs).")
+                     "repeat for several users (each stops and cancels only their own jobs, and deletes or resumes "
+                     "only their own runs).")
     app.add_argument("--output-dir", default="runs", help="Folder of runs the app trains into and lists "
                      "(default runs).")
     app.add_argument("--trust-remote-code", action="store_true", help="Allow models whose code comes from their Hub "

@@ -13,9 +13,11 @@ stopped, failed or killed run (the Runs tab's Resume) runs ``python -m alignlab 
 
 The machine is shared: at most :data:`MAX_QUEUED` jobs wait at once, and with auth on each job
 remembers who submitted it (its ``owner``, also written into the run's config), so a user stops or cancels only
-their own jobs. In workshop mode every job must have an owner, and the instructor may stop or cancel any job
-(:func:`alignlab.workshop.may_control`). With ``max_jobs`` above 1 (a GPU, see :mod:`alignlab.job_slots`) that many
-worker threads each take the next waiting job.
+their own jobs. In workshop mode every job must have an owner, and the instructor (with auth alone, the admin
+account) may stop or cancel any job (:func:`alignlab.workshop.may_control`). A job that resumes a run is the run
+owner's. :meth:`JobQueue.close` (the app stopping) stops the training jobs as Stop does and waits for them.
+With ``max_jobs`` above 1 (a GPU, see :mod:`alignlab.job_slots`) that many worker threads each take the next
+waiting job.
 """
 
 from __future__ import annotations
