@@ -289,7 +289,8 @@ class JobQueue:
             return
         if self.instructor is None and not self.require_owner:  # accounts only: who else trains is not shown
             raise AlignLabError(f"job: {job.label} was started by another user; only they can {verb} it")
-        who = f"{job.owner} or the instructor ({self.instructor})" if self.instructor else job.owner
+        role = "instructor" if self.require_owner else "admin"  # workshop mode, or accounts with an admin account
+        who = f"{job.owner} or the {role} ({self.instructor})" if self.instructor else job.owner
         named = f"job {job.number} ({job.run_id or f'{job.config.method} on {job.config.model}'})"  # as the queue
         raise AlignLabError(f"job: {named} was started by {job.owner}; only {who} can {verb} it")
 
