@@ -162,15 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.add_argument("--port", type=int, default=7860, help="Port to serve on (default 7860).")
     app.add_argument("--share", action="store_true", help="Also serve through a public gradio.live link (use --auth).")
     app.add_argument("--auth", action="append", metavar="USER:PASSWORD", help="An account required to open the app; "
-                     "repeat for several users (each stops and cancels only their own jobs).")
+                     "repeat for several users (each stops and cancels only their own jobs, and deletes or resumes "
+                     "only their own runs).")
     app.add_argument("--output-dir", default="runs", help="Folder of runs the app trains into and lists "
                      "(default runs).")
     app.add_argument("--trust-remote-code", action="store_true", help="Allow models whose code comes from their Hub "
                      "repository (runs that code on this machine).")
     app.add_argument("--workshop", action="store_true", help="Workshop mode: each participant names their page "
                      "(with --auth: their account), runs carry the name, a Class tab ranks everyone's runs.")
-    app.add_argument("--instructor", metavar="NAME", help="Workshop mode: the name (or --auth account) that may stop "
-                     "or cancel anyone's job and sets the leaderboard's KL budget.")
+    app.add_argument("--instructor", metavar="NAME", help="Workshop mode: the name (or --auth account) that may stop, "
+                     "cancel, delete or resume anyone's jobs and runs and sets the leaderboard's KL budget; with "
+                     "--auth alone: the admin account, which may do the same.")
     app.add_argument("--kl-budget", type=float, metavar="X", help="Workshop mode: the leaderboard's KL budget to start "
                      "with (runs whose final KL is above it do not count; default no limit).")
     app.add_argument("--max-jobs", type=int, default=1, metavar="N", help="Jobs trained at once (default 1); above 1 "

@@ -24,6 +24,8 @@ Every run lives in ``<output_dir>/<run_id>/``::
     snapshots/step-N/    models saved along the way, by experiments that ask for them
     logs/                what the run's experiment tracker writes locally (report_to tensorboard: TensorBoard's
                          event files); kept when the checkpoints are removed
+    training.lock        locked (fcntl.flock) by the process training the run, for as long as it trains: a
+                         second start or resume of the run is refused at once (see :func:`lock_training`)
 
 Beside the runs, ``<output_dir>/_votes/<name>.jsonl`` holds the blind votes people cast in the chats on
 run ``<name>`` (one JSON line a vote, see :mod:`alignlab.votes`); ``_votes`` can never be a run id.
@@ -43,6 +45,7 @@ This module knows files, not training: it imports nothing of alignlab but :mod:`
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -73,6 +76,7 @@ CHECKPOINT_PREFIX = "checkpoint-"  # transformers' name of each checkpoint folde
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last: a checkpoint without it is incomplete
 SNAPSHOTS = "snapshots"
 LOGS = "logs"  # the experiment tracker's local files (see alignlab.tracking)
+TRAINING_LOCK = "training.lock"  # locked by the process training the run (see lock_training); never removed
 ADAPTER_CONFIG = "adapter_config.json"  # peft's file: the model folder holds an adapter, not a full model
 MODEL_CARD = "README.md"  # the model card in a model folder (and in its exports), front matter first
 TRAINING_ARGS = "training_args.bin"  # TRL's pickled trainer settings in a model folder: left out of exports
@@ -85,6 +89,7 @@ VOTES_SUFFIX = ".jsonl"
 MAX_RUN_ID = 128
 MAX_RUN_NAME = 64  # a run_name label goes into the run id, with time, method and random digits
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+LOCK_PROBE_S = 0.3  # how long lock_training tries before it refuses (is_locked holds the lock for an instant)
 UNREADABLE = "unreadable"  # the state a run lists with when one of its files cannot be read (see read_run)
 
 
@@ -294,6 +299,64 @@ def create(run_dir: str | Path, config: dict) -> Path:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise AlignLabError(f"output_dir: cannot write in {str(run_dir)!r} ({error.strerror or error})") from None
     return run_dir
+
+
+class TrainingLock:
+    """The lock a process holds on a run directory while it trains the run (:func:`lock_training`).
+
+    An OS-level lock (``fcntl.flock`` on the run's :data:`TRAINING_LOCK` file), not a pid in a file: the
+    operating system releases it when the process ends however it ends (killed included), and two trainers of
+    one run, in two processes or two threads of one, can never both hold it.
+    """
+
+    def __init__(self, run_dir: Path, handle) -> None:
+        self.run_dir = run_dir
+        self._handle = handle
+
+    def release(self) -> None:
+        """Let another process train the run (closing the file releases the lock); a second call does nothing."""
+        if not self._handle.closed:
+            self._handle.close()
+
+
+def lock_training(run_dir: str | Path, field: str = "run") -> TrainingLock:
+    """Take the run's training lock for this trainer, without waiting: AlignLabError in one line, naming ``field``,
+    when another process (or another run handle of this one) trains the run now, or when the lock file cannot be
+    written. The lock file is left in place when released: removing it would let two trainers lock two files."""
+    run_dir = Path(run_dir)
+    path = run_dir / TRAINING_LOCK
+    try:
+        handle = open(path, "ab")
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+    deadline = time.monotonic() + LOCK_PROBE_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return TrainingLock(run_dir, handle)
+        except BlockingIOError:
+            if time.monotonic() < deadline:  # perhaps only is_locked looking, for an instant
+                time.sleep(LOCK_PROBE_S / 10)
+                continue
+            handle.close()
+            raise AlignLabError(f"{field}: run {run_dir.name} is being trained by another process; wait for it to "
+                                "end or stop it") from None
+        except OSError as error:  # a file system without locks
+            handle.close()
+            raise AlignLabError(f"output_dir: cannot lock {str(path)!r} ({error.strerror or error})") from None
+
+
+def is_locked(run_dir: str | Path) -> bool:
+    """True while a process holds the run's training lock (:func:`lock_training`); the lock is not taken."""
+    path = Path(run_dir) / TRAINING_LOCK
+    try:
+        with open(path, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock file: never trained with one
+        return False
+    return False
 
 
 def write_status(run_dir: str | Path, status: dict) -> None:
@@ -681,8 +744,11 @@ def settled_status(run_dir: str | Path, strict: bool = False) -> dict:
 
 
 def is_training(run_dir: str | Path) -> bool:
-    """True while some process may be training the run: its status says running and names a process that
-    still exists (on another host, which cannot be checked, it is taken to exist)."""
+    """True while some process may be training the run: it holds the run's training lock (:func:`is_locked`), or
+    the status says running and names a process that still exists (on another host, which cannot be checked, it
+    is taken to exist)."""
+    if is_locked(run_dir):
+        return True
     status = read_status(run_dir)
     return status.get("state") == "running" and bool(status.get("pid")) and not owner_is_gone(status)
 
@@ -785,6 +851,7 @@ def delete_run(run_dir: str | Path) -> None:
         raise AlignLabError(f"run: {str(run_dir)!r} is not a run directory")
     if is_training(run_dir):
         status = read_status(run_dir)
-        raise AlignLabError(f"run: {run_dir.name} is being trained by process {status['pid']} on "
-                            f"{status.get('host') or 'an unknown host'}; stop it before deleting it")
+        named = status.get("state") == "running" and status.get("pid")
+        who = f"process {status['pid']} on {status.get('host') or 'an unknown host'}" if named else "another process"
+        raise AlignLabError(f"run: {run_dir.name} is being trained by {who}; stop it before deleting it")
     shutil.rmtree(run_dir)

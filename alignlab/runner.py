@@ -11,6 +11,10 @@ has and marks itself ``stopped``. Threads are never killed.
 
 ``resume(run_dir)`` continues a stopped, failed or killed run from the last checkpoint it saved (every
 ``save_every`` steps, and when it was stopped), in the same run directory.
+
+A run is trained by one trainer at a time: the process that starts or resumes it holds the run directory's
+training lock (:func:`alignlab.rundir.lock_training`, an OS-level lock) until the run ends, so a second resume
+of it (another ``train --resume``, the app's Resume, a notebook) is refused at once and changes nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from alignlab.plots import pace, rows_from_events
 from alignlab.rewards import reward_for
 from alignlab.rundir import (
     MetricsLog,
+    TrainingLock,
     check_free,
     check_output_dir,
     check_run_id,
@@ -39,7 +44,9 @@ from alignlab.rundir import (
     dataset_dir,
     delete_run,
     find,
+    is_locked,
     latest_checkpoint,
+    lock_training,
     new_run_id,
     owner_is_gone,
     read_status,
@@ -72,6 +79,7 @@ class RunHandle:
         self.tokenizer = None
         self.checkpoint: str | None = None  # the checkpoint a resumed run continues from
         self.metrics_log: MetricsLog | None = None  # the run's metrics file while it trains (the writer only)
+        self.lock: TrainingLock | None = None  # the run directory's training lock, held until the run ends (writer)
 
     # --- following the run -------------------------------------------------------------
     @property
@@ -208,10 +216,13 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
             config.dataset = str(dataset_dir(run_dir))
         create(run_dir, {"run_id": run_id, **config.to_dict()})
         try:
+            handle.lock = lock_training(run_dir)
             if is_dataset_object(dataset):
                 keep_in_run(dataset, run_dir)
             handle._write_status()
         except (AlignLabError, OSError):  # a full disk: no run that never started is left behind
+            if handle.lock is not None:
+                handle.lock.release()
             delete_run(run_dir)
             config.dataset = dataset
             raise
@@ -219,17 +230,21 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
     return handle
 
 
-def resume_point(run_dir: str | Path, check_state: bool = True) -> tuple[RunConfig, Path, int]:
+def resume_point(run_dir: str | Path, check_state: bool = True, locked: bool = False) -> tuple[RunConfig, Path, int]:
     """The config a run started with, and the checkpoint it would resume from with that checkpoint's step.
 
     Raises AlignLabError in one line when it cannot be resumed: its method cannot resume, it has no
-    checkpoint yet, or (``check_state``) it is still training or has finished.
+    checkpoint yet, or (``check_state``) it is still training (another process holds its training lock, or its
+    status names a live process) or has finished. ``locked``: the caller holds the training lock itself.
     """
     run_dir = Path(run_dir)
     config = config_of(run_dir)
     if not config.spec.resumable:
         raise AlignLabError(f"resume: {run_dir.name} is a {config.method} run, and {config.spec.title} cannot resume "
                             "from a checkpoint (TRL's trainer for it has a training loop of its own); start a new run")
+    if check_state and not locked and is_locked(run_dir):
+        raise AlignLabError(f"resume: run {run_dir.name} is being trained by another process; wait for it to end or "
+                            "stop it")
     status = read_status(run_dir)
     if check_state and status.get("state") == "running" and not owner_is_gone(status):
         raise AlignLabError(f"resume: {run_dir.name} is still training (pid {status.get('pid')} on "
@@ -251,18 +266,27 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", background: bool = Tr
     count and its optimizer, scheduler and data position (TRL's Trainer restores them from the
     checkpoint). Metric rows and probe samples of steps after the checkpoint are dropped first, so each
     step is logged once; the rows kept are the handle's history from the start. Raises AlignLabError
-    (see :func:`resume_point`) before anything in the run directory changes.
+    (see :func:`resume_point`) before anything in the run directory changes, also when another process (or
+    another handle here) trains the run now: it holds the run's training lock.
     """
     run_dir = find(run, runs_dir)
-    config, checkpoint, step = resume_point(run_dir, check_state=is_writer)
-    preflight(config)
-    handle = RunHandle(config, run_dir.name, run_dir, is_writer=is_writer)
-    handle.checkpoint = str(checkpoint)
-    if is_writer:
-        handle.bus.history.extend({"run_id": handle.run_id, "step": row["step"], "time": row.get("time"),
-                                   "metrics": {k: v for k, v in row.items() if k not in ("step", "time")}}
-                                  for row in rewind(run_dir, step))
-        handle._write_status()
+    resume_point(run_dir, check_state=is_writer)  # what cannot resume is refused before the lock file is made
+    lock = lock_training(run_dir, "resume") if is_writer else None
+    try:
+        config, checkpoint, step = resume_point(run_dir, check_state=is_writer, locked=True)  # again, now locked
+        preflight(config)
+        handle = RunHandle(config, run_dir.name, run_dir, is_writer=is_writer)
+        handle.checkpoint = str(checkpoint)
+        handle.lock = lock
+        if is_writer:
+            handle.bus.history.extend({"run_id": handle.run_id, "step": row["step"], "time": row.get("time"),
+                                       "metrics": {k: v for k, v in row.items() if k not in ("step", "time")}}
+                                      for row in rewind(run_dir, step))
+            handle._write_status()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     _launch(handle, background)
     return handle
 
@@ -293,4 +317,6 @@ def _run(handle: RunHandle) -> None:
                 handle.metrics_log.close()
             except OSError:
                 pass  # its last line could not be flushed (a full disk): the run has already failed saying so
+        if handle.lock is not None:
+            handle.lock.release()
 

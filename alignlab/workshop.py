@@ -9,7 +9,8 @@ config). From the run summaries of the runs folder (:func:`alignlab.rundir.list_
   whose KL stays within the budget the instructor sets. The budget is the point of the exercise: the DPO
   paper (Rafailov et al., 2023, https://arxiv.org/abs/2305.18290, Fig. 2) compares methods by the reward they
   reach at a given KL from the reference, since a policy can buy reward by drifting far from it;
-- **permissions** (:func:`may_control`): a participant stops or cancels their own jobs, the instructor any.
+- **permissions** (:func:`may_control`): a participant stops or cancels their own jobs, the instructor any; and
+  (:func:`may_change_run`) deletes or resumes their own runs, the instructor any. Anyone reads and chats with any run.
 
 Pure functions of plain data; no file is read here and no UI package imported.
 """
@@ -35,6 +36,19 @@ def may_control(owner: str | None, user: str | None, instructor: str | None = No
     """
     if owner is None:
         return True
+    return user is not None and (user == owner or (instructor is not None and user == instructor))
+
+
+def may_change_run(owner: str | None, user: str | None, instructor: str | None = None) -> bool:
+    """True when ``user`` may delete or resume a run of ``owner`` on a shared app (accounts or workshop mode): its
+    owner or the instructor. A run without an owner was not started on the shared app (the command line, a
+    notebook): only the instructor changes it. A single-user app asks nobody (see the app's ``Services``).
+
+    >>> may_change_run("ada", "ada"), may_change_run("ada", "bob"), may_change_run("ada", "carol", "carol")
+    (True, False, True)
+    >>> may_change_run(None, "bob"), may_change_run(None, "carol", "carol"), may_change_run("ada", None)
+    (False, True, False)
+    """
     return user is not None and (user == owner or (instructor is not None and user == instructor))
 
 

@@ -1,9 +1,10 @@
 """The alignlab Gradio app (extra ``app``): ``alignlab app`` or ``python apps/app.py``.
 
 Serves on 127.0.0.1 by default; ``share`` (a public gradio.live link) is off unless asked for;
-``auth`` is ``"user:password"`` or a list of them, one account per user (each stops and cancels only
-their own jobs). Training runs in worker processes, chat in the server. Served beyond this machine
-without auth, :func:`launch` warns (:func:`exposure_warning`).
+``auth`` is ``"user:password"`` or a list of them, one account per user (each stops, cancels, deletes and
+resumes only their own jobs and runs; ``instructor`` may name the account that may change anyone's). Training
+runs in worker processes, chat in the server. Served beyond this machine without auth, :func:`launch` warns
+(:func:`exposure_warning`).
 
 ``workshop`` turns on workshop mode (:mod:`.components.class_tab`): participants name their pages, runs carry
 the name, a Class tab ranks everyone's runs within the KL budget the ``instructor`` sets. ``max_jobs`` trains
@@ -20,10 +21,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alignlab.config import check_owner
 from alignlab.errors import AlignLabError
 from alignlab.job_slots import JOB_GIB, free_gpu_bytes, job_slots
 from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.cpu import limit_server_threads
+from alignlab.ui.gradio.shutdown import serve_until_signalled
 from alignlab.ui.gradio.style import CSS, THEME
 from alignlab.ui.gradio.uploads import MAX_BYTES
 from alignlab.ui.gradio.workshop import Workshop, new_key
@@ -74,7 +77,9 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
     """Launch a built app; with ``block=False`` return at once (the server keeps running in threads).
 
     Gradio's own start-up lines are left out (its hint names ``share=True`` in ``launch()``, which an
-    ``alignlab app`` user never writes): with ``block`` it says where the app runs and how to share it."""
+    ``alignlab app`` user never writes): with ``block`` it says where the app runs and how to share it, and serves
+    until SIGTERM, SIGINT or SIGHUP, which stops the training job as Stop does and waits for it to save
+    (:func:`alignlab.ui.gradio.shutdown.serve_until_signalled`)."""
     limit_server_threads()
     atexit.register(demo.services.jobs.close)
     result = demo.queue(default_concurrency_limit=4).launch(
@@ -85,7 +90,7 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
         print(f"* Running on local URL:  {demo.local_url}", flush=True)
         if not share:  # with share, Gradio prints the public URL itself
             print(SHARE_HINT, flush=True)
-        demo.block_thread()
+        serve_until_signalled(demo)
     return result
 
 
@@ -95,7 +100,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth:
            job_gib: float = JOB_GIB) -> None:
     """Build the app and serve it until interrupted (what ``alignlab app`` calls); warns first when it is
     served beyond this machine without auth. Workshop settings and ``max_jobs`` are checked before anything is
-    built (:func:`workshop_settings`, :func:`alignlab.job_slots.job_slots`)."""
+    built (:func:`workshop_settings`, :func:`alignlab.job_slots.job_slots`). With ``auth`` and without ``workshop``,
+    ``instructor`` names the admin account: it may stop, cancel, delete and resume anyone's jobs and runs."""
     accounts = parse_auth(auth)  # a malformed account is refused before anything is built
     room = workshop_settings(workshop, instructor, kl_budget, accounts)
     if room is not None and room.key:
@@ -107,7 +113,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth:
     warning = exposure_warning(host, share, auth)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    demo = create_app(runs_dir, data_dir, trust_remote_code, room, slots)
+    demo = create_app(runs_dir, data_dir, trust_remote_code, room, slots, None if room else instructor)
     try:
         serve(demo, host, port, share, auth)
     except OSError as error:  # taken between the check and the start
@@ -116,21 +122,19 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth:
 
 def workshop_settings(workshop: bool, instructor: str | None, kl_budget: float | None,
                       accounts: list[tuple[str, str]] | None) -> Workshop | None:
-    """The workshop state for ``alignlab app --workshop`` (None without it); AlignLabError for ``--instructor`` or
-    ``--kl-budget`` without ``--workshop``, a bad budget, or an instructor who is not one of the ``--auth``
-    accounts. With accounts the instructor proves who they are by signing in; without, by a fresh instructor key
+    """The workshop state for ``alignlab app --workshop`` (None without it); AlignLabError for ``--kl-budget``
+    without ``--workshop``, ``--instructor`` without ``--workshop`` or ``--auth`` (with accounts alone it names the
+    admin account), a bad budget, or an instructor who is not one of the ``--auth`` accounts. With accounts the
+    instructor proves who they are by signing in; without, by a fresh instructor key
     (:func:`alignlab.ui.gradio.workshop.new_key`) that :func:`launch` prints in the terminal."""
-    if not workshop:
-        if instructor or kl_budget is not None:
-            raise AlignLabError("workshop: --instructor and --kl-budget belong to workshop mode, expected "
-                                "--workshop too")
-        return None
-    room = Workshop(instructor, kl_budget, key=None if accounts or not instructor else new_key())
     users = [user for user, _ in accounts or []]
-    if users and room.instructor and room.instructor not in users:
-        raise AlignLabError(f"instructor: got {room.instructor!r}, expected one of the --auth accounts "
-                            f"({', '.join(users)})")
-    return room
+    if not workshop and (kl_budget is not None or (instructor and not users)):
+        raise AlignLabError("workshop: --instructor and --kl-budget belong to workshop mode, expected --workshop too "
+                            "(with --auth accounts alone, --instructor names the admin account)")
+    instructor = check_owner(instructor, "instructor") or None
+    if users and instructor and instructor not in users:
+        raise AlignLabError(f"instructor: got {instructor!r}, expected one of the --auth accounts ({', '.join(users)})")
+    return Workshop(instructor, kl_budget, key=None if accounts or not instructor else new_key()) if workshop else None
 
 
 def instructor_note(room: Workshop) -> str:

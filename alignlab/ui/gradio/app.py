@@ -18,13 +18,15 @@ HEADER = (f"# {TITLE}\nAlign a small language model with preferences: train with
 
 
 def create_app(runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
-               trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1) -> gr.Blocks:
+               trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1,
+               admin: str | None = None) -> gr.Blocks:
     """The app over ``runs_dir`` (uploads, job logs and exports under ``data_dir``, default ``<runs_dir>/_app``);
-    with ``workshop``, in workshop mode; training ``max_jobs`` jobs at once.
+    with ``workshop``, in workshop mode; training ``max_jobs`` jobs at once. ``admin``: outside workshop mode, the
+    signed-in account that may stop, cancel, delete and resume anyone's jobs and runs.
 
     The returned Blocks has ``demo.services`` (the job queue and friends) for shutdown and tests.
     """
-    services = Services.create(runs_dir, data_dir, trust_remote_code, workshop, max_jobs)
+    services = Services.create(runs_dir, data_dir, trust_remote_code, workshop, max_jobs, admin)
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as demo:
         gr.Markdown(HEADER, elem_id="lab-header")
         bar = create_workshop_bar(services) if workshop is not None else None

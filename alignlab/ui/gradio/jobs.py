@@ -13,9 +13,11 @@ stopped, failed or killed run (the Runs tab's Resume) runs ``python -m alignlab 
 
 The machine is shared: at most :data:`MAX_QUEUED` jobs wait at once, and with auth on each job
 remembers who submitted it (its ``owner``, also written into the run's config), so a user stops or cancels only
-their own jobs. In workshop mode every job must have an owner, and the instructor may stop or cancel any job
-(:func:`alignlab.workshop.may_control`). With ``max_jobs`` above 1 (a GPU, see :mod:`alignlab.job_slots`) that many
-worker threads each take the next waiting job.
+their own jobs. In workshop mode every job must have an owner, and the instructor (with auth alone, the admin
+account) may stop or cancel any job (:func:`alignlab.workshop.may_control`). A job that resumes a run is the run
+owner's. :meth:`JobQueue.close` (the app stopping) stops the training jobs as Stop does and waits for them.
+With ``max_jobs`` above 1 (a GPU, see :mod:`alignlab.job_slots`) that many worker threads each take the next
+waiting job.
 """
 
 from __future__ import annotations
@@ -155,8 +157,10 @@ class JobQueue:
         self._numbers = itertools.count(1)
         self._wake = threading.Condition()
         self._closed = False
-        for slot in range(max_jobs):
-            threading.Thread(target=self._work, name=f"alignlab-job-queue-{slot}", daemon=True).start()
+        self._workers = [threading.Thread(target=self._work, name=f"alignlab-job-queue-{slot}", daemon=True)
+                         for slot in range(max_jobs)]
+        for worker in self._workers:
+            worker.start()
 
     # --- what the UI calls ------------------------------------------------------------------
     def submit(self, config: RunConfig, owner: str | None = None, resume: Path | None = None) -> Job:
@@ -247,19 +251,24 @@ class JobQueue:
         with self._wake:
             return self._cancel([job for job in self.jobs if job.state == "queued" and owned_by(job, user)])
 
-    def close(self, wait_s: float = 30.0) -> None:
-        """Cancel what waits, stop what runs (whoever submitted them) and wait up to ``wait_s`` for them to save."""
+    def close(self, wait_s: float | None = 30.0) -> None:
+        """Cancel what waits, stop what runs (whoever submitted them, as Stop does: each saves and ends ``stopped``)
+        and wait for them to end, up to ``wait_s`` seconds (None: as long as their saves take); a worker still
+        running then is killed."""
         with self._wake:
             self._cancel([job for job in self.jobs if job.state == "queued"])
             self._closed = True
             self._wake.notify_all()
-            stopped = [self._stop(job) for job in self.jobs if job.active]
-        deadline = time.monotonic() + wait_s
-        for job in stopped:
-            if job.process is not None:
-                try:
-                    job.process.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
+            for job in self.jobs:
+                if job.active:
+                    self._stop(job)
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        for worker in self._workers:  # each ends once its job has (a job still starting gets its SIGINT at start)
+            if worker is not threading.current_thread():
+                worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._wake:
+            for job in self.jobs:
+                if job.process is not None and job.process.poll() is None:
                     job.process.kill()
 
     def running_run_dirs(self) -> set[Path]:
@@ -280,7 +289,8 @@ class JobQueue:
             return
         if self.instructor is None and not self.require_owner:  # accounts only: who else trains is not shown
             raise AlignLabError(f"job: {job.label} was started by another user; only they can {verb} it")
-        who = f"{job.owner} or the instructor ({self.instructor})" if self.instructor else job.owner
+        role = "instructor" if self.require_owner else "admin"  # workshop mode, or accounts with an admin account
+        who = f"{job.owner} or the {role} ({self.instructor})" if self.instructor else job.owner
         named = f"job {job.number} ({job.run_id or f'{job.config.method} on {job.config.model}'})"  # as the queue
         raise AlignLabError(f"job: {named} was started by {job.owner}; only {who} can {verb} it")
 

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import gradio as gr
 
-from alignlab.rundir import check_output_dir, list_runs
+from alignlab.config import check_owner
+from alignlab.errors import AlignLabError
+from alignlab.labels import owner_of
+from alignlab.rundir import UnreadableRunFile, check_output_dir, list_runs, read_config
 from alignlab.ui.gradio.changes_service import ChangesService
 from alignlab.ui.gradio.chat_service import ChatService
 from alignlab.ui.gradio.jobs import JobQueue
 from alignlab.ui.gradio.uploads import UploadStore
 from alignlab.ui.gradio.workshop import Workshop
+from alignlab.workshop import may_change_run
 
 
 @dataclass
@@ -32,20 +36,24 @@ class Services:
     chat: ChatService
     changes: ChangesService
     workshop: Workshop | None = None  # workshop mode's names, KL budget and instructor (alignlab app --workshop)
+    admin: str | None = None  # outside workshop mode, the --auth account that may change anyone's jobs and runs
 
     @classmethod
     def create(cls, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
-               trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1) -> Services:
+               trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1,
+               admin: str | None = None) -> Services:
         """Services over ``runs_dir``; the data folder defaults to ``<runs_dir>/_app``. Both are made here, and
         AlignLabError names the folder when one cannot be (a file, a read-only place, /proc). ``max_jobs``: jobs
-        trained at once (checked by :func:`alignlab.job_slots.job_slots` before)."""
+        trained at once (checked by :func:`alignlab.job_slots.job_slots` before). ``admin``: outside workshop mode,
+        the signed-in account that may stop, cancel, delete and resume anyone's jobs and runs."""
         runs_dir = check_output_dir(runs_dir, create=True).resolve()
         data_dir = check_output_dir(data_dir, create=True).resolve() if data_dir else \
             check_output_dir(runs_dir / "_app", create=True)
+        admin = None if workshop else check_owner(admin, "instructor") or None
         jobs = JobQueue(runs_dir, data_dir / "jobs", max_jobs=max_jobs, require_owner=workshop is not None,
-                        instructor=workshop.instructor if workshop else None)
+                        instructor=workshop.instructor if workshop else admin)
         return cls(runs_dir, data_dir, trust_remote_code, jobs, UploadStore(data_dir / "uploads"),
-                   ChatService(runs_dir, trust_remote_code), ChangesService(), workshop)
+                   ChatService(runs_dir, trust_remote_code), ChangesService(), workshop, admin)
 
     @property
     def exports_dir(self) -> Path:
@@ -59,6 +67,32 @@ class Services:
         if request.username:
             return request.username
         return self.workshop.name_of(request.session_hash) if self.workshop else None
+
+    def run_owner(self, run_dir: Path) -> str | None:
+        """Who started the run (its config's ``owner``), None for a run without one or with an unreadable config."""
+        try:
+            return owner_of({"config": read_config(run_dir)})
+        except UnreadableRunFile:
+            return None
+
+    def check_may_change_run(self, run_dir: Path, request: gr.Request | None, verb: str) -> str | None:
+        """AlignLabError, naming the run and its owner, unless the sender of ``request`` may ``verb`` (delete or
+        resume) the run: on a shared app (accounts or workshop mode) its owner or the instructor (the admin account
+        outside workshop mode), see :func:`alignlab.workshop.may_change_run`; on a single-user app anyone. Returns
+        the run's owner."""
+        owner = self.run_owner(run_dir)
+        if self.workshop is None and (request is None or not request.username):
+            return owner  # one user on their own machine: everything is theirs
+        user, role = self.user(request), "instructor" if self.workshop else "admin"
+        boss = self.workshop.instructor if self.workshop else self.admin
+        if may_change_run(owner, user, boss):
+            return owner
+        who = f"the {role} ({boss})" if boss else None
+        if owner is None:
+            raise AlignLabError(f"run: {run_dir.name} has no owner (it was not started on this app); only "
+                                f"{who or f'the {role} (alignlab app --instructor NAME)'} can {verb} it")
+        raise AlignLabError(f"run: {run_dir.name} belongs to {owner}; only {owner}{' or ' + who if who else ''} "
+                            f"can {verb} it")
 
     def runs(self) -> list[dict]:
         """Every run in the runs folder, newest first."""

@@ -2,8 +2,8 @@
 
 A participant types a name once (remembered by their browser); the page's session is then that person
 (:meth:`Workshop.set_name`), and every job it queues is theirs. With ``--auth`` the signed-in account is the
-name and cannot be changed. The instructor (``--instructor NAME``) may stop or cancel anyone's job and is the
-only one who sets the KL budget of the leaderboard (:mod:`alignlab.workshop`).
+name and cannot be changed. The instructor (``--instructor NAME``) may stop or cancel anyone's job, delete or
+resume anyone's run, and is the only one who sets the KL budget of the leaderboard (:mod:`alignlab.workshop`).
 
 Who is the instructor: with ``--auth``, whoever signs in as the account ``--instructor`` names (the login checks
 the password). Without ``--auth``, the instructor's name is the one name a page cannot take on its word: it

@@ -11,7 +11,8 @@ The Class tab (:func:`create_class_tab`) shows the room's results: the leaderboa
 final reward among their finished runs within the KL budget, :func:`alignlab.workshop.leaderboard`), the class
 frontier (:func:`alignlab.ui.class_frontier.class_frontier_figure`) and the queue with everyone's position and ETA.
 Only the instructor changes the KL budget, and stops or cancels anyone's job by its number; a participant does
-so for their own jobs. Both refresh every few seconds.
+so for their own jobs (and, in the Runs tab, deletes or resumes only their own runs). Both refresh every few
+seconds.
 """
 
 from __future__ import annotations

@@ -175,11 +175,13 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
 
     def resume_chosen(run_id: str | None, request: gr.Request) -> str:
         """Queue a job that continues a stopped, failed or killed run from its last checkpoint, in the same run
-        directory (it trains in the Train tab's queue, owned by the signed-in user)."""
+        directory (it trains in the Train tab's queue). On a shared app only the run's owner or the instructor may;
+        the job is the run owner's (else the sender's)."""
         try:
             run_dir = find_run(services.runs_dir, run_id or "")
+            owner = services.check_may_change_run(run_dir, request, "resume")
             config, _, step = resume_point(run_dir)
-            job = services.jobs.submit(config, owner=services.user(request), resume=run_dir)
+            job = services.jobs.submit(config, owner=owner or services.user(request), resume=run_dir)
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot resume") from None
         return f"✓ Queued job {job.number}: `{run_id}` continues after step {step} (follow it in the Train tab)."
@@ -189,10 +191,11 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
                                  f"Delete `{run_id}` and its model?" if run_id else ""),
                  [chosen], [confirm, result], api_visibility="private")
 
-    def delete_chosen(run_id: str | None, selected: list[str] | None = None):
-        """Delete a run directory (not the one training now)."""
+    def delete_chosen(run_id: str | None, selected: list[str] | None, request: gr.Request):
+        """Delete a run directory (not the one training now); on a shared app only its owner or the instructor may."""
         try:
             run_dir = find_run(services.runs_dir, run_id or "")
+            services.check_may_change_run(run_dir, request, "delete")
             if run_dir.resolve() in services.jobs.running_run_dirs():
                 raise AlignLabError(f"run: {run_id} is training now; stop it first")
             delete_run(run_dir)
