@@ -25,6 +25,11 @@ Every run lives in ``<output_dir>/<run_id>/``::
     logs/                what the run's experiment tracker writes locally (report_to tensorboard: TensorBoard's
                          event files); kept when the checkpoints are removed
 
+Where ``<output_dir>`` is when none is named (:func:`default_runs_dir`): the folder ``$ALIGNLAB_RUNS`` names, else
+``runs/`` at the root of the project the lab is used from (the nearest folder at or above the working one that holds
+a ``pyproject.toml``: a checkout's root, so a notebook in ``notebooks/`` and the app started at the root share one
+run list), else ``runs/`` in the working folder. The CLI, the app and the notebook all ask it.
+
 Beside the runs, ``<output_dir>/_votes/<name>.jsonl`` holds the blind votes people cast in the chats on
 run ``<name>`` (one JSON line a vote, see :mod:`alignlab.votes`); ``_votes`` can never be a run id.
 
@@ -77,6 +82,10 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's file: the model folder holds an
 MODEL_CARD = "README.md"  # the model card in a model folder (and in its exports), front matter first
 TRAINING_ARGS = "training_args.bin"  # TRL's pickled trainer settings in a model folder: left out of exports
 EVAL = "eval.json"
+RUNS = "runs"  # the runs folder's name at the project's root (see default_runs_dir)
+RUNS_ENV = "ALIGNLAB_RUNS"  # the environment variable that names the runs folder instead
+PROJECT_MARKER = "pyproject.toml"  # the file at a project's root
+RUNS_WHERE = f"{RUNS}/ at the project's root, or the folder ${RUNS_ENV} names"  # default_runs_dir, in a help text
 VOTES = "_votes"  # beside the runs: one votes file per run, <run id>.jsonl (not a run id: it starts with "_")
 VOTES_SUFFIX = ".jsonl"
 
@@ -695,9 +704,25 @@ def _first(values: dict, keys: tuple[str, ...]):
     return None
 
 
-def list_runs(output_dir: str | Path = "runs") -> list[dict]:
-    """Every run under ``output_dir`` (see :func:`read_run`), newest first."""
-    root = Path(output_dir)
+def default_runs_dir(working_dir: str | Path | None = None) -> Path:
+    """The runs folder when none is named: ``$ALIGNLAB_RUNS`` when set, else ``runs/`` at the project's root, the
+    nearest folder at or above ``working_dir`` (the current one by default) that holds a ``pyproject.toml``, else
+    ``runs/`` in ``working_dir``. Relative (``runs``) when that root is the working folder itself, so messages stay
+    short where they always were.
+    """
+    chosen = os.environ.get(RUNS_ENV, "").strip()
+    if chosen:
+        return Path(chosen).expanduser()
+    here = Path.cwd() if working_dir is None else Path(working_dir).absolute()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_MARKER).is_file():
+            return Path(RUNS) if working_dir is None and folder == here else folder / RUNS
+    return Path(RUNS) if working_dir is None else here / RUNS
+
+
+def list_runs(output_dir: str | Path | None = None) -> list[dict]:
+    """Every run under ``output_dir`` (:func:`default_runs_dir` when None; see :func:`read_run`), newest first."""
+    root = default_runs_dir() if output_dir is None else Path(output_dir)
     if not root.is_dir():
         return []
     try:
@@ -736,14 +761,16 @@ def find_run(runs_dir: str | Path, run_id: str) -> Path:
     return runs_dir / run_id
 
 
-def find(run: str | Path, runs_dir: str | Path = "runs") -> Path:
-    """The run directory ``run`` names: a path to a run directory, else the id of a run in ``runs_dir``.
+def find(run: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """The run directory ``run`` names: a path to a run directory, else the id of a run in ``runs_dir``
+    (:func:`default_runs_dir` when None).
 
     For trusted callers (the CLI, a notebook); ids from a browser go through :func:`find_run`.
     """
     path = Path(run).expanduser()
     if is_run_dir(path):
         return path
+    runs_dir = default_runs_dir() if runs_dir is None else runs_dir
     try:
         return find_run(runs_dir, str(run))
     except AlignLabError:

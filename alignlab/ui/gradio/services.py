@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from alignlab.rundir import check_output_dir, list_runs
+from alignlab.rundir import check_output_dir, default_runs_dir, list_runs
 from alignlab.ui.gradio.changes_service import ChangesService
 from alignlab.ui.gradio.chat_service import ChatService
 from alignlab.ui.gradio.jobs import JobQueue
@@ -34,12 +34,13 @@ class Services:
     workshop: Workshop | None = None  # workshop mode's names, KL budget and instructor (alignlab app --workshop)
 
     @classmethod
-    def create(cls, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
+    def create(cls, runs_dir: str | Path | None = None, data_dir: str | Path | None = None,
                trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1) -> Services:
-        """Services over ``runs_dir``; the data folder defaults to ``<runs_dir>/_app``. Both are made here, and
-        AlignLabError names the folder when one cannot be (a file, a read-only place, /proc). ``max_jobs``: jobs
-        trained at once (checked by :func:`alignlab.job_slots.job_slots` before)."""
-        runs_dir = check_output_dir(runs_dir, create=True).resolve()
+        """Services over ``runs_dir`` (:func:`~alignlab.rundir.default_runs_dir` when None); the data folder
+        defaults to ``<runs_dir>/_app``. Both are made here, and AlignLabError names the folder when one cannot be (a
+        file, a read-only place, /proc). ``max_jobs``: jobs trained at once (checked by
+        :func:`alignlab.job_slots.job_slots` before)."""
+        runs_dir = check_output_dir(default_runs_dir() if runs_dir is None else runs_dir, create=True).resolve()
         data_dir = check_output_dir(data_dir, create=True).resolve() if data_dir else \
             check_output_dir(runs_dir / "_app", create=True)
         jobs = JobQueue(runs_dir, data_dir / "jobs", max_jobs=max_jobs, require_owner=workshop is not None,

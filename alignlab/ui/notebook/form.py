@@ -21,6 +21,7 @@ from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import KNOB_GROUPS, Knob
 from alignlab.presets import PRESETS, get_preset
+from alignlab.rundir import default_runs_dir
 
 LOG_SPAN = 3  # decades either side of the default when a log-scale knob has no usable bound
 FIELD_WIDTH = "340px"
@@ -73,7 +74,7 @@ class RunForm(widgets.VBox):
         preset_values = get_preset(preset).values() if preset else {}
         method = method or preset_values.pop("method", "dpo")
         preset_values.pop("method", None)
-        self.presets = {**preset_values, **presets}
+        self.presets = {"output_dir": str(default_runs_dir()), **preset_values, **presets}  # the runs folder now
         self.preset = widgets.Dropdown(options=[("none: your own settings", ""),
                                                 *((p.title, p.name) for p in PRESETS.values())],
                                        value=preset, description="preset", style=STYLE,
