@@ -19,17 +19,12 @@ from alignlab.data import builtin_names, resolve_dataset
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
-from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.models import DEFAULT_MODEL, offered_models
 from alignlab.rewards import DEFAULT_INSTRUCTION, reward_names
 from alignlab.rundir import CONFIG, MAX_RUN_NAME, RUNS_WHERE, check_run_id, default_runs_dir, read_config
 from alignlab.tracking import TRACKERS
 
 DEFAULT_DATASET = "positive-reviews"
-
-
-def _offered_models() -> tuple[str, ...]:
-    """The models a form's picker offers: the default model and the tiny one for quick trials."""
-    return DEFAULT_MODEL, TINY_MODEL
 
 
 def _meta(help: str, group: str = "more", **declaration: Any) -> dict:
@@ -92,7 +87,7 @@ class RunConfig:
 
     method: str = field(default="dpo", metadata=_meta("Training method.", kind="choice"))
     model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", "essential",
-                                                             kind="str", suggestions=_offered_models))
+                                                             kind="str", suggestions=offered_models))
     dataset: str = field(
         default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id, JSONL/CSV/Parquet path, or "
                                                 "votes:<run id> (the blind votes cast on a run); join sources "
