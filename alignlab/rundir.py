@@ -694,7 +694,8 @@ def read_run(run_dir: str | Path) -> dict:
     return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
             "state": status.get("state"), "error": status.get("error"), "steps": last.get("step", 0),
             "loss": last.get("loss"), "reward": _first(last, ("probe/reward", "reward", "rewards/margins")),
-            "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "config": config, "history": rows}
+            "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "elapsed_s": status.get("elapsed_s"),
+            "config": config, "history": rows}
 
 
 def _first(values: dict, keys: tuple[str, ...]):

@@ -193,7 +193,9 @@ def create_train_tab(services: Services) -> None:
             return ["", *[gr.skip()] * (5 + len(knob_inputs))]
         values = preset_form_values(name)
         text, rows = check_dataset(services, values["dataset"], values["method"])
-        return [get_preset(name).description, values["method"], values["model"], values["dataset"], text, rows,
+        preset = get_preset(name)  # what it did elsewhere, then what it takes here
+        note = f"{preset.description}\n\n*{preset.time_estimate(services.runs())}*"
+        return [note, values["method"], values["model"], values["dataset"], text, rows,
                 *[values.get(key, gr.skip()) for key in knob_inputs]]
 
     preset.input(apply_preset, [preset], [preset_note, method, model, dataset, check, table, *knob_inputs.values()],
