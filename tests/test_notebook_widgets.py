@@ -61,6 +61,8 @@ def test_knob_widgets_follow_the_declaration():
     beta = get_method("dpo").knob("beta")
     slider = knob_widget(beta, 0.5)
     assert slider.value == pytest.approx(0.5) and 10 ** slider.min > 0  # β > 0: the slider cannot reach 0
+    box = knob_widget(get_method("dpo").knob("precompute_ref_log_probs"))
+    assert isinstance(box, widgets.Checkbox) and box.layout.width == "auto"  # its whole name, not "precompute_r…"
 
 
 @pytest.mark.parametrize("method", method_names())

@@ -37,7 +37,8 @@ def knob_widget(knob: Knob, value: Any = None) -> widgets.ValueWidget:
     if control == "picker":  # a list to pick from, or type a path, reward-model:<run>, judge:<model>, ...
         return widgets.Combobox(options=list(knob.suggestions()), value=str(value), ensure_option=False,
                                 placeholder="pick or type", **common)
-    if control == "checkbox":
+    if control == "checkbox":  # its name sits right of the box: as wide as the name, never "precompute_ref_log_p…"
+        common["layout"] = widgets.Layout(width="auto", min_width=FIELD_WIDTH)
         return widgets.Checkbox(value=bool(value), indent=True, **common)
     if control == "dropdown":
         return widgets.Dropdown(options=list(knob.choices), value=value, **common)
