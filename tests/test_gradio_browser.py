@@ -323,6 +323,8 @@ def test_at_1280_by_800_start_brings_the_run_into_view_the_grid_stays_fixed_and_
         fill(page, knob, value)
     page.locator("#train-start").click()
     page.wait_for_function(IN_VIEW_JS, arg="train-progress")  # scrolled to the run
+    page.wait_for_function("() => ['queued', 'starting', 'running'].includes(document.querySelector("
+                           "'#train-progress .lab-state')?.innerText.toLowerCase())")  # this job, not an earlier one
     counts = []
     while page.locator("#train-progress .lab-state").inner_text().lower() not in ("finished", "failed"):
         shown = page.evaluate(VISIBLE_PLOTS_JS)
