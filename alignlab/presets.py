@@ -8,6 +8,10 @@ lab's defaults, see :mod:`alignlab.config`). ``alignlab train --preset classroom
 its effect was measured to be visible. The figures in its description come from ``docs/alignment.md``
 (``python -m bench.alignment``): at the lab's defaults DPO's held-out reward gain was not visible at
 step 3 and was visible (+0.38 ± 0.04 VADER) from step 6.
+
+How long a preset takes depends on the machine and on what else runs on it, so no title promises a time: the
+description quotes what was measured where, and :meth:`Preset.time_estimate` says what the runs that finished
+in this runs folder took (:func:`alignlab.eta.runs_pace`), as an estimate.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
+from alignlab.eta import runs_pace
 from alignlab.models import DEFAULT_MODEL
 
 # Where a run is saved, its label and the permission to run a model's own code are the user's, not a preset's:
@@ -40,6 +45,24 @@ class Preset:
         """The validated RunConfig of this preset; ``overrides`` (flags, form values) win over its settings."""
         return RunConfig.from_dict({**self.settings, **{k: v for k, v in overrides.items() if v is not None}})
 
+    def time_estimate(self, runs: list[dict]) -> str:
+        """A line estimating this preset's wall time on this machine from the finished runs of its model in
+        ``runs`` (run summaries newest first, :func:`alignlab.rundir.list_runs`; :func:`alignlab.eta.runs_pace`),
+        or saying there is none yet.
+
+        >>> PRESETS["classroom"].time_estimate([])
+        'No smollm2-135m-instruct run has finished in this runs folder yet: no estimate of its time here.'
+        """
+        config = self.config()
+        pace, count = runs_pace(runs, config.model)
+        seconds = None if pace is None else pace.seconds(config.max_steps)
+        if seconds is None:
+            return f"No {config.model} run has finished in this runs folder yet: no estimate of its time here."
+        minutes = f"about {round(seconds / 60)} min" if seconds >= 90 else f"about {round(seconds)} s"
+        return (f"Estimate for this machine: {minutes} ({round(pace.startup_s)} s to start, then "
+                f"{round(pace.step_s, 1)} s a step: the median of the last {count} finished {config.model} run"
+                f"{'' if count == 1 else 's'} here). A busier machine takes longer.")
+
     def values(self) -> dict[str, Any]:
         """Every value a form shows for this preset (its settings, the defaults for the rest, its method's knobs
         included), less :data:`NOT_SET_BY_PRESETS`.
@@ -53,15 +76,15 @@ class Preset:
 
 CLASSROOM = Preset(
     name="classroom",
-    title="Classroom: DPO on the default model, about 3 minutes",
+    title="Classroom: DPO on the default model, 6 steps",
     description=(
         "DPO on the default model (SmolLM2-135M-Instruct, LoRA r 16) for 6 steps, probed at steps 0, 3 and 6; "
         "everything else at the lab's defaults (lr 1e-3 constant, batch 8, β 0.1). Just long enough to show the "
-        "effect: about 3 minutes on a 2-core CPU, measured (docs/alignment.md). There, DPO at these settings "
-        "reached step 6 in 178 s from a cold start and 110 s with the reference cache warm (2 threads), and its "
-        "held-out reward gain was visible at step 6 (+0.38 ± 0.04 VADER) but not yet at step 3. The probe at "
-        "step 3 adds about 20 s. The Gradio app trains on half the cores: on 2 cores expect about 5 minutes "
-        "there (294 s to step 6 on 1 thread)."
+        "effect: its held-out reward gain was visible at step 6 (+0.38 ± 0.04 VADER) but not yet at step 3 "
+        "(docs/alignment.md). How long it takes depends on the machine and on what else runs on it. Measured on an "
+        "otherwise idle 2-core CPU: step 6 in 178 s from a cold start and 110 s with the reference cache warm "
+        "(2 threads), 294 s on 1 thread (the Gradio app trains on half the cores); the probe at step 3 adds about "
+        "20 s. A machine shared by a class takes longer."
     ),
     settings={"method": "dpo", "model": DEFAULT_MODEL, "max_steps": 6, "probe_every": 3},
 )

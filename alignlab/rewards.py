@@ -178,7 +178,7 @@ def _trains_scorer(method: str | None) -> bool:
     return spec is not None and spec.model_kind == "sequence-classifier"
 
 
-def reward_model_source(reference: str, runs_dir: str | Path = "runs") -> RewardSource:
+def reward_model_source(reference: str, runs_dir: str | Path | None = None) -> RewardSource:
     """``reward-model:<run-id or path>``: check the run now, load its model on first use."""
     try:
         run_dir = rundir.find(reference, runs_dir)
@@ -366,10 +366,12 @@ def _kind_of(name: str) -> tuple[RewardKind, str]:
     raise AlignLabError(f"reward: got {name!r}, expected one of {', '.join(reward_names())}, or {' or '.join(forms)}")
 
 
-def get_reward(name: str, instruction: str = DEFAULT_INSTRUCTION, runs_dir: str | Path = "runs") -> RewardSource:
-    """Resolve a reward-source name (see the module docstring); AlignLabError if it cannot work."""
+def get_reward(name: str, instruction: str = DEFAULT_INSTRUCTION, runs_dir: str | Path | None = None) -> RewardSource:
+    """Resolve a reward-source name (see the module docstring; a run id is looked up in ``runs_dir``, the lab's runs
+    folder when None); AlignLabError if it cannot work."""
     kind, argument = _kind_of(name)
-    return kind.build(kind.parse(argument), name=name, instruction=instruction, runs_dir=Path(runs_dir))
+    runs_dir = rundir.default_runs_dir() if runs_dir is None else Path(runs_dir)
+    return kind.build(kind.parse(argument), name=name, instruction=instruction, runs_dir=runs_dir)
 
 
 def check_no_path(name: str, runs_dir: str | Path) -> None:

@@ -27,6 +27,11 @@ Every run lives in ``<output_dir>/<run_id>/``::
     training.lock        locked (fcntl.flock) by the process training the run, for as long as it trains: a
                          second start or resume of the run is refused at once (see :func:`lock_training`)
 
+Where ``<output_dir>`` is when none is named (:func:`default_runs_dir`): the folder ``$ALIGNLAB_RUNS`` names, else
+``runs/`` at the root of the project the lab is used from (the nearest folder at or above the working one that holds
+a ``pyproject.toml``: a checkout's root, so a notebook in ``notebooks/`` and the app started at the root share one
+run list), else ``runs/`` in the working folder. The CLI, the app and the notebook all ask it.
+
 Beside the runs, ``<output_dir>/_votes/<name>.jsonl`` holds the blind votes people cast in the chats on
 run ``<name>`` (one JSON line a vote, see :mod:`alignlab.votes`); ``_votes`` can never be a run id.
 
@@ -83,6 +88,10 @@ TRAINING_ARGS = "training_args.bin"  # TRL's pickled trainer settings in a model
 EVAL = "eval.json"
 DATASET = "dataset"  # an in-memory datasets.Dataset a run was given, kept with save_to_disk
 TRAINED_ON = "trained_on.json"  # what the run trained on: source, fingerprints, row count (see write_trained_on)
+RUNS = "runs"  # the runs folder's name at the project's root (see default_runs_dir)
+RUNS_ENV = "ALIGNLAB_RUNS"  # the environment variable that names the runs folder instead
+PROJECT_MARKER = "pyproject.toml"  # the file at a project's root
+RUNS_WHERE = f"{RUNS}/ at the project's root, or the folder ${RUNS_ENV} names"  # default_runs_dir, in a help text
 VOTES = "_votes"  # beside the runs: one votes file per run, <run id>.jsonl (not a run id: it starts with "_")
 VOTES_SUFFIX = ".jsonl"
 
@@ -777,7 +786,8 @@ def read_run(run_dir: str | Path) -> dict:
     return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
             "state": status.get("state"), "error": status.get("error"), "steps": last.get("step", 0),
             "loss": last.get("loss"), "reward": _first(last, ("probe/reward", "reward", "rewards/margins")),
-            "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "config": config, "history": rows}
+            "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "elapsed_s": status.get("elapsed_s"),
+            "config": config, "history": rows}
 
 
 def _first(values: dict, keys: tuple[str, ...]):
@@ -787,9 +797,25 @@ def _first(values: dict, keys: tuple[str, ...]):
     return None
 
 
-def list_runs(output_dir: str | Path = "runs") -> list[dict]:
-    """Every run under ``output_dir`` (see :func:`read_run`), newest first."""
-    root = Path(output_dir)
+def default_runs_dir(working_dir: str | Path | None = None) -> Path:
+    """The runs folder when none is named: ``$ALIGNLAB_RUNS`` when set, else ``runs/`` at the project's root, the
+    nearest folder at or above ``working_dir`` (the current one by default) that holds a ``pyproject.toml``, else
+    ``runs/`` in ``working_dir``. Relative (``runs``) when that root is the working folder itself, so messages stay
+    short where they always were.
+    """
+    chosen = os.environ.get(RUNS_ENV, "").strip()
+    if chosen:
+        return Path(chosen).expanduser()
+    here = Path.cwd() if working_dir is None else Path(working_dir).absolute()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_MARKER).is_file():
+            return Path(RUNS) if working_dir is None and folder == here else folder / RUNS
+    return Path(RUNS) if working_dir is None else here / RUNS
+
+
+def list_runs(output_dir: str | Path | None = None) -> list[dict]:
+    """Every run under ``output_dir`` (:func:`default_runs_dir` when None; see :func:`read_run`), newest first."""
+    root = default_runs_dir() if output_dir is None else Path(output_dir)
     if not root.is_dir():
         return []
     try:
@@ -828,14 +854,16 @@ def find_run(runs_dir: str | Path, run_id: str) -> Path:
     return runs_dir / run_id
 
 
-def find(run: str | Path, runs_dir: str | Path = "runs") -> Path:
-    """The run directory ``run`` names: a path to a run directory, else the id of a run in ``runs_dir``.
+def find(run: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """The run directory ``run`` names: a path to a run directory, else the id of a run in ``runs_dir``
+    (:func:`default_runs_dir` when None).
 
     For trusted callers (the CLI, a notebook); ids from a browser go through :func:`find_run`.
     """
     path = Path(run).expanduser()
     if is_run_dir(path):
         return path
+    runs_dir = default_runs_dir() if runs_dir is None else runs_dir
     try:
         return find_run(runs_dir, str(run))
     except AlignLabError:

@@ -258,11 +258,12 @@ def resume_point(run_dir: str | Path, check_state: bool = True, locked: bool = F
     return config, *found
 
 
-def resume(run: str | Path, runs_dir: str | Path = "runs", background: bool = True,
+def resume(run: str | Path, runs_dir: str | Path | None = None, background: bool = True,
            is_writer: bool = True) -> RunHandle:
     """Continue a stopped, failed or killed run from its last checkpoint, in its own run directory.
 
-    ``run`` is a run directory or the id of a run in ``runs_dir``. The run keeps its config, its step
+    ``run`` is a run directory or the id of a run in ``runs_dir`` (the lab's runs folder when None:
+    :func:`alignlab.rundir.default_runs_dir`). The run keeps its config, its step
     count and its optimizer, scheduler and data position (TRL's Trainer restores them from the
     checkpoint). Metric rows and probe samples of steps after the checkpoint are dropped first, so each
     step is logged once; the rows kept are the handle's history from the start. Raises AlignLabError

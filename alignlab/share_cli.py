@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from alignlab.publish import export_run, push_run
-from alignlab.rundir import find
+from alignlab.rundir import RUNS_WHERE, default_runs_dir, find
 
 SHARE_COMMANDS = ("export", "push")
 
@@ -32,8 +32,8 @@ def add_share_parsers(subparsers) -> None:
             parser.add_argument("--to", required=True, metavar="DIR", help="A new (or empty) folder to write.")
         parser.add_argument("--merged", action="store_true", help="Merge the LoRA adapter into its base model and "
                             "save full weights and the tokenizer, instead of the adapter.")
-        parser.add_argument("--output-dir", default="runs", help="Folder of runs a run id is looked up in (default "
-                            "runs).")
+        parser.add_argument("--output-dir", default=str(default_runs_dir()), help="Folder of runs a run id is looked "
+                            f"up in (default %(default)s: {RUNS_WHERE}).")
 
 
 def run_share_command(args: argparse.Namespace) -> int:

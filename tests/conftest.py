@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+# Tests pick the tiny random model in the app's and the notebook's pickers, which offer it only in development.
+os.environ.setdefault("ALIGNLAB_DEV", "1")
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (make browser); Playwright drives it, no browser download
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

@@ -192,8 +192,11 @@ def test_each_job_state_has_its_own_colour():
     assert None not in colours.values() and len(set(colours.values())) == 4, colours
 
 
-def test_chat_sliders_start_at_the_lab_sampling_defaults(built_app):
-    start = SamplingSettings()  # the notebook's chat starts there too
+def test_chat_sliders_start_at_the_lab_sampling_defaults_with_room_for_two_sentences(built_app):
+    from alignlab.ui.format import CHAT_MAX_NEW_TOKENS, chat_settings
+
+    start = chat_settings()  # the notebook's chat starts there too
+    assert start == SamplingSettings(max_new_tokens=CHAT_MAX_NEW_TOKENS) and CHAT_MAX_NEW_TOKENS > 48
     values = {block.elem_id: block.value for block in built_app.blocks.values()
               if getattr(block, "elem_id", None) in ("chat-max-new-tokens", "chat-temperature", "chat-top-p",
                                                      "chat-seed")}
@@ -276,7 +279,8 @@ def test_picking_the_classroom_preset_fills_the_train_form(client):
     from alignlab.models import DEFAULT_MODEL
 
     note, method, model, dataset, check, *_ = client.predict("classroom", api_name="/apply_preset")
-    assert "about 3 minutes" in note and (method, model, dataset) == ("dpo", DEFAULT_MODEL, "positive-reviews")
+    assert "178 s" in note and (method, model, dataset) == ("dpo", DEFAULT_MODEL, "positive-reviews")
+    assert "no estimate of its time here" in note  # no default-model run has finished in this folder
     assert check.startswith("✓")
 
 
@@ -338,6 +342,16 @@ def test_the_message_box_is_no_streaming_output_and_a_message_sent_while_streami
     assert isinstance(box, type(gr.skip())) and pending == "" and notice == BUSY_NOTICE  # kept in the box, said so
     box, pending, notice, busy, send = take.fn("First question", False)
     assert box == "" and pending == "First question" and busy is True and send["interactive"] is False
+    whole = next(demo.fns[dep["id"]] for dep in demo.config["dependencies"]
+                 if demo.fns[dep["id"]].name == "whole_sentences")  # between the answer and `done`
+    column = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+              {"role": "assistant", "content": [{"type": "text", "text": "A warm film. The ending drags on and"}]}]
+    history = [{"role": "user", "content": "Hi"},
+               {"role": "assistant", "content": "A warm film. The ending drags on and"}]
+    shown, _, kept, _ = whole.fn(column, column, history, history, False)
+    assert shown[-1]["content"][0]["text"] == "A warm film." and kept[-1]["content"] == "A warm film."
+    assert shown[0] == column[0]  # only the answer is cut
+    assert all(isinstance(value, type(gr.skip())) for value in whole.fn(column, column, history, history, True))
     done = next(fn for fn in writers if fn.name == "done")
     box, pending, busy, send, _ = done.fn("Too long", "typed meanwhile")  # a message not sent comes back, nothing lost
     assert box == "Too long\ntyped meanwhile" and busy is False and send["interactive"] is True
@@ -460,3 +474,50 @@ def test_learn_cards_say_what_a_method_measured_at_its_defaults():
         assert f"**Measured at the defaults:** {text}" in method_card(get_method(name))
     # nothing claimed where nothing was measured
     assert "Measured at the defaults" not in method_card(get_method("sft"))
+
+
+def finished_run(runs_dir, run_id: str, state: str = "finished"):
+    """A run directory as a DPO run on tiny-random leaves it (config, status, a saved model folder), untrained."""
+    from alignlab import rundir
+
+    run_dir = rundir.create(runs_dir / run_id, {"run_id": run_id, **RunConfig(model="tiny-random").to_dict()})
+    rundir.write_status(run_dir, {"run_id": run_id, "state": state, "step": 2})
+    rundir.model_dir(run_dir).mkdir()
+    return run_dir
+
+
+def test_the_chat_tab_opens_on_the_newest_finished_run_and_keeps_a_pick_until_another_finishes(tmp_path):
+    runs = tmp_path / "runs"
+    finished_run(runs, "20250101-120000-dpo-aaaa")
+    demo = create_app(runs)
+    _, url, _ = serve(demo, port=None, block=False)
+    try:
+        client = Client(url, verbose=False)
+        assert client.predict(api_name="/chat_models")["value"] == "run:20250101-120000-dpo-aaaa"  # not the base model
+        base = "base:smollm2-135m-instruct"
+        assert client.predict(base, api_name="/chat_models")["value"] == base  # picked by hand: kept
+        finished_run(runs, "20250101-130000-dpo-bbbb", state="stopped")  # stopped, not finished: no move
+        assert client.predict(base, api_name="/chat_models")["value"] == base
+        finished_run(runs, "20250101-140000-dpo-cccc")  # a run finished since: the tab opens on it
+        assert client.predict(base, api_name="/chat_models")["value"] == "run:20250101-140000-dpo-cccc"
+        assert Client(url, verbose=False).predict(api_name="/chat_models")["value"] == "run:20250101-140000-dpo-cccc"
+    finally:
+        demo.services.jobs.close()
+        demo.close()
+
+
+def test_examples_are_labelled_by_their_opening_and_tiny_random_is_offered_only_in_development(monkeypatch,
+                                                                                                built_app):
+    from alignlab.data import task_openings
+    from alignlab.models import DEV_ENV
+    from alignlab.ui.gradio.components.train import model_choices
+
+    examples = next(block for block in built_app.blocks.values() if isinstance(block, gr.Dataset))
+    assert examples.sample_labels == [f"“{opening} …”" for opening in task_openings("eval")[:4]]
+    assert len(set(examples.sample_labels)) == 4  # four requests, told apart by their openings
+    assert "tiny-random" in [value for _, value in model_choices()]  # the tests run with ALIGNLAB_DEV=1
+    monkeypatch.delenv(DEV_ENV)  # a class
+    assert [value for _, value in model_choices()] == ["smollm2-135m-instruct"]
+    assert [value for _, value in built_app.services.chat.choices([])] == ["base:smollm2-135m-instruct"]
+    with pytest.raises(AlignLabError, match="expected a base model or a run"):
+        built_app.services.chat.pair("base:tiny-random", "chat")

@@ -173,7 +173,8 @@ def test_upload_checks_the_dataset_and_switching_method_swaps_knobs(app, browser
 def test_picking_the_classroom_preset_fills_the_form(app, browser):
     page = open_app(browser, app[1])
     pick(page, "train-preset", "Classroom")
-    page.wait_for_function("() => document.getElementById('train-preset-note').innerText.includes('about 3 minutes')")
+    page.wait_for_function("() => document.getElementById('train-preset-note').innerText.includes('178 s')")
+    assert "estimate of its time" in page.locator("#train-preset-note").inner_text()  # no run of it here yet
     assert page.locator("#knob-max_steps input").first.input_value() == "6"
     assert page.locator("#knob-probe_every input").first.input_value() == "3"
     assert page.locator("#knob-dpo__beta").is_visible()
@@ -297,3 +298,42 @@ WHOLE_IN_CELL_JS = """(id) => {
   }
   return true;
 }"""
+
+
+VISIBLE_PLOTS_JS = "() => [...document.querySelectorAll('.lab-plot')].filter(plot => plot.offsetParent !== null).length"
+# Line boxes of each queue header's text and of each state cell's (1 when a word is not broken across lines).
+QUEUE_LINES_JS = """() => [...document.querySelectorAll('#train-queue th span.text'),
+    ...[...document.querySelectorAll('#train-queue .virtual-row')]
+      .map(row => row.children[3]?.querySelector('span.text'))]
+  .filter(Boolean).map(span => { const range = document.createRange(); range.selectNodeContents(span);
+                                 return [span.innerText.trim(), range.getClientRects().length]; })"""
+IN_VIEW_JS = """(id) => { const box = document.getElementById(id).getBoundingClientRect();
+  return box.top >= 0 && box.top < window.innerHeight; }"""
+
+
+def test_at_1280_by_800_start_brings_the_run_into_view_the_grid_stays_fixed_and_the_queue_reads_whole(app, browser):
+    _, url = app
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("#train-start")
+    assert not page.evaluate(IN_VIEW_JS, "train-progress")  # the form fills the first screen
+    pick(page, "train-model", "tiny-random")
+    for knob, value in (("max_steps", 4), ("batch_size", 2), ("probe_every", 2)):
+        fill(page, knob, value)
+    page.locator("#train-start").click()
+    page.wait_for_function(IN_VIEW_JS, arg="train-progress")  # scrolled to the run
+    page.wait_for_function("() => ['queued', 'starting', 'running'].includes(document.querySelector("
+                           "'#train-progress .lab-state')?.innerText.toLowerCase())")  # this job, not an earlier one
+    counts = []
+    while page.locator("#train-progress .lab-state").inner_text().lower() not in ("finished", "failed"):
+        shown = page.evaluate(VISIBLE_PLOTS_JS)
+        if shown:
+            counts.append(shown)
+        page.wait_for_timeout(250)
+    counts.append(page.evaluate(VISIBLE_PLOTS_JS))
+    assert page.locator("#train-progress .lab-state").inner_text().lower() == "finished"
+    assert len(set(counts)) == 1 and counts[0] >= 7, counts  # every DPO panel from the first point to the end
+    lines = page.evaluate(QUEUE_LINES_JS)
+    assert ["job", 1] in lines and ["finished", 1] in lines and all(count == 1 for _, count in lines), lines
+    shot(page, "train-first-screen-after-start")

@@ -61,6 +61,8 @@ def test_knob_widgets_follow_the_declaration():
     beta = get_method("dpo").knob("beta")
     slider = knob_widget(beta, 0.5)
     assert slider.value == pytest.approx(0.5) and 10 ** slider.min > 0  # β > 0: the slider cannot reach 0
+    box = knob_widget(get_method("dpo").knob("precompute_ref_log_probs"))
+    assert isinstance(box, widgets.Checkbox) and box.layout.width == "auto"  # its whole name, not "precompute_r…"
 
 
 @pytest.mark.parametrize("method", method_names())
@@ -87,8 +89,10 @@ def test_the_form_places_run_settings_by_their_declared_group():
 
 
 def test_chat_sliders_start_at_the_lab_sampling_defaults():
-    assert Chat().settings() == SamplingSettings()  # the app's chat starts there too
-    assert Chat(temperature=0.2, seed=3).settings() == SamplingSettings(temperature=0.2, seed=3)
+    from alignlab.ui.format import chat_settings
+
+    assert Chat().settings() == chat_settings() == SamplingSettings(max_new_tokens=96)  # the app's chat starts here
+    assert Chat(temperature=0.2, seed=3).settings() == chat_settings(temperature=0.2, seed=3)
     with pytest.raises(TypeError):
         Chat(temprature=0.2)
 
@@ -99,6 +103,17 @@ def test_presets_fill_the_form_and_unknown_names_are_refused():
     assert lab.form.config().max_steps == 7
     with pytest.raises(AlignLabError, match="bogus"):
         Lab(bogus=1)
+
+
+def test_the_tiny_random_model_is_offered_only_in_development_or_when_named(tmp_path, monkeypatch):
+    from alignlab.models import DEV_ENV
+
+    monkeypatch.delenv(DEV_ENV)  # a class, not the tests
+    lab = Lab(output_dir=str(tmp_path))
+    assert "tiny-random" not in lab.form.inputs["model"].options
+    assert [value for _, value in lab.chat_with.options] == ["smollm2-135m-instruct"]
+    named = Lab(model="tiny-random", output_dir=str(tmp_path))  # a quick trial names it: still there
+    assert [value for _, value in named.chat_with.options] == ["tiny-random", "smollm2-135m-instruct"]
 
 
 def test_bad_values_are_refused_in_the_form_with_the_reason(tmp_path):

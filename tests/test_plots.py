@@ -137,8 +137,9 @@ def test_figures_have_one_trace_per_run_and_key(dpo_rows):
 
     histories = {"a": dpo_rows, "b": dpo_rows[:1]}
     figure = curves_figure(histories, ("rewards/chosen", "rewards/rejected"), "Implicit rewards")
-    assert [trace.name for trace in figure.data] == ["a · rewards/chosen", "a · rewards/rejected",
-                                                     "b · rewards/chosen", "b · rewards/rejected"]
+    assert [trace.name for trace in figure.data] == ["a · chosen reward", "a · rejected reward",
+                                                     "b · chosen reward", "b · rejected reward"]
+    assert "rewards/chosen" in figure.data[0].hovertemplate  # the key as TRL logs it, in the hover
     assert list(figure.data[0].x) == [1, 2]
     figures = panel_figures(visible_panels(["dpo"]), histories)
     assert [figure.layout.title.text for figure in figures] == [panel.title for panel in panels_for("dpo")] + [FRONTIER]
@@ -158,7 +159,7 @@ def test_a_curve_with_standard_errors_gets_a_shaded_band_and_the_frontier_error_
     assert list(band_trace.x) == [1, 3, 3, 1]
     assert list(band_trace.y) == pytest.approx([0.10 + 1.96 * 0.02, 0.30 + 1.96 * 0.06,  # upper edge, forward
                                                 0.30 - 1.96 * 0.06, 0.10 - 1.96 * 0.02])  # lower edge, back
-    assert line.name == "probe/reward" and list(line.y) == [0.10, 0.30]
+    assert line.name == "probe reward" and list(line.y) == [0.10, 0.30]
     assert band_trace.fillcolor.startswith("rgba(") and band_trace.fillcolor.endswith(", 0.15)")
     red, green, blue = (int(line.line.color[i:i + 2], 16) for i in (1, 3, 5))  # the line's colour, faint
     assert band_trace.fillcolor == f"rgba({red}, {green}, {blue}, 0.15)"
@@ -237,7 +238,8 @@ def test_an_axis_whose_points_sit_at_one_value_gets_a_padded_range_and_others_au
     low, high = noisy.layout.yaxis.range
     assert low < 0.011 - 1.96 * 0.04 and high > 0.011 + 1.96 * 0.04  # the error bar fits, with room
     kl = curves_figure({"a": first}, ("probe/kl",), "KL from reference")  # a band's edges count as error bars
-    assert kl.layout.yaxis.range == pytest.approx((-0.05, 0.05), abs=1e-6) and kl.layout.xaxis.range == (-1, 1)
+    assert kl.layout.yaxis.range == pytest.approx((-0.05, 0.05), abs=1e-6)
+    assert kl.layout.xaxis.range == (-0.5, 0.5)  # step 0 alone: no step −1 on its axis
     grown = frontier_figure({"a": FIRST_PROBE + PATH})  # more points: plotly's autorange fits them again
     assert grown.layout.xaxis.autorange is True and grown.layout.xaxis.range is None
     assert grown.layout.yaxis.autorange is True
@@ -288,3 +290,35 @@ def test_a_kl_below_zero_says_it_is_the_estimates_noise():
     notes = [note for note in grid.layout.annotations if note.text == KL_NOTE]
     kl_index = [panel.title for panel in panels].index("KL from reference")
     assert sorted(note.xref for note in notes) == sorted([f"x{kl_index + 1} domain", f"x{len(panels)} domain"])
+
+
+def test_step_axes_tick_whole_steps():
+    from alignlab.ui.figures import STEP_TICKS_UPTO, curves_figure, frontier_figure
+    from alignlab.ui.notebook.grid import grid_figure
+
+    short = curves_figure({"a": PATH}, ("loss",), "Loss").layout.xaxis  # steps 2…6: plotly alone ticks 2.5, 3.5
+    assert (short.tickmode, short.tick0, short.dtick) == ("linear", 0, 1)
+    long_rows = [{"step": step, "loss": 1 / step} for step in range(1, STEP_TICKS_UPTO + 3)]
+    assert curves_figure({"a": long_rows}, ("loss",), "Loss").layout.xaxis.tickmode == "auto"  # whole steps anyway
+    assert frontier_figure({"a": PATH}).layout.xaxis.tickmode is None  # KL is no step
+    grid = grid_figure(visible_panels(["dpo"], {"a": PATH}), {"a": PATH})  # the notebook's subplots alike
+    assert (grid.layout.xaxis.tickmode, grid.layout.xaxis.dtick) == ("linear", 1)
+
+
+def test_legends_and_notebook_titles_name_metrics_for_people_with_the_key_in_the_hover():
+    from alignlab.labels import metric_name
+    from alignlab.ui.figures import curves_figure
+    from alignlab.ui.notebook.grid import grid_figure
+
+    reward = next(panel for panel in panels_for("dpo") if panel.title == "Reward")
+    alone = curves_figure({"a": ROWS}, reward.keys, reward.title)
+    assert [trace.name for trace in alone.data] == ["probe reward"] and "probe/reward" in alone.data[0].hovertemplate
+    rows = [{"step": 1, "rewards/chosen": 0.1, "rewards/rejected": -0.1, "probe/reward": 0.2}]
+    panels = visible_panels(["dpo"], {"a": rows})
+    grid = grid_figure(panels, {"a": rows})
+    titles = {panel.title: note.text for panel, note in zip(panels, grid.layout.annotations)}
+    assert titles["Reward"] == "Reward (probe)"  # not "Reward: probe/reward"
+    assert "chosen</span>" in titles["Implicit rewards"] and "rewards/" not in titles["Implicit rewards"]
+    every_key = {key for method in method_names() for panel in panels_for(method) for key in panel.keys}
+    named = {key: metric_name(key) for key in every_key}
+    assert all(name != key or "/" not in key for key, name in named.items()), named  # no raw TRL key in a legend

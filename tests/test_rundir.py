@@ -209,3 +209,36 @@ def test_no_module_but_rundir_spells_a_run_directory_file_name():
                  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if run_dir_literals(line)]
     assert offenders == [], "use alignlab.rundir instead:\n" + "\n".join(offenders)
+
+
+def test_one_runs_folder_for_the_cli_the_app_and_the_notebook(tmp_path, monkeypatch, capsys):
+    """The notebooks in notebooks/ and the app started at the root list the same runs: the project's runs/,
+    or the folder ALIGNLAB_RUNS names."""
+    from alignlab.cli import main
+    from alignlab.ui.gradio.services import Services
+    from alignlab.ui.notebook import RunsView
+    from alignlab.ui.notebook.form import RunForm
+
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'a-class'\n")
+    monkeypatch.delenv(rundir.RUNS_ENV, raising=False)
+    monkeypatch.chdir(project / "notebooks")
+    assert rundir.default_runs_dir() == project / "runs"
+    assert RunConfig().output_dir == str(project / "runs")  # notebook helpers (train, sweep) build RunConfigs
+    assert RunForm().values()["output_dir"] == str(project / "runs")  # the notebook Lab's form
+    assert RunsView().output_dir == project / "runs"
+    make_run(project / "runs", "20250101-120000-dpo-ab12")
+    assert [run["run_id"] for run in rundir.list_runs()] == ["20250101-120000-dpo-ab12"]
+    assert main(["runs"]) == 0 and "20250101-120000-dpo-ab12" in capsys.readouterr().out
+    monkeypatch.chdir(project)  # where `alignlab app` is started
+    assert rundir.default_runs_dir() == Path("runs")
+    services = Services.create()
+    assert services.runs_dir == (project / "runs").resolve()
+    services.jobs.close()
+    monkeypatch.setenv(rundir.RUNS_ENV, str(tmp_path / "class-runs"))  # a shared folder for a class
+    assert rundir.default_runs_dir() == RunsView().output_dir == tmp_path / "class-runs"
+    assert RunConfig().output_dir == str(tmp_path / "class-runs") == RunForm().values()["output_dir"]
+    monkeypatch.delenv(rundir.RUNS_ENV)
+    monkeypatch.chdir(tmp_path)  # outside any project: runs/ where the lab is used
+    assert rundir.default_runs_dir() == Path("runs") and rundir.default_runs_dir(tmp_path) == tmp_path / "runs"

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import plotly.colors
 import plotly.graph_objects as go
 
+from alignlab.labels import metric_name
 from alignlab.methods.base import Panel
 from alignlab.metrics import KL_KEYS, SE_SUFFIX, is_se_key, se_key
 from alignlab.plots import FRONTIER_PANEL, band, error_bars, frontier_points, series
@@ -47,7 +48,9 @@ ERROR_OPACITY = 0.4  # of the frontier's error bars, in its line's colour
 STEP_COLOURS = "Viridis"  # the frontier's points, from a run's first probed step (dark) to its last (yellow)
 FLAT_PAD = 0.1  # an axis whose points all sit at one value spans it ± this fraction of it,
 FLAT_MIN_PAD = {"step": 1.0, "value": 0.05}  # or at least this much (a step axis, a value axis)
+STEP_TICKS_UPTO = 10  # a step axis spanning at most this many steps gets a tick at each whole step
 KL_HOVER = "<br>below 0: the estimate's noise on few samples (the true KL is ≥ 0)"
+KEY_HOVER = "<span style='color:#888'>{key}</span>"  # a curve's metric key, as logged, under its value
 KL_NOTE = "KL below 0 is the estimate's noise<br>on few samples: the true KL is ≥ 0"
 
 
@@ -148,16 +151,21 @@ def line_style(panel: Panel, key: str, run_index: int, label: str, overlay: bool
     """``go.Scatter`` keywords of one run's line for ``key`` on ``panel``: name, mode, colour, dash, hover.
 
     Overlaid (several runs) a line is named by its run (and key, on a panel of several keys), coloured
-    by its run and dashed by its key; alone it is named and coloured by its key. ``points`` picks the mode.
+    by its run and dashed by its key; alone it is named and coloured by its key. A key is named for people
+    (:func:`alignlab.labels.metric_name`: ``rewards/chosen`` is the "chosen reward"), and a curve's hover
+    shows the key itself too. ``points`` picks the mode.
     """
     frontier = panel.kind == "frontier"
     colour, dash = key_style(panel, key)
     if overlay:
-        name = label if frontier or len(panel.keys) == 1 else f"{label} · {key}"
+        name = label if frontier or len(panel.keys) == 1 else f"{label} · {metric_name(key)}"
         colour, dash = COLOURS[run_index % len(COLOURS)], "solid" if frontier else dash
     else:
-        name, dash = ("reward vs KL" if frontier else key), "solid"
-    hover = "step %{customdata}<br>KL %{x:.4g}<br>reward %{y:.4g}" if frontier else "step %{x}: %{y:.4g}"
+        name, dash = ("reward vs KL" if frontier else metric_name(key)), "solid"
+    if frontier:
+        hover = "step %{customdata}<br>KL %{x:.4g}<br>reward %{y:.4g}"
+    else:
+        hover = "step %{x}: %{y:.4g}<br>" + KEY_HOVER.format(key=key)
     hover += "%{hovertext}" if shows_kl(panel, key) else ""
     return dict(name=name, mode=line_mode(panel, points), line={"color": colour, "dash": dash},
                 hovertemplate=f"{name}<br>{hover}<extra></extra>", legendgroup=label)
@@ -244,16 +252,32 @@ def negative_kl(traces) -> bool:
     return any(KL_HOVER in (trace.hovertext or ()) for trace in traces)
 
 
+def step_ticks(steps: list[float]) -> dict:
+    """Layout updates of a step axis for ``steps``: a tick at every whole step while they span at most
+    :data:`STEP_TICKS_UPTO` (where plotly would write 1.2 and 1.4), plotly's own ticks on longer runs (whole
+    steps there too).
+
+    >>> step_ticks([1, 2]), step_ticks([0, 40])
+    ({'tickmode': 'linear', 'tick0': 0, 'dtick': 1}, {'tickmode': 'auto'})
+    """
+    if steps and max(steps) - min(steps) > STEP_TICKS_UPTO:
+        return {"tickmode": "auto"}
+    return {"tickmode": "linear", "tick0": 0, "dtick": 1}
+
+
 def axis_fit(panel: Panel, traces) -> tuple[dict, dict]:
     """Layout updates of the (x, y) axes of ``panel`` for the ``traces`` drawn on it: a padded range
     (:func:`flat_range`) for an axis whose points all sit at one value, plotly's autorange for the others (so
-    they follow new points), and a visible zero line on the KL axis once a KL point is below 0."""
+    they follow new points), whole-step ticks on a curve's step axis (:func:`step_ticks`), and a visible zero line
+    on the KL axis once a KL point is below 0. A step axis starts at most half a step before step 0."""
     fits = []
     for axis in ("x", "y"):
-        least = FLAT_MIN_PAD["step" if axis == "x" and panel.kind != "frontier" else "value"]
+        steps = axis == "x" and panel.kind != "frontier"
         points, ends = extents(traces, axis)
-        span = flat_range(points, least, ends)
-        fits.append({"range": span, "autorange": span is None})
+        span = flat_range(points, FLAT_MIN_PAD["step" if steps else "value"], ends)
+        if steps and span and span[0] < -0.5:  # a first point at step 0: not a window from step −1
+            span = [-0.5, 2 * points[0] + 0.5]
+        fits.append({"range": span, "autorange": span is None, **(step_ticks(points) if steps else {})})
     if negative_kl(traces):
         fits[0 if panel.kind == "frontier" else 1].update(zeroline=True, zerolinecolor="#888", zerolinewidth=1)
     return fits[0], fits[1]

@@ -95,7 +95,7 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth: str | Sequence[str] | None = None,
-           runs_dir: str | Path = "runs", trust_remote_code: bool = False, data_dir: str | Path | None = None,
+           runs_dir: str | Path | None = None, trust_remote_code: bool = False, data_dir: str | Path | None = None,
            workshop: bool = False, instructor: str | None = None, kl_budget: float | None = None, max_jobs: int = 1,
            job_gib: float = JOB_GIB) -> None:
     """Build the app and serve it until interrupted (what ``alignlab app`` calls); warns first when it is

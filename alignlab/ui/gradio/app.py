@@ -17,12 +17,13 @@ HEADER = (f"# {TITLE}\nAlign a small language model with preferences: train with
           "and KL move, then chat with the reference and the aligned model side by side.")
 
 
-def create_app(runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
+def create_app(runs_dir: str | Path | None = None, data_dir: str | Path | None = None,
                trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1,
                admin: str | None = None) -> gr.Blocks:
-    """The app over ``runs_dir`` (uploads, job logs and exports under ``data_dir``, default ``<runs_dir>/_app``);
-    with ``workshop``, in workshop mode; training ``max_jobs`` jobs at once. ``admin``: outside workshop mode, the
-    signed-in account that may stop, cancel, delete and resume anyone's jobs and runs.
+    """The app over ``runs_dir`` (the lab's runs folder when None: :func:`alignlab.rundir.default_runs_dir`; uploads,
+    job logs and exports under ``data_dir``, default ``<runs_dir>/_app``); with ``workshop``, in workshop mode;
+    training ``max_jobs`` jobs at once. ``admin``: outside workshop mode, the signed-in account that may stop,
+    cancel, delete and resume anyone's jobs and runs.
 
     The returned Blocks has ``demo.services`` (the job queue and friends) for shutdown and tests.
     """

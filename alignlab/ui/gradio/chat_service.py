@@ -22,12 +22,11 @@ from alignlab.config import config_of
 from alignlab.errors import AlignLabError
 from alignlab.labels import run_label
 from alignlab.methods import registry
-from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.models import TINY_MODEL, offered_models
 from alignlab.rundir import UNREADABLE, find_run, has_model
 
 BASE_PREFIX = "base:"
 RUN_PREFIX = "run:"
-BASE_MODELS = (DEFAULT_MODEL, TINY_MODEL)
 KEEP_PAIRS = 3
 MAX_MESSAGE_CHARS = 8_000  # checked before tokenizing: a token is rarely longer than a few characters
 MAX_MESSAGE_TOKENS = 512
@@ -71,6 +70,12 @@ def token_counter(pair: ChatPair) -> Callable[[str], int]:
     return count
 
 
+def _chats(run: dict) -> bool:
+    """Whether a readable run can be chatted with: its method trains a text model and the model was saved."""
+    spec = registry().get(run["method"])
+    return spec is not None and spec.model_kind == "causal-lm" and has_model(run["path"])
+
+
 class ChatService:
     """The chat models the app offers (base models and finished runs) and their loaded pairs."""
 
@@ -81,17 +86,22 @@ class ChatService:
         self._load_lock = threading.Lock()
 
     def choices(self, runs: list[dict]) -> list[tuple[str, str]]:
-        """(label, value) for the model picker: base models, then runs that saved a text model, each labelled
-        with what it is (:func:`alignlab.labels.run_label`) and how it ended."""
+        """(label, value) for the model picker: base models (:func:`alignlab.models.offered_models`), then runs
+        that saved a text model, each labelled with what it is (:func:`alignlab.labels.run_label`) and how it
+        ended."""
         options = [(f"base model: {name}" + (" (random weights, for tests)" if name == TINY_MODEL else ""),
-                    BASE_PREFIX + name) for name in BASE_MODELS]
+                    BASE_PREFIX + name) for name in offered_models()]
         for run in runs:
-            spec = registry().get(run["method"])
             # An unreadable run is listed, so it is not missed; choosing it says what is wrong.
-            if run["state"] == UNREADABLE or (run["state"] in ("finished", "stopped") and spec is not None
-                                              and spec.model_kind == "causal-lm" and has_model(run["path"])):
+            if run["state"] == UNREADABLE or (run["state"] in ("finished", "stopped") and _chats(run)):
                 options.append((run_label(run, show_state=True), RUN_PREFIX + run["run_id"]))
         return options
+
+    @staticmethod
+    def newest_finished(runs: list[dict]) -> str | None:
+        """The picker value of the newest finished run that saved a text model (``runs`` newest first, as
+        :func:`alignlab.rundir.list_runs` gives them), or None: the Chat tab opens on it."""
+        return next((RUN_PREFIX + run["run_id"] for run in runs if run["state"] == "finished" and _chats(run)), None)
 
     def pair(self, choice: str, mode: str) -> ChatPair:
         """The loaded pair for a picker value; loads it on first use. ``mode``: continue or chat."""
@@ -113,7 +123,7 @@ class ChatService:
                 del self._pairs[key]
 
     def _load(self, choice: str, mode: str) -> ChatPair:
-        if choice.startswith(BASE_PREFIX) and choice[len(BASE_PREFIX):] in BASE_MODELS:
+        if choice.startswith(BASE_PREFIX) and choice[len(BASE_PREFIX):] in offered_models():
             return ChatPair.base_only(choice[len(BASE_PREFIX):], mode=mode)
         if choice.startswith(RUN_PREFIX):
             run_dir = find_run(self.runs_dir, choice[len(RUN_PREFIX):])

@@ -15,7 +15,7 @@ import gradio as gr
 from alignlab.config import check_owner
 from alignlab.errors import AlignLabError
 from alignlab.labels import owner_of
-from alignlab.rundir import UnreadableRunFile, check_output_dir, list_runs, read_config
+from alignlab.rundir import UnreadableRunFile, check_output_dir, default_runs_dir, list_runs, read_config
 from alignlab.ui.gradio.changes_service import ChangesService
 from alignlab.ui.gradio.chat_service import ChatService
 from alignlab.ui.gradio.jobs import JobQueue
@@ -39,14 +39,15 @@ class Services:
     admin: str | None = None  # outside workshop mode, the --auth account that may change anyone's jobs and runs
 
     @classmethod
-    def create(cls, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
+    def create(cls, runs_dir: str | Path | None = None, data_dir: str | Path | None = None,
                trust_remote_code: bool = False, workshop: Workshop | None = None, max_jobs: int = 1,
                admin: str | None = None) -> Services:
-        """Services over ``runs_dir``; the data folder defaults to ``<runs_dir>/_app``. Both are made here, and
-        AlignLabError names the folder when one cannot be (a file, a read-only place, /proc). ``max_jobs``: jobs
-        trained at once (checked by :func:`alignlab.job_slots.job_slots` before). ``admin``: outside workshop mode,
-        the signed-in account that may stop, cancel, delete and resume anyone's jobs and runs."""
-        runs_dir = check_output_dir(runs_dir, create=True).resolve()
+        """Services over ``runs_dir`` (:func:`~alignlab.rundir.default_runs_dir` when None); the data folder
+        defaults to ``<runs_dir>/_app``. Both are made here, and AlignLabError names the folder when one cannot be (a
+        file, a read-only place, /proc). ``max_jobs``: jobs trained at once (checked by
+        :func:`alignlab.job_slots.job_slots` before). ``admin``: outside workshop mode, the signed-in account that may
+        stop, cancel, delete and resume anyone's jobs and runs."""
+        runs_dir = check_output_dir(default_runs_dir() if runs_dir is None else runs_dir, create=True).resolve()
         data_dir = check_output_dir(data_dir, create=True).resolve() if data_dir else \
             check_output_dir(runs_dir / "_app", create=True)
         admin = None if workshop else check_owner(admin, "instructor") or None

@@ -19,6 +19,11 @@ CSS = """
 .lab-summary { font-size: 13px; }
 .lab-section { padding: 6px 12px 0; }
 .lab-card table { font-size: 13px; }
+/* The job queue: words wrap whole ("finished", not "finishe d"); a run id at its hyphens, or anywhere if it must */
+#train-queue .cell-wrap { padding-left: 5px !important; padding-right: 3px !important; }
+#train-queue span.text { word-break: normal !important; overflow-wrap: normal !important; font-size: 13px; }
+#train-queue .body-cell:last-child span.text { overflow-wrap: anywhere !important; }
+#train-queue .cell-menu-button { display: none !important; }
 /* A chat column's scroll area starts below its name badge and icon bar, so scrolled messages never run under them */
 .wrapper > .bubble-wrap { margin-top: 40px; height: calc(100% - 40px); }
 """ + "".join(f".lab-progress.{state} .lab-state {{ color: {colour}; }}\n" for state, colour in STATE_COLOURS.items())

@@ -21,6 +21,7 @@ from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import KNOB_GROUPS, Knob
 from alignlab.presets import PRESETS, get_preset
+from alignlab.rundir import default_runs_dir, list_runs
 
 LOG_SPAN = 3  # decades either side of the default when a log-scale knob has no usable bound
 FIELD_WIDTH = "340px"
@@ -36,7 +37,8 @@ def knob_widget(knob: Knob, value: Any = None) -> widgets.ValueWidget:
     if control == "picker":  # a list to pick from, or type a path, reward-model:<run>, judge:<model>, ...
         return widgets.Combobox(options=list(knob.suggestions()), value=str(value), ensure_option=False,
                                 placeholder="pick or type", **common)
-    if control == "checkbox":
+    if control == "checkbox":  # its name sits right of the box: as wide as the name, never "precompute_ref_log_p…"
+        common["layout"] = widgets.Layout(width="auto", min_width=FIELD_WIDTH)
         return widgets.Checkbox(value=bool(value), indent=True, **common)
     if control == "dropdown":
         return widgets.Dropdown(options=list(knob.choices), value=value, **common)
@@ -73,12 +75,12 @@ class RunForm(widgets.VBox):
         preset_values = get_preset(preset).values() if preset else {}
         method = method or preset_values.pop("method", "dpo")
         preset_values.pop("method", None)
-        self.presets = {**preset_values, **presets}
+        self.presets = {"output_dir": str(default_runs_dir()), **preset_values, **presets}  # the runs folder now
         self.preset = widgets.Dropdown(options=[("none: your own settings", ""),
                                                 *((p.title, p.name) for p in PRESETS.values())],
                                        value=preset, description="preset", style=STYLE,
                                        layout=widgets.Layout(width="520px"))
-        self.preset_note = widgets.HTML(self._preset_text(preset))
+        self.preset_note = widgets.HTML()  # the preset's description and time estimate, once the form is built
         self.method = widgets.Dropdown(options=[(f"{get_method(n).title}  [{n}]", n) for n in method_names()],
                                        value=get_method(method).name, description="method", style=STYLE,
                                        layout=widgets.Layout(width="520px"))
@@ -102,14 +104,18 @@ class RunForm(widgets.VBox):
         self.method.observe(lambda _: self._show_method(strict=False), names="value")
         self.preset.observe(lambda change: self.apply_preset(change["new"]), names="value")
         self._show_method(strict=True)
+        self.preset_note.value = self._preset_text(preset)
         super().__init__([self.preset, self.preset_note, self.method, self.summary, self.method_box,
                           self.sections["essential"], self.folded, self.error])
 
-    @staticmethod
-    def _preset_text(name: str) -> str:
+    def _preset_text(self, name: str) -> str:
+        """The preset's description, then its time estimate from the runs of the form's runs folder."""
         if not name:
             return ""
-        return f"<div style='max-width:640px;color:#444'>{html.escape(get_preset(name).description)}</div>"
+        preset = get_preset(name)
+        folder = self.inputs["output_dir"].value
+        return (f"<div style='max-width:640px;color:#444'>{html.escape(preset.description)}<br>"
+                f"<i>{html.escape(preset.time_estimate(list_runs(folder)))}</i></div>")
 
     def apply_preset(self, name: str) -> None:
         """Set the form to preset ``name``'s values (its settings, the declared defaults for everything else; the

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from alignlab.labels import metric_name
 from alignlab.methods.base import Panel
 from alignlab.metrics import is_se_key
 from alignlab.ui.figures import LOOK, axis_fit, axis_titles, key_style, kl_note, negative_kl, run_traces, style_for
@@ -30,21 +31,17 @@ ROW_HEIGHT = 250
 DASH_MARKS = {"solid": "—", "dot": "┈", "dash": "╌", "dashdot": "-·"}
 
 
-def short_name(key: str, keys: Iterable[str]) -> str:
-    """``key`` without its prefix (``rewards/chosen`` -> ``chosen``) unless another key ends the same."""
-    short = key.rsplit("/", 1)[-1]
-    return short if sum(other.rsplit("/", 1)[-1] == short for other in keys) == 1 else key
-
-
 def subplot_title(panel: Panel, drawn: Iterable[str], overlay: bool) -> str:
-    """The panel's title, and which line is which when it draws several keys."""
+    """The panel's title, and which line is which when it draws several keys: each key named for people within
+    the title (:func:`alignlab.labels.metric_name`: ``Reward (probe)``, ``Implicit rewards: chosen rejected``)."""
     drawn = [key for key in panel.keys if key in set(drawn)]
     if len(drawn) < 2 or panel.kind == "frontier":
-        return panel.title if len(drawn) != 1 or len(panel.keys) == 1 else f"{panel.title}: {drawn[0]}"
+        single = len(drawn) == 1 and len(panel.keys) > 1 and panel.kind != "frontier"
+        return f"{panel.title} ({html.escape(metric_name(drawn[0], panel.title))})" if single else panel.title
     names = []
     for key in drawn:
         colour, dash = key_style(panel, key)
-        name = html.escape(short_name(key, drawn))
+        name = html.escape(metric_name(key, panel.title))
         names.append(f"{name} {DASH_MARKS[dash]}" if overlay else f"<span style='color:{colour}'>{name}</span>")
     return f"{panel.title}: {'  '.join(names)}"
 

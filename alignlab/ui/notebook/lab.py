@@ -23,7 +23,7 @@ from alignlab import rundir, runner
 from alignlab.errors import AlignLabError
 from alignlab.labels import run_label
 from alignlab.methods import generates_text
-from alignlab.models import DEFAULT_MODEL, TINY_MODEL
+from alignlab.models import offered_models
 from alignlab.runner import RunHandle
 from alignlab.ui.notebook.changes import ChangesView
 from alignlab.ui.notebook.chat import Chat
@@ -213,7 +213,7 @@ class Lab(widgets.VBox):
                     (self.run is None or run["run_id"] != self.run.run_id):
                 options.append((run_label(run, show_state=True), run["path"]))
         model = self.form.inputs["model"].value
-        options += [(f"base model only: {name}", name) for name in dict.fromkeys([model, DEFAULT_MODEL, TINY_MODEL])]
+        options += [(f"base model only: {name}", name) for name in dict.fromkeys([model, *offered_models()])]
         current = self.chat_with.value
         self.chat_with.options = options
         values = [value for _, value in options]

@@ -22,7 +22,7 @@ from alignlab.errors import AlignLabError
 from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
-from alignlab.rundir import UNREADABLE, list_runs, samples_summary
+from alignlab.rundir import UNREADABLE, default_runs_dir, list_runs, samples_summary
 from alignlab.ui.format import number
 from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import grid_figure
@@ -57,16 +57,17 @@ def runs_table(runs: list[dict]) -> str:
 
 
 class RunsView(widgets.VBox):
-    """Pick runs from ``output_dir``; see their curves overlaid and their reward-vs-KL frontier.
+    """Pick runs from ``output_dir`` (the lab's runs folder by default, as the app's); see their curves overlaid and
+    their reward-vs-KL frontier.
 
     ``selected``: run ids (or RunHandles) chosen at start; by default none. **Train on these votes** starts a run
     like the one selected on its votes, as the app's button queues one; ``start`` starts it (by default
     :func:`alignlab.runner.start`; the Lab follows it in its Train tab).
     """
 
-    def __init__(self, output_dir: str | Path = "runs", selected: Iterable = (),
+    def __init__(self, output_dir: str | Path | None = None, selected: Iterable = (),
                  start: Callable[[RunConfig], runner.RunHandle] | None = None):
-        self.output_dir = Path(output_dir)
+        self.output_dir = default_runs_dir() if output_dir is None else Path(output_dir)
         self.runs: dict[str, dict] = {}
         self.picker = widgets.SelectMultiple(description="runs", rows=8,
                                              layout=widgets.Layout(width="720px"), style={"description_width": "60px"})

@@ -5,6 +5,9 @@ sampling settings, so a difference comes from training, not luck; each answer sh
 In ``chat`` mode (how the built-in task trains) each side keeps its own multi-turn history; in
 ``continue`` mode every message is raw text the models continue. Picking a model sets the mode it
 trained in (:func:`alignlab.chat.trained_mode`), and the line under the mode choice says why.
+Opening the tab after a run finished (or for the first time, on a folder with finished runs) picks the newest
+finished run, not the base model; a model picked by hand stays picked until another run finishes. The example
+requests differ only in the review opening they ask for, so each is labelled by its opening.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import DEFAULT_MODEL
 from alignlab.rundir import find_run
+from alignlab.ui.format import chat_settings, cut_last_answer
 from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX, fit_histories, message_notice, token_counter
 from alignlab.ui.gradio.components.vote import ASK, BLIND_TITLES, create_voting
 from alignlab.ui.gradio.services import Services
@@ -50,6 +54,15 @@ def side_labels(choice: str) -> tuple[str, str]:
     if choice.startswith(RUN_PREFIX):
         return "Reference (the base model)", f"Aligned ({choice[len(RUN_PREFIX):]})"
     return f"Reference ({choice[len(BASE_PREFIX):]})", "Aligned: none yet, the same base model (pick a trained run)"
+
+
+def example_label(opening: str) -> str:
+    """An example prompt's label: the review opening it asks for (the request around it is the same in each).
+
+    >>> example_label("I watched this on a long flight, and")
+    '“I watched this on a long flight, and …”'
+    """
+    return f"“{opening} …”"
 
 
 def reward_line(reward: float | None, name: str) -> str:
@@ -83,9 +96,10 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     # answer streams), handed back into the box if it could not be sent.
     pending = gr.Textbox(visible=False, elem_id="chat-pending")
     busy = gr.State(False)  # an answer is streaming: Send is disabled and Enter only says so
-    gr.Examples([[task_instruction(opening)] for opening in task_openings("eval")[:EXAMPLES]], [message],
-                label="Review requests (held out from training)")
-    start = SamplingSettings()  # the lab's defaults, as the notebook's chat starts
+    openings = task_openings("eval")[:EXAMPLES]
+    gr.Examples([[task_instruction(opening)] for opening in openings], [message], example_labels=[
+        example_label(opening) for opening in openings], label="Review requests (held out from training)")
+    start = chat_settings()  # the lab's defaults with room for two sentences, as the notebook's chat starts
     with gr.Accordion("Generation settings (the same for both columns)", open=False):
         with gr.Row():
             max_new_tokens = gr.Slider(1, 256, value=start.max_new_tokens, step=1, label="max new tokens",
@@ -99,13 +113,29 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     reference_history = gr.State([])
     aligned_history = gr.State([])
 
-    def refresh_choices(current: str | None = None):
-        """Re-read the runs folder for the model picker (base models, then finished or stopped runs)."""
-        options = services.chat.choices(services.runs())
-        values = [value for _, value in options]
-        return gr.update(choices=options, value=current if current in values else DEFAULT_CHOICE)
+    followed = gr.State(None)  # the newest finished run the picker was last set to (see refresh_choices)
+    switched = gr.State(False)  # refresh_choices changed the picker: its columns and mode follow (see follow)
 
-    tab.select(refresh_choices, [choice], [choice], api_name="chat_models")
+    def refresh_choices(current: str | None = None, last_followed: str | None = None):
+        """Re-read the runs folder for the model picker (base models, then finished or stopped runs). The picker
+        moves to the newest finished run when one finished since it last did (or the tab opens for the first time
+        on a folder with finished runs); otherwise it keeps what was picked."""
+        runs = services.runs()
+        options = services.chat.choices(runs)
+        values = [value for _, value in options]
+        newest = services.chat.newest_finished(runs)
+        value = newest if newest is not None and newest != last_followed else \
+            current if current in values else DEFAULT_CHOICE
+        return gr.update(choices=options, value=value), newest, value != current
+
+    def follow(value: str, blind: bool, moved: bool):
+        """After refresh_choices moved the picker: what picking ``value`` by hand does (:func:`pick`)."""
+        return pick(value, blind) if moved else [gr.skip()] * 8
+
+    tab.select(refresh_choices, [choice, followed], [choice, followed, switched], api_name="chat_models") \
+        .then(follow, [choice, voting.blind, switched], [reference_box, aligned_box, reference_reward, aligned_reward,
+                                                         reference_history, aligned_history, mode, notice],
+              api_visibility="private")
 
     def titled(picked: str, blind: bool) -> tuple:
         """Both columns emptied under their titles: A and B in blind mode, else by model."""
@@ -217,6 +247,16 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
             return gr.skip(), "", False, ready, f"{kept} {READY_NOTICE}".strip()
         return gr.skip(), "", False, ready, gr.skip()
 
+    def whole_sentences(reference_view: list, aligned_view: list, reference_turns: list, aligned_turns: list,
+                        blind: bool = False):
+        """The answers are done: each column's last answer (and its history's, which the next turn reads) ends at
+        its last full sentence (:func:`alignlab.ui.format.cut_last_answer`). Not in blind mode, where the answers
+        shown are the ones the vote records."""
+        if blind:
+            return [gr.skip()] * 4
+        return [cut_last_answer(turns) for turns in (reference_view, aligned_view, reference_turns, aligned_turns)]
+
+    answered = [reference_box, aligned_box, reference_history, aligned_history]
     send_inputs = [pending, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
                    aligned_history, reference_box, aligned_box, voting.blind]
     send_outputs = [*chat_outputs, pending, notice]
@@ -226,4 +266,5 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     # note) and the chain's ``chat`` step, still pending, does not run again (trigger mode "once").
     gr.on([send.click, message.submit], take, [message, busy], [message, pending, notice, busy, send], **quick) \
         .then(chat, send_inputs, send_outputs, api_name="chat", **streaming) \
+        .then(whole_sentences, [*answered, voting.blind], answered, **quick) \
         .then(done, [pending, message, notice], [message, pending, busy, send, notice], **quick)

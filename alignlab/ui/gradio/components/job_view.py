@@ -71,11 +71,14 @@ def queue_table(services: Services) -> dict:
 
 
 def job_figures(job: Job, rows: list[dict]) -> list:
-    """The current job's panels and its reward-vs-KL frontier (:func:`alignlab.plots.visible_panels`: once
-    rows arrive, a panel none of them fills is left out, unless the probe will fill it later)."""
+    """The current job's panels and its reward-vs-KL frontier (:func:`alignlab.plots.visible_panels`). While the job
+    is queued or training the grid stays fixed at every panel of its method, each filling as its keys arrive (a first
+    probe row fills Reward and KL before the first loss: the grid does not shrink to those and grow back); once it
+    ended, a panel none of its rows fills is left out."""
     histories = {job.run_id or job.label: rows}
-    return panel_figures(visible_panels([job.config.method], histories, probing=bool(job.config.probe_every)),
-                         histories)
+    shown = visible_panels([job.config.method], None if job.active else histories,
+                           probing=bool(job.config.probe_every))
+    return panel_figures(shown, histories)
 
 
 def job_status(services: Services, user: str | None = None) -> dict:

@@ -42,9 +42,14 @@ UPLOAD_PREFIX = "upload:"
 MODEL_NOTES = {DEFAULT_MODEL: "SmolLM2-135M-Instruct (default)",
                TINY_MODEL: "tiny-random (random weights: seconds per run, gibberish text; for trying the app)"}
 REFRESH_S = 1.0
+# After Start, scroll the page so that the Start row (with the line saying what happened under it), the progress
+# card and the first curves are on screen: at 1280×800 the form alone fills the first screen.
+SHOW_PROGRESS_JS = ("() => { document.getElementById('train-start')?.scrollIntoView("
+                    "{behavior: 'smooth', block: 'start'}); }")
 KNOB_WIDTH = 220
 NOT_KEPT = "The file was not kept: fix it and upload it again."
-QUEUE_WIDTHS = ["8%", "14%", "24%", "16%", "38%"]  # job, method, model, state, run: with wrap, a run id is never cut
+# job, method, model, state, run: "job" and the states fit unbroken (style.py wraps whole words but the run id's)
+QUEUE_WIDTHS = ["9%", "18%", "24%", "17%", "32%"]
 
 
 def method_summary(name: str) -> str:
@@ -193,7 +198,9 @@ def create_train_tab(services: Services) -> None:
             return ["", *[gr.skip()] * (5 + len(knob_inputs))]
         values = preset_form_values(name)
         text, rows = check_dataset(services, values["dataset"], values["method"])
-        return [get_preset(name).description, values["method"], values["model"], values["dataset"], text, rows,
+        preset = get_preset(name)  # what it did elsewhere, then what it takes here
+        note = f"{preset.description}\n\n*{preset.time_estimate(services.runs())}*"
+        return [note, values["method"], values["model"], values["dataset"], text, rows,
                 *[values.get(key, gr.skip()) for key in knob_inputs]]
 
     preset.input(apply_preset, [preset], [preset_note, method, model, dataset, check, table, *knob_inputs.values()],
@@ -216,6 +223,7 @@ def create_train_tab(services: Services) -> None:
         where = f", behind {ahead} other job(s): {at_once} at a time" if ahead >= services.jobs.max_jobs else ""
         return f"Queued job {job.number}: {config.method} on {config.model}{where}."
 
+    start.click(None, js=SHOW_PROGRESS_JS)  # the form fills the first screen: bring the run's progress into view
     start.click(start_run, inputs_kwargs={"method": method, "model": model, "dataset": dataset, **knob_inputs},
                 outputs=[message], api_name="start_run")
 
