@@ -110,8 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = subparsers.add_parser("report", help="One self-contained HTML file of runs that opens offline: curves, "
                                    "reward-vs-KL frontier, config, eval, samples side by side, votes and win-rate.")
     report.add_argument("runs", nargs="+", metavar="RUN", help="A run directory, or a run id under --output-dir.")
-    report.add_argument("--out", default="report.html", metavar="FILE", help="Where to write it (default report.html).")
+    report.add_argument("--out", default="report.html", metavar="FILE", help="Where to write it (default report.html; "
+                        "refused inside a run folder, and where a file exists without --force).")
     report.add_argument("--output-dir", default="runs", help="Folder the run ids are looked up in (default runs).")
+    report.add_argument("--force", action="store_true", help="Replace --out if it exists (never a file of a run).")
     data = subparsers.add_parser("data", help="Dataset tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prefs = data_sub.add_parser("make-prefs", help="Sample N completions per prompt and keep best/worst as pairs.")
@@ -457,10 +459,11 @@ def _report(args) -> int:
 
     run_dirs = [find(run, args.output_dir) for run in args.runs]
     try:
-        from alignlab.ui.report import write_report
+        from alignlab.ui.report import check_out, write_report
     except ImportError as error:
         raise AlignLabError(f"report: the report's plots need plotly (pip install 'alignlab[app]'): {error}") from error
-    path = write_report(run_dirs, args.out)
+    check_out(args.out, args.force)  # before the report is built
+    path = write_report(run_dirs, args.out, force=args.force)
     print(f"report of {len(run_dirs)} run{'' if len(run_dirs) == 1 else 's'} -> {path}")
     return 0
 

@@ -175,6 +175,14 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
+def enclosing_run_dir(path: str | Path) -> Path | None:
+    """The run directory that ``path`` is, or lies inside (symlinks followed), or None when it is in no run."""
+    for folder in (Path(path).expanduser().resolve(), *Path(path).expanduser().resolve().parents):
+        if is_run_dir(folder):
+            return folder
+    return None
+
+
 def model_dir(run_dir: str | Path) -> Path:
     """The folder a run saves its trained adapter or model (and tokenizer) in."""
     return Path(run_dir) / MODEL

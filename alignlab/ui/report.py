@@ -37,7 +37,7 @@ from alignlab.generation import prompt_text
 from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
-from alignlab.rundir import UNREADABLE, read_eval, read_run, read_samples
+from alignlab.rundir import UNREADABLE, enclosing_run_dir, read_eval, read_run, read_samples
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import MISSING, number
 from alignlab.votes import reward_figure, run_summary
@@ -58,13 +58,28 @@ details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
 """
 
 
-def write_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """Write the report of the runs in ``run_dirs`` (:func:`report_html`) to ``out``, atomically (a reader never
-    sees half a file); returns its path. AlignLabError naming ``out`` when it cannot be written."""
+def check_out(out: str | Path, force: bool = False) -> Path:
+    """``out`` as a Path if a report may be written there; else AlignLabError naming out. Refused: a folder, a
+    path inside a run folder (a report never replaces a run's own files, whatever ``force`` says), and an existing
+    file unless ``force``."""
     out = Path(out).expanduser()
-    text = report_html(run_dirs)
     if out.is_dir():
         raise AlignLabError(f"out: {str(out)!r} is a folder, expected a file path such as {REPORT_NAME}")
+    run_dir = enclosing_run_dir(out)
+    if run_dir is not None:
+        raise AlignLabError(f"out: {str(out)!r} is inside the run folder {str(run_dir)!r}, expected a path outside "
+                            f"every run folder (a report never writes into a run)")
+    if out.exists() and not force:
+        raise AlignLabError(f"out: {str(out)!r} already exists; pass --force (force=True) to replace it")
+    return out
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, force: bool = False) -> Path:
+    """Write the report of the runs in ``run_dirs`` (:func:`report_html`) to ``out``, atomically (a reader never
+    sees half a file); returns its path. AlignLabError naming ``out`` when it cannot be written, or may not be
+    (:func:`check_out`: inside a run folder, or a file that exists and ``force`` is not given)."""
+    out = check_out(out, force)
+    text = report_html(run_dirs)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         temporary = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")  # made with the user's umask
