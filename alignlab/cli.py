@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.add_argument("--job-gib", type=float, default=JOB_GIB, metavar="GIB", help="GPU memory taken per job when "
                      f"--max-jobs is capped (default {JOB_GIB:g}).")
     add_share_parsers(subparsers)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_dashed_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         if args.command == "train":
             return _train(args, whole_process=argv is None)
@@ -222,6 +222,32 @@ def main(argv: Sequence[str] | None = None) -> int:
               "traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+def attach_dashed_values(argv: list[str]) -> list[str]:
+    """``--flag -1e-4`` as ``--flag=-1e-4``: argparse takes a value that starts with ``-`` and is not a plain
+    negative number (``-1e-4``, ``-inf``, ``-nan``) for an option and answers with its whole usage; attached, the
+    value reaches the knob's validation, whose one-line error names the field and what it expects.
+
+    >>> attach_dashed_values(["train", "--learning-rate", "-1e-4", "--seed", "-inf", "--quiet"])
+    ['train', '--learning-rate=-1e-4', '--seed=-inf', '--quiet']
+    """
+    joined: list[str] = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        if token.startswith("-") and previous.startswith("--") and "=" not in previous and _is_number(token):
+            joined[-1] = f"{previous}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _one_line(error: BaseException, with_type: bool = False) -> str:
@@ -410,6 +436,8 @@ def installed_version() -> str:
 def _runs(args) -> int:
     if args.out and not args.export:
         raise AlignLabError("out: --out names the file --export writes; add --export csv or --export parquet")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise AlignLabError(f"output_dir: {args.output_dir!r} is a file, not a folder of runs")
     if args.export:
         path, rows, runs = export_metrics(args.output_dir, args.export, args.out)
         print(f"{rows} metric rows of {runs} runs -> {path}")

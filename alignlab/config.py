@@ -79,11 +79,35 @@ def _load_yaml(text: str, path: Path) -> Any:
                                     f"*{event.anchor[:40]}, expected plain values (a run config takes no aliases)")
             return super().compose_node(parent, index)
 
+        def construct_mapping(self, node, deep=False):
+            seen = set()  # a key given twice would silently keep its last value
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:  # a list as a key: refused later as not a knob name
+                    continue
+                if repeated:
+                    raise AlignLabError(f"config: {path} line {key_node.start_mark.line + 1} repeats the key "
+                                        f"{str(key)[:40]!r}, expected each setting once")
+            return super().construct_mapping(node, deep)
+
     loader = NoAliasLoader(text)
     try:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict:
+    """A JSON object's pairs as a dict; AlignLabError naming the file and a key given twice."""
+    values: dict = {}
+    for key, value in pairs:
+        if key in values:
+            raise AlignLabError(f"config: {path} repeats the key {key[:40]!r}, expected each setting once")
+        values[key] = value
+    return values
 
 
 @dataclass
@@ -263,7 +287,7 @@ class RunConfig:
             raise AlignLabError(f"config: cannot read {path} ({error.strerror or error})") from None
         try:
             if path.suffix == ".json":
-                values = json.loads(text)
+                values = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
             else:
                 values = _load_yaml(text, path)
         except AlignLabError:

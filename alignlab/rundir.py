@@ -251,6 +251,54 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
     return path, step
 
 
+def damaged_checkpoint_file(checkpoint: str | Path) -> tuple[str, str] | None:
+    """(name, what is wrong) of the first file of ``checkpoint`` that cannot be read as what it holds, or None when
+    each one reads: JSON files parse, a ``.safetensors`` file is as long as its header says, a torch file
+    (``.pt``, ``.pth``, ``.bin``) is a whole zip archive whose every member matches its checksum. Cheap next to
+    loading them: nothing is deserialised."""
+    for path in sorted(Path(checkpoint).iterdir()):
+        try:
+            problem = _file_problem(path)
+        except OSError as error:
+            problem = error.strerror or type(error).__name__
+        if problem:
+            return path.name, problem
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """What is wrong with one checkpoint file (see :func:`damaged_checkpoint_file`), or None."""
+    import zipfile
+
+    if path.suffix == ".json":
+        try:
+            _decode(path.read_bytes())
+        except ValueError as error:
+            return str(error)
+    elif path.suffix == ".safetensors":
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            try:
+                header = _decode(handle.read(size)) if 0 < size <= path.stat().st_size else None
+            except ValueError:
+                header = None
+        if not isinstance(header, dict):
+            return "not a safetensors file (its header cannot be read; truncated or overwritten?)"
+        ends = [entry["data_offsets"][1] for entry in header.values() if isinstance(entry, dict)
+                and "data_offsets" in entry]
+        if path.stat().st_size < 8 + size + max(ends, default=0):
+            return "shorter than its header says (truncated?)"
+    elif path.suffix in (".pt", ".pth", ".bin"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, EOFError, ValueError) as error:
+            return f"not a whole torch file ({error})"
+        if bad is not None:
+            return f"its member {bad} fails its checksum"
+    return None
+
+
 def snapshot_dir(run_dir: str | Path, step: int) -> Path:
     """Where a model saved at ``step`` during the run goes."""
     return Path(run_dir) / SNAPSHOTS / f"step-{step}"

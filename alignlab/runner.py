@@ -26,7 +26,7 @@ from alignlab.config import RunConfig, config_of
 from alignlab.data import check_prompt_lengths, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.metrics import MetricBus
-from alignlab.models import load_tokenizer, resolve_model
+from alignlab.models import check_lora_targets, load_tokenizer, resolve_model
 from alignlab.plots import pace, rows_from_events
 from alignlab.rewards import reward_for
 from alignlab.rundir import (
@@ -35,6 +35,7 @@ from alignlab.rundir import (
     check_output_dir,
     check_run_id,
     create,
+    damaged_checkpoint_file,
     delete_run,
     find,
     latest_checkpoint,
@@ -168,6 +169,8 @@ def preflight(config: RunConfig) -> None:
     rows = load_rows(config.dataset, config.spec.data_format, config.method)
     reward_for(config)
     resolve_model(config.model)
+    if config.lora:  # a layer name peft would not find fails here, before a run folder exists
+        check_lora_targets(config.model, config.lora_target_modules, config.spec.model_kind, config.trust_remote_code)
     if config.spec.data_format != "prompt":
         check_prompt_lengths(config.dataset, rows, _tokenizer(config), config.max_length)
 
@@ -231,6 +234,11 @@ def resume_point(run_dir: str | Path, check_state: bool = True) -> tuple[RunConf
     if found is None:
         raise AlignLabError(f"resume: {run_dir.name} has no checkpoint to continue from (a run saves one every "
                             "save_every steps and when it is stopped); start a new run")
+    damaged = damaged_checkpoint_file(found[0])
+    if damaged is not None:  # refused before the run changes: a stopped run stays stopped
+        raise AlignLabError(f"resume: {run_dir.name}'s checkpoint file {found[0].name}/{damaged[0]} is damaged "
+                            f"({damaged[1]}); the run is left as it was; delete {found[0]} to resume from an "
+                            "earlier checkpoint, or start a new run")
     return config, *found
 
 
