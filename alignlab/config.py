@@ -123,6 +123,13 @@ class RunConfig:
                                                 "with + to mix them (votes:<run id>+positive-reviews).",
                                                 "essential", kind="str", suggestions=builtin_names)
     )
+    eval_dataset: str = field(
+        default="", metadata=_meta("Held-out prompts for the samples, the probe and eval, never trained on: a dataset "
+                                   "like dataset (its prompts are used; positive-reviews means the task's held-out "
+                                   "split). Empty: the built-in task's held-out split, or 20% (at most 64) of your "
+                                   "dataset's prompts drawn with the seed. Training rows with these prompts are left "
+                                   "out.", kind="str")
+    )
     reward: str = field(
         default="sentiment",
         metadata=_meta("Reward source for probes, samples and RL: sentiment, length[:N], reward-model:<run>, "
@@ -222,6 +229,11 @@ class RunConfig:
         if not self.output_dir.strip() or "\x00" in self.output_dir:  # whether it can be written: checked at start
             raise AlignLabError(f"output_dir: got {_short(self.output_dir)}, expected a folder path")
         self.dataset = resolve_dataset(self.dataset, self.output_dir)  # votes:<run id> -> its file in output_dir
+        if self.eval_dataset.strip():
+            try:
+                self.eval_dataset = resolve_dataset(self.eval_dataset.strip(), self.output_dir)
+            except AlignLabError as error:
+                raise AlignLabError(f"eval_dataset: {str(error).removeprefix('dataset: ')}") from None
         if self.max_completion_length >= self.max_length:
             raise AlignLabError(
                 f"max_completion_length: got {self.max_completion_length}, expected less than max_length "

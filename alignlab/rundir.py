@@ -9,6 +9,8 @@ Every run lives in ``<output_dir>/<run_id>/``::
     metrics.jsonl        one JSON object a line: step, time and the metric keys, TRL's names kept
                          plus the probe's probe/...; appended and flushed line by line
     probe_samples.jsonl  the probe's completions, one a line, each tagged with its step
+    held_out.json        the prompts the run holds out (never trained on) and where they come from, chosen
+                         when it starts (see :mod:`alignlab.held_out`); what samples, probe and eval read
     samples.jsonl        reference vs aligned completions on held-out prompts, with their rewards
                          (written when the run ends)
     eval.json            the run's last ``alignlab eval``: reward gain ± paired s.e., win-rate, fluency
@@ -77,6 +79,7 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's file: the model folder holds an
 MODEL_CARD = "README.md"  # the model card in a model folder (and in its exports), front matter first
 TRAINING_ARGS = "training_args.bin"  # TRL's pickled trainer settings in a model folder: left out of exports
 EVAL = "eval.json"
+HELD_OUT = "held_out.json"
 VOTES = "_votes"  # beside the runs: one votes file per run, <run id>.jsonl (not a run id: it starts with "_")
 VOTES_SUFFIX = ".jsonl"
 
@@ -649,6 +652,28 @@ def read_eval(run_dir: str | Path) -> dict | None:
         return _read_object(run_dir, EVAL, {"gain": (int, float), "gain_se": (int, float)})
     except UnreadableRunFile:
         return None
+
+
+def write_held_out(run_dir: str | Path, held_out: dict) -> None:
+    """Record the run's held-out prompts (``prompts`` and where they come from), atomically; AlignLabError in one
+    line if they cannot be written."""
+    path = Path(run_dir) / HELD_OUT
+    try:
+        _write_json(path, held_out)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+
+
+def read_held_out(run_dir: str | Path) -> dict | None:
+    """The run's recorded held-out prompts (:func:`write_held_out`), or None when it recorded none; UnreadableRunFile
+    when the file is damaged (a run whose held-out prompts are unknown is never measured on guessed ones)."""
+    if not (Path(run_dir) / HELD_OUT).is_file():
+        return None
+    recorded = _read_object(run_dir, HELD_OUT, {"prompts": (list,), "kind": (str,), "source": (str,)})
+    missing = [key for key in ("prompts", "kind", "source") if not recorded.get(key)]
+    if missing:
+        raise UnreadableRunFile(run_dir, HELD_OUT, f"it lacks {', '.join(missing)}")
+    return recorded
 
 
 def read_error(run_dir: str | Path, max_bytes: int = 32_000) -> str:

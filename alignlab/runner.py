@@ -25,6 +25,7 @@ from typing import Any
 from alignlab.config import RunConfig, config_of
 from alignlab.data import check_prompt_lengths, load_rows
 from alignlab.errors import AlignLabError
+from alignlab.held_out import HeldOut, choose_held_out, held_out_of_run, record_held_out, training_rows
 from alignlab.metrics import MetricBus
 from alignlab.models import check_lora_targets, load_tokenizer, resolve_model
 from alignlab.plots import pace, rows_from_events
@@ -71,6 +72,7 @@ class RunHandle:
         self.tokenizer = None
         self.checkpoint: str | None = None  # the checkpoint a resumed run continues from
         self.metrics_log: MetricsLog | None = None  # the run's metrics file while it trains (the writer only)
+        self.held_out: HeldOut | None = None  # the prompts it never trains on (samples, probe), once checked
 
     # --- following the run -------------------------------------------------------------
     @property
@@ -159,20 +161,27 @@ class RunHandle:
             self._done.set()
 
 
-def preflight(config: RunConfig) -> None:
-    """Check the experiment tracker's package, every data row, the reward source and the model name before
-    anything is written; then, with the model's tokenizer, that the prompts leave room in max_length (online
-    methods' rows are prompts only). The tracker is checked here, not in RunConfig: a run that reported to one
-    still opens (chat, eval) where its package is not installed."""
+def preflight(config: RunConfig, held_out: HeldOut | None = None) -> HeldOut:
+    """Check the experiment tracker's package, every data row, the held-out prompts (``held_out``, the ones a
+    resumed run recorded; else chosen now, see :mod:`alignlab.held_out`) and that rows are left to train on
+    without them, the reward source and the model name before anything is written; then, with the model's
+    tokenizer, that the prompts leave room in max_length (online methods' rows are prompts only). Returns the
+    held-out prompts. The tracker is checked here, not in RunConfig: a run that reported to one still opens (chat,
+    eval) where its package is not installed."""
 
     check_tracker(config.report_to)
     rows = load_rows(config.dataset, config.spec.data_format, config.method)
+    held_out = held_out or choose_held_out(config)
+    kept = training_rows(rows, held_out)
+    held_out.left_out_rows = len(rows) - len(kept)
+    rows = kept
     reward_for(config)
     resolve_model(config.model)
     if config.lora:  # a layer name peft would not find fails here, before a run folder exists
         check_lora_targets(config.model, config.lora_target_modules, config.spec.model_kind, config.trust_remote_code)
     if config.spec.data_format != "prompt":
         check_prompt_lengths(config.dataset, rows, _tokenizer(config), config.max_length)
+    return held_out
 
 
 def _tokenizer(config: RunConfig):
@@ -200,11 +209,13 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
     if is_writer:
         check_output_dir(config.output_dir)
         check_free(run_dir)
-    preflight(config)
+    held_out = preflight(config)  # every process of a multi-process run chooses the same (seeded)
     handle = RunHandle(config, run_id, run_dir, is_writer=is_writer)
+    handle.held_out = held_out
     if is_writer:
         create(run_dir, {"run_id": run_id, **config.to_dict()})
         try:
+            record_held_out(run_dir, held_out)
             handle._write_status()
         except AlignLabError:  # a full disk: no run that never started is left behind
             delete_run(run_dir)
@@ -254,8 +265,9 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", background: bool = Tr
     """
     run_dir = find(run, runs_dir)
     config, checkpoint, step = resume_point(run_dir, check_state=is_writer)
-    preflight(config)
+    held_out = preflight(config, held_out_of_run(run_dir, config))  # the prompts it held out from the start
     handle = RunHandle(config, run_dir.name, run_dir, is_writer=is_writer)
+    handle.held_out = held_out
     handle.checkpoint = str(checkpoint)
     if is_writer:
         handle.bus.history.extend({"run_id": handle.run_id, "step": row["step"], "time": row.get("time"),

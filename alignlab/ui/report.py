@@ -11,7 +11,8 @@ call :func:`write_report`. The file holds, in this order:
 - each run's last ``alignlab eval`` (:func:`alignlab.rundir.read_eval`): reward gain ± paired s.e., win-rate,
   fluency;
 - the configs side by side, the settings that differ between runs marked;
-- each run's held-out samples, reference and aligned side by side with their rewards.
+- each run's held-out samples, reference and aligned side by side with their rewards, under which prompts it held
+  out (never trained on).
 
 Self-contained: plotly.js is inside the file once (:func:`plotly.offline.get_plotlyjs`), each figure's data
 beside it; no script, style sheet or image is fetched from anywhere, so the file works from a USB stick on a
@@ -34,6 +35,7 @@ import plotly.offline
 
 from alignlab.errors import AlignLabError
 from alignlab.generation import prompt_text
+from alignlab.held_out import held_out_of_run
 from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
@@ -259,10 +261,15 @@ def config_table(runs: list[dict]) -> str:
 
 
 def samples_html(runs: list[dict]) -> str:
-    """Each run's held-out samples (written when it ended): prompt, the reference's answer and reward, the
-    aligned model's answer and reward, from the same seed and settings."""
+    """Each run's held-out samples (written when it ended): which prompts it held out (:mod:`alignlab.held_out`),
+    then prompt, the reference's answer and reward, the aligned model's answer and reward, from the same seed and
+    settings."""
     parts = []
     for run in runs:
+        try:
+            held_out = "Held-out prompts: " + held_out_of_run(run["path"]).describe().replace("`", "") + "."
+        except AlignLabError as error:
+            held_out = f"Held-out prompts: none known ({error})."
         rows = read_samples(run["path"])
         if not rows:
             body = "<p class='note'>No samples: they are written when a run ends.</p>"
@@ -273,5 +280,5 @@ def samples_html(runs: list[dict]) -> str:
             body = _table(("prompt", "reference", "reward", "aligned", "reward"),
                           (f"<tr>{_cells(values, numeric=(2, 4))}</tr>" for values in cells), css="samples")
         parts.append(f"<details open><summary>{html.escape(run_label(run))} ({len(rows)} samples)</summary>"
-                     f"{body}</details>")
+                     f"<p class='note'>{html.escape(held_out)}</p>{body}</details>")
     return "".join(parts)

@@ -19,8 +19,9 @@ from alignlab.methods import Knob, registry
 from alignlab.presets import get_preset
 
 # Common fields the app sets itself (model and dataset have their own pickers; the runs folder and
-# remote-code permission come from how the app was launched).
-APP_OWNED = ("model", "dataset", "output_dir", "trust_remote_code")
+# remote-code permission come from how the app was launched; no path from a browser names an eval dataset, so the
+# app's runs hold out the task's split or a seeded share of their dataset).
+APP_OWNED = ("model", "dataset", "eval_dataset", "output_dir", "trust_remote_code")
 
 
 def _bounds_error(field: str, payload: Any, minimum: float | None, maximum: float | None,
