@@ -189,7 +189,9 @@ def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
     pairs = tmp_path / "same_length.jsonl"  # every pair the same length: tokens per step count the pairs
     pair = {"prompt": "Review: the film", "chosen": " was wonderful and moving.", "rejected": " was dull and awful."}
     pairs.write_text((json.dumps(pair) + "\n") * 12)
-    flags = tiny_flags({**tiny, "dataset": str(pairs), "probe_every": 1})
+    held_out = tmp_path / "held_out.jsonl"  # one prompt of its own, so every pair trains
+    held_out.write_text(json.dumps({"prompt": "Review: the show"}) + "\n")
+    flags = tiny_flags({**tiny, "dataset": str(pairs), "eval_dataset": str(held_out), "probe_every": 1})
     single = alignlab("train", "--method", "dpo", *flags, "--output-dir", str(tmp_path / "single"), "--quiet")
     assert single.returncode == 0, single.stderr[-2000:]
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
