@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alignlab.config import config_of
-from alignlab.data import held_out_prompts
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings, prompt_text
+from alignlab.held_out import held_out_of_run
 from alignlab.rewards import RewardSource, get_reward
 from alignlab.rundir import find, has_model, votes_path
 from alignlab.votes import AI_VOTER_PREFIX, Round, Tally, append_vote, tally
@@ -146,7 +146,7 @@ def annotate_run(run: str | Path, reward: str | None = None, prompts: int = 0, s
     if not has_model(run_dir):
         raise AlignLabError(f"run: {run_dir.name} has no saved model yet (still training, or it failed); "
                             "annotate a finished or stopped run")
-    available = held_out_prompts(config.dataset)
+    available = held_out_of_run(run_dir, config).prompts
     chosen = pick_prompts(available, prompts, seed)
     source = get_reward(reward or config.reward, instruction=config.judge_instruction, runs_dir=run_dir.parent)
     settings = settings or SamplingSettings(seed=seed)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alignlab.config import RunConfig, config_of
-from alignlab.data import held_out_prompts
 from alignlab.generation import SamplingSettings, prompt_text, sample
+from alignlab.held_out import held_out_of_run
 from alignlab.models import load_trained
 from alignlab.reference import reference_of
 from alignlab.rewards import RewardSource, reward_for
@@ -53,12 +53,12 @@ def side_by_side(model, tokenizer, config: RunConfig, prompts: Sequence, reward:
              "aligned": aligned[i], "aligned_reward": aligned_scores[i]} for i, prompt in enumerate(prompts)]
 
 
-def model_changes(model, tokenizer, config: RunConfig, count: int = CHANGE_PROMPTS, seed: int = PICK_SEED,
-                  reward: RewardSource | None = None) -> list[dict]:
-    """What changed in ``model`` (trained from ``config``): ``count`` held-out prompts picked with ``seed``
-    (:func:`pick_prompts`), answered by the reference and by ``model``, scored by ``reward`` (the run's own
-    reward source by default)."""
-    prompts = pick_prompts(held_out_prompts(config.dataset), count, seed)
+def model_changes(model, tokenizer, config: RunConfig, held_out: Sequence, count: int = CHANGE_PROMPTS,
+                  seed: int = PICK_SEED, reward: RewardSource | None = None) -> list[dict]:
+    """What changed in ``model`` (trained from ``config``): ``count`` of its run's ``held_out`` prompts picked with
+    ``seed`` (:func:`pick_prompts`), answered by the reference and by ``model``, scored by ``reward`` (the run's
+    own reward source by default)."""
+    prompts = pick_prompts(held_out, count, seed)
     return side_by_side(model, tokenizer, config, prompts, reward or reward_for(config))
 
 
@@ -67,4 +67,4 @@ def run_changes(run_dir: str | Path, count: int = CHANGE_PROMPTS, seed: int = PI
     AlignLabError when the run has no saved model yet."""
     config = config_of(run_dir)
     model, tokenizer = load_trained(run_dir, config.trust_remote_code)
-    return model_changes(model, tokenizer, config, count, seed)
+    return model_changes(model, tokenizer, config, held_out_of_run(run_dir, config).prompts, count, seed)

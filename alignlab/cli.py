@@ -112,9 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = subparsers.add_parser("report", help="One self-contained HTML file of runs that opens offline: curves, "
                                    "reward-vs-KL frontier, config, eval, samples side by side, votes and win-rate.")
     report.add_argument("runs", nargs="+", metavar="RUN", help="A run directory, or a run id under --output-dir.")
-    report.add_argument("--out", default="report.html", metavar="FILE", help="Where to write it (default report.html).")
+    report.add_argument("--out", default="report.html", metavar="FILE", help="Where to write it (default report.html; "
+                        "refused inside a run folder, and where a file exists without --force).")
     report.add_argument("--output-dir", default=str(runs_dir), help=f"Folder the run ids are looked up in "
                         f"{RUNS_DEFAULT}.")
+    report.add_argument("--force", action="store_true", help="Replace --out if it exists (never a file of a run).")
     data = subparsers.add_parser("data", help="Dataset tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prefs = data_sub.add_parser("make-prefs", help="Sample N completions per prompt and keep best/worst as pairs.")
@@ -184,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.add_argument("--job-gib", type=float, default=JOB_GIB, metavar="GIB", help="GPU memory taken per job when "
                      f"--max-jobs is capped (default {JOB_GIB:g}).")
     add_share_parsers(subparsers)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_dashed_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         if args.command == "train":
             return _train(args, whole_process=argv is None)
@@ -226,6 +228,32 @@ def main(argv: Sequence[str] | None = None) -> int:
               "traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+def attach_dashed_values(argv: list[str]) -> list[str]:
+    """``--flag -1e-4`` as ``--flag=-1e-4``: argparse takes a value that starts with ``-`` and is not a plain
+    negative number (``-1e-4``, ``-inf``, ``-nan``) for an option and answers with its whole usage; attached, the
+    value reaches the knob's validation, whose one-line error names the field and what it expects.
+
+    >>> attach_dashed_values(["train", "--learning-rate", "-1e-4", "--seed", "-inf", "--quiet"])
+    ['train', '--learning-rate=-1e-4', '--seed=-inf', '--quiet']
+    """
+    joined: list[str] = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        if token.startswith("-") and previous.startswith("--") and "=" not in previous and _is_number(token):
+            joined[-1] = f"{previous}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _one_line(error: BaseException, with_type: bool = False) -> str:
@@ -414,6 +442,8 @@ def installed_version() -> str:
 def _runs(args) -> int:
     if args.out and not args.export:
         raise AlignLabError("out: --out names the file --export writes; add --export csv or --export parquet")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise AlignLabError(f"output_dir: {args.output_dir!r} is a file, not a folder of runs")
     if args.export:
         path, rows, runs = export_metrics(args.output_dir, args.export, args.out)
         print(f"{rows} metric rows of {runs} runs -> {path}")
@@ -463,10 +493,11 @@ def _report(args) -> int:
 
     run_dirs = [find(run, args.output_dir) for run in args.runs]
     try:
-        from alignlab.ui.report import write_report
+        from alignlab.ui.report import check_out, write_report
     except ImportError as error:
         raise AlignLabError(f"report: the report's plots need plotly (pip install 'alignlab[app]'): {error}") from error
-    path = write_report(run_dirs, args.out)
+    check_out(args.out, args.force)  # before the report is built
+    path = write_report(run_dirs, args.out, force=args.force)
     print(f"report of {len(run_dirs)} run{'' if len(run_dirs) == 1 else 's'} -> {path}")
     return 0
 

@@ -75,11 +75,35 @@ def _load_yaml(text: str, path: Path) -> Any:
                                     f"*{event.anchor[:40]}, expected plain values (a run config takes no aliases)")
             return super().compose_node(parent, index)
 
+        def construct_mapping(self, node, deep=False):
+            seen = set()  # a key given twice would silently keep its last value
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:  # a list as a key: refused later as not a knob name
+                    continue
+                if repeated:
+                    raise AlignLabError(f"config: {path} line {key_node.start_mark.line + 1} repeats the key "
+                                        f"{str(key)[:40]!r}, expected each setting once")
+            return super().construct_mapping(node, deep)
+
     loader = NoAliasLoader(text)
     try:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict:
+    """A JSON object's pairs as a dict; AlignLabError naming the file and a key given twice."""
+    values: dict = {}
+    for key, value in pairs:
+        if key in values:
+            raise AlignLabError(f"config: {path} repeats the key {key[:40]!r}, expected each setting once")
+        values[key] = value
+    return values
 
 
 @dataclass
@@ -95,6 +119,13 @@ class RunConfig:
                                                 "run); join sources with + to mix them (votes:<run id>+positive-"
                                                 "reviews). From Python also a datasets.Dataset or DatasetDict.",
                                                 "essential", kind="str", suggestions=builtin_names)
+    )
+    eval_dataset: str = field(
+        default="", metadata=_meta("Held-out prompts for the samples, the probe and eval, never trained on: a dataset "
+                                   "like dataset (its prompts are used; positive-reviews means the task's held-out "
+                                   "split). Empty: the built-in task's held-out split, or 20% (at most 64) of your "
+                                   "dataset's prompts drawn with the seed. Training rows with these prompts are left "
+                                   "out.", kind="str")
     )
     reward: str = field(
         default="sentiment",
@@ -216,6 +247,11 @@ class RunConfig:
             raise AlignLabError("load_in_4bit: got True with lora False, expected lora on (4-bit weights are frozen: "
                                 "QLoRA trains a LoRA adapter over them)")
         self.dataset = resolve_dataset(self.dataset, self.output_dir)  # votes:<run id> -> its file in output_dir
+        if self.eval_dataset.strip():
+            try:
+                self.eval_dataset = resolve_dataset(self.eval_dataset.strip(), self.output_dir)
+            except AlignLabError as error:
+                raise AlignLabError(f"eval_dataset: {str(error).removeprefix('dataset: ')}") from None
         if self.max_completion_length >= self.max_length:
             raise AlignLabError(
                 f"max_completion_length: got {self.max_completion_length}, expected less than max_length "
@@ -281,7 +317,7 @@ class RunConfig:
             raise AlignLabError(f"config: cannot read {path} ({error.strerror or error})") from None
         try:
             if path.suffix == ".json":
-                values = json.loads(text)
+                values = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
             else:
                 values = _load_yaml(text, path)
         except AlignLabError:

@@ -555,12 +555,14 @@ def load_rows(source, data_format: str, method: str = "") -> list[dict]:
     return rows
 
 
-def load_dataset(source, data_format: str, method: str = "", tokenizer: Any = None, max_length: int = 0):
-    """``load_rows`` as a ``datasets.Dataset`` (what TRL trainers take); with a ``tokenizer`` and ``max_length``,
-    without the rows whose prompt alone fills ``max_length`` (:func:`rows_that_fit`)."""
+def load_dataset(source, data_format: str, method: str = "", tokenizer: Any = None, max_length: int = 0,
+                 held_out: list | None = None):
+    """``load_rows`` as a ``datasets.Dataset`` (what TRL trainers take), without the rows whose prompt is one of
+    ``held_out`` (:func:`without_prompts`); with a ``tokenizer`` and ``max_length``, without the rows whose prompt
+    alone fills ``max_length`` either (:func:`rows_that_fit`)."""
     import datasets
 
-    rows = load_rows(source, data_format, method)
+    rows = without_prompts(load_rows(source, data_format, method), held_out or [])
     if tokenizer is not None and max_length and data_format != "prompt":
         rows = rows_that_fit(rows, tokenizer, max_length)
     return datasets.Dataset.from_list(rows)
@@ -621,16 +623,15 @@ def rows_that_fit(rows: list[dict], tokenizer: Any, max_length: int) -> list[dic
     return [row for row, count in zip(rows, prompt_fills(rows, tokenizer, max_length), strict=True) if not count]
 
 
-HELD_OUT_ROWS = 64  # a user dataset's last rows serve as its held-out prompts
+def prompt_key(prompt: Any) -> str:
+    """A prompt (text or chat messages) as a string that is equal for equal prompts."""
+    return json.dumps(prompt, sort_keys=True, ensure_ascii=False)
 
 
-def held_out_prompts(source) -> list:
-    """Held-out prompts for samples, the probe and the eval: the built-in task's eval split (when the
-    dataset is or mixes in the built-in task), else the prompts of the dataset's last :data:`HELD_OUT_ROWS`
-    rows."""
-    if BUILTIN_TASK in dataset_parts(source):
-        return task_prompts("eval")
-    return [row["prompt"] for row in load_rows(source, "prompt")[-HELD_OUT_ROWS:]]
+def without_prompts(rows: list[dict], prompts: list) -> list[dict]:
+    """The ``rows`` whose prompt is none of ``prompts`` (a run's held-out prompts: see :mod:`alignlab.held_out`)."""
+    left_out = {prompt_key(prompt) for prompt in prompts}
+    return [row for row in rows if prompt_key(row["prompt"]) not in left_out]
 
 
 def trained_on(source, dataset, data_format: str) -> dict:

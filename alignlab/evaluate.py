@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alignlab.config import config_of
-from alignlab.data import held_out_prompts
 from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.fluency import fluency
 from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, SamplingSettings, sample
+from alignlab.held_out import held_out_of_run
 from alignlab.model_card import write_card
 from alignlab.models import load_trained
 from alignlab.reference import reference_of
@@ -75,16 +75,16 @@ class Comparison:
         )
 
 
-def compare_models(model, tokenizer, config, run_id: str = "", reward=None, prompts: list | None = None,
+def compare_models(model, tokenizer, config, prompts: list, run_id: str = "", reward=None,
                    samples_per_prompt: int = DEFAULT_SAMPLES, seed: int = 1234, max_new_tokens: int | None = None,
                    temperature: float = READING_TEMPERATURE, top_p: float = READING_TOP_P,
                    with_fluency: bool = True) -> Comparison:
-    """Compare ``model`` (the aligned one) with its reference for a run trained from ``config``."""
+    """Compare ``model`` (the aligned one) with its reference on ``prompts`` (a run's held-out prompts, see
+    :func:`alignlab.held_out.held_out_of_run`) for a run trained from ``config``."""
 
     if isinstance(samples_per_prompt, bool) or not isinstance(samples_per_prompt, int) or samples_per_prompt < 1:
         raise AlignLabError(f"samples: got {samples_per_prompt!r}, expected an integer >= 1")
     source = reward or reward_for(config)
-    prompts = prompts if prompts is not None else held_out_prompts(config.dataset)
     settings = SamplingSettings(max_new_tokens=max_new_tokens or config.max_completion_length,
                                 temperature=temperature, top_p=top_p, seed=seed)
     repeated = [p for p in prompts for _ in range(samples_per_prompt)]
@@ -107,7 +107,8 @@ def compare_models(model, tokenizer, config, run_id: str = "", reward=None, prom
 def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prompt: int = DEFAULT_SAMPLES,
                 seed: int = 1234, max_new_tokens: int | None = None, temperature: float = READING_TEMPERATURE,
                 top_p: float = READING_TOP_P, with_fluency: bool = True) -> Comparison:
-    """Load a run's trained model and compare it with its reference (the run's own reward source by default).
+    """Load a run's trained model and compare it with its reference on the held-out prompts it recorded (the run's
+    own reward source by default).
 
     The figures are kept in the run directory (:func:`alignlab.rundir.write_eval`) and the run's model card
     shows them from then on; a run folder that cannot be written (read-only) only gets a warning.
@@ -116,7 +117,8 @@ def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prom
     config = config_of(run_dir)
     model, tokenizer = load_trained(run_dir, config.trust_remote_code)
     source = get_reward(reward, instruction=config.judge_instruction, runs_dir=config.output_dir) if reward else None
-    result = compare_models(model, tokenizer, config, Path(run_dir).name, source,
+    result = compare_models(model, tokenizer, config, held_out_of_run(run_dir, config).prompts, Path(run_dir).name,
+                            source,
                             samples_per_prompt=samples_per_prompt, seed=seed, max_new_tokens=max_new_tokens,
                             temperature=temperature, top_p=top_p, with_fluency=with_fluency)
     try:

@@ -7,6 +7,7 @@ from the run directory, so the folder says what it holds wherever it is copied o
   :mod:`alignlab.base_model`), ``library_name`` (peft for an adapter, transformers for full weights),
   ``tags`` (alignlab, trl, the method, lora), ``datasets`` (hub datasets only), ``license`` when known;
 - the method with its summary and paper (from its MethodSpec, as the Learn cards show them);
+- the data, and the held-out prompts the run recorded (:mod:`alignlab.held_out`): which, how many, never trained on;
 - the knobs: the method's with their help text, then every setting as a YAML block ``alignlab train
   --config`` reads back;
 - results: the final logged metrics, the final reward-vs-KL point of the probe, reference vs aligned on
@@ -26,6 +27,7 @@ from alignlab import rundir
 from alignlab.base_model import BaseModel, base_of, trained_from
 from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, dataset_parts, task_instruction
 from alignlab.errors import AlignLabError
+from alignlab.held_out import held_out_of_run
 from alignlab.methods import registry
 from alignlab.plots import final_point
 
@@ -68,6 +70,16 @@ def _describe_dataset(dataset: str) -> str:
         else:
             described.append(f"a local file, `{Path(part).name}`")
     return "; mixed with ".join(described)
+
+
+def _held_out(run_dir: Path) -> str:
+    """What the card says of the run's held-out prompts (see :mod:`alignlab.held_out`)."""
+    try:
+        held_out = held_out_of_run(run_dir)
+    except AlignLabError as error:
+        return f"**Held-out prompts**: none known ({error}); the figures below may come from prompts it trained on."
+    return (f"**Held-out prompts**: {held_out.describe()}. The samples, the probe and `alignlab eval` below are "
+            "measured on them.")
 
 
 def _number(value) -> str:
@@ -197,13 +209,13 @@ def card_text(run_dir: str | Path, folder: str | Path | None = None, kind: str |
         f"## Base model\n\n{base.origin}" + ("" if base.license else " License: not recorded."),
         f"## Method\n\n**{title}** (`{config.get('method')}`): "
         + (f"{spec.summary}\n\nPaper: {paper}." if spec is not None else "not a method this alignlab knows."),
-        f"## Data\n\n{_describe_dataset(str(config.get('dataset', '')))}.",
+        f"## Data\n\n{_describe_dataset(str(config.get('dataset', '')))}.\n\n{_held_out(run_dir)}",
         f"## Settings\n\n{_settings(config, spec)}",
         f"## Results\n\n{_results(run_dir, config, state)}",
         "## How to load\n\n" + _loading(base, kind, location or str(rundir.model_dir(run_dir)), text_model,
                                          config.get("dataset") == BUILTIN_TASK),
         "## Limitations\n\nA short run of a lab for exploring alignment methods: the figures above come from its own "
-        "held-out prompts and reward source, not from a benchmark.",
+        "held-out prompts (never trained on) and reward source, not from a benchmark.",
     ]
     return "\n\n".join(section.rstrip() for section in sections) + "\n"
 

@@ -282,6 +282,46 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modul
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task)
 
 
+LORA_LAYERS = ("Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D", "MultiheadAttention")  # peft adapts
+
+
+def check_lora_targets(name: str, target_modules: str, kind: str = "causal-lm",
+                       trust_remote_code: bool = False) -> None:
+    """AlignLabError naming lora_target_modules unless each of its comma-separated names is a layer of model
+    ``name`` that LoRA can adapt (matched as peft matches them: the layer's name, or its last dotted parts);
+    ``all-linear`` always is. The model is built from its config on the meta device (no weights read); a model
+    that cannot be built so is left for peft to check."""
+    if target_modules == "all-linear":
+        return
+    layers = _adaptable_layers(name, kind, trust_remote_code)
+    if layers is None:
+        return
+    wanted = [module.strip() for module in target_modules.split(",")]
+    missing = [target for target in wanted if not any(layer == target or layer.endswith("." + target)
+                                                       for layer in layers)]
+    if missing:
+        offered = ", ".join(sorted({layer.rsplit(".", 1)[-1] for layer in layers}))
+        raise AlignLabError(f"lora_target_modules: got {target_modules!r}, but {', '.join(map(repr, missing))} names "
+                            f"no layer of {name!r} that LoRA adapts; expected comma-separated names among {offered}, "
+                            "or all-linear")
+
+
+def _adaptable_layers(name: str, kind: str, trust_remote_code: bool) -> list[str] | None:
+    """The names of the layers of model ``name`` that peft can put LoRA on, or None when it cannot be built."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    auto = AutoModelForSequenceClassification if kind == "sequence-classifier" else AutoModelForCausalLM
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code,
+                                            local_files_only=local_files_only())
+        with init_empty_weights():
+            model = auto.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 - an adapter folder or exotic model: peft checks it when the run starts
+        return None
+    return [layer for layer, module in model.named_modules() if type(module).__name__ in LORA_LAYERS]
+
+
 def policy_of(model):
     """The language model a trainer trains (PPO's trainer holds a policy-and-value wrapper)."""
     return getattr(model, "policy", model)

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from transformers import TrainerCallback
 
 from alignlab import reference_cache, rundir
-from alignlab.data import held_out_prompts
 from alignlab.generation import render_prompt, stop_token_ids
 from alignlab.metrics import NonFiniteMetric
 from alignlab.models import policy_of
@@ -135,7 +134,7 @@ class ProbeCallback(TrainerCallback):
         self.config = context.config
         self.tokenizer = context.tokenizer
         self.reward = context.reward
-        self.prompts = held_out_prompts(context.config.dataset)[:num_prompts]
+        self.prompts = handle.held_out.prompts[:num_prompts]  # recorded when the run started
         self._frozen_reference = None
         self._last_step: int | None = None
 

@@ -259,7 +259,11 @@ class Judge:
 def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION) -> RewardSource:
     """``judge[:<model>]``: pointwise scores, plus ``prefer`` for pairs."""
 
-    resolve_model(model_name)  # fail now, not mid-run, when the judge model is missing
+    try:
+        resolve_model(model_name)  # fail now, not mid-run, when the judge model is missing
+    except AlignLabError as error:  # the error names the reward that asks for the judge, not a "model" field
+        reason = str(error).removeprefix("model: ").removeprefix(f"{model_name!r} ")
+        raise AlignLabError(f"reward: the judge model {model_name!r} of 'judge:{model_name}' {reason}") from None
     if not instruction.strip():
         raise AlignLabError("judge_instruction: got an empty string, expected what a good response is")
     judge = Judge(model_name, instruction)

@@ -9,6 +9,8 @@ Every run lives in ``<output_dir>/<run_id>/``::
     metrics.jsonl        one JSON object a line: step, time and the metric keys, TRL's names kept
                          plus the probe's probe/...; appended and flushed line by line
     probe_samples.jsonl  the probe's completions, one a line, each tagged with its step
+    held_out.json        the prompts the run holds out (never trained on) and where they come from, chosen
+                         when it starts (see :mod:`alignlab.held_out`); what samples, probe and eval read
     samples.jsonl        reference vs aligned completions on held-out prompts, with their rewards
                          (written when the run ends)
     eval.json            the run's last ``alignlab eval``: reward gain ± paired s.e., win-rate, fluency
@@ -92,6 +94,7 @@ RUNS = "runs"  # the runs folder's name at the project's root (see default_runs_
 RUNS_ENV = "ALIGNLAB_RUNS"  # the environment variable that names the runs folder instead
 PROJECT_MARKER = "pyproject.toml"  # the file at a project's root
 RUNS_WHERE = f"{RUNS}/ at the project's root, or the folder ${RUNS_ENV} names"  # default_runs_dir, in a help text
+HELD_OUT = "held_out.json"
 VOTES = "_votes"  # beside the runs: one votes file per run, <run id>.jsonl (not a run id: it starts with "_")
 VOTES_SUFFIX = ".jsonl"
 
@@ -191,6 +194,14 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
+def enclosing_run_dir(path: str | Path) -> Path | None:
+    """The run directory that ``path`` is, or lies inside (symlinks followed), or None when it is in no run."""
+    for folder in (Path(path).expanduser().resolve(), *Path(path).expanduser().resolve().parents):
+        if is_run_dir(folder):
+            return folder
+    return None
+
+
 def model_dir(run_dir: str | Path) -> Path:
     """The folder a run saves its trained adapter or model (and tokenizer) in."""
     return Path(run_dir) / MODEL
@@ -257,6 +268,54 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
         return None
     step, path = max(found)
     return path, step
+
+
+def damaged_checkpoint_file(checkpoint: str | Path) -> tuple[str, str] | None:
+    """(name, what is wrong) of the first file of ``checkpoint`` that cannot be read as what it holds, or None when
+    each one reads: JSON files parse, a ``.safetensors`` file is as long as its header says, a torch file
+    (``.pt``, ``.pth``, ``.bin``) is a whole zip archive whose every member matches its checksum. Cheap next to
+    loading them: nothing is deserialised."""
+    for path in sorted(Path(checkpoint).iterdir()):
+        try:
+            problem = _file_problem(path)
+        except OSError as error:
+            problem = error.strerror or type(error).__name__
+        if problem:
+            return path.name, problem
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """What is wrong with one checkpoint file (see :func:`damaged_checkpoint_file`), or None."""
+    import zipfile
+
+    if path.suffix == ".json":
+        try:
+            _decode(path.read_bytes())
+        except ValueError as error:
+            return str(error)
+    elif path.suffix == ".safetensors":
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            try:
+                header = _decode(handle.read(size)) if 0 < size <= path.stat().st_size else None
+            except ValueError:
+                header = None
+        if not isinstance(header, dict):
+            return "not a safetensors file (its header cannot be read; truncated or overwritten?)"
+        ends = [entry["data_offsets"][1] for entry in header.values() if isinstance(entry, dict)
+                and "data_offsets" in entry]
+        if path.stat().st_size < 8 + size + max(ends, default=0):
+            return "shorter than its header says (truncated?)"
+    elif path.suffix in (".pt", ".pth", ".bin"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, EOFError, ValueError) as error:
+            return f"not a whole torch file ({error})"
+        if bad is not None:
+            return f"its member {bad} fails its checksum"
+    return None
 
 
 def snapshot_dir(run_dir: str | Path, step: int) -> Path:
@@ -691,6 +750,28 @@ def read_trained_on(run_dir: str | Path) -> dict | None:
         return _read_object(run_dir, TRAINED_ON, {"rows": (int,), "sha256": (str,)})
     except UnreadableRunFile:
         return None
+
+
+def write_held_out(run_dir: str | Path, held_out: dict) -> None:
+    """Record the run's held-out prompts (``prompts`` and where they come from), atomically; AlignLabError in one
+    line if they cannot be written."""
+    path = Path(run_dir) / HELD_OUT
+    try:
+        _write_json(path, held_out)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+
+
+def read_held_out(run_dir: str | Path) -> dict | None:
+    """The run's recorded held-out prompts (:func:`write_held_out`), or None when it recorded none; UnreadableRunFile
+    when the file is damaged (a run whose held-out prompts are unknown is never measured on guessed ones)."""
+    if not (Path(run_dir) / HELD_OUT).is_file():
+        return None
+    recorded = _read_object(run_dir, HELD_OUT, {"prompts": (list,), "kind": (str,), "source": (str,)})
+    missing = [key for key in ("prompts", "kind", "source") if not recorded.get(key)]
+    if missing:
+        raise UnreadableRunFile(run_dir, HELD_OUT, f"it lacks {', '.join(missing)}")
+    return recorded
 
 
 def read_error(run_dir: str | Path, max_bytes: int = 32_000) -> str:

@@ -30,8 +30,9 @@ from alignlab import devices
 from alignlab.config import RunConfig, config_of
 from alignlab.data import check_prompt_lengths, dataset_label, is_dataset_object, keep_in_run, load_rows
 from alignlab.errors import AlignLabError
+from alignlab.held_out import HeldOut, choose_held_out, held_out_of_run, record_held_out, training_rows
 from alignlab.metrics import MetricBus
-from alignlab.models import load_tokenizer, resolve_model
+from alignlab.models import check_lora_targets, load_tokenizer, resolve_model
 from alignlab.plots import pace, rows_from_events
 from alignlab.rewards import reward_for
 from alignlab.rundir import (
@@ -41,6 +42,7 @@ from alignlab.rundir import (
     check_output_dir,
     check_run_id,
     create,
+    damaged_checkpoint_file,
     dataset_dir,
     delete_run,
     find,
@@ -80,6 +82,7 @@ class RunHandle:
         self.checkpoint: str | None = None  # the checkpoint a resumed run continues from
         self.metrics_log: MetricsLog | None = None  # the run's metrics file while it trains (the writer only)
         self.lock: TrainingLock | None = None  # the run directory's training lock, held until the run ends (writer)
+        self.held_out: HeldOut | None = None  # the prompts it never trains on (samples, probe), once checked
 
     # --- following the run -------------------------------------------------------------
     @property
@@ -168,19 +171,28 @@ class RunHandle:
             self._done.set()
 
 
-def preflight(config: RunConfig) -> None:
-    """Check the experiment tracker's package, every data row, the reward source and the model name before
-    anything is written; then, with the model's tokenizer, that the prompts leave room in max_length (online
-    methods' rows are prompts only). The tracker is checked here, not in RunConfig: a run that reported to one
-    still opens (chat, eval) where its package is not installed."""
+def preflight(config: RunConfig, held_out: HeldOut | None = None) -> HeldOut:
+    """Check the experiment tracker's package, every data row, the held-out prompts (``held_out``, the ones a
+    resumed run recorded; else chosen now, see :mod:`alignlab.held_out`) and that rows are left to train on
+    without them, the reward source and the model name before anything is written; then, with the model's
+    tokenizer, that the prompts leave room in max_length (online methods' rows are prompts only). Returns the
+    held-out prompts. The tracker is checked here, not in RunConfig: a run that reported to one still opens (chat,
+    eval) where its package is not installed."""
 
     check_tracker(config.report_to)
     rows = load_rows(config.dataset, config.spec.data_format, config.method)
+    held_out = held_out or choose_held_out(config)
+    kept = training_rows(rows, held_out)
+    held_out.left_out_rows = len(rows) - len(kept)
+    rows = kept
     reward_for(config)
     resolve_model(config.model)
     devices.of_run(config)  # a dtype, attention or 4-bit choice this machine cannot run is refused now
+    if config.lora:  # a layer name peft would not find fails here, before a run folder exists
+        check_lora_targets(config.model, config.lora_target_modules, config.spec.model_kind, config.trust_remote_code)
     if config.spec.data_format != "prompt":
         check_prompt_lengths(dataset_label(config.dataset), rows, _tokenizer(config), config.max_length)
+    return held_out
 
 
 def _tokenizer(config: RunConfig):
@@ -208,8 +220,9 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
     if is_writer:
         check_output_dir(config.output_dir)
         check_free(run_dir)
-    preflight(config)
+    held_out = preflight(config)  # every process of a multi-process run chooses the same (seeded)
     handle = RunHandle(config, run_id, run_dir, is_writer=is_writer)
+    handle.held_out = held_out
     if is_writer:
         dataset = config.dataset
         if is_dataset_object(dataset):  # the run keeps a copy, and its config names that folder
@@ -219,6 +232,7 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
             handle.lock = lock_training(run_dir)
             if is_dataset_object(dataset):
                 keep_in_run(dataset, run_dir)
+            record_held_out(run_dir, held_out)
             handle._write_status()
         except (AlignLabError, OSError):  # a full disk: no run that never started is left behind
             if handle.lock is not None:
@@ -255,6 +269,11 @@ def resume_point(run_dir: str | Path, check_state: bool = True, locked: bool = F
     if found is None:
         raise AlignLabError(f"resume: {run_dir.name} has no checkpoint to continue from (a run saves one every "
                             "save_every steps and when it is stopped); start a new run")
+    damaged = damaged_checkpoint_file(found[0])
+    if damaged is not None:  # refused before the run changes: a stopped run stays stopped
+        raise AlignLabError(f"resume: {run_dir.name}'s checkpoint file {found[0].name}/{damaged[0]} is damaged "
+                            f"({damaged[1]}); the run is left as it was; delete {found[0]} to resume from an "
+                            "earlier checkpoint, or start a new run")
     return config, *found
 
 
@@ -275,8 +294,9 @@ def resume(run: str | Path, runs_dir: str | Path | None = None, background: bool
     lock = lock_training(run_dir, "resume") if is_writer else None
     try:
         config, checkpoint, step = resume_point(run_dir, check_state=is_writer, locked=True)  # again, now locked
-        preflight(config)
+        held_out = preflight(config, held_out_of_run(run_dir, config))  # the prompts it held out from the start
         handle = RunHandle(config, run_dir.name, run_dir, is_writer=is_writer)
+        handle.held_out = held_out
         handle.checkpoint = str(checkpoint)
         handle.lock = lock
         if is_writer:

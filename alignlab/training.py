@@ -21,7 +21,7 @@ from transformers.trainer_callback import PrinterCallback
 from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
-from alignlab.data import held_out_prompts, load_dataset, trained_on
+from alignlab.data import load_dataset, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabWarning
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
@@ -161,7 +161,7 @@ def _train(handle) -> None:
     model = load_model(config.model, spec.model_kind, config.trust_remote_code, devices.of_run(config))
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
                          dataset=load_dataset(config.dataset, spec.data_format, config.method, tokenizer,
-                                                  config.max_length),
+                                              config.max_length, held_out=handle.held_out.prompts),
                          reward=reward_for(config))
     if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
         rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
@@ -223,10 +223,11 @@ def write_model_card(handle, folder: Path, state: str | None = None) -> None:
 
 
 def write_samples(handle, model, tokenizer, reward, sampling: Sampling | None = None) -> None:
-    """Reference vs aligned completions on 16 held-out prompts, same seed and settings, with rewards, written by
-    the run's writer. With sharded weights (``sampling.together``) every process calls this and samples."""
+    """Reference vs aligned completions on the first 16 of the run's held-out prompts (``handle.held_out``), same
+    seed and settings, with rewards, written by the run's writer. With sharded weights (``sampling.together``) every
+    process calls this and samples."""
     sampling = sampling or Sampling()
-    prompts = held_out_prompts(handle.config.dataset)[:SAMPLE_PROMPTS]
+    prompts = handle.held_out.prompts[:SAMPLE_PROMPTS]
     with sampling.whole_parameters():
         rows = side_by_side(model, tokenizer, handle.config, prompts, reward, synced_gpus=sampling.together)
     if handle.is_writer:

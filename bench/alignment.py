@@ -43,7 +43,7 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
     reference_cache.cache_dir = lambda: Path(cache)
 
     from alignlab import RunConfig, rundir, start
-    from alignlab.data import BUILTIN_TASK, held_out_prompts
+    from alignlab.data import BUILTIN_TASK
     from alignlab.evaluate import compare_models
     from alignlab.models import load_model, load_tokenizer
 
@@ -79,7 +79,7 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
 
     tokenizer = load_tokenizer(model)
     base = load_model(model)
-    eval_prompts = held_out_prompts(config.dataset)[:prompts]
+    eval_prompts = handle.held_out.prompts[:prompts]
     if config.dataset == BUILTIN_TASK and len(eval_prompts) < prompts:
         raise SystemExit(f"only {len(eval_prompts)} held-out prompts, asked for {prompts}")
     peft_model = None
@@ -89,7 +89,7 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
             peft_model = PeftModel.from_pretrained(base, shot["folder"], adapter_name="default")
         else:
             peft_model.load_adapter(shot["folder"], adapter_name="default", is_trainable=False)  # replaces the weights
-        comparison = compare_models(peft_model, tokenizer, config, handle.run_id, prompts=eval_prompts,
+        comparison = compare_models(peft_model, tokenizer, config, eval_prompts, handle.run_id,
                                     samples_per_prompt=samples, with_fluency=False)
         shot.update(gain=comparison.gain, gain_se=comparison.gain_se, win_rate=comparison.win_rate)
         if comparison.gain >= gain and comparison.gain_se <= max_se:
@@ -112,7 +112,7 @@ def _final(run_dir, config, tokenizer, prompts, samples):
     from alignlab.rewards import reward_for
 
     model, _ = load_trained(run_dir)
-    comparison = compare_models(model, tokenizer, config, Path(run_dir).name, prompts=prompts,
+    comparison = compare_models(model, tokenizer, config, prompts, Path(run_dir).name,
                                 samples_per_prompt=samples)
     probe = measure(model, lambda: reference_of(model, config), tokenizer, prompts[:32], reward_for(config),
                     config.max_completion_length, config.seed)

@@ -16,6 +16,7 @@ from alignlab.annotate import POINTWISE_NOTE, annotate_run, judge_pair, pick_pro
 from alignlab.cli import main
 from alignlab.config import RunConfig
 from alignlab.data import load_rows
+from alignlab.generation import prompt_text
 from alignlab.rewards import RewardSource, get_reward
 from alignlab.votes import (
     AI_VOTER_PREFIX,
@@ -42,7 +43,7 @@ def runs_dir(tmp_path_factory):
     """A runs folder with one finished 2-step tiny-random DPO run."""
     data = tmp_path_factory.mktemp("data") / "pairs.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Review {i}: the film", "chosen": " was wonderful.",
-                                        "rejected": " was awful."}) + "\n" for i in range(12)))
+                                        "rejected": " was awful."}) + "\n" for i in range(40)))  # 8 held out
     runs = tmp_path_factory.mktemp("annotate") / "runs"
     assert main(["train", "--method", "dpo", "--model", "tiny-random", "--dataset", str(data), "--max-steps", "2",
                  "--batch-size", "2", "--max-length", "48", "--max-completion-length", "8", "--probe-every", "0",
@@ -70,6 +71,8 @@ def test_ai_votes_have_the_people_format_and_read_back_as_preference_pairs(runs_
     votes, problems = read_votes(path)
     votes = [vote for vote in votes if vote["voter"] == "ai:length:40"]
     assert problems == [] and len(votes) == 6
+    held_out = json.loads((runs_dir / RUN_ID / rundir.HELD_OUT).read_text())["prompts"]
+    assert len(held_out) == 8 and {prompt_text(vote["prompt"]) for vote in votes} <= set(held_out)  # the recorded split
     person = Round(RUN_ID, "x", "chat", "a", "b", "tiny-random", RUN_ID, {}).record("A", "ada")
     source = get_reward("length:40")
     for vote in votes:

@@ -4,15 +4,15 @@ import pytest
 
 from alignlab.changes import CHANGE_PROMPTS, model_changes, pick_prompts, run_changes
 from alignlab.config import RunConfig
-from alignlab.data import held_out_prompts
 from alignlab.generation import prompt_text
+from alignlab.held_out import held_out_of_run
 from alignlab.rewards import reward_for
 from alignlab.runner import start
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A real 2-step DPO run on tiny-random over twelve small pairs (all twelve are its held-out prompts)."""
+    """A real 2-step DPO run on tiny-random over twelve small pairs (three of them held out)."""
     folder = tmp_path_factory.mktemp("changes")
     pairs = folder / "pairs.jsonl"
     pairs.write_text("".join(f'{{"prompt": "Review {i}: the film", "chosen": " was wonderful.", "rejected": '
@@ -26,7 +26,7 @@ def tiny_run(tmp_path_factory):
 
 def test_three_distinct_held_out_prompts_each_scored_by_the_run_reward(tiny_run):
     rows = run_changes(tiny_run.run_dir)
-    held_out = {prompt_text(prompt): prompt for prompt in held_out_prompts(tiny_run.config.dataset)}
+    held_out = {prompt_text(prompt): prompt for prompt in held_out_of_run(tiny_run.run_dir).prompts}
     assert len(rows) == CHANGE_PROMPTS == 3
     assert len({row["prompt"] for row in rows}) == 3 and {row["prompt"] for row in rows} <= set(held_out)
     reward = reward_for(tiny_run.config)
@@ -39,10 +39,10 @@ def test_three_distinct_held_out_prompts_each_scored_by_the_run_reward(tiny_run)
 def test_the_same_seed_picks_the_same_prompts_and_the_same_answers(tiny_run):
     first, again = run_changes(tiny_run.run_dir, seed=5), run_changes(tiny_run.run_dir, seed=5)
     assert first == again
-    prompts = held_out_prompts(tiny_run.config.dataset)
+    prompts = tiny_run.held_out.prompts
     assert [row["prompt"] for row in first] == [prompt_text(p) for p in pick_prompts(prompts, 3, seed=5)]
     # The model still in memory (the notebook Lab's way) and the saved one (the app's) give the same rows.
-    assert model_changes(tiny_run.model, tiny_run.tokenizer, tiny_run.config, seed=5) == first
+    assert model_changes(tiny_run.model, tiny_run.tokenizer, tiny_run.config, prompts, seed=5) == first
 
 
 def test_picks_are_random_draws_not_the_first_prompts():

@@ -57,6 +57,51 @@ def test_bad_input_exits_nonzero_with_one_line(flags, field, tiny, capsys):
     assert not Path(tiny["output_dir"]).exists()
 
 
+@pytest.mark.parametrize(
+    "flags, error",
+    [
+        (["--learning-rate", "-1e-4"], "learning_rate: got '-1e-4', expected a number > 0"),  # not taken for a flag
+        (["--seed", "-inf"], "seed: got '-inf', expected an integer >= 0"),
+        (["--reward", "judge:nonexistent"], "reward: the judge model 'nonexistent' of 'judge:nonexistent' is not "),
+        (["--lora-target-modules", "q_proj,no_such_module"], "lora_target_modules: got 'q_proj,no_such_module', but "
+         "'no_such_module' names no layer of 'tiny-random' that LoRA adapts; expected comma-separated names among "),
+    ],
+)
+def test_the_low_cases_give_one_line_naming_the_field_and_leave_no_run_folder(flags, error, tiny, capsys):
+    from alignlab.cli import main
+
+    assert main(["train", "--method", "dpo", *tiny_flags(tiny), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"error: {error}"), err
+    assert not Path(tiny["output_dir"]).exists()
+
+
+@pytest.mark.parametrize("suffix, text", [(".yaml", "method: dpo\nbeta: 0.1\nseed: 3\nbeta: 0.5\n"),
+                                          (".yaml", "method: dpo\nmethod_args:\n  beta: 0.1\n  beta: 0.5\n"),
+                                          (".json", '{"method": "dpo", "beta": 0.1, "beta": 0.5}')])
+def test_a_key_given_twice_in_a_config_file_is_refused_naming_the_key_and_file(suffix, text, tiny, tmp_path, capsys):
+    from alignlab.cli import main
+
+    config = tmp_path / f"run{suffix}"
+    config.write_text(text)
+    assert main(["train", "--config", str(config), "--output-dir", tiny["output_dir"]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: config: {config}")
+    assert "repeats the key 'beta', expected each setting once" in err
+    assert not Path(tiny["output_dir"]).exists()
+
+
+def test_runs_of_a_file_says_it_is_not_a_folder(tmp_path, capsys):
+    from alignlab.cli import main
+
+    not_a_folder = tmp_path / "runs.txt"
+    not_a_folder.write_text("")
+    for extra in ([], ["--export", "csv"]):
+        assert main(["runs", "--output-dir", str(not_a_folder), *extra]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"error: output_dir: {str(not_a_folder)!r} is a file, not a folder of runs\n"
+
+
 def test_help_shows_each_methods_bounds_and_default_of_a_shared_flag(capsys, monkeypatch):
     from alignlab.cli import main
 
@@ -144,7 +189,9 @@ def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
     pairs = tmp_path / "same_length.jsonl"  # every pair the same length: tokens per step count the pairs
     pair = {"prompt": "Review: the film", "chosen": " was wonderful and moving.", "rejected": " was dull and awful."}
     pairs.write_text((json.dumps(pair) + "\n") * 12)
-    flags = tiny_flags({**tiny, "dataset": str(pairs), "probe_every": 1})
+    held_out = tmp_path / "held_out.jsonl"  # one prompt of its own, so every pair trains
+    held_out.write_text(json.dumps({"prompt": "Review: the show"}) + "\n")
+    flags = tiny_flags({**tiny, "dataset": str(pairs), "eval_dataset": str(held_out), "probe_every": 1})
     single = alignlab("train", "--method", "dpo", *flags, "--output-dir", str(tmp_path / "single"), "--quiet")
     assert single.returncode == 0, single.stderr[-2000:]
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -251,9 +251,11 @@ def test_rows_whose_prompt_fills_max_length_are_left_out_of_training(tmp_path):
     mixed = [{"prompt": " ".join(["word"] * 80), "chosen": " was great.", "rejected": " was bad."}] * 4 + \
         [{"prompt": f"Review {i}: the film", "chosen": " was wonderful.", "rejected": " was awful."} for i in range(8)]
     path = write_jsonl(tmp_path / "mixed.jsonl", mixed)
+    held_out = write_jsonl(tmp_path / "held-out.jsonl", [{"prompt": "A film nobody trains on"}])  # every row trains
     with pytest.warns(AlignLabWarning, match="in 4 of 12 rows"):
-        code = main(["train", "--method", "orpo", "--model", "tiny-random", "--dataset", str(path), "--max-steps",
-                     "2", "--batch-size", "2", "--max-length", "48", "--max-completion-length", "8",
+        code = main(["train", "--method", "orpo", "--model", "tiny-random", "--dataset", str(path), "--eval-dataset",
+                     str(held_out), "--max-steps", "2", "--batch-size", "2", "--max-length", "48",
+                     "--max-completion-length", "8",
                      "--probe-every", "0", "--output-dir", str(tmp_path / "runs"), "--run-id", "fits", "--quiet"])
     assert code == 0
     status = rundir.read_status(tmp_path / "runs" / "fits")
@@ -267,7 +269,8 @@ def test_bad_rows_and_too_long_prompts_stop_a_run_before_its_directory_exists(tm
     bad = write_jsonl(tmp_path / "bad.jsonl", [GOOD_PAIR, {**GOOD_PAIR, "chosen": None}])
     with pytest.raises(AlignLabError, match="row 2 column chosen: got None"):
         start(RunConfig(**{**tiny, "dataset": str(bad)}), background=False)
-    long = write_jsonl(tmp_path / "long.jsonl", [{**GOOD_PAIR, "prompt": "word " * 200}] * 3)
+    long = write_jsonl(tmp_path / "long.jsonl", [{**GOOD_PAIR, "prompt": f"{i} " + "word " * 200} for i in range(4)])
+    # one of the four prompts is held out: three rows are left to train on
     with pytest.raises(AlignLabError, match=r"max_length: got 48, but every prompt .* alone fills it \(all 3 rows"):
         start(RunConfig(**{**tiny, "dataset": str(long)}), background=False)
     assert not (tmp_path / "runs").exists()

@@ -86,10 +86,11 @@ def test_eval_cli_reports_paired_gain_win_rate_and_fluency(tiny, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "paired s.e." in result.stdout and "win-rate" in result.stdout and "perplexity" in result.stdout
     figures = json.loads(out.read_text())
-    assert figures["prompts"] == 12 and figures["samples_per_prompt"] == 2  # the dataset's last prompts
+    held_out = json.loads((handle.run_dir / "held_out.json").read_text())["prompts"]
+    assert figures["prompts"] == len(held_out) == 3 and figures["samples_per_prompt"] == 2  # 20% of 12, held out
     assert figures["wins"] + figures["losses"] + figures["ties"] == figures["prompts"]
     assert figures["gain"] == pytest.approx(figures["aligned_mean"] - figures["reference_mean"], abs=2e-4)
     assert figures["win_low"] <= figures["win_rate"] <= figures["win_high"]
     assert figures["aligned_fluency"]["perplexity"] > 1
     samples = [json.loads(line) for line in (handle.run_dir / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 12 and all(isinstance(row["prompt"], str) for row in samples)
+    assert [row["prompt"] for row in samples] == held_out

@@ -248,6 +248,17 @@ def test_bad_values_are_refused_before_anything_is_queued(app, client, stopped_r
     assert client.predict(api_name="/job_status")["queued"] == 0
 
 
+def test_a_slider_or_number_out_of_range_is_refused_naming_its_field(client):
+    """Gradio's own refusal ("Value 5.0 is greater than maximum value 0.9.") names no field; the app's does."""
+    with pytest.raises(AppError, match=re.escape("lora_dropout: got 5.0, expected a number >= 0 and <= 0.9")):
+        client.predict(method="dpo", lora_dropout=5.0, api_name="/start_run", **QUICK)
+    with pytest.raises(AppError, match=re.escape("seed: got -1, expected an integer >= 0")):
+        client.predict("A film.", "base:tiny-random", "continue", 10, 1.0, 1.0, -1, api_name="/chat")
+    with pytest.raises(AppError, match=re.escape("max new tokens: got 999, expected a number >= 1 and <= 256")):
+        client.predict("A film.", "base:tiny-random", "continue", 999, 1.0, 1.0, 3, api_name="/chat")
+    assert client.predict(api_name="/job_status")["queued"] == 0
+
+
 def test_runs_list_shows_the_stopped_run(client, stopped_run):
     table, compare, chosen = client.predict(api_name="/list_runs")
     run_id = stopped_run["run_dir"].name

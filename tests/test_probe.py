@@ -84,5 +84,6 @@ def test_probe_logs_frontier_points_and_samples_for_a_reward_free_method(tiny):
     assert all({"probe/reward", "probe/length", "probe/seconds"} <= set(row) for row in probes)
     assert [point["step"] for point in frontier_points(rows)] == [0, 1, 2]
     samples = [json.loads(line) for line in (handle.run_dir / "probe_samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 3 * 12  # 12 held-out prompts in the small pair file, three probes
+    held_out = json.loads((handle.run_dir / "held_out.json").read_text())["prompts"]
+    assert len(samples) == 3 * 3 and {sample["prompt"] for sample in samples} == set(held_out)  # 3 of 12 held out
     assert {"step", "prompt", "completion", "reward", "kl", "length"} <= set(samples[0])

@@ -147,6 +147,29 @@ def test_cli_writes_the_report_of_run_ids_and_refuses_an_unknown_run(runs_dir, t
     assert not (tmp_path / "other.html").exists()
 
 
+def test_the_cli_never_writes_into_a_run_and_replaces_a_file_only_with_force(runs_dir, tmp_path, capsys):
+    """``report --out`` inside a run folder is refused even with --force (the run's config.json stays as it was);
+    an existing file is replaced only with --force; each refusal is one line and exit code 2."""
+    run_dir = runs_dir / RUN_IDS[0]
+    config = run_dir / rundir.CONFIG
+    before = config.read_bytes()
+    for out in (config, run_dir / rundir.MODEL / "report.html", run_dir / "report.html"):
+        assert main(["report", RUN_IDS[0], "--output-dir", str(runs_dir), "--out", str(out), "--force"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"is inside the run folder {str(run_dir.resolve())!r}" in error
+    assert config.read_bytes() == before and not (run_dir / "report.html").exists()
+    assert not (run_dir / rundir.MODEL / "report.html").exists()
+    assert all(run["state"] != rundir.UNREADABLE for run in rundir.list_runs(runs_dir))
+    mine = tmp_path / "mine.html"
+    mine.write_text("my notes", encoding="utf-8")
+    assert main(["report", RUN_IDS[0], "--output-dir", str(runs_dir), "--out", str(mine)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"error: out: {str(mine)!r} already exists; pass --force (force=True) to replace it\n"
+    assert mine.read_text(encoding="utf-8") == "my notes"
+    assert main(["report", RUN_IDS[0], "--output-dir", str(runs_dir), "--out", str(mine), "--force"]) == 0
+    assert mine.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
 def test_the_app_exports_the_overlaid_runs_for_download(runs_dir):
     demo = create_app(runs_dir)
     _, url, _ = serve(demo, port=None, block=False)

@@ -95,6 +95,27 @@ def test_a_stopped_rloo_run_resumes_with_each_step_and_probe_logged_once(tiny):
     assert rundir.read_status(stopped.run_dir)["state"] == "finished"
 
 
+def test_a_damaged_checkpoint_file_is_named_and_the_run_stays_stopped(tiny, capsys):
+    """Each damaged file is named in one line, before the run changes (still stopped, its rows kept); once the
+    files are whole again the same checkpoint resumes."""
+    stopped = stopped_run(RunConfig(**dict(tiny, max_steps=3, probe_every=0, save_every=0)), 2)
+    run_dir, (checkpoint, _) = stopped.run_dir, rundir.latest_checkpoint(stopped.run_dir)
+    metrics = (run_dir / rundir.METRICS).read_bytes()
+    capsys.readouterr()  # the run's own progress bars
+    for name in ("optimizer.pt", "adapter_model.safetensors", rundir.TRAINER_STATE):
+        whole = (checkpoint / name).read_bytes()
+        (checkpoint / name).write_bytes(whole[: len(whole) // 2])  # a copy cut short
+        assert cli.main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"checkpoint file checkpoint-2/{name} is damaged (" in err, err
+        assert rundir.read_status(run_dir)["state"] == "stopped"
+        assert (run_dir / rundir.METRICS).read_bytes() == metrics
+        (checkpoint / name).write_bytes(whole)
+    resumed = runner.resume(run_dir)
+    assert resumed.wait(240) == "finished", resumed.error
+    assert logged_steps(run_dir) == [1, 2, 3]
+
+
 def test_checkpoints_are_saved_every_save_every_steps_and_only_the_newest_kept(tiny):
     stopped = stopped_run(RunConfig(**dict(tiny, max_steps=6, probe_every=0, save_every=1, keep_checkpoints=2)), 3)
     assert checkpoints(stopped.run_dir) == ["checkpoint-2", "checkpoint-3"]

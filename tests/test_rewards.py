@@ -37,7 +37,7 @@ def test_a_source_returning_nan_or_the_wrong_count_raises():
     ("length:0", "positive word count"),
     ("reward-model", "reward-model:<run-id or path>"),
     ("reward-model:no-such-run", "train one with --method reward"),
-    ("judge:no/such-model", "model: 'no/such-model'"),
+    ("judge:no/such-model", "^reward: the judge model 'no/such-model' of 'judge:no/such-model' is not "),
 ])
 def test_bad_reward_names_say_what_is_expected(name, message, tmp_path):
     with pytest.raises(AlignLabError, match=message):

@@ -39,10 +39,17 @@ def test_subscribers_see_every_step_and_stop_is_honoured(tiny):
 
 
 def test_failed_run_records_its_error(tiny):
-    handle = start(RunConfig.from_dict({"method": "dpo", "lora_target_modules": "no_such_module", **tiny}))
+    from alignlab.rewards import register_reward
+
+    def unreachable(prompts, completions):
+        raise ConnectionError("the scoring service at no_such_host is unreachable")
+
+    register_reward("unreachable-scorer", unreachable)  # fails once training samples, after the run folder exists
+    handle = start(RunConfig.from_dict({"method": "grpo", **tiny, "num_generations": 2, "probe_every": 0,
+                                        "reward": "unreachable-scorer"}))
     assert handle.wait(300) == "failed"
     status = json.loads((handle.run_dir / "status.json").read_text())
-    assert status["state"] == "failed" and "no_such_module" in status["error"]
+    assert status["state"] == "failed" and "no_such_host" in status["error"]
     assert (handle.run_dir / "error.log").exists()
     assert [r["state"] for r in list_runs(tiny["output_dir"])] == ["failed"]
 

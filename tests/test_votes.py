@@ -13,8 +13,9 @@ import pytest
 
 from alignlab import rundir
 from alignlab.config import RunConfig
-from alignlab.data import held_out_prompts, load_rows, resolve_dataset, task_prompts
+from alignlab.data import load_rows, resolve_dataset, task_prompts
 from alignlab.errors import AlignLabError, AlignLabWarning
+from alignlab.held_out import choose_held_out
 from alignlab.stats import wilson_interval
 from alignlab.votes import (
     NO_VOTES,
@@ -184,7 +185,8 @@ def test_a_run_config_reads_votes_as_the_path_of_the_file_and_mixes_them(tmp_pat
     rows = load_rows(config.dataset, "preference", "dpo")
     assert len(rows) == 3 + 12 and rows[0] == {"prompt": "Review 0: the film", "chosen": " was wonderful (0).",
                                                "rejected": " was dull (0)."}
-    assert held_out_prompts(f"{path}+positive-reviews") == task_prompts("eval")  # the built-in task's held-out set
+    mixed = RunConfig(dataset="votes:lesson+positive-reviews", output_dir=str(tmp_path))
+    assert choose_held_out(mixed).prompts == task_prompts("eval")  # the built-in task's held-out set
     assert run_votes(tmp_path, "lesson")[0].wins == 3
 
 

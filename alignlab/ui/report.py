@@ -11,7 +11,8 @@ call :func:`write_report`. The file holds, in this order:
 - each run's last ``alignlab eval`` (:func:`alignlab.rundir.read_eval`): reward gain ± paired s.e., win-rate,
   fluency;
 - the configs side by side, the settings that differ between runs marked;
-- each run's held-out samples, reference and aligned side by side with their rewards.
+- each run's held-out samples, reference and aligned side by side with their rewards, under which prompts it held
+  out (never trained on).
 
 Self-contained: plotly.js is inside the file once (:func:`plotly.offline.get_plotlyjs`), each figure's data
 beside it; no script, style sheet or image is fetched from anywhere, so the file works from a USB stick on a
@@ -34,10 +35,11 @@ import plotly.offline
 
 from alignlab.errors import AlignLabError
 from alignlab.generation import prompt_text
+from alignlab.held_out import held_out_of_run
 from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
-from alignlab.rundir import UNREADABLE, read_eval, read_run, read_samples
+from alignlab.rundir import UNREADABLE, enclosing_run_dir, read_eval, read_run, read_samples
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import MISSING, number
 from alignlab.votes import reward_figure, run_summary
@@ -58,13 +60,28 @@ details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
 """
 
 
-def write_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """Write the report of the runs in ``run_dirs`` (:func:`report_html`) to ``out``, atomically (a reader never
-    sees half a file); returns its path. AlignLabError naming ``out`` when it cannot be written."""
+def check_out(out: str | Path, force: bool = False) -> Path:
+    """``out`` as a Path if a report may be written there; else AlignLabError naming out. Refused: a folder, a
+    path inside a run folder (a report never replaces a run's own files, whatever ``force`` says), and an existing
+    file unless ``force``."""
     out = Path(out).expanduser()
-    text = report_html(run_dirs)
     if out.is_dir():
         raise AlignLabError(f"out: {str(out)!r} is a folder, expected a file path such as {REPORT_NAME}")
+    run_dir = enclosing_run_dir(out)
+    if run_dir is not None:
+        raise AlignLabError(f"out: {str(out)!r} is inside the run folder {str(run_dir)!r}, expected a path outside "
+                            f"every run folder (a report never writes into a run)")
+    if out.exists() and not force:
+        raise AlignLabError(f"out: {str(out)!r} already exists; pass --force (force=True) to replace it")
+    return out
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, force: bool = False) -> Path:
+    """Write the report of the runs in ``run_dirs`` (:func:`report_html`) to ``out``, atomically (a reader never
+    sees half a file); returns its path. AlignLabError naming ``out`` when it cannot be written, or may not be
+    (:func:`check_out`: inside a run folder, or a file that exists and ``force`` is not given)."""
+    out = check_out(out, force)
+    text = report_html(run_dirs)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         temporary = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")  # made with the user's umask
@@ -244,10 +261,15 @@ def config_table(runs: list[dict]) -> str:
 
 
 def samples_html(runs: list[dict]) -> str:
-    """Each run's held-out samples (written when it ended): prompt, the reference's answer and reward, the
-    aligned model's answer and reward, from the same seed and settings."""
+    """Each run's held-out samples (written when it ended): which prompts it held out (:mod:`alignlab.held_out`),
+    then prompt, the reference's answer and reward, the aligned model's answer and reward, from the same seed and
+    settings."""
     parts = []
     for run in runs:
+        try:
+            held_out = "Held-out prompts: " + held_out_of_run(run["path"]).describe().replace("`", "") + "."
+        except AlignLabError as error:
+            held_out = f"Held-out prompts: none known ({error})."
         rows = read_samples(run["path"])
         if not rows:
             body = "<p class='note'>No samples: they are written when a run ends.</p>"
@@ -258,5 +280,5 @@ def samples_html(runs: list[dict]) -> str:
             body = _table(("prompt", "reference", "reward", "aligned", "reward"),
                           (f"<tr>{_cells(values, numeric=(2, 4))}</tr>" for values in cells), css="samples")
         parts.append(f"<details open><summary>{html.escape(run_label(run))} ({len(rows)} samples)</summary>"
-                     f"{body}</details>")
+                     f"<p class='note'>{html.escape(held_out)}</p>{body}</details>")
     return "".join(parts)

@@ -19,8 +19,37 @@ from alignlab.methods import Knob, registry
 from alignlab.presets import get_preset
 
 # Common fields the app sets itself (model and dataset have their own pickers; the runs folder and
-# remote-code permission come from how the app was launched).
-APP_OWNED = ("model", "dataset", "output_dir", "trust_remote_code")
+# remote-code permission come from how the app was launched; no path from a browser names an eval dataset, so the
+# app's runs hold out the task's split or a seeded share of their dataset).
+APP_OWNED = ("model", "dataset", "eval_dataset", "output_dir", "trust_remote_code")
+
+
+def _bounds_error(field: str, payload: Any, minimum: float | None, maximum: float | None,
+                  whole: bool) -> gr.Error:
+    """The error of an input whose value Gradio refused, naming the field (Gradio's own names none)."""
+    limits = [f">= {minimum:g}" if minimum is not None else "", f"<= {maximum:g}" if maximum is not None else ""]
+    expected = " and ".join(limit for limit in limits if limit)
+    return gr.Error(f"{field}: got {payload!r}, expected {'an integer' if whole else 'a number'}"
+                    f"{' ' + expected if expected else ''}")
+
+
+def field_named(component: gr.Slider | gr.Number, field: str = "") -> gr.Slider | gr.Number:
+    """``component`` (a Slider or a Number) with its refusal of a value (out of its range, or infinite in a
+    whole-number box) naming ``field`` (default its label): Gradio's own ("Value 5 is greater than maximum value
+    0.9.") names none. Wraps the instance's preprocess; a subclass would make Gradio write a .pyi stub beside this
+    file."""
+    field = field or str(component.label)
+    preprocess = component.preprocess
+
+    def checked(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except (gr.Error, TypeError, ValueError, OverflowError):
+            raise _bounds_error(field, payload, component.minimum, component.maximum,
+                                component.precision == 0) from None
+
+    component.preprocess = checked
+    return component
 
 
 def form_knobs() -> tuple[Knob, ...]:
@@ -59,11 +88,11 @@ def knob_input(knob: Knob, value: Any = None, **kwargs: Any) -> gr.Component:
         return gr.Textbox(value=value, max_lines=1, **common)
     if control == "slider":
         step = 1 if knob.kind == "int" else (knob.max - knob.min) / 100
-        return gr.Slider(minimum=knob.min, maximum=knob.max, value=value, step=step, **common)
-    # No minimum/maximum on numbers: Gradio's own bounds error does not name the field; RunConfig's does.
+        return field_named(gr.Slider(minimum=knob.min, maximum=knob.max, value=value, step=step, **common), knob.name)
+    # No minimum/maximum on numbers: RunConfig's error says what is expected (an exclusive bound too).
     if knob.kind == "int":
-        return gr.Number(value=value, precision=0, step=1, **common)
-    return gr.Number(value=value, step=_step(value), **common)
+        return field_named(gr.Number(value=value, precision=0, step=1, **common), knob.name)
+    return field_named(gr.Number(value=value, step=_step(value), **common), knob.name)
 
 
 def _step(value: float) -> float:

@@ -54,7 +54,7 @@ class ChangesView(widgets.HTML):
         self.value = (f"<i>What changed: the reference and the aligned model answer {CHANGE_PROMPTS} held-out "
                       "prompts…</i>")
         try:
-            rows = model_changes(handle.model, handle.tokenizer, handle.config)
+            rows = model_changes(handle.model, handle.tokenizer, handle.config, handle.held_out.prompts)
         except Exception as error:  # noqa: BLE001 - shown in the Lab; the run itself is saved and done
             self.value = f"<span style='color:#b00'>What changed: cannot sample ({html.escape(str(error))})</span>"
             return []

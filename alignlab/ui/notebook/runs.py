@@ -148,7 +148,8 @@ class RunsView(widgets.VBox):
             self.report_note.value = f"No runs in {html.escape(str(self.output_dir))} to report yet."
             return None
         try:
-            path = write_report([self.runs[run_id]["path"] for run_id in run_ids], out or self.output_dir / REPORT_NAME)
+            path = write_report([self.runs[run_id]["path"] for run_id in run_ids], out or self.output_dir / REPORT_NAME,
+                                force=True)
         except AlignLabError as error:
             self.report_note.value = f"✗ {html.escape(str(error))}"
             return None

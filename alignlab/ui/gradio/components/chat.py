@@ -27,6 +27,7 @@ from alignlab.rundir import find_run
 from alignlab.ui.format import chat_settings, cut_last_answer
 from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX, fit_histories, message_notice, token_counter
 from alignlab.ui.gradio.components.vote import ASK, BLIND_TITLES, create_voting
+from alignlab.ui.gradio.forms import field_named
 from alignlab.ui.gradio.services import Services
 
 MODES = [("Chat (chat template, multi-turn)", "chat"), ("Continue the text (raw text, no chat template)", "continue")]
@@ -102,14 +103,14 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     start = chat_settings()  # the lab's defaults with room for two sentences, as the notebook's chat starts
     with gr.Accordion("Generation settings (the same for both columns)", open=False):
         with gr.Row():
-            max_new_tokens = gr.Slider(1, 256, value=start.max_new_tokens, step=1, label="max new tokens",
-                                       elem_id="chat-max-new-tokens")
-            temperature = gr.Slider(0, 2, value=start.temperature, step=0.05, label="temperature", info="0 = greedy",
-                                    elem_id="chat-temperature")
-            top_p = gr.Slider(0.05, 1, value=start.top_p, step=0.05, label="top p", info="nucleus sampling",
-                              elem_id="chat-top-p")
-            seed = gr.Number(start.seed, precision=0, minimum=0, label="seed", info="same random stream for both sides",
-                             elem_id="chat-seed")
+            max_new_tokens = field_named(gr.Slider(1, 256, value=start.max_new_tokens, step=1, label="max new tokens",
+                                                   elem_id="chat-max-new-tokens"))
+            temperature = field_named(gr.Slider(0, 2, value=start.temperature, step=0.05, label="temperature",
+                                                info="0 = greedy", elem_id="chat-temperature"))
+            top_p = field_named(gr.Slider(0.05, 1, value=start.top_p, step=0.05, label="top p",
+                                          info="nucleus sampling", elem_id="chat-top-p"))
+            seed = field_named(gr.Number(start.seed, precision=0, minimum=0, label="seed",
+                                         info="same random stream for both sides", elem_id="chat-seed"))
     reference_history = gr.State([])
     aligned_history = gr.State([])
 

@@ -24,6 +24,7 @@ import gradio as gr
 from alignlab.errors import AlignLabError
 from alignlab.ui.class_frontier import class_frontier_figure
 from alignlab.ui.format import MISSING, duration
+from alignlab.ui.gradio.forms import field_named
 from alignlab.ui.gradio.services import Services
 from alignlab.ui.gradio.workshop import job_times
 from alignlab.workshop import class_points, leaderboard
@@ -135,7 +136,8 @@ def create_class_tab(services: Services, tab: gr.Tab, bar: dict[str, gr.Componen
                 "jobs of the same model took on this machine; unknown until one has ended).")
     queue = gr.Dataframe(interactive=False, wrap=True, max_height=300, elem_id="class-queue")
     with gr.Row(equal_height=True):
-        job_number = gr.Number(label="Job", precision=0, minimum=1, scale=0, min_width=120, elem_id="class-job")
+        job_number = field_named(gr.Number(label="Job", precision=0, minimum=1, scale=0, min_width=120,
+                                          elem_id="class-job"))
         stop_job = gr.Button("Stop or cancel this job", size="sm", variant="stop", scale=0, elem_id="class-stop-job")
         job_message = gr.Markdown(elem_id="class-job-message")
     shown_budget = gr.State(workshop.kl_budget)

@@ -166,7 +166,7 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
             raise gr.Error("Pick runs to overlay, or open one run below, first.", title="No run to report")
         try:
             run_dirs = [find_run(services.runs_dir, run_id) for run_id in run_ids]
-            path = write_report(run_dirs, reports_dir() / report_file_name(run_ids))
+            path = write_report(run_dirs, reports_dir() / report_file_name(run_ids), force=True)
         except AlignLabError as error:
             raise gr.Error(str(error), title="Cannot write the report") from None
         return gr.update(value=str(path), visible=True)
