@@ -55,8 +55,9 @@ def test_a_save_to_disk_folder_is_a_dataset(tiny, pairs_file, tmp_path):
 
 
 def test_a_run_on_a_dataset_object_keeps_it_and_records_what_it_trained_on(tiny, pairs_file):
-    """The same rows as an in-memory Dataset and as a JSONL file: both runs record 12 rows and the same content
-    hash; the object's run keeps the data in its folder, and the record has the object's fingerprint."""
+    """The same rows as an in-memory Dataset and as a JSONL file: both runs record the 12 rows less the held-out
+    ones and the same content hash; the object's run keeps the data in its folder, and the record has the object's
+    fingerprint."""
     dataset = datasets.Dataset.from_list(_pairs(pairs_file))
     settings = {**tiny, "max_steps": 1, "probe_every": 0}
     from_object = start(RunConfig(**{**settings, "dataset": dataset}), background=False)
@@ -66,7 +67,9 @@ def test_a_run_on_a_dataset_object_keeps_it_and_records_what_it_trained_on(tiny,
     assert rundir.read_config(from_object.run_dir)["dataset"] == str(kept)
     assert datasets.load_from_disk(str(kept)).to_list() == dataset.to_list()
     record, file_record = rundir.read_trained_on(from_object.run_dir), rundir.read_trained_on(from_file.run_dir)
-    assert record["rows"] == file_record["rows"] == 12 and record["format"] == "preference"
+    held_out = len(rundir.read_held_out(from_object.run_dir)["prompts"])  # held out: never trained on
+    assert held_out == len(rundir.read_held_out(from_file.run_dir)["prompts"]) > 0
+    assert record["rows"] == file_record["rows"] == 12 - held_out and record["format"] == "preference"
     assert record["sha256"] == file_record["sha256"]
     assert record["fingerprint"] == dataset._fingerprint and record["source_rows"] == 12
     assert "fingerprint" not in file_record and file_record["source"] == str(pairs_file)
