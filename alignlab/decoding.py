@@ -156,28 +156,32 @@ def merged_lora(model):
     step; merged, a decode step costs what the base model's does. Each adapted layer's base weight
     is swapped for ``W + ΔW`` and the original tensor is put back afterwards, untouched (bit for bit:
     no ``W + ΔW - ΔW`` round trip). The adapters are disabled meanwhile, so they are not applied twice.
-    Anything else (no adapter, adapters already disabled or merged, non-linear LoRA layers) is left as it is.
+    The model's lock (:func:`alignlab.reference.lock_for`) is held throughout, so a chat reading the model
+    from another thread waits rather than see a half-swapped model. Anything else (no adapter, adapters
+    already disabled or merged, non-linear LoRA layers) is left as it is.
     """
     import torch
+
+    from alignlab.reference import lock_for
 
     layers = _lora_linears(model)
     if not layers:
         yield model
         return
     originals = []
-    try:
-        with torch.no_grad():
-            for layer in layers:
-                weight = layer.base_layer.weight
-                for name in [name for name in layer.active_adapters if name in layer.lora_A]:
-                    if len(originals) == 0 or originals[-1][0] is not weight:
-                        originals.append((weight, weight.data))
-                    weight.data = weight.data + layer.get_delta_weight(name).to(weight.dtype)
-        with model.disable_adapter():
-            yield model
-    finally:
-        for weight, original in originals:
-            weight.data = original
+    with lock_for(model):
+        try:
+            with torch.no_grad():
+                for layer in layers:
+                    weight = layer.base_layer.weight
+                    originals.append((weight, weight.data))
+                    for name in [name for name in layer.active_adapters if name in layer.lora_A]:
+                        weight.data = weight.data + layer.get_delta_weight(name).to(weight.dtype)
+            with model.disable_adapter():
+                yield model
+        finally:
+            for weight, original in originals:
+                weight.data = original
 
 
 def _lora_linears(model) -> list:
