@@ -10,7 +10,7 @@ makes it faster than ``model.generate`` on a CPU (``bench/sampling.py`` measures
 - rows that reached a stop token leave the batch (their cache rows are dropped), so the forward
   passes shrink as completions end;
 - sampling at ``top_p == 1`` draws straight from the softmax (no sort), and nucleus sampling sorts only
-  the top few hundred tokens when they hold the nucleus (almost always), the full vocabulary otherwise;
+  the ``NUCLEUS_CANDIDATES`` most likely tokens when they hold the nucleus, the full vocabulary otherwise;
 - a LoRA model samples with its adapter folded into the weights (:func:`merged_lora`);
 - decode steps run on fewer threads than the prefill (:func:`decode_threads`);
 - no logits processors, stopping criteria or output bookkeeping beyond what is asked for.
