@@ -23,11 +23,14 @@ from the same distribution (temperature, then nucleus top-p; Holtzman et al. 201
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 NUCLEUS_CANDIDATES = 1024  # tokens sorted first for top-p; the full vocabulary only when they hold < top_p
 ROWS_PER_THREAD = 64  # decode steps use one thread per this many rows (see decode_threads)
+_THREADS_LOCK = threading.Lock()
+_process_threads: list[int] = []  # torch's thread count before the first decode step changed it
 
 
 @dataclass
@@ -81,7 +84,7 @@ def stream(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
     generators = list(generator) if isinstance(generator, (list, tuple)) else None
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=input_ids.device)
     position = position_ids[:, -1:]
-    threads = torch.get_num_threads()
+    threads = _threads_before_decoding()
     for step in range(max_new_tokens):
         scores = logits.float()
         tokens = pick(scores, temperature, top_p, generators if generators is not None else generator)
@@ -135,6 +138,17 @@ def decode(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
     tokens = torch.stack(columns, dim=1) if columns else torch.empty(count, 0, dtype=torch.long)
     logprobs = torch.stack(logprob_columns, dim=1) if want_logprobs and columns else None
     return Decoded(tokens, lengths, logprobs)
+
+
+def _threads_before_decoding() -> int:
+    """The process's torch thread count, read once before any decode step lowers it: two decodes in two
+    threads (a chat while a run probes) restore the same value, never each other's lowered one."""
+    import torch
+
+    with _THREADS_LOCK:
+        if not _process_threads:
+            _process_threads.append(torch.get_num_threads())
+        return _process_threads[0]
 
 
 def decode_threads(rows: int, threads: int) -> int:
