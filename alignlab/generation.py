@@ -1,4 +1,7 @@
-"""Batched sampling shared by make-prefs, final samples, the evaluation and the probe.
+"""Batched sampling shared by make-prefs, final samples, the evaluation and annotation, on the lab's engine.
+
+:func:`sample` is the entry point; the decode loop itself (shared with the probe, the chat and PPO's
+rollouts) is :mod:`alignlab.decoding`.
 
 Prompts are plain strings (continued as raw text) or lists of chat messages (rendered with the
 tokenizer's chat template, as the built-in task does). Sampling is seeded so the reference and the
