@@ -1,4 +1,4 @@
-"""Batched sampling shared by make-prefs, final samples, the evaluation and annotation, on the lab's engine.
+"""Batched sampling shared by make-prefs, final samples and the evaluation, on the lab's engine.
 
 :func:`sample` is the entry point; the decode loop itself (shared with the probe, the chat and PPO's
 rollouts) is :mod:`alignlab.decoding`.
