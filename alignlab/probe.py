@@ -42,6 +42,7 @@ from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se
 
 PROBE_PROMPTS = 32
+SAMPLER = "alignlab.decoding"  # in the step-0 cache key: a probe cached from another sampler drew another stream
 
 
 @dataclass
@@ -174,7 +175,7 @@ class ProbeCallback(TrainerCallback):
         if identity is None:
             return None
         settings = [identity, self.prompts, self.config.seed, self.config.max_completion_length, self.reward.name,
-                    self.config.judge_instruction, PROBE_PROMPTS]
+                    self.config.judge_instruction, PROBE_PROMPTS, SAMPLER]
         return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:32]
 
     def run(self, model, step: int, untrained: bool = False) -> ProbeResult:
