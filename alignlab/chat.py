@@ -3,13 +3,13 @@
 With a LoRA adapter the reference is the same weights with the adapter disabled
 (``PeftModel.disable_adapter()``); without LoRA it is a frozen copy loaded from the base model.
 
-:class:`ChatPair` answers one prompt with both models in a single manual decoding loop: one token
-for the reference, one for the aligned model, each side with its own KV cache and its own
-``torch.Generator`` seeded identically, so both columns draw from the same random stream and a
-difference between them comes from the weights, not from luck. When the two share weights (a LoRA
-adapter), each token pair is one batched forward pass: PEFT's mixed-adapter batch runs the reference
-row without the adapter and the aligned row with it. A :class:`ChatReply` is yielded
-after every token pair; the last one has ``done=True`` and both answers' rewards.
+:class:`ChatPair` answers one prompt with both models through the lab's decode loop
+(:func:`alignlab.decoding.stream`): one token for the reference, one for the aligned model, each side
+with its own ``torch.Generator`` seeded identically, so both columns draw from the same random stream
+and a difference between them comes from the weights, not from luck. When the two share weights (a
+LoRA adapter), each token pair is one batched forward pass: PEFT's mixed-adapter batch runs the
+reference row without the adapter and the aligned row with it. A :class:`ChatReply` is yielded after
+every token pair; the last one has ``done=True`` and both answers' rewards.
 
 Two modes:
 
@@ -65,14 +65,9 @@ class ChatReply:
 
 
 class _Side:
-    """One column's decoding state: its model context, KV cache, random stream and tokens."""
+    """One column's decoding state: its tokens so far, and whether it has ended."""
 
-    def __init__(self, model, context, prompt_ids, generator):
-        self.model = model
-        self.context = context  # a zero-argument callable returning a context manager
-        self.next_input = prompt_ids
-        self.cache = None
-        self.generator = generator
+    def __init__(self):
         self.tokens: list[int] = []
         self.finished = False
 
@@ -167,36 +162,37 @@ class ChatPair:
 
         Each side stops at an end-of-sequence token or after ``settings.max_new_tokens`` tokens.
         """
-        import torch
-
         if not message or not message.strip():
             raise AlignLabError("message: got an empty message, expected some text")
         reference_history = list(reference_history or [])
         aligned_history = list(aligned_history or [])
         device = next(self.model.parameters()).device
-        sides = []
-        for model, context, history in (
-            (self.reference_model, self._reference_context, reference_history),
-            (self.model, contextlib.nullcontext, aligned_history),
-        ):
-            prompt_ids = self._encode(message, history).to(device)
-            generator = torch.Generator(device=device).manual_seed(settings.seed)
-            sides.append(_Side(model, context, prompt_ids, generator))
+        prompts = [self._encode(message, history).to(device) for history in (reference_history, aligned_history)]
         if self.identical:
-            sides = sides[:1]  # base only: one model, both columns show its answer
+            prompts = prompts[:1]  # base only: one model, both columns show its answer
+        sides = [_Side() for _ in prompts]
         stop_ids = self._stop_ids()
-        batch = self._mixed_batch(sides) if self.mixed_batch else None
-        for _ in range(settings.max_new_tokens):
+        streams = self._streams(prompts, settings, stop_ids, device)
+        while not all(side.finished for side in sides):
             with self.lock:
-                if batch is not None:
-                    self._step_mixed(sides, batch, settings, stop_ids)
-                else:
-                    for side in sides:
-                        if not side.finished:
-                            self._step(side, settings, stop_ids)
-            if all(side.finished for side in sides):
-                break
-            yield self._reply(sides)
+                for stream, context, columns in streams:
+                    if all(sides[column].finished for column in columns):
+                        continue
+                    with context():
+                        step = next(stream, None)
+                    if step is None:  # max_new_tokens reached
+                        for column in columns:
+                            sides[column].finished = True
+                        continue
+                    for row, token in zip(step.rows, step.tokens):
+                        side = sides[columns[row]]
+                        if token in stop_ids:
+                            side.finished = True
+                        else:
+                            side.tokens.append(token)
+                            side.finished = len(side.tokens) >= settings.max_new_tokens
+            if not all(side.finished for side in sides):
+                yield self._reply(sides)
         yield self._final(sides, message, reference_history, aligned_history)
 
     def generate_pair(self, message: str, settings: SamplingSettings, reference_history: list[dict] | None = None,
@@ -225,64 +221,40 @@ class ChatPair:
     def _stop_ids(self) -> set[int]:
         return set(stop_token_ids(self.model, self.tokenizer))
 
-    def _step(self, side: _Side, settings: SamplingSettings, stop_ids: set[int]) -> None:
-        import torch
+    def _streams(self, prompts: list, settings: SamplingSettings, stop_ids: set[int], device) -> list[tuple]:
+        """``(decode stream, context to step it in, the columns its rows are)`` for the sides of one answer.
 
-        with torch.no_grad(), side.context():
-            output = side.model(input_ids=side.next_input, past_key_values=side.cache, use_cache=True)
-        side.cache = output.past_key_values
-        token = next_token(output.logits[0, -1].float(), settings, side.generator)
-        if token in stop_ids:
-            side.finished = True
-            return
-        side.tokens.append(token)
-        side.next_input = torch.tensor([[token]], device=side.next_input.device)
-        if len(side.tokens) >= settings.max_new_tokens:
-            side.finished = True
-
-    def _mixed_batch(self, sides: list[_Side]) -> dict:
-        """Both prompts left-padded into one batch, for :meth:`_step_mixed`."""
-        import torch
-
-        pad = self._pad_id()
-        width = max(side.next_input.shape[1] for side in sides)
-        device = sides[0].next_input.device
-        rows, masks = [], []
-        for side in sides:
-            gap = width - side.next_input.shape[1]
-            rows.append(torch.cat([torch.full((gap,), pad, device=device), side.next_input[0]]))
-            masks.append(torch.cat([torch.zeros(gap, device=device),
-                                    torch.ones(side.next_input.shape[1], device=device)]))
-        mask = torch.stack(masks).long()
-        return {"input_ids": torch.stack(rows), "attention_mask": mask,
-                "position_ids": (mask.cumsum(-1) - 1).clamp(min=0), "past_key_values": None}
-
-    def _step_mixed(self, sides: list[_Side], batch: dict, settings: SamplingSettings, stop_ids: set[int]) -> None:
-        """One token for both columns in a single forward pass over the shared weights.
-
-        PEFT's mixed-adapter batch runs row 0 through the base weights (``__base__``: the
-        reference) and row 1 with the adapter on, so the adapter is never switched off and the
-        weights are read once per token pair instead of twice.
+        Shared weights (``mixed_batch``): one stream over both prompts, left-padded into one batch whose
+        reference row runs through the base weights (PEFT's ``__base__``), so each token pair is one
+        forward pass. Otherwise one stream per side, the reference's stepped with the adapter off.
         """
         import torch
 
-        with torch.no_grad():
-            output = self.model(**batch, use_cache=True, adapter_names=["__base__", self.model.active_adapter])
-        picked = []
-        for row, side in enumerate(sides):
-            token = None
-            if not side.finished:
-                token = next_token(output.logits[row, -1].float(), settings, side.generator)
-                if token in stop_ids:
-                    side.finished, token = True, None
-                else:
-                    side.tokens.append(token)
-                    side.finished = len(side.tokens) >= settings.max_new_tokens
-            picked.append(self._pad_id() if token is None else token)
-        mask = batch["attention_mask"]
-        batch.update(input_ids=torch.tensor(picked, device=mask.device).unsqueeze(1),
-                     attention_mask=torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1),
-                     position_ids=batch["position_ids"][:, -1:] + 1, past_key_values=output.past_key_values)
+        from alignlab.decoding import stream
+
+        def generator():
+            return torch.Generator(device=device).manual_seed(settings.seed)
+
+        common = dict(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                      top_p=settings.top_p, stop_ids=stop_ids)
+        if self.mixed_batch and len(prompts) == 2:
+            batch = self._padded(prompts)
+            return [(stream(self.model, batch["input_ids"], batch["attention_mask"],
+                            generator=[generator(), generator()],
+                            adapter_names=["__base__", self.model.active_adapter], **common),
+                     contextlib.nullcontext, [0, 1])]
+        sides = [(self.reference_model, self._reference_context), (self.model, contextlib.nullcontext)]
+        return [(stream(model, ids, torch.ones_like(ids), generator=[generator()], **common), context, [column])
+                for column, (ids, (model, context)) in enumerate(zip(prompts, sides))]
+
+    def _padded(self, prompts: list) -> dict:
+        """Prompts (1 x length each) left-padded into one batch with its attention mask."""
+        import torch
+
+        width = max(ids.shape[1] for ids in prompts)
+        rows = [torch.cat([ids.new_full((1, width - ids.shape[1]), self._pad_id()), ids], dim=1) for ids in prompts]
+        masks = [torch.cat([ids.new_zeros(1, width - ids.shape[1]), torch.ones_like(ids)], dim=1) for ids in prompts]
+        return {"input_ids": torch.cat(rows), "attention_mask": torch.cat(masks)}
 
     def _pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -306,25 +278,6 @@ class ChatPair:
                          aligned_reward=aligned_reward,
                          reference_history=[*reference_history, turn, {"role": "assistant", "content": reference}],
                          aligned_history=[*aligned_history, turn, {"role": "assistant", "content": aligned}])
-
-
-def next_token(logits, settings: SamplingSettings, generator) -> int:
-    """Pick the next token from one position's logits: greedy at temperature 0, else nucleus sampling.
-
-    Temperature scaling then top-p (Holtzman et al. 2019, "The Curious Case of Neural Text
-    Degeneration"): keep the smallest set of tokens whose probability reaches ``top_p``.
-    """
-    import torch
-
-    if settings.temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits / settings.temperature, dim=-1)
-    if settings.top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(0) - sorted_probs >= settings.top_p  # mass before a token already enough
-        sorted_probs[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def _check_generative(config) -> None:

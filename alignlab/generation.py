@@ -1,4 +1,7 @@
-"""Batched sampling shared by make-prefs, final samples, the evaluation and the probe.
+"""Batched sampling shared by make-prefs, final samples and the evaluation, on the lab's engine.
+
+:func:`sample` is the entry point; the decode loop itself (shared with the probe, the chat and PPO's
+rollouts) is :mod:`alignlab.decoding`.
 
 Prompts are plain strings (continued as raw text) or lists of chat messages (rendered with the
 tokenizer's chat template, as the built-in task does). Sampling is seeded so the reference and the
@@ -76,43 +79,62 @@ def sample(model, tokenizer, prompts: Sequence, settings: SamplingSettings, batc
            synced_gpus: bool = False) -> list[str]:
     """Sample completions; returns ``len(prompts) * num_return_sequences`` strings, prompt-major.
 
-    ``whole_sentences`` cuts each completion back to its last full sentence (:func:`sentence_end`).
-    ``progress``, if given, is called with the number of prompts done after each batch. ``synced_gpus``: every
-    process of a run with sharded weights samples together (see :mod:`alignlab.distributed`).
+    Decoded by the lab's engine (:mod:`alignlab.decoding`) from a ``torch.Generator`` seeded with
+    ``settings.seed`` (the global random state is untouched); greedy at temperature 0 gives the same tokens as
+    ``model.generate``. ``whole_sentences`` cuts each completion back to its last full sentence
+    (:func:`sentence_end`). ``progress``, if given, is called with the number of prompts done after each batch.
+    ``batch_size`` counts prompts: each batch decodes ``batch_size * num_return_sequences`` rows.
+    ``synced_gpus``: every process of a run with sharded weights samples together (see :mod:`alignlab.distributed`);
+    that path runs ``model.generate``, which keeps the processes' forward passes in step.
     """
     import torch
+
+    from alignlab.decoding import decode, merged_lora
 
     texts = [render_prompt(tokenizer, p) for p in prompts]
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(settings.seed)
     completions: list[str] = []
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     stops = stop_token_ids(model, tokenizer)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
     try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
-            greedy = settings.temperature <= 0
-            with torch.no_grad():
-                output = model.generate(
-                    **batch, max_new_tokens=settings.max_new_tokens, do_sample=not greedy,
-                    temperature=None if greedy else settings.temperature, top_p=None if greedy else settings.top_p,
-                    top_k=None if greedy else 0, num_return_sequences=num_return_sequences,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stops, synced_gpus=synced_gpus,
-                )
-            new_tokens = output[:, batch["input_ids"].shape[1]:]
-            completions.extend(_until_stop(row, stops, tokenizer) for row in new_tokens.tolist())
-            if progress is not None:
-                progress(min(start + batch_size, len(texts)))
+        with merged_lora(model):
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                                  add_special_tokens=False).to(device)
+                if synced_gpus:
+                    rows = _generate_synced(model, tokenizer, batch, settings, num_return_sequences, stops, generator)
+                else:
+                    rows = decode(model, batch["input_ids"], batch["attention_mask"], settings.max_new_tokens,
+                                  settings.temperature, settings.top_p, generator, stops, num_return_sequences,
+                                  pad_id=tokenizer.pad_token_id or 0).tokens.tolist()
+                completions.extend(_until_stop(row, stops, tokenizer) for row in rows)
+                if progress is not None:
+                    progress(min(start + batch_size, len(texts)))
     finally:
         tokenizer.padding_side = side
-        torch.random.set_rng_state(generator_state)
         model.train(was_training)
     return [sentence_end(text) for text in completions] if whole_sentences else completions
+
+
+def _generate_synced(model, tokenizer, batch, settings: SamplingSettings, num_return_sequences: int,
+                     stops: list[int], generator) -> list[list[int]]:
+    """``model.generate`` with ``synced_gpus`` (sharded weights), seeded from ``generator``."""
+    import torch
+
+    greedy = settings.temperature <= 0
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        output = model.generate(
+            **batch, max_new_tokens=settings.max_new_tokens, do_sample=not greedy,
+            temperature=None if greedy else settings.temperature, top_p=None if greedy else settings.top_p,
+            top_k=None if greedy else 0, num_return_sequences=num_return_sequences,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=stops, synced_gpus=True,
+        )
+    return output[:, batch["input_ids"].shape[1]:].tolist()
 
 
 def _until_stop(token_ids: list[int], stops: list[int], tokenizer) -> str:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from transformers import TrainerCallback
 
 from alignlab import reference_cache, rundir
+from alignlab.decoding import decode, merged_lora
 from alignlab.generation import render_prompt, stop_token_ids
 from alignlab.metrics import NonFiniteMetric
 from alignlab.models import policy_of
@@ -40,6 +41,7 @@ from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se
 
 PROBE_PROMPTS = 32
+SAMPLER = "alignlab.decoding"  # in the step-0 cache key: a probe cached from another sampler drew another stream
 
 
 @dataclass
@@ -82,6 +84,8 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
             synced_gpus: bool = False) -> ProbeResult:
     """Sample from ``model`` on ``prompts`` (seeded, temperature 1) and score reward, KL and length.
 
+    Sampled by the lab's engine (:func:`alignlab.decoding.decode`), which also returns the policy's log-probs.
+
     ``reference_context`` is a zero-argument callable returning a context manager that yields the
     reference model (e.g. ``lambda: reference_of(model, config)``). ``synced_gpus``: every process of a run
     with sharded weights samples together (see :mod:`alignlab.distributed`).
@@ -96,21 +100,20 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
         batch = tokenizer([render_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
         stops = stop_token_ids(model, tokenizer)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-            torch.manual_seed(seed)
-            output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
-                                    top_p=1.0, top_k=0, repetition_penalty=1.0, pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=stops, return_dict_in_generate=True,
-                                    output_logits=True, synced_gpus=synced_gpus)
-        completion = output.sequences[:, batch["input_ids"].shape[1]:]
+        if synced_gpus:
+            completion, logprobs = _generate_synced(model, tokenizer, batch, max_new_tokens, seed, stops)
+        else:  # the policy's log-probs come from the sampling logits (unprocessed, temperature 1): no second pass
+            with merged_lora(model):
+                decoded = decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens, 1.0, 1.0,
+                                 torch.Generator(device=device).manual_seed(seed), stops,
+                                 pad_id=tokenizer.pad_token_id or 0, want_logprobs=True)
+            completion, logprobs = decoded.tokens, decoded.logprobs.sum(-1)
         is_eos = torch.isin(completion, torch.tensor(stops, device=device))
         completion_mask = ((is_eos.cumsum(-1) - is_eos.long()) == 0).long()  # up to and including the first EOS
-        # The policy's log-probs come from the sampling logits (unprocessed, temperature 1): no second pass.
-        logprobs = _summed_logprobs(torch.stack(output.logits, dim=1).float(), completion.unsqueeze(-1),
-                                    completion_mask)
+        sequences = torch.cat([batch["input_ids"], completion], dim=1)
         attention_mask = torch.cat([batch["attention_mask"], completion_mask], dim=1)
         with reference_context() as reference:
-            reference_logprobs = sequence_logprobs(reference, output.sequences, attention_mask, completion_mask)
+            reference_logprobs = sequence_logprobs(reference, sequences, attention_mask, completion_mask)
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
@@ -122,6 +125,23 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
                for p, t, r, k, n in zip(prompts, texts, rewards, kls, lengths)]
     (reward_mean, reward_se), (kl_mean, kl_se) = mean_se(rewards), mean_se(kls)
     return ProbeResult(reward_mean, kl_mean, sum(lengths) / len(lengths), samples, reward_se, kl_se)
+
+
+def _generate_synced(model, tokenizer, batch, max_new_tokens: int, seed: int, stops: list[int]):
+    """Completions and their summed log-probs from ``model.generate`` with ``synced_gpus`` (sharded weights)."""
+    import torch
+
+    device = batch["input_ids"].device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        torch.manual_seed(seed)
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
+                                top_p=1.0, top_k=0, repetition_penalty=1.0, pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=stops, return_dict_in_generate=True, output_logits=True,
+                                synced_gpus=True)
+    completion = output.sequences[:, batch["input_ids"].shape[1]:]
+    is_eos = torch.isin(completion, torch.tensor(stops, device=device))
+    mask = ((is_eos.cumsum(-1) - is_eos.long()) == 0).long()
+    return completion, _summed_logprobs(torch.stack(output.logits, dim=1).float(), completion.unsqueeze(-1), mask)
 
 
 class ProbeCallback(TrainerCallback):
@@ -154,7 +174,7 @@ class ProbeCallback(TrainerCallback):
         if identity is None:
             return None
         settings = [identity, self.prompts, self.config.seed, self.config.max_completion_length, self.reward.name,
-                    self.config.judge_instruction, PROBE_PROMPTS]
+                    self.config.judge_instruction, PROBE_PROMPTS, SAMPLER]
         return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:32]
 
     def run(self, model, step: int, untrained: bool = False) -> ProbeResult:

@@ -3,8 +3,10 @@
     python -m bench                                # every section on the default model (about 45 min on 1 CPU core)
     python -m bench --quick                        # tiny-random, 3 steps: checks the benchmark itself runs
     python -m bench --sections overhead chat --reps 3 --threads 2
+    python -m bench.sampling                       # the sampling section alone (bench/sampling.py)
 
-Sections (see ``bench/RESULTS.md`` for what each measures): overhead, efficiency, chat, perl, probe.
+Sections (see ``bench/RESULTS.md`` for what each measures): overhead, efficiency, chat, perl, probe, methods,
+sampling.
 Each case is a fresh child process; compared cases alternate (A B A B) and are summarised by medians.
 """
 
@@ -24,7 +26,7 @@ from bench.summary import summarise
 
 VARIANTS = ("fp32", "precompute-ref", "bf16-autocast", "torch-compile")
 MAY_FAIL = {"torch-compile"}  # variants TRL may not support: their failure is reported, not fatal
-SECTIONS = ("overhead", "efficiency", "chat", "perl", "probe", "methods")
+SECTIONS = ("overhead", "efficiency", "chat", "perl", "probe", "methods", "sampling")
 
 
 class Bench:
@@ -128,6 +130,14 @@ def methods(bench: Bench, model: str) -> None:
                    output_dir=bench.run_dir("methods"))
 
 
+def sampling(bench: Bench, model: str) -> None:
+    """Tokens/s of plain ``generate`` and alignlab's engine at batch 1, 2, 8, 32, and the machine's bound."""
+    tokens, reps = (64, 3) if bench.args.sampling_full else (16, 1)
+    if bench.args.quick:
+        tokens = 4
+    bench.case("sampling", "speed", "sampling_speed", model=model, tokens=tokens, reps=reps)
+
+
 def machine() -> dict:
     """What the figures came from."""
     import torch
@@ -174,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
                         help="efficiency variants of the bare TRL DPO step to time")
     parser.add_argument("--thread-variants", type=int, nargs="*", default=[], help="extra thread counts to try")
+    parser.add_argument("--sampling-full", action="store_true",
+                        help="sampling section: 64 tokens and 3 reps per batch size (default 16 tokens, 1 rep)")
     parser.add_argument("--out", default="bench", help="where results.json and RESULTS.md go")
     parser.add_argument("--work", default="runs/bench", help="scratch: run directories and child logs")
     parser.add_argument("--keep-other-sections", action="store_true",
@@ -205,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         probe(bench, args.model)
     if "methods" in args.sections:
         methods(bench, args.model)
+    if "sampling" in args.sections:
+        sampling(bench, args.model)
     info["load_avg_end"] = os.getloadavg()
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {"command": command.strip(), "machine": info, "minutes": round((time.time() - started) / 60, 1),

@@ -257,3 +257,10 @@ def padding_utilisation(model: str, batch_size: int = 8, draws: int = 2000) -> d
     return {"random_batches": share([rng.sample(pairs, batch_size) for _ in range(draws)]),
             "length_sorted_batches": share([ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]),
             "mean_tokens_per_sequence": sum(a + b for a, b in pairs) / (2 * len(pairs))}
+
+
+def sampling_speed(model: str, tokens: int, reps: int) -> dict:
+    """Tokens/s of ``generate`` and of alignlab's engine against the machine's bound (:mod:`bench.sampling`)."""
+    from bench.sampling import measure
+
+    return measure(model, tokens=tokens, reps=reps)

@@ -137,4 +137,26 @@ def markdown(results: dict) -> str:
                          f"{row['state']}{' ' + str(row['error'])[:80] if row['error'] else ''} |")
         lines.append("")
     lines += ["## 6. GPU", "", "CUDA available in this run: " + ("yes" if m["cuda"] else "no") + ".", ""]
+    if s.get("sampling"):
+        lines += _sampling(s["sampling"], _source(results, "sampling"))
     return "\n".join(lines)
+
+
+def _sampling(p: dict, source: list[str]) -> list[str]:
+    lines = ["## 7. Sampling speed (tokens/s)", "", *source,
+             f"{p['tokens']} new tokens per row, reading settings (temperature 0.7, top-p 0.9), no stop tokens, "
+             f"{p['threads']} thread(s), median of {p['reps']} rep(s). Bound: fp32 matmul peak "
+             f"{p['peak_gflops']:.1f} GFLOP/s and copy bandwidth {p['bandwidth_gb_s']:.1f} GB/s measured in the same "
+             "run (definition: `bench/sampling.py`).", "",
+             "| batch | plain `generate` | alignlab engine | bound | engine / bound | engine / generate | "
+             "goal |", "|---:|---:|---:|---:|---:|---:|---|"]
+    for size, row in p["batches"].items():
+        goal = (f"≥ 0.6 of bound: {_goal(row['engine_over_bound'], 0.6, below=False)}" if int(size) >= 8 else
+                f"≥ 3x generate: {_goal(row['engine_over_generate'], 3.0, below=False)}")
+        lines.append(f"| {size} | {row['generate']:.1f} | {row['engine']:.1f} | {row['bound']:.1f} | "
+                     f"{row['engine_over_bound']:.2f} | {row['engine_over_generate']:.2f} | {goal} |")
+    e2e, warm = p["end_to_end_tokens_per_s"], p["warmup_s"]
+    lines += ["", f"End to end, warm-up included (all batch sizes): `generate` {e2e['generate']:.1f} tokens/s "
+              f"(warm-up {warm['generate']:.1f} s), engine {e2e['engine']:.1f} tokens/s "
+              f"(warm-up {warm['engine']:.1f} s).", ""]
+    return lines

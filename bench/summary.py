@@ -166,6 +166,29 @@ def methods(rows: list[dict]) -> dict:
                          "state": r.get("state"), "error": r.get("error")} for r in rows}
 
 
+def sampling(rows: list[dict]) -> dict:
+    """Per batch size: median tokens/s of each path, the bound, and the ratios; end-to-end rates with warm-up."""
+    run = next((r for r in rows if "rows" in r), None)
+    if not run:
+        return {}
+    table = {}
+    for size in sorted({r["batch"] for r in run["rows"]}):
+        here = [r for r in run["rows"] if r["batch"] == size]
+        rate = {path: median(r["tokens"] / r["seconds"] for r in here if r["path"] == path)
+                for path in ("generate", "engine")}
+        bound = next(r["tokens_per_s"] for r in here if r["path"] == "bound")
+        table[str(size)] = {**rate, "bound": bound, "engine_over_bound": rate["engine"] / bound,
+                            "engine_over_generate": rate["engine"] / rate["generate"],
+                            "generate_over_bound": rate["generate"] / bound}
+    end_to_end = {}
+    for path in ("generate", "engine"):
+        timed = [r for r in run["rows"] if r["path"] == path]
+        end_to_end[path] = sum(r["tokens"] for r in timed) / (sum(r["seconds"] for r in timed) + run["warmup_s"][path])
+    return {"threads": run["threads"], "tokens": run["tokens"], "reps": run["reps"], "batches": table,
+            "warmup_s": run["warmup_s"], "end_to_end_tokens_per_s": end_to_end,
+            "peak_gflops": run["peak_flops"] / 1e9, "bandwidth_gb_s": run["bandwidth_bytes_per_s"] / 1e9}
+
+
 def summarise(raw: dict[str, list]) -> dict:
     """Every section's figures; sections that did not run are absent."""
     out = {}
@@ -181,4 +204,6 @@ def summarise(raw: dict[str, list]) -> dict:
         out["probe"] = probe(raw["probe"])
     if "methods" in raw:
         out["methods"] = methods(raw["methods"])
+    if "sampling" in raw:
+        out["sampling"] = sampling(raw["sampling"])
     return out

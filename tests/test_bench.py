@@ -103,3 +103,23 @@ def test_frontier_without_training_writes_what_it_has_and_names_every_point_not_
     text = (tmp_path / "frontier.md").read_text()
     assert code == 1 and json.loads((tmp_path / "frontier.json").read_text())["points"] == []
     assert all(f"dpo beta={value:g} seed 42" in text for value in QUICK.grid["dpo"])  # each one said missing
+
+
+def test_sampling_bound_is_memory_bound_at_batch_one_and_compute_bound_at_large_batches():
+    from bench.sampling import bound_tokens_per_s
+
+    shape = {"linear_macs_per_token": 1e6, "weight_bytes": 4e6, "kv_bytes_per_position": 0, "layers": 1,
+             "attention_width": 0}
+    # batch 1: every step reads 4 MB at 1 GB/s (4 ms) but computes 2 MFLOP at 1 GFLOP/s (2 ms): 250 tokens/s
+    assert bound_tokens_per_s(shape, 1e9, 1e9, batch=1, prompt=1, tokens=10) == pytest.approx(250)
+    # batch 100: 200 MFLOP a step (0.2 s) dominates; the prefill of 100 one-token prompts costs the same
+    assert bound_tokens_per_s(shape, 1e9, 1e9, batch=100, prompt=1, tokens=10) == pytest.approx(500)
+
+
+def test_quick_sampling_bench_times_both_paths_against_the_bound(tmp_path):
+    run_quick("bench.sampling", tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    batches = results["summary"]["sampling"]["batches"]
+    assert list(batches) == ["1", "2", "8", "32"]
+    assert all(row["generate"] > 0 and row["engine"] > 0 and row["bound"] > row["engine"] for row in batches.values())
+    assert "## 7. Sampling speed" in (tmp_path / "RESULTS.md").read_text()

@@ -8,8 +8,9 @@ import time
 import pytest
 import torch
 
-from alignlab.chat import ChatPair, ChatReply, next_token, trained_mode
+from alignlab.chat import ChatPair, ChatReply, trained_mode
 from alignlab.config import RunConfig, config_of
+from alignlab.decoding import pick
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import load_model, load_tokenizer
@@ -143,14 +144,23 @@ def test_chat_mode_keeps_one_history_per_side(moved_pair):
     assert (other.reference, other.aligned) != (second.reference, second.aligned)
 
 
-def test_next_token_greedy_and_nucleus():
-    logits = torch.tensor([0.0, 3.0, 1.0, 2.9])
+def test_pick_greedy_and_nucleus():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.9]])
     generator = torch.Generator().manual_seed(0)
-    assert next_token(logits, SamplingSettings(temperature=0), generator) == 1
-    tiny_nucleus = SamplingSettings(temperature=1.0, top_p=0.01)
-    assert {next_token(logits, tiny_nucleus, generator) for _ in range(20)} == {1}
-    half = SamplingSettings(temperature=1.0, top_p=0.6)
-    assert {next_token(logits, half, generator) for _ in range(50)} == {1, 3}
+    assert pick(logits, 0.0, 1.0).tolist() == [1]
+    assert {int(pick(logits, 1.0, 0.01, generator)) for _ in range(20)} == {1}
+    assert {int(pick(logits, 1.0, 0.6, generator)) for _ in range(50)} == {1, 3}
+    assert {int(pick(logits, 1.0, 1.0, generator)) for _ in range(200)} == {0, 1, 2, 3}
+
+
+def test_streaming_an_answer_prints_no_future_warning(pair):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        replies = list(pair.stream("The film was", SETTINGS))
+    assert replies[-1].done
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
 
 
 def test_bad_input_raises_alignlab_errors(pair):

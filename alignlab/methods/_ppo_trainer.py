@@ -5,9 +5,10 @@ sampled from the policy π_θ (Ziegler et al. 2019, arXiv:1909.08593, Eq. 2; Ouy
 arXiv:2203.02155, Eq. 2). PPO (Schulman et al. 2017, arXiv:1707.06347) optimises it. One training *step*:
 
 1. **Rollout.** Take ``per_device_train_batch_size × gradient_accumulation_steps`` prompts (chat template,
-   left padding) and sample one completion each at ``temperature``; a completion ends at its first stop
-   token (EOS or another special token), which it keeps, and what follows is masked out. Score each
-   (prompt, completion) text with the reward function: one number r(x, y) per completion.
+   left padding) and sample one completion each at ``temperature`` (the lab's engine, :mod:`alignlab.decoding`);
+   a completion ends at its first stop token (EOS or another special token), which it keeps, and what follows
+   is masked out. Score each (prompt, completion) text with the reward function: one number r(x, y) per
+   completion.
 2. **Per-token rewards.** Every completion token y_t is an action. Its reward is the KL penalty
    −β·(log π_old(y_t|·) − log π_ref(y_t|·)) (β = ``kl_coef``), and the last token also gets the score r(x, y)
    (Ziegler et al. 2019, Sec. 2.2; Huang et al. 2022, "The N implementation details of RLHF with PPO").
@@ -58,6 +59,7 @@ from transformers.trainer_callback import ExportableState, TrainerState
 from transformers.trainer_utils import TrainOutput
 
 from alignlab import devices
+from alignlab.decoding import decode, merged_lora
 from alignlab.generation import render_prompt, stop_token_ids
 from alignlab.reference import is_adapter_model
 
@@ -296,11 +298,12 @@ class PPOTrainer(Trainer):
         width = max(len(ids) for ids in prompt_ids)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
         prompt_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
-        generated = self.policy.generate(
-            input_ids=input_ids, attention_mask=prompt_mask, max_new_tokens=args.max_completion_length,
-            do_sample=True, temperature=args.temperature, top_k=0, top_p=1.0, pad_token_id=pad,
-            eos_token_id=self.stop_ids)
-        completions = generated[:, width:]
+        # The lab's engine samples (LoRA folded in meanwhile); the log-probs PPO optimises come from the training
+        # forward below, so the rollout stays exactly on-policy. Its random stream is drawn from the run's seeded one.
+        generator = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,))))
+        with merged_lora(self.policy):
+            completions = decode(self.policy, input_ids, prompt_mask, args.max_completion_length, args.temperature,
+                                 1.0, generator, self.stop_ids, pad_id=pad).tokens
         is_stop = torch.isin(completions, torch.tensor(self.stop_ids, device=device))
         mask = (is_stop.cumsum(-1) - is_stop.long()) == 0  # the tokens up to and including the first stop token
         completions = completions.masked_fill(~mask, pad)

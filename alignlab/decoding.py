@@ -1,0 +1,257 @@
+"""The lab's decode loop: one path from a batch of prompt ids to sampled tokens, used by every sampler.
+
+:func:`alignlab.generation.sample` (samples, eval, make-prefs), the probe, the chat's streaming pair
+and PPO's rollouts all call :func:`stream` or :func:`decode`, so one speed-up serves them all. What
+makes it faster than ``model.generate`` on a CPU (``bench/sampling.py`` measures it):
+
+- the prompts are prefilled once and, for ``k`` return sequences, the cache is expanded k-fold after
+  the prefill instead of prefilling every prompt k times;
+- logits are computed for the last position only;
+- rows that reached a stop token leave the batch (their cache rows are dropped), so the forward
+  passes shrink as completions end;
+- sampling at ``top_p == 1`` draws straight from the softmax (no sort), and nucleus sampling sorts only
+  the ``NUCLEUS_CANDIDATES`` most likely tokens when they hold the nucleus, the full vocabulary otherwise;
+- a LoRA model samples with its adapter folded into the weights (:func:`merged_lora`);
+- decode steps run on fewer threads than the prefill (:func:`decode_threads`);
+- no logits processors, stopping criteria or output bookkeeping beyond what is asked for.
+
+Greedy decoding (temperature 0) picks the same tokens as ``model.generate`` greedy; sampling draws
+from the same distribution (temperature, then nucleus top-p; Holtzman et al. 2019) from the given
+``torch.Generator``, so it is reproducible, though not the same random stream as ``generate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+NUCLEUS_CANDIDATES = 1024  # tokens sorted first for top-p; the full vocabulary only when they hold < top_p
+ROWS_PER_THREAD = 64  # decode steps use one thread per this many rows (see decode_threads)
+_THREADS_LOCK = threading.Lock()
+_process_threads: list[int] = []  # torch's thread count before the first decode step changed it
+
+
+@dataclass
+class Decoded:
+    """What :func:`decode` returns: ``tokens`` (rows x steps, ``pad`` after a row's stop token; the stop token
+    itself kept), ``lengths`` (tokens per row, the stop token included) and, when asked, ``logprobs`` (each
+    token's log-probability under the model's unprocessed logits, 0 after the row ended)."""
+
+    tokens: object
+    lengths: list[int]
+    logprobs: object | None = None
+
+
+@dataclass
+class Step:
+    """One decode step of :func:`stream`: the rows (of the expanded batch) that took a token, and those tokens."""
+
+    rows: list[int]
+    tokens: list[int]
+    logprobs: object | None = None
+
+
+def stream(model, input_ids, attention_mask, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+           generator=None, stop_ids: Sequence[int] = (), num_return_sequences: int = 1, want_logprobs: bool = False,
+           **forward_kwargs) -> Iterator[Step]:
+    """Decode token by token from left-padded prompts; yields one :class:`Step` per new token position.
+
+    Row ``i * num_return_sequences + j`` is the j-th completion of prompt ``i`` (prompt-major). A row
+    stops after its first token in ``stop_ids`` (that token is yielded) or after ``max_new_tokens``.
+    ``generator``: a ``torch.Generator``, or a list of one per row (each row then draws its own stream).
+    ``forward_kwargs`` go to every forward pass (e.g. PEFT's ``adapter_names``, one per row).
+    """
+    import torch
+    from transformers import DynamicCache
+
+    k = num_return_sequences
+    rows = torch.arange(input_ids.shape[0] * k, device=input_ids.device)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    cache_argument = _cache_argument(model)
+    with torch.no_grad():
+        output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       use_cache=True, logits_to_keep=1, **{cache_argument: cache}, **forward_kwargs)
+    logits = output.logits[:, -1]
+    if k > 1:  # one prefill per prompt, shared by its k completions
+        cache.batch_repeat_interleave(k)
+        logits = logits.repeat_interleave(k, dim=0)
+        attention_mask = attention_mask.repeat_interleave(k, dim=0)
+        position_ids = position_ids.repeat_interleave(k, dim=0)
+        forward_kwargs = {name: _rows(value, torch.arange(len(rows)) // k) for name, value in forward_kwargs.items()}
+    generators = list(generator) if isinstance(generator, (list, tuple)) else None
+    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=input_ids.device)
+    position = position_ids[:, -1:]
+    threads = _threads_before_decoding()
+    for step in range(max_new_tokens):
+        scores = logits.float()
+        tokens = pick(scores, temperature, top_p, generators if generators is not None else generator)
+        logprobs = (torch.log_softmax(scores, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+                    if want_logprobs else None)
+        yield Step(rows.tolist(), tokens.tolist(), logprobs)
+        if step == max_new_tokens - 1:
+            return
+        alive = ~torch.isin(tokens, stops)
+        if not bool(alive.any()):
+            return
+        if not bool(alive.all()):  # finished rows leave the batch
+            keep = alive.nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            rows, tokens, attention_mask, position = rows[keep], tokens[keep], attention_mask[keep], position[keep]
+            forward_kwargs = {name: _rows(value, keep) for name, value in forward_kwargs.items()}
+            if generators is not None:
+                generators = [generators[i] for i in keep.tolist()]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1)
+        position = position + 1
+        torch.set_num_threads(decode_threads(len(rows), threads))
+        try:
+            with torch.no_grad():
+                output = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=position,
+                               use_cache=True, **{cache_argument: cache}, **forward_kwargs)
+        finally:
+            torch.set_num_threads(threads)
+        logits = output.logits[:, -1]
+
+
+def decode(model, input_ids, attention_mask, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+           generator=None, stop_ids: Sequence[int] = (), num_return_sequences: int = 1, pad_id: int = 0,
+           want_logprobs: bool = False, **forward_kwargs) -> Decoded:
+    """All of :func:`stream` at once, as a padded ``(prompts * num_return_sequences) x steps`` tensor."""
+    import torch
+
+    count = input_ids.shape[0] * num_return_sequences
+    columns, logprob_columns, lengths = [], [], [0] * count
+    for step in stream(model, input_ids, attention_mask, max_new_tokens, temperature, top_p, generator, stop_ids,
+                       num_return_sequences, want_logprobs, **forward_kwargs):
+        index = torch.tensor(step.rows, device=input_ids.device)
+        column = torch.full((count,), pad_id, dtype=torch.long, device=input_ids.device)
+        column[index] = torch.tensor(step.tokens, device=input_ids.device)
+        columns.append(column)
+        for row in step.rows:
+            lengths[row] += 1
+        if want_logprobs:
+            logprob_column = torch.zeros(count, device=input_ids.device)
+            logprob_column[index] = step.logprobs
+            logprob_columns.append(logprob_column)
+    tokens = torch.stack(columns, dim=1) if columns else torch.empty(count, 0, dtype=torch.long)
+    logprobs = torch.stack(logprob_columns, dim=1) if want_logprobs and columns else None
+    return Decoded(tokens, lengths, logprobs)
+
+
+def _threads_before_decoding() -> int:
+    """The process's torch thread count, read once before any decode step lowers it: two decodes in two
+    threads (a chat while a run probes) restore the same value, never each other's lowered one."""
+    import torch
+
+    with _THREADS_LOCK:
+        if not _process_threads:
+            _process_threads.append(torch.get_num_threads())
+        return _process_threads[0]
+
+
+def decode_threads(rows: int, threads: int) -> int:
+    """Threads for one decode step of ``rows`` rows, out of the process's ``threads``.
+
+    A decode step multiplies a few rows by every weight matrix: too little work to split across
+    threads, whose synchronisation then dominates, and far worse when the cores are shared (on a
+    busy 2-core Xeon a 8 x 576 x 1536 matmul ran 3x faster on one thread than on two;
+    ``bench/sampling.py`` times whole decodes). One thread per ``ROWS_PER_THREAD`` rows.
+    """
+    return max(1, min(threads, rows // ROWS_PER_THREAD))
+
+
+@contextlib.contextmanager
+def merged_lora(model):
+    """Inside: a PEFT LoRA model computes with its active adapters folded into its base weights.
+
+    The unmerged forward adds two small matmuls (and PEFT's bookkeeping) per adapted layer per
+    step; merged, a decode step costs what the base model's does. Each adapted layer's base weight
+    is swapped for ``W + ΔW`` and the original tensor is put back afterwards, untouched (bit for bit:
+    no ``W + ΔW - ΔW`` round trip). The adapters are disabled meanwhile, so they are not applied twice.
+    The model's lock (:func:`alignlab.reference.lock_for`) is held throughout, so a chat reading the model
+    from another thread waits rather than see a half-swapped model. Anything else (no adapter, adapters
+    already disabled or merged, non-linear LoRA layers) is left as it is.
+    """
+    import torch
+
+    from alignlab.reference import lock_for
+
+    layers = _lora_linears(model)
+    if not layers:
+        yield model
+        return
+    originals = []
+    with lock_for(model):
+        try:
+            with torch.no_grad():
+                for layer in layers:
+                    weight = layer.base_layer.weight
+                    originals.append((weight, weight.data))
+                    for name in [name for name in layer.active_adapters if name in layer.lora_A]:
+                        weight.data = weight.data + layer.get_delta_weight(name).to(weight.dtype)
+            with model.disable_adapter():
+                yield model
+        finally:
+            for weight, original in originals:
+                weight.data = original
+
+
+def _lora_linears(model) -> list:
+    """The LoRA linear layers of ``model`` when all of its adapters can be merged for sampling, else []."""
+    import torch
+
+    try:
+        from peft.tuners.lora import Linear, LoraLayer
+    except ImportError:
+        return []
+    if not hasattr(model, "disable_adapter"):
+        return []
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    mergeable = all(isinstance(m, Linear) and isinstance(m.base_layer, torch.nn.Linear) and not m.disable_adapters
+                    and not m.merged for m in layers)
+    return layers if mergeable else []
+
+
+def pick(scores, temperature: float, top_p: float, generator=None):
+    """Next token of each row of ``scores`` (rows x vocabulary): argmax at temperature 0, else a draw from
+    the softmax of ``scores / temperature`` restricted to the nucleus: the smallest set of most likely
+    tokens whose probability reaches ``top_p`` (a token stays if the mass before it is below ``top_p``)."""
+    import torch
+
+    if temperature <= 0:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores / temperature, dim=-1)
+    if top_p < 1.0:
+        probs = _nucleus(probs, top_p)
+    if isinstance(generator, list):
+        return torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, generator)])
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _nucleus(probs, top_p: float):
+    import torch
+
+    candidates = min(NUCLEUS_CANDIDATES, probs.shape[-1])
+    top, order = probs.topk(candidates, dim=-1)  # sorted, descending
+    if bool((top.sum(-1) < top_p).any()):  # a flat distribution: the nucleus needs the whole vocabulary
+        top, order = probs.sort(dim=-1, descending=True)
+    top = top.masked_fill(top.cumsum(-1) - top >= top_p, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, order, top)
+
+
+def _rows(value, index):
+    """The rows ``index`` of a per-row forward argument (a tensor or a list such as PEFT's ``adapter_names``)."""
+    if isinstance(value, list):
+        return [value[i] for i in index.tolist()]
+    return value[index] if hasattr(value, "index_select") else value
+
+
+def _cache_argument(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` in transformers 5 (``past_key_values`` is
+    deprecated there and warns on every call), ``past_key_values`` in models that predate it."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

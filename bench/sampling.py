@@ -1,0 +1,153 @@
+"""Sampling speed: tokens/s of plain ``generate`` and of alignlab's engine, against the machine's bound.
+
+    python -m bench.sampling                 # about 2 minutes on 2 cores: batches 1, 2, 8, 32, 16 tokens, 1 rep
+    python -m bench.sampling --full          # 64 tokens, 3 reps
+    python -m bench --sections sampling      # the same, as a section of the whole benchmark
+
+Both paths decode the same left-padded built-in review prompts (chat template) for exactly ``tokens``
+new tokens per row (no stop tokens, so both do the same work), at the lab's reading settings
+(temperature 0.7, top-p 0.9). (a) ``model.generate``; (b) :func:`alignlab.decoding.decode`, the engine
+behind :func:`alignlab.generation.sample`. Each path's first call (batch 1, a few tokens) is its
+warm-up, timed and reported; the end-to-end rate of a path adds its warm-up to its timed calls.
+
+The bound, measured in the same process at the same thread count: ``peak`` is the best fp32 matmul
+FLOP/s (:func:`bench.cases.matmul_peak`), ``bandwidth`` the bytes per second of a timed copy of a
+256 MiB tensor (bytes read + bytes written). For batch ``B``, prompts of ``P`` real tokens on average
+and ``N`` new tokens, the least time any implementation needs is
+
+    prefill:           max(B·P·2·MACs / peak, W / bandwidth)
+    decode step t:     max(B·(2·MACs + 4·layers·width·(P+t)) / peak, (W + B·(P+t)·KV) / bandwidth),  t = 1..N-1
+
+where MACs are the multiply-accumulates of every linear layer per token (lm_head included), width the
+attention width (4·layers·width·L counts the scores and the weighted sum over L cached positions),
+W the bytes of the weights read per forward (every parameter; an untied input embedding is only
+looked up, so it is left out), and KV the bytes of keys and values cached per position. The bound
+tokens/s is ``B·N`` over the sum: compute-bound at large B, memory-bound at small B.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from bench.cases import matmul_peak
+
+BATCH_SIZES = (1, 2, 8, 32)
+
+
+def bandwidth(mib: int = 256, seconds: float = 1.0) -> float:
+    """Bytes moved per second (read + write) by a timed copy of a ``mib`` MiB fp32 tensor."""
+    import torch
+
+    source = torch.randn(mib * 1024 * 1024 // 4)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    copies, begin = 0, time.perf_counter()
+    while time.perf_counter() - begin < seconds:
+        target.copy_(source)
+        copies += 1
+    return 2 * source.numel() * 4 * copies / (time.perf_counter() - begin)
+
+
+def shape(model) -> dict:
+    """What the bound needs from the model: linear MACs per token, weight bytes read, KV bytes per position."""
+    import torch
+
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    embedding = model.get_input_embeddings().weight
+    tied = embedding is model.get_output_embeddings().weight
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return {"linear_macs_per_token": sum(m.in_features * m.out_features for m in model.modules()
+                                         if isinstance(m, torch.nn.Linear)),
+            "weight_bytes": weight_bytes - (0 if tied else embedding.numel() * embedding.element_size()),
+            "kv_bytes_per_position": 2 * config.num_hidden_layers * kv_heads * head_dim * embedding.element_size(),
+            "layers": config.num_hidden_layers, "attention_width": config.num_attention_heads * head_dim}
+
+
+def bound_tokens_per_s(model_shape: dict, peak: float, bytes_per_s: float, batch: int, prompt: float,
+                       tokens: int) -> float:
+    """The most tokens/s any implementation could reach here (see the module docstring)."""
+    macs, weights = model_shape["linear_macs_per_token"], model_shape["weight_bytes"]
+    seconds = max(batch * prompt * 2 * macs / peak, weights / bytes_per_s)
+    for step in range(1, tokens):
+        length = prompt + step
+        flops = batch * (2 * macs + 4 * model_shape["layers"] * model_shape["attention_width"] * length)
+        moved = weights + batch * length * model_shape["kv_bytes_per_position"]
+        seconds += max(flops / peak, moved / bytes_per_s)
+    return batch * tokens / seconds
+
+
+def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES) -> dict:
+    """Warm-up and timed calls of both paths at every batch size, and the bound; see the module docstring."""
+    import copy
+
+    import torch
+
+    from alignlab.data import held_out_prompts
+    from alignlab.decoding import decode
+    from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, render_prompt
+    from alignlab.models import load_model, load_tokenizer
+
+    net, tokenizer = load_model(model), load_tokenizer(model)
+    net.eval()
+    tokenizer.padding_side = "left"
+    prompts = [render_prompt(tokenizer, p) for p in held_out_prompts("positive-reviews")]
+    no_stop = copy.deepcopy(net.generation_config)
+    no_stop.eos_token_id = None
+    pad = tokenizer.pad_token_id or 0
+
+    def batch_of(size: int):
+        return tokenizer([prompts[i % len(prompts)] for i in range(size)], return_tensors="pt", padding=True,
+                         add_special_tokens=False)
+
+    def generate(batch, new: int) -> None:
+        with torch.no_grad():
+            net.generate(**batch, generation_config=no_stop, max_new_tokens=new, min_new_tokens=new, do_sample=True,
+                         temperature=READING_TEMPERATURE, top_p=READING_TOP_P, top_k=0, pad_token_id=pad)
+
+    def engine(batch, new: int) -> None:
+        decode(net, batch["input_ids"], batch["attention_mask"], new, READING_TEMPERATURE, READING_TOP_P,
+               torch.Generator().manual_seed(0), stop_ids=(), pad_id=pad)
+
+    paths = {"generate": generate, "engine": engine}
+    warmup = {}
+    for name, run in paths.items():
+        torch.manual_seed(0)
+        begin = time.perf_counter()
+        run(batch_of(1), 4)
+        warmup[name] = time.perf_counter() - begin
+    peak = matmul_peak(seconds=1.0)["peak_flops"]
+    bytes_per_s = bandwidth()
+    model_shape = shape(net)
+    rows = []
+    for size in batch_sizes:
+        batch = batch_of(size)
+        prompt = float(batch["attention_mask"].sum()) / size
+        for rep in range(reps):
+            for name, run in paths.items():
+                torch.manual_seed(rep)
+                begin = time.perf_counter()
+                run(batch, tokens)
+                rows.append({"path": name, "batch": size, "rep": rep, "seconds": time.perf_counter() - begin,
+                             "tokens": size * tokens})
+        rows.append({"path": "bound", "batch": size, "prompt_tokens": prompt,
+                     "tokens_per_s": bound_tokens_per_s(model_shape, peak, bytes_per_s, size, prompt, tokens)})
+    return {"threads": torch.get_num_threads(), "tokens": tokens, "reps": reps, "warmup_s": warmup,
+            "peak_flops": peak, "bandwidth_bytes_per_s": bytes_per_s, "shape": model_shape, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.sampling [--full] [bench options]``: the sampling section alone, merged into results.json."""
+    from bench.__main__ import main as bench_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    full = "--full" in argv
+    argv = [a for a in argv if a != "--full"]
+    return bench_main(["--sections", "sampling", "--keep-other-sections", *(["--sampling-full"] if full else []),
+                       *argv])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
