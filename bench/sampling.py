@@ -85,7 +85,7 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
 
     import torch
 
-    from alignlab.data import held_out_prompts
+    from alignlab.data import task_prompts
     from alignlab.decoding import decode
     from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, render_prompt
     from alignlab.models import load_model, load_tokenizer
@@ -93,7 +93,7 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
     net, tokenizer = load_model(model), load_tokenizer(model)
     net.eval()
     tokenizer.padding_side = "left"
-    prompts = [render_prompt(tokenizer, p) for p in held_out_prompts("positive-reviews")]
+    prompts = [render_prompt(tokenizer, p) for p in task_prompts("eval")]
     no_stop = copy.deepcopy(net.generation_config)
     no_stop.eos_token_id = None
     pad = tokenizer.pad_token_id or 0

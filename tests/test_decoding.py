@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignlab.data import held_out_prompts
+from alignlab.data import task_prompts
 from alignlab.decoding import decode, merged_lora
 from alignlab.generation import SamplingSettings, render_prompt, sample, stop_token_ids
 from alignlab.models import load_model, load_tokenizer
@@ -135,6 +135,6 @@ def test_logprobs_are_the_sampled_tokens_log_probabilities(tiny):
 @pytest.mark.slow
 def test_default_model_greedy_is_what_generate_writes():
     model, tokenizer = load_model("smollm2-135m-instruct").eval(), load_tokenizer("smollm2-135m-instruct")
-    prompts = held_out_prompts("positive-reviews")[:8]
+    prompts = task_prompts("eval")[:8]
     stops = stop_token_ids(model, tokenizer)
     assert engine_greedy(model, tokenizer, prompts, 48, stops) == generate_greedy(model, tokenizer, prompts, 48, stops)
