@@ -52,7 +52,7 @@ def _noted_signals() -> Iterator[list[str]]:
     def note(number, frame) -> None:
         received.append(signal.Signals(number).name)
         if len(received) > 1:
-            _say(f"{received[-1]}: already stopping; the training job is saving what it has, wait for it")
+            _say(f"{received[-1]}: already stopping (a training job, if any, is saving what it has); wait for it")
 
     previous = {number: signal.signal(number, note)
                 for number in (getattr(signal, name, None) for name in END_SIGNALS) if number is not None}
