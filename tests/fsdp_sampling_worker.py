@@ -44,8 +44,10 @@ def main(output: str) -> None:
     tokenizer = load_tokenizer("tiny-random")
     model = get_peft_model(load_model("tiny-random"), lora_config(r=4, alpha=8))
     settings = SamplingSettings(max_new_tokens=8, temperature=1.0, top_p=1.0, seed=5)
-    whole = sample(model, tokenizer, PROMPTS, settings, whole_sentences=False)
-    whole_probe = probe(model, tokenizer)
+    # whole weights first, through the same path sharded runs take (every process together), so only the
+    # sharding differs between the two
+    whole = sample(model, tokenizer, PROMPTS, settings, whole_sentences=False, synced_gpus=True)
+    whole_probe = probe(model, tokenizer, synced_gpus=True)
     for layer in model.base_model.model.model.layers:
         fully_shard(layer)
     fully_shard(model)

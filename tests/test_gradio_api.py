@@ -404,15 +404,17 @@ def test_auth_is_required_when_set(tmp_path):
         parse_auth("no-colon")
 
 
-def test_serving_names_the_share_flag_not_gradios_launch_argument(tmp_path, capsys):
+def test_serving_names_the_share_flag_not_gradios_launch_argument(tmp_path, capsys, monkeypatch):
     demo = create_app(tmp_path / "runs")
-    demo.block_thread = lambda: None  # what ``alignlab app`` waits in until interrupted
+    served = []  # what ``alignlab app`` waits in until a signal (tests/test_app_shutdown.py sends them for real)
+    monkeypatch.setattr("alignlab.ui.gradio.serve_until_signalled", served.append)
     try:
         serve(demo, port=None, block=True)
     finally:
         demo.services.jobs.close()
         demo.close()
     out = capsys.readouterr().out
+    assert served == [demo]  # serving blocks in the signal wait, after the lines below
     assert "Running on local URL:  http://127.0.0.1:" in out
     assert "alignlab app --share" in out and "share=True" not in out
 
