@@ -12,7 +12,6 @@ makes it faster than ``model.generate`` on a CPU (``bench/sampling.py`` measures
 - sampling at ``top_p == 1`` draws straight from the softmax (no sort), and nucleus sampling sorts only
   the ``NUCLEUS_CANDIDATES`` most likely tokens when they hold the nucleus, the full vocabulary otherwise;
 - a LoRA model samples with its adapter folded into the weights (:func:`merged_lora`);
-- decode steps run on fewer threads than the prefill (:func:`decode_threads`);
 - no logits processors, stopping criteria or output bookkeeping beyond what is asked for.
 
 Greedy decoding (temperature 0) picks the same tokens as ``model.generate`` greedy; sampling draws
@@ -23,14 +22,10 @@ from the same distribution (temperature, then nucleus top-p; Holtzman et al. 201
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 NUCLEUS_CANDIDATES = 1024  # tokens sorted first for top-p; the full vocabulary only when they hold < top_p
-ROWS_PER_THREAD = 64  # decode steps use one thread per this many rows (see decode_threads)
-_THREADS_LOCK = threading.Lock()
-_process_threads: list[int] = []  # torch's thread count before the first decode step changed it
 
 
 @dataclass
@@ -84,7 +79,6 @@ def stream(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
     generators = list(generator) if isinstance(generator, (list, tuple)) else None
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=input_ids.device)
     position = position_ids[:, -1:]
-    threads = _threads_before_decoding()
     for step in range(max_new_tokens):
         scores = logits.float()
         tokens = pick(scores, temperature, top_p, generators if generators is not None else generator)
@@ -105,13 +99,9 @@ def stream(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
                 generators = [generators[i] for i in keep.tolist()]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1)
         position = position + 1
-        torch.set_num_threads(decode_threads(len(rows), threads))
-        try:
-            with torch.no_grad():
-                output = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=position,
-                               use_cache=True, **{cache_argument: cache}, **forward_kwargs)
-        finally:
-            torch.set_num_threads(threads)
+        with torch.no_grad():
+            output = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=position,
+                           use_cache=True, **{cache_argument: cache}, **forward_kwargs)
         logits = output.logits[:, -1]
 
 
@@ -138,28 +128,6 @@ def decode(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
     tokens = torch.stack(columns, dim=1) if columns else torch.empty(count, 0, dtype=torch.long)
     logprobs = torch.stack(logprob_columns, dim=1) if want_logprobs and columns else None
     return Decoded(tokens, lengths, logprobs)
-
-
-def _threads_before_decoding() -> int:
-    """The process's torch thread count, read once before any decode step lowers it: two decodes in two
-    threads (a chat while a run probes) restore the same value, never each other's lowered one."""
-    import torch
-
-    with _THREADS_LOCK:
-        if not _process_threads:
-            _process_threads.append(torch.get_num_threads())
-        return _process_threads[0]
-
-
-def decode_threads(rows: int, threads: int) -> int:
-    """Threads for one decode step of ``rows`` rows, out of the process's ``threads``.
-
-    A decode step multiplies a few rows by every weight matrix: too little work to split across
-    threads, whose synchronisation then dominates, and far worse when the cores are shared (on a
-    busy 2-core Xeon a 8 x 576 x 1536 matmul ran 3x faster on one thread than on two;
-    ``bench/sampling.py`` times whole decodes). One thread per ``ROWS_PER_THREAD`` rows.
-    """
-    return max(1, min(threads, rows // ROWS_PER_THREAD))
 
 
 @contextlib.contextmanager
