@@ -708,24 +708,36 @@ def samples_summary(run_dir: str | Path) -> dict | None:
     return {"reference": reference, "aligned": aligned, "samples": len(rows)}
 
 
-def write_eval(run_dir: str | Path, result: dict) -> None:
-    """Keep the figures of the run's last evaluation (replacing earlier ones, atomically); AlignLabError in one
-    line if they cannot be written."""
-    path = Path(run_dir) / EVAL
+def _write_record(run_dir: str | Path, name: str, record: dict) -> None:
+    """Write the JSON file ``name`` of the run atomically (replacing an earlier one); AlignLabError in one line if it
+    cannot be written."""
+    path = Path(run_dir) / name
     try:
-        _write_json(path, result)
+        _write_json(path, record)
     except OSError as error:
         raise _cannot_write(path, error) from error
 
 
-def read_eval(run_dir: str | Path) -> dict | None:
-    """The figures of the run's last evaluation (:func:`write_eval`), or None when it has none (or a damaged one)."""
-    if not (Path(run_dir) / EVAL).is_file():
+def _read_record(run_dir: str | Path, name: str, fields: dict) -> dict | None:
+    """The JSON object ``name`` of the run with ``fields`` of the given types, or None when it is missing or
+    damaged."""
+    if not (Path(run_dir) / name).is_file():
         return None
     try:
-        return _read_object(run_dir, EVAL, {"gain": (int, float), "gain_se": (int, float)})
+        return _read_object(run_dir, name, fields)
     except UnreadableRunFile:
         return None
+
+
+def write_eval(run_dir: str | Path, result: dict) -> None:
+    """Keep the figures of the run's last evaluation (replacing earlier ones, atomically); AlignLabError in one
+    line if they cannot be written."""
+    _write_record(run_dir, EVAL, result)
+
+
+def read_eval(run_dir: str | Path) -> dict | None:
+    """The figures of the run's last evaluation (:func:`write_eval`), or None when it has none (or a damaged one)."""
+    return _read_record(run_dir, EVAL, {"gain": (int, float), "gain_se": (int, float)})
 
 
 def dataset_dir(run_dir: str | Path) -> Path:
@@ -736,30 +748,18 @@ def dataset_dir(run_dir: str | Path) -> Path:
 def write_trained_on(run_dir: str | Path, record: dict) -> None:
     """Record what the run trained on (:func:`alignlab.data.trained_on`), atomically; AlignLabError in one line if
     it cannot be written."""
-    try:
-        _write_json(Path(run_dir) / TRAINED_ON, record)
-    except OSError as error:
-        raise AlignLabError(f"run: cannot write {TRAINED_ON} in {run_dir} ({error.strerror or error})") from None
+    _write_record(run_dir, TRAINED_ON, record)
 
 
 def read_trained_on(run_dir: str | Path) -> dict | None:
     """What the run trained on (:func:`write_trained_on`), or None when it has no record (or a damaged one)."""
-    if not (Path(run_dir) / TRAINED_ON).is_file():
-        return None
-    try:
-        return _read_object(run_dir, TRAINED_ON, {"rows": (int,), "sha256": (str,)})
-    except UnreadableRunFile:
-        return None
+    return _read_record(run_dir, TRAINED_ON, {"rows": (int,), "sha256": (str,)})
 
 
 def write_held_out(run_dir: str | Path, held_out: dict) -> None:
     """Record the run's held-out prompts (``prompts`` and where they come from), atomically; AlignLabError in one
     line if they cannot be written."""
-    path = Path(run_dir) / HELD_OUT
-    try:
-        _write_json(path, held_out)
-    except OSError as error:
-        raise _cannot_write(path, error) from error
+    _write_record(run_dir, HELD_OUT, held_out)
 
 
 def read_held_out(run_dir: str | Path) -> dict | None:
