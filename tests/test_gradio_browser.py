@@ -317,6 +317,7 @@ def test_at_1280_by_800_start_brings_the_run_into_view_the_grid_stays_fixed_and_
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
     page.wait_for_selector("#train-start")
+    page.wait_for_selector("#train-progress", state="attached")  # drawn a moment later on a busy machine
     assert not page.evaluate(IN_VIEW_JS, "train-progress")  # the form fills the first screen
     pick(page, "train-model", "tiny-random")
     for knob, value in (("max_steps", 4), ("batch_size", 2), ("probe_every", 2)):
