@@ -13,9 +13,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -32,6 +30,7 @@ from alignlab.presets import PRESETS, get_preset, preset_names
 from alignlab.rundir import RUNS_WHERE, UNREADABLE, default_runs_dir, list_runs, new_run_id
 from alignlab.runner import resume, start
 from alignlab.share_cli import SHARE_COMMANDS, add_share_parsers, run_share_command
+from alignlab.signals import noted_signals
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each stops a run trained here cleanly (see _signals_stop_the_run)
 RUNS_DEFAULT = f"(default %(default)s: {RUNS_WHERE})"  # the help of every --output-dir but train's
@@ -368,21 +367,8 @@ def _signals_stop_the_run(restore: bool = True) -> Iterator[list[str]]:
     run) these signals are ignored from then on: the run is saved, and a Ctrl-C more must not turn the exit into
     a traceback (Python sets its own handlers back to the default while it shuts down; an ignored signal stays
     ignored)."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+    with noted_signals(STOP_SIGNALS, restore=restore) as received:
         yield received
-        return
-
-    def note(number, frame) -> None:
-        received.append(signal.Signals(number).name)
-
-    previous = {number: signal.signal(number, note)
-                for number in (getattr(signal, name, None) for name in STOP_SIGNALS) if number is not None}
-    try:
-        yield received
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, (signal.SIG_DFL if handler is None else handler) if restore else signal.SIG_IGN)
 
 
 def _follow(handle, quiet: bool, signals: list[str]) -> None:

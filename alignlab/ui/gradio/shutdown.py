@@ -10,11 +10,11 @@ signals meanwhile only say that it is already stopping.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
+
+from alignlab.signals import noted_signals
 
 END_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 POLL_S = 0.1
@@ -44,23 +44,12 @@ def _noted_signals() -> Iterator[list[str]]:
     """While the app serves and shuts down, :data:`END_SIGNALS` are noted by name in the list yielded (the first
     ends serving; any later one says the app is already stopping) and never raise, so none can cut the save short.
     The previous handlers come back afterwards. Outside the main thread nothing is installed."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def note(number, frame) -> None:
-        received.append(signal.Signals(number).name)
+    def again(received: list[str]) -> None:
         if len(received) > 1:
             _say(f"{received[-1]}: already stopping (a training job, if any, is saving what it has); wait for it")
 
-    previous = {number: signal.signal(number, note)
-                for number in (getattr(signal, name, None) for name in END_SIGNALS) if number is not None}
-    try:
+    with noted_signals(END_SIGNALS, on_signal=again) as received:
         yield received
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
 
 
 def _say(text: str) -> None:
