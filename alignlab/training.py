@@ -28,6 +28,7 @@ from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
 from alignlab.offline import hub_offline
+from alignlab.rollouts import route_generate
 from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
@@ -140,6 +141,7 @@ def build_trainer(handle, context: RunContext):
         with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
             trainer = spec.trainer_class()(**kwargs)
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
+    route_generate(trainer.model)  # TRL's online trainers sample their rollouts with the lab's engine
     keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
     return trainer
 
