@@ -28,10 +28,10 @@ from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
 from alignlab.offline import hub_offline
-from alignlab.rollouts import route_generate
 from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
+from alignlab.rollouts import route_generate
 from alignlab.tracking import keep_logs_in_run_dir, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
