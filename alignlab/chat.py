@@ -40,7 +40,7 @@ from pathlib import Path
 from alignlab.config import config_of
 from alignlab.data import BUILTIN_TASK
 from alignlab.errors import AlignLabError
-from alignlab.generation import SamplingSettings, stop_token_ids
+from alignlab.generation import SamplingSettings, sentence_end, stop_token_ids
 from alignlab.models import load_model, load_tokenizer, load_trained
 from alignlab.reference import frozen_reference, is_adapter_model, lock_for
 from alignlab.rewards import RewardSource, get_reward, reward_for
@@ -267,7 +267,10 @@ class ChatPair:
         return ChatReply(*self._texts(sides))
 
     def _final(self, sides, message, reference_history, aligned_history) -> ChatReply:
-        reference, aligned = self._texts(sides)
+        """The finished pair: each answer ends at its last full sentence (one cut off at the length limit
+        would stop mid-word), in every mode, blind votes included, and that is the text scored, voted on
+        and kept in the history."""
+        reference, aligned = (sentence_end(text) for text in self._texts(sides))
         turn = {"role": "user", "content": message}
         if self.mode == "chat":  # a reward model scores the whole conversation, chat template included
             prompts = [[*reference_history, turn], [*aligned_history, turn]]

@@ -33,11 +33,11 @@ from typing import Any
 
 from alignlab import rundir
 from alignlab.errors import AlignLabError
+from alignlab.judge import DEFAULT_INSTRUCTION, Judge
 from alignlab.methods import registry
 from alignlab.metrics import NonFiniteMetric
-from alignlab.models import DEFAULT_MODEL, TINY_MODEL, load_model, load_tokenizer, load_trained, resolve_model
+from alignlab.models import DEFAULT_MODEL, TINY_MODEL, load_trained, resolve_model
 
-DEFAULT_INSTRUCTION = "helpful and very short"
 ScoreFn = Callable[[Sequence, Sequence], list[float]]
 
 
@@ -192,68 +192,6 @@ def reward_model_source(reference: str, runs_dir: str | Path | None = None) -> R
     if not rundir.has_model(run_dir):
         raise AlignLabError(f"reward: run {reference!r} has no saved model yet (still running, or it failed)")
     return RewardSource(f"reward-model:{reference}", RewardModelScorer(run_dir), raw=True)
-
-
-class Judge:
-    """LLM-as-a-judge scored from next-token probabilities, pointwise and pairwise.
-
-    Pointwise: P(Yes) / (P(Yes) + P(No)) to "Is the response <instruction>?". Pairwise: P(A) for
-    "Which response is more <instruction>?", asked in both orders and averaged.
-    """
-
-    def __init__(self, model_name: str, instruction: str = DEFAULT_INSTRUCTION, batch_size: int = 8):
-        self.model_name = model_name
-        self.instruction = instruction
-        self.batch_size = batch_size
-        self._loaded = None
-
-    def _load(self):
-        if self._loaded is None:
-            tokenizer = load_tokenizer(self.model_name)
-            model = load_model(self.model_name).eval()
-            self._loaded = model, tokenizer
-        return self._loaded
-
-    def _answer_probability(self, questions: list[str], yes: str, no: str) -> list[float]:
-        """P(``yes``) against P(``no``) as the judge's first answer token, per question."""
-        import torch
-
-        model, tokenizer = self._load()
-        ids = [tokenizer.encode(word, add_special_tokens=False)[0] for word in (yes, no)]
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
-                                               add_generation_prompt=True) for q in questions]
-        side, tokenizer.padding_side = tokenizer.padding_side, "left"
-        probabilities = []
-        try:
-            for start in range(0, len(texts), self.batch_size):
-                batch = tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                  add_special_tokens=False).to(model.device)
-                with torch.no_grad():
-                    logits = model(**batch).logits[:, -1, ids].float()
-                probabilities.extend(torch.softmax(logits, dim=-1)[:, 0].tolist())
-        finally:
-            tokenizer.padding_side = side
-        return probabilities
-
-    def scores(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-        """P(the response is <instruction>), in [0, 1]."""
-        questions = [f"A good response is {self.instruction}.\n\nPrompt: {p}\nResponse: {c}\n\n"
-                     f"Is the response {self.instruction}? Answer Yes or No." for p, c in zip(prompts, completions)]
-        return self._answer_probability(questions, "Yes", "No")
-
-    def prefer_once(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[float]:
-        """P(``first`` is better than ``second``) shown as Response A: one order, position bias included."""
-        def question(prompt, a, b):
-            return (f"A good response is {self.instruction}.\n\nPrompt: {prompt}\n\nResponse A: {a}\n\n"
-                    f"Response B: {b}\n\nWhich response is more {self.instruction}? Answer A or B.")
-
-        return self._answer_probability([question(*t) for t in zip(prompts, first, second)], "A", "B")
-
-    def prefer(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[float]:
-        """P(``first`` is better than ``second``), judged in both orders (first as A, then as B) and averaged."""
-        in_order = self.prefer_once(prompts, first, second)
-        swapped = self.prefer_once(prompts, second, first)
-        return [(a + 1.0 - b) / 2 for a, b in zip(in_order, swapped)]
 
 
 def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION) -> RewardSource:

@@ -32,8 +32,12 @@ ACCEPTED_ARGUMENTS = {"input_ids", "attention_mask", "generation_config"}
 
 def route_generate(model) -> None:
     """Give ``model`` (a transformers or PEFT model) a ``generate`` that samples with the lab's engine
-    whenever :func:`engine_settings` accepts the call, and with transformers' own ``generate`` otherwise."""
-    original = model.generate
+    whenever :func:`engine_settings` accepts the call, and with transformers' own ``generate`` otherwise.
+    A model without ``generate`` (PPO's policy-and-value pair, which samples with the engine already) is left
+    as it is."""
+    original = getattr(model, "generate", None)
+    if original is None:
+        return
 
     def generate(*args, **kwargs):
         settings = engine_settings(args, kwargs)

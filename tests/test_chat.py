@@ -12,7 +12,7 @@ from alignlab.chat import ChatPair, ChatReply, trained_mode
 from alignlab.config import RunConfig, config_of
 from alignlab.decoding import pick
 from alignlab.errors import AlignLabError
-from alignlab.generation import SamplingSettings
+from alignlab.generation import SamplingSettings, sentence_end
 from alignlab.models import load_model, load_tokenizer
 from alignlab.reference import guard_adapter_switch, lock_for, reference_of
 from alignlab.runner import start
@@ -59,10 +59,20 @@ def test_stream_grows_token_by_token_and_ends_with_rewards(pair):
     replies = list(pair.stream("The film was", SETTINGS))
     assert all(isinstance(reply, ChatReply) for reply in replies)
     assert [reply.done for reply in replies] == [False] * (len(replies) - 1) + [True]
-    for earlier, later in zip(replies, replies[1:]):
+    streamed = replies[:-1]
+    for earlier, later in zip(streamed, streamed[1:]):
         assert later.aligned.startswith(earlier.aligned) and later.reference.startswith(earlier.reference)
     assert 1 < len(replies) <= SETTINGS.max_new_tokens + 1
     final = replies[-1]
+    # The finished answers end at their last full sentence (blind rounds too: the pair does it, not the UI), and
+    # that is the text scored and kept in the history.
+    for answer, last in ((final.reference, streamed[-1].reference), (final.aligned, streamed[-1].aligned)):
+        assert answer == sentence_end(answer)  # ends at a sentence end, or has none
+        assert last.startswith(answer) or answer.startswith(last.strip())  # cut back, or one token more
+    turn = {"role": "user", "content": "The film was"}
+    assert final.aligned_history[-1]["content"] == final.aligned
+    assert pair.reward([[turn], [turn]], [final.reference, final.aligned]) == [final.reference_reward,
+                                                                              final.aligned_reward]
     assert final.aligned and final.reference
     assert isinstance(final.reference_reward, float) and isinstance(final.aligned_reward, float)
     assert all(reply.aligned_reward is None for reply in replies[:-1])

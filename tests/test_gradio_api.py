@@ -353,16 +353,6 @@ def test_the_message_box_is_no_streaming_output_and_a_message_sent_while_streami
     assert isinstance(box, type(gr.skip())) and pending == "" and notice == BUSY_NOTICE  # kept in the box, said so
     box, pending, notice, busy, send = take.fn("First question", False)
     assert box == "" and pending == "First question" and busy is True and send["interactive"] is False
-    whole = next(demo.fns[dep["id"]] for dep in demo.config["dependencies"]
-                 if demo.fns[dep["id"]].name == "whole_sentences")  # between the answer and `done`
-    column = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]},
-              {"role": "assistant", "content": [{"type": "text", "text": "A warm film. The ending drags on and"}]}]
-    history = [{"role": "user", "content": "Hi"},
-               {"role": "assistant", "content": "A warm film. The ending drags on and"}]
-    shown, _, kept, _ = whole.fn(column, column, history, history, False)
-    assert shown[-1]["content"][0]["text"] == "A warm film." and kept[-1]["content"] == "A warm film."
-    assert shown[0] == column[0]  # only the answer is cut
-    assert all(isinstance(value, type(gr.skip())) for value in whole.fn(column, column, history, history, True))
     done = next(fn for fn in writers if fn.name == "done")
     box, pending, busy, send, _ = done.fn("Too long", "typed meanwhile")  # a message not sent comes back, nothing lost
     assert box == "Too long\ntyped meanwhile" and busy is False and send["interactive"] is True

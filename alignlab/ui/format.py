@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from alignlab.generation import SamplingSettings, sentence_end
+from alignlab.generation import SamplingSettings
 from alignlab.plots import pace
 
 MISSING = "–"  # what a table cell or a time shows when there is no value
 # Where both chats' "max new tokens" starts: room for the two sentences the built-in task asks for (the lab's
 # 48 cut 3 of 8 answers of the default model mid-sentence, 4 held-out requests × 2 seeds); an answer that still
-# runs on is shown to its last full sentence (cut_last_answer).
+# runs on is shown to its last full sentence (alignlab.chat.ChatPair cuts it).
 CHAT_MAX_NEW_TOKENS = 96
 
 
@@ -31,27 +31,6 @@ def chat_settings(**sampling: Any) -> SamplingSettings:
     4
     """
     return dataclasses.replace(SamplingSettings(), **{"max_new_tokens": CHAT_MAX_NEW_TOKENS, **sampling})
-
-
-def cut_last_answer(turns: list[dict]) -> list[dict]:
-    """A conversation (``{"role", "content"}`` messages, as a chat column shows or a history keeps them) with its
-    last answer cut after its last full sentence (:func:`alignlab.generation.sentence_end`, as the lab's samples
-    are), so a finished answer never stops mid-sentence at the length limit; the rest as it was. An answer whose
-    content is a list of parts (``{"type": "text", "text"}``, as a chat column sends it back) has its last part cut.
-
-    >>> cut_last_answer([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Fine. And th"}])
-    [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Fine.'}]
-    >>> cut_last_answer([{"role": "assistant", "content": [{"type": "text", "text": "Yes! So"}]}])
-    [{'role': 'assistant', 'content': [{'type': 'text', 'text': 'Yes!'}]}]
-    """
-    last = turns[-1] if turns else {}
-    content = last.get("role") == "assistant" and last.get("content")
-    if isinstance(content, str):
-        return [*turns[:-1], {**last, "content": sentence_end(content)}]
-    if isinstance(content, list) and isinstance(content[-1], dict) and isinstance(content[-1].get("text"), str):
-        part = {**content[-1], "text": sentence_end(content[-1]["text"])}
-        return [*turns[:-1], {**last, "content": [*content[:-1], part]}]
-    return turns
 
 
 def duration(seconds: float | None) -> str:

@@ -22,10 +22,10 @@ import ipywidgets as widgets
 from alignlab.chat import ChatPair, ChatReply, trained_mode
 from alignlab.config import config_of
 from alignlab.errors import AlignLabError
-from alignlab.generation import SamplingSettings, sentence_end
+from alignlab.generation import SamplingSettings
 from alignlab.rewards import get_reward, reward_names
 from alignlab.rundir import is_run_dir
-from alignlab.ui.format import chat_settings, cut_last_answer
+from alignlab.ui.format import chat_settings
 from alignlab.ui.notebook.voting import VotePanel
 
 STYLE = {"description_width": "110px"}
@@ -67,8 +67,8 @@ class Chat(widgets.VBox):
 
     ``sampling`` (``max_new_tokens``, ``temperature``, ``top_p``, ``seed``) sets where the sampling sliders
     start; the rest start where the app's chat starts too (:func:`alignlab.ui.format.chat_settings`: the lab's
-    defaults with room for two sentences). Out of blind mode a finished answer is shown to its last full sentence
-    (:func:`alignlab.ui.format.cut_last_answer`); in blind mode as the vote records it.
+    defaults with room for two sentences). A finished answer ends at its last full sentence, blind or not
+    (:meth:`alignlab.chat.ChatPair.stream`).
     """
 
     def __init__(self, run: Any = None, **sampling: Any):
@@ -180,9 +180,6 @@ class Chat(widgets.VBox):
                     turn.update(reference_reward=reply.reference_reward, aligned_reward=reply.aligned_reward,
                                 reward_name=self.pair.reward.name)
                     self.histories = (reply.reference_history, reply.aligned_history)
-                    if self.voting.seed is None:  # not blind: the answers end at their last full sentence
-                        self.histories = tuple(cut_last_answer(history) for history in self.histories)
-                        turn.update(reference=sentence_end(reply.reference), aligned=sentence_end(reply.aligned))
                     result["reply"] = reply
                     if self.voting.seed is not None:
                         self.voting.offer(message, self.pair.mode, reply, self.pair.reward.name, settings)

@@ -24,7 +24,7 @@ from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import DEFAULT_MODEL
 from alignlab.rundir import find_run
-from alignlab.ui.format import chat_settings, cut_last_answer
+from alignlab.ui.format import chat_settings
 from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX, fit_histories, message_notice, token_counter
 from alignlab.ui.gradio.components.vote import ASK, BLIND_TITLES, create_voting
 from alignlab.ui.gradio.forms import field_named
@@ -248,16 +248,6 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
             return gr.skip(), "", False, ready, f"{kept} {READY_NOTICE}".strip()
         return gr.skip(), "", False, ready, gr.skip()
 
-    def whole_sentences(reference_view: list, aligned_view: list, reference_turns: list, aligned_turns: list,
-                        blind: bool = False):
-        """The answers are done: each column's last answer (and its history's, which the next turn reads) ends at
-        its last full sentence (:func:`alignlab.ui.format.cut_last_answer`). Not in blind mode, where the answers
-        shown are the ones the vote records."""
-        if blind:
-            return [gr.skip()] * 4
-        return [cut_last_answer(turns) for turns in (reference_view, aligned_view, reference_turns, aligned_turns)]
-
-    answered = [reference_box, aligned_box, reference_history, aligned_history]
     send_inputs = [pending, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
                    aligned_history, reference_box, aligned_box, voting.blind]
     send_outputs = [*chat_outputs, pending, notice]
@@ -267,5 +257,4 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     # note) and the chain's ``chat`` step, still pending, does not run again (trigger mode "once").
     gr.on([send.click, message.submit], take, [message, busy], [message, pending, notice, busy, send], **quick) \
         .then(chat, send_inputs, send_outputs, api_name="chat", **streaming) \
-        .then(whole_sentences, [*answered, voting.blind], answered, **quick) \
         .then(done, [pending, message, notice], [message, pending, busy, send, notice], **quick)
