@@ -31,7 +31,7 @@ from alignlab.offline import hub_offline
 from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
-from alignlab.tracking import keep_logs_in_run_dir, trainer_arguments
+from alignlab.tracking import keep_logs_in_run_dir, tracker_callbacks, trackers_last, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
 
@@ -141,6 +141,10 @@ def build_trainer(handle, context: RunContext):
             trainer = spec.trainer_class()(**kwargs)
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
     keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
+    trackers_last(trainer)  # the probe's last point reaches the trackers before they close their runs
+    for callback in context.callbacks:
+        if hasattr(callback, "trackers"):  # the probe reports to the trackers too
+            callback.trackers = tracker_callbacks(trainer)
     return trainer
 
 
