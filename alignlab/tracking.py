@@ -101,6 +101,8 @@ def trackers_last(trainer) -> None:
     before the tracker closes its run. Every tracker transformers offers here opens its run on the first log it
     gets, so what is reported before its ``on_train_begin`` is kept as well."""
     trackers = tracker_callbacks(trainer)
+    if not trackers:
+        return
     callbacks = trainer.callback_handler.callbacks
     callbacks[:] = [callback for callback in callbacks if callback not in trackers] + trackers
 
