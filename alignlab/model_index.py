@@ -3,7 +3,7 @@
 The hub, its leaderboards and ``huggingface_hub.ModelCard`` read a card's evaluation results from the
 ``model-index`` of its YAML front matter. :func:`eval_results` gives a run's, each naming the task (the
 run's held-out prompts of its dataset, with what the built-in task asks), the dataset and the reward source
-that scored it:
+that scored it (the metrics' ``config``):
 
 - ``reward_gain``: the paired reward gain over the reference of the last ``alignlab eval``
   (:mod:`alignlab.evaluate`), and ``win_rate``, the share of held-out prompts the aligned model won;
@@ -46,7 +46,7 @@ def versions_section() -> str:
 
 def _task_name(dataset: str) -> str:
     if dataset == BUILTIN_TASK:
-        return f"Controlled sentiment generation ({BUILTIN_TASK}: continue a review opening positively)"
+        return f"Controlled sentiment generation ({BUILTIN_TASK}: a short movie review from a given opening)"
     return f"Aligned generation on the held-out prompts of {dataset}"
 
 
