@@ -31,6 +31,7 @@ from alignlab.offline import hub_offline
 from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
+from alignlab.rollouts import route_generate
 from alignlab.tracking import keep_logs_in_run_dir, tracker_callbacks, trackers_last, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
@@ -140,6 +141,7 @@ def build_trainer(handle, context: RunContext):
         with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
             trainer = spec.trainer_class()(**kwargs)
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
+    route_generate(trainer.model)  # TRL's online trainers sample their rollouts with the lab's engine
     keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
     trackers_last(trainer)  # the probe's last point reaches the trackers before they close their runs
     for callback in context.callbacks:
