@@ -124,13 +124,14 @@ def pick_prompts(prompts: list, count: int, seed: int) -> list:
 
 def annotate_run(run: str | Path, reward: str | None = None, prompts: int = 0, seed: int = 0,
                  runs_dir: str | Path | None = None, settings: SamplingSettings | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Annotation:
+                 progress: Callable[[int, int], None] | None = None, dtype: str = "auto") -> Annotation:
     """Vote on ``prompts`` held-out prompts (0: all) of ``run`` (a run id in ``runs_dir``, the lab's runs folder when
     None, or a run directory) with the reward source ``reward`` (default: the run's own), appending each vote to the
     run's votes file as it is cast.
 
     Both models answer every prompt with ``settings`` (the chat's defaults, seeded ``seed``); ``seed`` also draws
-    the prompts. ``progress(done, total)`` is called once the models are loaded, then after each prompt.
+    the prompts. ``progress(done, total)`` is called once the models are loaded, then after each prompt. The run's
+    model is loaded in the precision ``dtype`` asks of the device policy (:func:`alignlab.devices.placement`).
     AlignLabError before anything is sampled for a run that is not there, has no saved model or trains a scorer,
     and for a bad reward name or count.
     """
@@ -151,7 +152,7 @@ def annotate_run(run: str | Path, reward: str | None = None, prompts: int = 0, s
     source = get_reward(reward or config.reward, instruction=config.judge_instruction, runs_dir=run_dir.parent)
     settings = settings or SamplingSettings(seed=seed)
     path = votes_path(run_dir.parent, run_dir.name)
-    pair = ChatPair.from_run(run_dir, reward=source)
+    pair = ChatPair.from_run(run_dir, reward=source, dtype=dtype)
     orders = random.Random(seed)  # each vote's A/B order, kept in it as for a person's
     sampling = {"max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
                 "top_p": settings.top_p, "seed": settings.seed}

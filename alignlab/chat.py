@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignlab import devices
 from alignlab.config import config_of
 from alignlab.data import BUILTIN_TASK
 from alignlab.errors import AlignLabError
@@ -116,16 +117,19 @@ class ChatPair:
 
     # --- constructors --------------------------------------------------------------------------
     @classmethod
-    def from_run(cls, run_dir: str | Path, reward: str | None = None, mode: str | None = None) -> ChatPair:
+    def from_run(cls, run_dir: str | Path, reward: str | None = None, mode: str | None = None,
+                 dtype: str = "auto") -> ChatPair:
         """Chat with a run's saved model (see :func:`alignlab.models.load_trained`) and its reference.
 
         ``reward`` defaults to the run's reward source (:func:`~alignlab.rewards.reward_for`); ``mode``
-        to the one it trained in (:func:`trained_mode`).
+        to the one it trained in (:func:`trained_mode`); ``dtype`` is asked of the device policy
+        (:func:`alignlab.devices.placement`: auto, bf16, fp16 or fp32).
         """
 
         config = config_of(run_dir)
         _check_generative(config)
-        model, tokenizer = load_trained(run_dir, trust_remote_code=config.trust_remote_code)
+        model, tokenizer = load_trained(run_dir, trust_remote_code=config.trust_remote_code,
+                                        placement=devices.placement(dtype))
         return cls(model, tokenizer, base_model_name=None if is_adapter_model(model) else config.model,
                    reward=reward or reward_for(config), mode=mode or trained_mode(config)[0],
                    trust_remote_code=config.trust_remote_code)
@@ -149,10 +153,11 @@ class ChatPair:
 
     @classmethod
     def base_only(cls, model_name: str, reward: str = "sentiment", mode: str = "chat",
-                  trust_remote_code: bool = False) -> ChatPair:
-        """Both columns from the base model (aligned == reference): what chat looks like before training."""
+                  trust_remote_code: bool = False, dtype: str = "auto") -> ChatPair:
+        """Both columns from the base model (aligned == reference): what chat looks like before training, loaded
+        as the device policy places ``dtype`` (:func:`alignlab.devices.placement`)."""
 
-        model = load_model(model_name, trust_remote_code=trust_remote_code)
+        model = load_model(model_name, trust_remote_code=trust_remote_code, placement=devices.placement(dtype))
         return cls(model, load_tokenizer(model_name, trust_remote_code), reward=reward, mode=mode)
 
     # --- generation ------------------------------------------------------------------------------

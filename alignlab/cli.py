@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 from alignlab.config import RunConfig, common_knobs
 from alignlab.data import load_rows
+from alignlab.devices import DTYPES
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
 from alignlab.export import EXPORT_FORMATS, export_metrics
@@ -35,6 +36,7 @@ from alignlab.signals import noted_signals
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each stops a run trained here cleanly (see _signals_stop_the_run)
 RUNS_DEFAULT = f"(default %(default)s: {RUNS_WHERE})"  # the help of every --output-dir but train's
 DEFAULT_SAMPLES = 2  # alignlab.evaluate.DEFAULT_SAMPLES, without importing torch for --help
+REPEATABLE = ("report_to",)  # train flags that may be given more than once (--report-to a --report-to b), values joined
 
 
 def _declarations() -> dict[str, list[tuple[str, object]]]:
@@ -74,6 +76,12 @@ def flag_help(declarations: list[tuple[str, object]]) -> str:
     return f"{text} [{per_method}]"
 
 
+def _add_dtype(parser, loads: str) -> None:
+    """The ``--dtype`` of a command that reads models: what the device policy (alignlab.devices) loads ``loads`` in."""
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help=f"Precision {loads} load in (default auto: "
+                        "bf16 on a GPU with bf16, fp16 on one without, fp32 on the CPU).")
+
+
 def _add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="Train one run and save it under --output-dir.")
     parser.add_argument("--method", choices=method_names(), help="Training method (default dpo).")
@@ -84,6 +92,7 @@ def _add_train_parser(subparsers) -> None:
         kind = declarations[0][1].kind
         metavar = {"float": "F", "int": "N", "bool": "BOOL", "choice": "CHOICE", "str": "TEXT"}[kind]
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=metavar,
+                            action="append" if name in REPEATABLE else "store",
                             help=flag_help(declarations).replace("%", "%%"))
     parser.add_argument("--run-id", metavar="ID", help="Name of the run directory under --output-dir: letters, digits, "
                         "'_', '.', '-' (default: time-method-label-random). Refused if that directory exists.")
@@ -132,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefs.add_argument("--seed", type=int, default=0)
     prefs.add_argument("--output", required=True, help="Where to write the JSONL pairs (and a .card.md next to it).")
     prefs.add_argument("--force", action="store_true", help="Replace --output if it exists (never the --dataset).")
+    _add_dtype(prefs, "the model")
     annotate = data_sub.add_parser("annotate", help="An AI annotator votes like people: on held-out prompts, the run's "
                                    "aligned model and its reference answer alike, a reward source picks the better "
                                    "(a judge asked in both orders) and the vote joins the run's votes file as "
@@ -147,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     annotate.add_argument("--output-dir", default=str(runs_dir), help=f"Folder the run id is looked up in "
                           f"{RUNS_DEFAULT}.")
     annotate.add_argument("--quiet", action="store_true", help="No progress bar.")
+    _add_dtype(annotate, "the run's model and its reference")
     evaluate = subparsers.add_parser(
         "eval", help="Aligned vs reference on held-out prompts: reward gain ± paired s.e., win-rate, fluency.")
     evaluate.add_argument("run_dir", help="A run directory (runs/<run-id>).")
@@ -157,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("--seed", type=int, default=1234, help="Sampling seed, shared by both models.")
     evaluate.add_argument("--no-fluency", action="store_true", help="Skip the reference-perplexity pass.")
     evaluate.add_argument("--json", metavar="FILE", help="Also write the figures to FILE as JSON.")
+    _add_dtype(evaluate, "the run's model and its reference")
     models = subparsers.add_parser("models", help="Model tools.")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     fetch = models_sub.add_parser("fetch", help="Build/locate a model now so later runs start offline.")
@@ -273,7 +285,7 @@ def _eval(args) -> int:
     if args.json:
         _check_writable(args.json, "json")
     result = compare_run(run_dir, reward=args.reward, samples_per_prompt=args.samples, seed=args.seed,
-                         with_fluency=not args.no_fluency)
+                         with_fluency=not args.no_fluency, dtype=args.dtype)
     print(result.report())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
@@ -505,7 +517,7 @@ def _annotate(args) -> int:
 
     try:
         result = annotate_run(args.run, reward=args.reward, prompts=args.prompts, seed=args.seed,
-                              runs_dir=args.output_dir, progress=None if args.quiet else progress)
+                              runs_dir=args.output_dir, progress=None if args.quiet else progress, dtype=args.dtype)
     finally:
         for bar in bars:
             bar.close()
@@ -539,7 +551,8 @@ def _make_prefs(args) -> int:
 
     report = make_prefs(args.model, prompts, args.output, samples_per_prompt=args.samples, reward=args.reward,
                         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                        seed=args.seed, min_gap=args.min_gap, progress=progress, source=args.dataset, force=args.force)
+                        seed=args.seed, min_gap=args.min_gap, progress=progress, source=args.dataset, force=args.force,
+                        dtype=args.dtype)
     bar.close()
     card = card_path(args.output)
     write_card(report, card, "alignlab " + " ".join(sys.argv[1:]))

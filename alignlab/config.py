@@ -23,7 +23,7 @@ from alignlab.methods.base import Knob
 from alignlab.models import DEFAULT_MODEL, offered_models
 from alignlab.rewards import DEFAULT_INSTRUCTION, reward_names
 from alignlab.rundir import CONFIG, MAX_RUN_NAME, RUNS_WHERE, check_run_id, default_runs_dir, read_config
-from alignlab.tracking import TRACKERS
+from alignlab.tracking import TRACKERS, report_to_value
 
 DEFAULT_DATASET = "positive-reviews"
 
@@ -207,9 +207,11 @@ class RunConfig:
                                   min=1, max=100))
     report_to: str = field(
         default="none",
-        metadata=_meta("Experiment tracker that also gets the trainer's logs: tensorboard (event files in the run's "
-                       "logs/ folder), trackio, wandb or mlflow; its package must be installed (tensorboard and "
-                       "trackio: pip install 'alignlab[track]').", kind="choice", choices=tuple(TRACKERS)),
+        metadata=_meta("Experiment trackers that also get the trainer's logs and the probe's reward and KL: "
+                       "tensorboard (event files in the run's logs/ folder), trackio, wandb or mlflow, several "
+                       "comma-separated (or the flag repeated); each one's package must be installed (tensorboard and "
+                       "trackio: pip install 'alignlab[track]').", kind="str",
+                       suggestions=lambda: tuple(TRACKERS)),
     )
     output_dir: str = field(default_factory=lambda: str(default_runs_dir()), metadata=_meta(
         f"Folder that holds run directories (default: {RUNS_WHERE}).", kind="str"))
@@ -234,11 +236,14 @@ class RunConfig:
         """
         if not isinstance(self.method, str) or self.method not in method_names():
             raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
+        if isinstance(self.report_to, (list, tuple)):  # a YAML list or a repeated flag, as transformers takes it
+            self.report_to = report_to_value(self.report_to)
         for knob in common_knobs():
             value = getattr(self, knob.name)
             if not is_dataset_object(value):  # a datasets.Dataset stays one (resolve_dataset takes its train split)
                 setattr(self, knob.name, knob.coerce(value))
         self.owner = check_owner(self.owner)
+        self.report_to = report_to_value(self.report_to)  # "tensorboard,trackio" or "none"; unknown names refused
         if self.run_name:  # a label that goes into the run directory's name: never a path
             check_run_id(self.run_name, "run_name", MAX_RUN_NAME)
         if not self.output_dir.strip() or "\x00" in self.output_dir:  # whether it can be written: checked at start

@@ -3,7 +3,8 @@
 Every model load asks :func:`placement` (through :func:`alignlab.models.load_model` and
 :func:`alignlab.models.load_trained`): the policy being trained, its reference, PPO's value model, a
 reward model, the judge, and the models that ``eval``, chat, ``make-prefs``, ``annotate`` and
-``export --merged`` read. The trainer's precision flags come from the same answer
+``export --merged`` read (``eval``, ``data annotate`` and ``data make-prefs`` take ``--dtype``, the chat's
+:class:`~alignlab.chat.ChatPair` a ``dtype``). The trainer's precision flags come from the same answer
 (:meth:`Placement.trainer_flags`), and nothing else calls ``.to(device)`` on a model (:func:`move`).
 
 ``--dtype auto`` decides from the machine (:class:`DeviceFacts`):

@@ -20,6 +20,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from alignlab import devices
 from alignlab.config import config_of
 from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.fluency import fluency
@@ -106,16 +107,17 @@ def compare_models(model, tokenizer, config, prompts: list, run_id: str = "", re
 
 def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prompt: int = DEFAULT_SAMPLES,
                 seed: int = 1234, max_new_tokens: int | None = None, temperature: float = READING_TEMPERATURE,
-                top_p: float = READING_TOP_P, with_fluency: bool = True) -> Comparison:
+                top_p: float = READING_TOP_P, with_fluency: bool = True, dtype: str = "auto") -> Comparison:
     """Load a run's trained model and compare it with its reference on the held-out prompts it recorded (the run's
-    own reward source by default).
+    own reward source by default), in the precision ``dtype`` asks of the device policy (:mod:`alignlab.devices`:
+    auto, bf16, fp16 or fp32).
 
     The figures are kept in the run directory (:func:`alignlab.rundir.write_eval`) and the run's model card
     shows them from then on; a run folder that cannot be written (read-only) only gets a warning.
     """
 
     config = config_of(run_dir)
-    model, tokenizer = load_trained(run_dir, config.trust_remote_code)
+    model, tokenizer = load_trained(run_dir, config.trust_remote_code, placement=devices.placement(dtype))
     source = get_reward(reward, instruction=config.judge_instruction, runs_dir=config.output_dir) if reward else None
     result = compare_models(model, tokenizer, config, held_out_of_run(run_dir, config).prompts, Path(run_dir).name,
                             source,

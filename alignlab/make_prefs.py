@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from alignlab import devices
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings, sample
 from alignlab.methods.base import Knob
@@ -111,12 +112,13 @@ def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_
                reward: str = "sentiment", max_new_tokens: int = 48, temperature: float = 0.7, top_p: float = 0.9,
                seed: int = 0, min_gap: float = 0.05, batch_size: int = 16,
                progress: Callable[[int, int], None] | None = None, source: str | Path | None = None,
-               force: bool = False) -> PrefsReport:
+               force: bool = False, dtype: str = "auto") -> PrefsReport:
     """Sample, score and write ``output`` (JSONL of prompt/chosen/rejected plus scores).
 
     Every setting and ``output`` are checked first (:func:`check_settings`, :func:`check_output`): an
     existing ``output`` is replaced only with ``force``, and never when it is ``source``, the dataset the
-    prompts came from.
+    prompts came from. The model is loaded in the precision ``dtype`` asks of the device policy
+    (:func:`alignlab.devices.placement`: auto, bf16, fp16 or fp32).
     """
 
     check_settings(samples=samples_per_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -125,7 +127,7 @@ def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_
     if not prompts:
         raise AlignLabError("prompts: got none, expected at least one prompt")
     score = get_reward(reward)
-    model = load_model(model_name)
+    model = load_model(model_name, placement=devices.placement(dtype))
     tokenizer = load_tokenizer(model_name)
     settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     completions = sample(model, tokenizer, prompts, settings, batch_size=batch_size,

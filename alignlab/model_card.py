@@ -5,7 +5,8 @@ from the run directory, so the folder says what it holds wherever it is copied o
 
 - YAML front matter in the Hugging Face / TRL conventions: ``base_model`` (the hub id, see
   :mod:`alignlab.base_model`), ``library_name`` (peft for an adapter, transformers for full weights),
-  ``tags`` (alignlab, trl, the method, lora), ``datasets`` (hub datasets only), ``license`` when known;
+  ``tags`` (alignlab, trl, the method, lora), ``datasets`` (hub datasets only), ``license`` when known, and the
+  ``model-index`` of the results the hub reads (gain, win-rate, KL, with task and reward: :mod:`alignlab.model_index`);
 - the method with its summary and paper (from its MethodSpec, as the Learn cards show them);
 - the data, and the held-out prompts the run recorded (:mod:`alignlab.held_out`): which, how many, never trained on;
 - the knobs: the method's with their help text, then every setting as a YAML block ``alignlab train
@@ -13,6 +14,7 @@ from the run directory, so the folder says what it holds wherever it is copied o
 - results: the final logged metrics, the final reward-vs-KL point of the probe, reference vs aligned on
   the held-out samples, and the gain of the last ``alignlab eval`` when there is one;
 - how to load it: AutoPeftModel / PeftModel on an explicit base / a transformers pipeline.
+- the versions of the frameworks it was made with (alignlab, TRL, transformers, PEFT, torch, ...).
 
 :func:`write_card` writes it; the run writes it when it saves its model and again once its samples are
 in, ``alignlab eval`` refreshes it, and an export writes one for what it exports.
@@ -29,6 +31,7 @@ from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, dataset_parts, task_instru
 from alignlab.errors import AlignLabError
 from alignlab.held_out import held_out_of_run
 from alignlab.methods import registry
+from alignlab.model_index import eval_results, versions_section
 from alignlab.plots import final_point
 
 KINDS = ("adapter", "merged", "model")  # a LoRA adapter; the adapter merged into its base; a fully trained model
@@ -86,13 +89,16 @@ def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _front_matter(config: dict, base: BaseModel, kind: str, text_model: bool) -> str:
+def _front_matter(run_dir: Path, config: dict, base: BaseModel, kind: str, text_model: bool) -> str:
     from huggingface_hub import ModelCardData
 
     tags = ["alignlab", "trl", str(config.get("method"))] + (["lora"] if config.get("lora", True) else [])
+    datasets = hub_datasets(str(config.get("dataset", "")))
+    results = eval_results(run_dir, config, datasets) if text_model else []  # the model-index (alignlab.model_index)
     data = ModelCardData(base_model=base.hub_id, library_name="peft" if kind == "adapter" else "transformers",
-                         license=base.license, tags=tags, datasets=hub_datasets(str(config.get("dataset", ""))) or None,
-                         pipeline_tag="text-generation" if text_model else "text-classification")
+                         license=base.license, tags=tags, datasets=datasets or None,
+                         pipeline_tag="text-generation" if text_model else "text-classification",
+                         model_name=run_dir.name if results else None, eval_results=results or None)
     return f"---\n{data.to_yaml()}\n---\n"
 
 
@@ -203,7 +209,7 @@ def card_text(run_dir: str | Path, folder: str | Path | None = None, kind: str |
     base_name = f"[{base.hub_id}](https://huggingface.co/{base.hub_id})" if base.hub_id else f"`{base.reference}`"
     paper = _ARXIV.sub(r"[arXiv:\1](https://arxiv.org/abs/\1)", spec.paper) if spec is not None else "unknown"
     sections = [
-        _front_matter(config, base, kind, text_model),
+        _front_matter(run_dir, config, base, kind, text_model),
         f"# {run_dir.name}\n\n{what} {base_name}, trained with {title} by alignlab (a lab for aligning "
         "language models, over TRL and PEFT).",
         f"## Base model\n\n{base.origin}" + ("" if base.license else " License: not recorded."),
@@ -214,6 +220,7 @@ def card_text(run_dir: str | Path, folder: str | Path | None = None, kind: str |
         f"## Results\n\n{_results(run_dir, config, state)}",
         "## How to load\n\n" + _loading(base, kind, location or str(rundir.model_dir(run_dir)), text_model,
                                          config.get("dataset") == BUILTIN_TASK),
+        f"## Framework versions\n\n{versions_section()}",
         "## Limitations\n\nA short run of a lab for exploring alignment methods: the figures above come from its own "
         "held-out prompts (never trained on) and reward source, not from a benchmark.",
     ]

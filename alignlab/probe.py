@@ -39,6 +39,7 @@ from alignlab.models import policy_of
 from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se
+from alignlab.tracking import report_probe
 
 PROBE_PROMPTS = 32
 SAMPLER = "alignlab.decoding"  # in the step-0 cache key: a probe cached from another sampler drew another stream
@@ -146,7 +147,9 @@ def _generate_synced(model, tokenizer, batch, max_new_tokens: int, seed: int, st
 
 class ProbeCallback(TrainerCallback):
     """Runs :func:`measure` at the start, every ``config.probe_every`` steps and at the end of training,
-    writing ``{run_id, step, time, metrics}`` to the run's metrics file and its bus (``handle.record``)."""
+    writing ``{run_id, step, time, metrics}`` to the run's metrics file and its bus (``handle.record``), and
+    giving the metrics to the run's experiment trackers (``trackers``, set once the trainer exists; see
+    :func:`alignlab.tracking.report_probe`)."""
 
     def __init__(self, handle, context, num_prompts: int = PROBE_PROMPTS):
         self.handle = handle
@@ -157,6 +160,8 @@ class ProbeCallback(TrainerCallback):
         self.prompts = handle.held_out.prompts[:num_prompts]  # recorded when the run started
         self._frozen_reference = None
         self._last_step: int | None = None
+        self.trackers: list = []  # the trainer's tracker callbacks (alignlab.training.build_trainer sets them)
+        self.recorded: dict | None = None  # the metrics of the last probe this process recorded
 
     def _reference_context(self, model):
         if is_adapter_model(model):
@@ -212,12 +217,20 @@ class ProbeCallback(TrainerCallback):
         self._last_step = step
         if not self.handle.is_writer:  # another process of a sharded run: it sampled along, the main one writes
             return result
-        self.handle.record(step, {**result.metrics(), "probe/seconds": round(elapsed, 3)})  # file, then bus
+        self.recorded = {**result.metrics(), "probe/seconds": round(elapsed, 3)}
+        self.handle.record(step, self.recorded)  # file, then bus
         rundir.append_probe_samples(self.handle.run_dir, step, result.samples)
         return result
 
     def _model(self, kwargs):
         return kwargs["model"] if kwargs.get("model") is not None else self.handle.model
+
+    def _probe(self, args, state, control, kwargs, untrained: bool = False) -> None:
+        """Probe at this step (:meth:`run`) and give what was recorded to the trackers."""
+        self.recorded = None
+        self.run(self._model(kwargs), state.global_step, untrained=untrained)
+        if self.recorded is not None:
+            report_probe(self.trackers, args, state, control, self.recorded)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not self.context.sampling.joins(state.is_world_process_zero):
@@ -227,13 +240,13 @@ class ProbeCallback(TrainerCallback):
         if self.context.sampling.agree(probed):  # a resumed run, probed at the step it resumes from
             self._last_step = state.global_step
             return
-        self.run(self._model(kwargs), state.global_step, untrained=state.global_step == 0)
+        self._probe(args, state, control, kwargs, untrained=state.global_step == 0)
 
     def on_step_end(self, args, state, control, **kwargs):
         joins = self.context.sampling.joins(state.is_world_process_zero)
         if joins and state.global_step % self.config.probe_every == 0:
-            self.run(self._model(kwargs), state.global_step)
+            self._probe(args, state, control, kwargs)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.context.sampling.joins(state.is_world_process_zero) and self._last_step != state.global_step:
-            self.run(self._model(kwargs), state.global_step)
+            self._probe(args, state, control, kwargs)

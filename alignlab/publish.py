@@ -4,7 +4,9 @@
 (:mod:`alignlab.model_card`): the LoRA adapter as trained, its ``adapter_config.json`` naming the base by
 its hub id where it has one (:mod:`alignlab.base_model`), or, ``merged``, the adapter folded into the base
 and saved as full weights with the tokenizer, a folder that loads with transformers alone. TRL's pickled
-trainer settings stay behind. The folder appears complete or not at all (written beside it, then renamed).
+trainer settings stay behind. The folder appears complete or not at all (written beside it, then renamed), and
+what it holds is readable by everyone (files 0644, folders 0755), whatever the user's umask or the run's modes:
+an export is made to be shared.
 
 :func:`push_run` exports to a temporary folder and uploads it to a hub repository (made if needed). Without
 a token, or with the hub switched off (``HF_HUB_OFFLINE``), it says so in one line before any upload.
@@ -24,6 +26,7 @@ from alignlab.errors import AlignLabError
 from alignlab.model_card import write_card
 
 BASE_FIELD = "base_model_name_or_path"  # where peft's adapter config names the base model
+FILE_MODE, FOLDER_MODE = 0o644, 0o755  # an export's files and folders: readable by other users
 
 
 def _check_target(target: Path) -> None:
@@ -38,6 +41,14 @@ def _name_base(folder: Path, reference: str) -> None:
     config = json.loads(path.read_text(encoding="utf-8"))
     config[BASE_FIELD] = reference
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Give ``folder``, its subfolders and files the modes :data:`FOLDER_MODE` and :data:`FILE_MODE`."""
+    folder.chmod(FOLDER_MODE)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(FOLDER_MODE if path.is_dir() else FILE_MODE)
 
 
 def _save_merged(run_dir: Path, folder: Path) -> None:
@@ -83,6 +94,7 @@ def export_run(run_dir: str | Path, target: str | Path, merged: bool = False, lo
             if adapter:
                 _name_base(partial, base.reference)
         write_card(run_dir, partial, kind=kind, base=base, location=location or str(target))
+        _readable_by_all(partial)
         if target.exists():
             target.rmdir()  # empty (checked above)
         os.replace(partial, target)

@@ -32,7 +32,7 @@ from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
 from alignlab.rollouts import route_generate
-from alignlab.tracking import keep_logs_in_run_dir, trainer_arguments
+from alignlab.tracking import keep_logs_in_run_dir, tracker_callbacks, trackers_last, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
 
@@ -143,6 +143,10 @@ def build_trainer(handle, context: RunContext):
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
     route_generate(trainer.model)  # TRL's online trainers sample their rollouts with the lab's engine
     keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
+    trackers_last(trainer)  # the probe's last point reaches the trackers before they close their runs
+    for callback in context.callbacks:
+        if hasattr(callback, "trackers"):  # the probe reports to the trackers too
+            callback.trackers = tracker_callbacks(trainer)
     return trainer
 
 

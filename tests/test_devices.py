@@ -163,3 +163,62 @@ def test_reading_loads_follow_the_policy(monkeypatch, tiny):
     assert reference.dtype == torch.bfloat16 and len(asked) == 2  # the copy follows its model, not a new decision
     attention = reference.config._attn_implementation
     assert devices.like(reference) == Placement("cpu", "bf16", attn_implementation=attention)
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every model class from_pretrained call from here on: (class name, dtype asked for)."""
+    from transformers import PreTrainedModel
+
+    calls = []
+    original = PreTrainedModel.from_pretrained.__func__
+
+    def recording(cls, *args, **kwargs):
+        calls.append((cls.__name__, kwargs.get("dtype")))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(recording))
+    return calls
+
+
+def test_eval_chat_annotate_and_make_prefs_load_in_the_dtype_asked(loads, tiny, tmp_path):
+    """--dtype reaches the policy from each reading command: bf16 asked (the CPU runs it), every load is bf16,
+    the models sample in bf16, and a dtype this machine cannot run is refused before anything loads."""
+    import torch
+
+    from alignlab.annotate import annotate_run
+    from alignlab.chat import ChatPair
+    from alignlab.evaluate import compare_run
+    from alignlab.make_prefs import make_prefs
+    from alignlab.runner import start
+
+    handle = start(RunConfig(**{**tiny, "max_steps": 1, "probe_every": 0}), background=False)
+    assert handle.state == "finished", handle.error
+    loads.clear()
+    pair = ChatPair.from_run(handle.run_dir, dtype="bf16")
+    base = ChatPair.base_only("tiny-random", dtype="bf16")
+    assert pair.model.dtype == pair.reference_model.dtype == base.model.dtype == torch.bfloat16
+    compare_run(handle.run_dir, samples_per_prompt=1, with_fluency=False, dtype="bf16")
+    annotate_run(handle.run_dir, prompts=1, dtype="bf16")
+    report = make_prefs("tiny-random", ["Review 1: the film"], tmp_path / "made.jsonl", samples_per_prompt=2,
+                        max_new_tokens=4, min_gap=0.0, dtype="bf16")
+    assert report.prompts == 1
+    assert len(loads) == 5 and {dtype for _, dtype in loads} == {torch.bfloat16}, loads
+    loads.clear()
+    with pytest.raises(AlignLabError, match="dtype: got 'fp8'"):
+        compare_run(handle.run_dir, dtype="fp8")
+    with pytest.raises(AlignLabError, match="dtype: got 'half'"):
+        ChatPair.base_only("tiny-random", dtype="half")
+    assert loads == []
+
+
+@pytest.mark.parametrize("command", [["eval", "RUN"], ["data", "annotate", "RUN"],
+                                     ["data", "make-prefs", "--output", "x.jsonl"]])
+def test_the_reading_commands_offer_dtype(command, capsys):
+    from alignlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_code:
+        main([*command, "--dtype", "fp8"])
+    assert exit_code.value.code == 2
+    error = capsys.readouterr().err
+    assert "--dtype: invalid choice: 'fp8'" in error and all(name in error for name in devices.DTYPES)

@@ -73,3 +73,26 @@ def test_a_wheel_install_finds_the_built_in_task_outside_the_checkout(tmp_path):
     assert out[0].startswith(str(site)), out
     assert out[1] == str(prefix / "share" / "alignlab" / "assets" / "positive-reviews")
     assert int(out[2]) > 0
+
+
+def test_trl_is_pinned_to_the_installed_minor_and_its_experimental_trainers_load():
+    """ORPO, CPO/SimPO and online DPO come from trl.experimental (docs/versions.md): pyproject asks for the TRL minor
+    the suite runs on, and each experimental class the methods name imports from it."""
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from alignlab.methods import registry
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    trl = next(Requirement(line) for line in project["project"]["dependencies"] if line.startswith("trl"))
+    installed = Version(version("trl"))
+    major, minor = installed.release[:2]
+    assert installed in trl.specifier
+    assert not trl.specifier.contains(f"{major}.{minor + 1}.0") and trl.specifier.contains(f"{major}.{minor}.99")
+    experimental = [(spec.name, loader) for spec in registry().values()
+                    for loader in (spec.config_class, spec.trainer_class) if ".experimental." in (loader.__doc__ or "")]
+    assert {name for name, _ in experimental} == {"orpo", "simpo", "online-dpo"}
+    for _, loader in experimental:
+        assert any(cls.__module__.startswith("trl.experimental.") for cls in loader().__mro__)
+    assert "docs/versions.md" in (ROOT / "README.md").read_text()

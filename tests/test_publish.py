@@ -1,5 +1,6 @@
-"""Sharing results: the model card a run writes, `alignlab export` (adapter and merged) loading in a fresh
-offline process, the base named by hub id, and `alignlab push` failing in one line without a hub."""
+"""Sharing results: the model card a run writes (its model-index read back by huggingface_hub, its framework
+versions), `alignlab export` (adapter and merged) loading in a fresh offline process, the base named by hub id, the
+merged base's dtype kept, exported files readable by others, and `alignlab push` failing in one line without a hub."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
-from huggingface_hub import metadata_load
+from huggingface_hub import ModelCard, metadata_load
 
 from alignlab import rundir
 from alignlab.base_model import base_of
@@ -141,6 +143,31 @@ def test_a_run_writes_a_real_model_card(runs):
     assert "| `probe/reward` |" in text and "Reward vs KL from the reference**, final point (step 2)" in text
     assert "**Held-out samples**" in text and "AutoPeftModelForCausalLM.from_pretrained(" in text
     assert "No `alignlab eval` of this run yet" in text
+    assert "## Framework versions" in text
+    for name in ("alignlab", "trl", "transformers", "peft", "torch"):
+        assert f"- {name}: {metadata.version(name)}\n" in text
+
+
+def results_of(card_path: Path) -> dict:
+    """The card's model-index as huggingface_hub reads it: metric type -> EvalResult."""
+    card = ModelCard.load(card_path)  # a local file: no network
+    return {result.metric_type: result for result in card.data.eval_results or []}
+
+
+def test_the_card_model_index_carries_the_probes_kl_and_reward(runs):
+    card_path = rundir.model_dir(runs["tiny"]) / rundir.MODEL_CARD
+    results = results_of(card_path)
+    rows, _ = rundir.read_metrics(runs["tiny"])
+    last = [row for row in rows if "probe/kl" in row][-1]
+    assert set(results) == {"kl", "reward"}  # no eval yet: the probe's final point only
+    assert results["kl"].metric_value == pytest.approx(last["probe/kl"], abs=1e-4)
+    assert results["reward"].metric_value == pytest.approx(last["probe/reward"], abs=1e-4)
+    for result in results.values():
+        assert (result.task_type, result.dataset_split, result.metric_config) == ("text-generation", "held-out",
+                                                                                  "sentiment")
+        assert result.task_name.startswith("Controlled sentiment generation (positive-reviews")
+        assert result.dataset_type == "positive-reviews"
+    assert ModelCard.load(card_path).data.model_name == runs["tiny"].name
 
 
 def test_export_cards_name_the_hub_base_and_the_merged_library(exports):
@@ -160,6 +187,12 @@ def test_an_eval_is_kept_and_shown_on_the_card(runs, hub_cache, monkeypatch):
     assert rundir.read_eval(runs["hub"])["gain"] == result.gain
     text = (rundir.model_dir(runs["hub"]) / rundir.MODEL_CARD).read_text()
     assert f"gain {result.gain:+.3f} ± {result.gain_se:.3f} (paired s.e.)" in text
+    results = results_of(rundir.model_dir(runs["hub"]) / rundir.MODEL_CARD)  # the hub's reading of the model-index
+    assert set(results) == {"reward_gain", "win_rate", "kl", "reward"}
+    assert results["reward_gain"].metric_value == pytest.approx(result.gain, abs=1e-4)
+    assert results["win_rate"].metric_value == pytest.approx(result.win_rate, abs=1e-4)
+    assert results["reward_gain"].metric_config == results["win_rate"].metric_config == result.reward
+    assert result.reward in results["reward_gain"].metric_name and "paired s.e." in results["reward_gain"].metric_name
 
 
 def test_the_default_model_is_named_by_its_hub_id_and_its_gguf_origin(runs):
@@ -228,3 +261,39 @@ def test_a_default_model_export_names_the_hub_id_and_loads_on_the_offline_build(
     result = subprocess.run([sys.executable, "-c", load, str(folder)], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert result.returncode == 0 and result.stdout.split() == ["PeftModelForCausalLM"], result.stderr[-2000:]
+
+
+def test_exported_files_are_readable_by_other_users_whatever_the_umask(runs, tmp_path):
+    previous = os.umask(0o077)  # a private umask: files would be 0600 and folders 0700 without the export's modes
+    try:
+        folders = [export_run(runs["tiny"], tmp_path / "adapter"), export_run(runs["tiny"], tmp_path / "merged",
+                                                                              merged=True)]
+    finally:
+        os.umask(previous)
+    for folder in folders:
+        paths = [folder, *folder.rglob("*")]
+        assert any(path.name == rundir.MODEL_CARD for path in paths)
+        modes = {path.relative_to(folder).as_posix(): path.stat().st_mode & 0o777 for path in paths}
+        assert modes == {name: 0o755 if (folder / name).is_dir() else 0o644 for name in modes}, modes
+
+
+def test_a_merged_export_keeps_the_dtype_of_its_base(tmp_path):
+    """A bf16 base, trained in fp32 on the CPU, merges and saves as bf16: the export is the base's size."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    from alignlab.models import load_model
+
+    base = tmp_path / "bf16-base"
+    load_model("tiny-random").to(torch.bfloat16).save_pretrained(base)
+    from alignlab.models import load_tokenizer
+
+    load_tokenizer("tiny-random").save_pretrained(base)
+    assert str(AutoConfig.from_pretrained(base).dtype) == "torch.bfloat16"
+    run_dir = train(tmp_path / "runs", str(base))
+    merged = export_run(run_dir, tmp_path / "merged", merged=True)
+    assert str(AutoConfig.from_pretrained(merged).dtype) == "torch.bfloat16"
+    with safe_open(merged / "model.safetensors", "pt") as weights:
+        dtypes = {weights.get_slice(name).get_dtype() for name in weights.keys()}
+    assert dtypes == {"BF16"}
