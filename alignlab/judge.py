@@ -110,19 +110,21 @@ class Judge:
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start:start + self.batch_size]
             width = max(len(c) + len(a) for c, a in batch)
+            keep = max(len(a) for _, a in batch) + 1  # logits only where they predict an answer token
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
-            for i, (context, answer) in enumerate(batch):
-                ids[i, :len(context) + len(answer)] = torch.tensor(context + answer)
-                mask[i, :len(context) + len(answer)] = 1
+            for i, (context, answer) in enumerate(batch):  # left-padded: every answer ends at the last column
+                ids[i, width - len(context) - len(answer):] = torch.tensor(context + answer)
+                mask[i, width - len(context) - len(answer):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.no_grad():
-                log_probs = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-            log_probs = log_probs.log_softmax(-1).cpu()
-            for i, (context, answer) in enumerate(batch):
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                               position_ids=positions.to(model.device), logits_to_keep=keep).logits
+            for i, (_, answer) in enumerate(batch):
                 if not answer:
                     results.append((0.0, 0))
                     continue
-                positions = torch.arange(len(context) - 1, len(context) + len(answer) - 1)
-                taken = log_probs[i, positions, torch.tensor(answer)]
+                predicting = logits[i, keep - len(answer) - 1:keep - 1].float().log_softmax(-1)
+                taken = predicting.gather(-1, torch.tensor(answer, device=predicting.device)[:, None])
                 results.append((float(taken.sum()), len(answer)))
         return results

@@ -155,6 +155,12 @@ def _sampling(p: dict, source: list[str]) -> list[str]:
                 f"≥ 3x generate: {_goal(row['engine_over_generate'], 3.0, below=False)}")
         lines.append(f"| {size} | {row['generate']:.1f} | {row['engine']:.1f} | {row['bound']:.1f} | "
                      f"{row['engine_over_bound']:.2f} | {row['engine_over_generate']:.2f} | {goal} |")
+    if p.get("rollouts"):
+        r = p["rollouts"]
+        lines += ["", f"Rollouts as the online trainers lay them out ({r['rows']} rows: {r['group']} copies of each of "
+                  f"{r['rows'] // r['group']} prompts): `generate` {r['generate']:.1f} tokens/s, the trainers' route "
+                  f"through the engine (`alignlab.rollouts`, one prefill per prompt) {r['engine']:.1f} tokens/s, "
+                  f"{r['engine_over_generate']:.2f}x."]
     e2e, warm = p["end_to_end_tokens_per_s"], p["warmup_s"]
     lines += ["", f"End to end, warm-up included (all batch sizes): `generate` {e2e['generate']:.1f} tokens/s "
               f"(warm-up {warm['generate']:.1f} s), engine {e2e['engine']:.1f} tokens/s "

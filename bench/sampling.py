@@ -7,7 +7,10 @@
 Both paths decode the same left-padded built-in review prompts (chat template) for exactly ``tokens``
 new tokens per row (no stop tokens, so both do the same work), at the lab's reading settings
 (temperature 0.7, top-p 0.9). (a) ``model.generate``; (b) :func:`alignlab.decoding.decode`, the engine
-behind :func:`alignlab.generation.sample`. Each path's first call (batch 1, a few tokens) is its
+behind :func:`alignlab.generation.sample`. The rollout rows (``*-groups``) decode the largest batch as an
+online trainer lays it out, ``GROUP`` copies of each prompt in a row: (a) ``generate`` on it as TRL calls it,
+(b) the route TRL's trainers take in the lab (:func:`alignlab.rollouts.engine_generate`), which prefills
+each prompt once. Each path's first call (batch 1, a few tokens) is its
 warm-up, timed and reported; the end-to-end rate of a path adds its warm-up to its timed calls.
 
 The bound, measured in the same process at the same thread count: ``peak`` is the best fp32 matmul
@@ -33,6 +36,7 @@ import time
 from bench.cases import matmul_peak
 
 BATCH_SIZES = (1, 2, 8, 32)
+GROUP = 4  # completions per prompt in the rollout rows (GRPO and RLOO's default k)
 
 
 def bandwidth(mib: int = 256, seconds: float = 1.0) -> float:
@@ -89,6 +93,11 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
     from alignlab.decoding import decode
     from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, render_prompt
     from alignlab.models import load_model, load_tokenizer
+    from alignlab.rollouts import engine_generate as routed
+    from alignlab.rollouts import engine_settings
+
+    def engine_generate_call(model, **kwargs):
+        return routed(model, kwargs["input_ids"], kwargs["attention_mask"], **engine_settings((), kwargs))
 
     net, tokenizer = load_model(model), load_tokenizer(model)
     net.eval()
@@ -110,6 +119,16 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
     def engine(batch, new: int) -> None:
         decode(net, batch["input_ids"], batch["attention_mask"], new, READING_TEMPERATURE, READING_TOP_P,
                torch.Generator().manual_seed(0), stop_ids=(), pad_id=pad)
+
+    def generate_groups(batch, new: int) -> None:  # a rollout batch as TRL lays it out: k copies of each prompt
+        generate({name: value.repeat_interleave(GROUP, dim=0) for name, value in batch.items()}, new)
+
+    def engine_groups(batch, new: int) -> None:  # the same batch through the online trainers' route
+        config = copy.deepcopy(no_stop)
+        config.update(max_new_tokens=new, do_sample=True, temperature=READING_TEMPERATURE, top_p=READING_TOP_P,
+                      top_k=0, pad_token_id=pad)
+        engine_generate_call(net, **{name: value.repeat_interleave(GROUP, dim=0) for name, value in batch.items()},
+                             generation_config=config)
 
     paths = {"generate": generate, "engine": engine}
     warmup = {}
@@ -134,6 +153,16 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
                              "tokens": size * tokens})
         rows.append({"path": "bound", "batch": size, "prompt_tokens": prompt,
                      "tokens_per_s": bound_tokens_per_s(model_shape, peak, bytes_per_s, size, prompt, tokens)})
+    prompts_per_group_batch = max(1, max(batch_sizes) // GROUP)
+    batch = batch_of(prompts_per_group_batch)
+    for rep in range(reps):
+        for name, run in {"generate": generate_groups, "engine": engine_groups}.items():
+            torch.manual_seed(rep)
+            begin = time.perf_counter()
+            run(batch, tokens)
+            rows.append({"path": f"{name}-groups", "batch": prompts_per_group_batch * GROUP, "group": GROUP,
+                         "rep": rep, "seconds": time.perf_counter() - begin,
+                         "tokens": prompts_per_group_batch * GROUP * tokens})
     return {"threads": torch.get_num_threads(), "tokens": tokens, "reps": reps, "warmup_s": warmup,
             "peak_flops": peak, "bandwidth_bytes_per_s": bytes_per_s, "shape": model_shape, "rows": rows}
 

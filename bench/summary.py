@@ -172,19 +172,27 @@ def sampling(rows: list[dict]) -> dict:
     if not run:
         return {}
     table = {}
-    for size in sorted({r["batch"] for r in run["rows"]}):
-        here = [r for r in run["rows"] if r["batch"] == size]
+    plain = [r for r in run["rows"] if not r["path"].endswith("-groups")]
+    for size in sorted({r["batch"] for r in plain}):
+        here = [r for r in plain if r["batch"] == size]
         rate = {path: median(r["tokens"] / r["seconds"] for r in here if r["path"] == path)
                 for path in ("generate", "engine")}
         bound = next(r["tokens_per_s"] for r in here if r["path"] == "bound")
         table[str(size)] = {**rate, "bound": bound, "engine_over_bound": rate["engine"] / bound,
                             "engine_over_generate": rate["engine"] / rate["generate"],
                             "generate_over_bound": rate["generate"] / bound}
+    groups, rollouts = [r for r in run["rows"] if r["path"].endswith("-groups")], None
+    if groups:
+        rate = {path: median(r["tokens"] / r["seconds"] for r in groups if r["path"] == f"{path}-groups")
+                for path in ("generate", "engine")}
+        rollouts = {**rate, "rows": groups[0]["batch"], "group": groups[0]["group"],
+                    "engine_over_generate": rate["engine"] / rate["generate"]}
     end_to_end = {}
     for path in ("generate", "engine"):
-        timed = [r for r in run["rows"] if r["path"] == path]
+        timed = [r for r in plain if r["path"] == path]
         end_to_end[path] = sum(r["tokens"] for r in timed) / (sum(r["seconds"] for r in timed) + run["warmup_s"][path])
     return {"threads": run["threads"], "tokens": run["tokens"], "reps": run["reps"], "batches": table,
+            "rollouts": rollouts,
             "warmup_s": run["warmup_s"], "end_to_end_tokens_per_s": end_to_end,
             "peak_gflops": run["peak_flops"] / 1e9, "bandwidth_gb_s": run["bandwidth_bytes_per_s"] / 1e9}
 

@@ -122,4 +122,7 @@ def test_quick_sampling_bench_times_both_paths_against_the_bound(tmp_path):
     batches = results["summary"]["sampling"]["batches"]
     assert list(batches) == ["1", "2", "8", "32"]
     assert all(row["generate"] > 0 and row["engine"] > 0 and row["bound"] > row["engine"] for row in batches.values())
+    rollouts = results["summary"]["sampling"]["rollouts"]
+    assert rollouts["rows"] == 32 and rollouts["group"] == 4 and rollouts["generate"] > 0 and rollouts["engine"] > 0
     assert "## 7. Sampling speed" in (tmp_path / "RESULTS.md").read_text()
+    assert "Rollouts as the online trainers lay them out (32 rows" in (tmp_path / "RESULTS.md").read_text()
