@@ -28,6 +28,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 
@@ -39,6 +40,9 @@ from alignlab.models import policy_of
 from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se
+
+if TYPE_CHECKING:
+    from alignlab.run_contract import TrainingRun
 
 PROBE_PROMPTS = 32
 SAMPLER = "alignlab.decoding"  # in the step-0 cache key: a probe cached from another sampler drew another stream
@@ -148,7 +152,7 @@ class ProbeCallback(TrainerCallback):
     """Runs :func:`measure` at the start, every ``config.probe_every`` steps and at the end of training,
     writing ``{run_id, step, time, metrics}`` to the run's metrics file and its bus (``handle.record``)."""
 
-    def __init__(self, handle, context, num_prompts: int = PROBE_PROMPTS):
+    def __init__(self, handle: TrainingRun, context, num_prompts: int = PROBE_PROMPTS):
         self.handle = handle
         self.context = context  # its sampling is known once the trainer exists
         self.config = context.config
