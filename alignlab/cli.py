@@ -28,8 +28,8 @@ from alignlab.make_prefs import card_path, check_output, check_settings, make_pr
 from alignlab.methods import method_names, registry
 from alignlab.models import resolve_model
 from alignlab.presets import PRESETS, get_preset, preset_names
-from alignlab.rundir import RUNS_WHERE, UNREADABLE, default_runs_dir, list_runs, new_run_id
-from alignlab.runner import resume, start
+from alignlab.rundir import RUNS_WHERE, UNREADABLE, default_runs_dir, list_runs
+from alignlab.runner import launched_processes, resume, start, train_distributed
 from alignlab.share_cli import SHARE_COMMANDS, add_share_parsers, run_share_command
 from alignlab.signals import noted_signals
 
@@ -308,11 +308,6 @@ def _check_writable(path: str, flag: str) -> None:
         raise AlignLabError(f"{flag}: cannot write {path!r} ({getattr(error, 'strerror', None) or error})") from None
 
 
-def _distributed() -> tuple[bool, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return world > 1, int(os.environ.get("RANK", "0"))
-
-
 def _train(args, whole_process: bool = False) -> int:
     """``alignlab train``; ``whole_process``: this process is the command (not a caller of :func:`main`), so
     signals stay handled after the run, until it exits (see :func:`_signals_stop_the_run`)."""
@@ -333,19 +328,9 @@ def _train(args, whole_process: bool = False) -> int:
             config = get_preset(args.preset).config(**values)
         else:
             config = RunConfig.from_file(args.config, **values) if args.config else RunConfig.from_dict(values)
-    distributed, rank = _distributed()
-    if distributed:
-        # Every process trains; rank 0 picks the run id and is the only one that writes the run directory.
-        from accelerate import PartialState
-        from accelerate.utils import broadcast_object_list
-
-        PartialState()
-        if args.resume:
-            handle = resume(args.resume, runs_dir, background=False, is_writer=rank == 0)
-            return 0 if handle.state == "finished" else 1
-        holder = [(args.run_id or new_run_id(config.method, config.run_name)) if rank == 0 else None]
-        broadcast_object_list(holder, from_process=0)
-        handle = start(config, background=False, run_id=holder[0], is_writer=rank == 0)
+    processes, rank = launched_processes()
+    if processes > 1:  # every process trains; process 0 alone writes the run directory (see train_distributed)
+        handle = train_distributed(None if args.resume else config, args.run_id, args.resume, runs_dir)
         if handle.error:  # only process 0 writes the run directory: each process says why it failed
             print(f"process {rank}: run {handle.run_id} {handle.state}: {handle.error}", file=sys.stderr)
             if os.environ.get("ALIGNLAB_TRACEBACK") and getattr(handle, "details", ""):

@@ -228,11 +228,23 @@ class RunConfig:
     def __post_init__(self):
         self.validate()
 
-    def validate(self) -> RunConfig:
-        """Check and coerce every field and method knob (again); AlignLabError naming the first bad one.
+    def _values(self) -> tuple:
+        """Every field's value as it is now (a copy of method_args): what :meth:`revalidate` compares."""
+        return tuple(dict(value) if isinstance(value, dict) else value
+                     for value in (getattr(self, f.name) for f in dataclasses.fields(self)))
 
-        Runs on creation, and again when a run starts (:func:`alignlab.runner.start`), so a config changed
-        after it was made is checked as well. Returns the config.
+    def revalidate(self) -> RunConfig:
+        """:meth:`validate` again only if a field (or a method knob) changed since the config was last checked: a
+        run's start (:func:`alignlab.runner.start`) checks a config once, however long ago it was made. Returns it."""
+        if getattr(self, "_checked", None) != self._values():
+            self.validate()
+        return self
+
+    def validate(self) -> RunConfig:
+        """Check and coerce every field and method knob; AlignLabError naming the first bad one.
+
+        Runs on creation; a run's start calls :meth:`revalidate`, so a config changed after it was made is checked
+        as well. Returns the config.
         """
         if not isinstance(self.method, str) or self.method not in method_names():
             raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
@@ -278,6 +290,7 @@ class RunConfig:
         self.method_args = args
         if spec.validate is not None:
             spec.validate(self)
+        self._checked = self._values()
         return self
 
     @property

@@ -2,7 +2,7 @@
 
 A job's time is a start-up (the worker process starting, the model and data loading, the trainer being built)
 plus its steps at the machine's pace. Both are measured on jobs that ended here (:func:`measured_pace`: the
-pace between the first and the last logged step, :func:`alignlab.plots.pace`, and the rest of the job's wall
+pace between the first and the last logged step, :func:`pace`, and the rest of the job's wall
 time as its start-up), and the median of the most recent ones of the same model is the estimate
 (:func:`recent_pace`): a 135M model and a tiny test model differ fifty-fold, so another model's pace is not
 used. Nothing ended yet: the estimate is None and the UI says "unknown".
@@ -10,6 +10,7 @@ used. Nothing ended yet: the estimate is None and the UI says "unknown".
 :func:`schedule` then places the queued jobs, in order, on the slots the queue runs at once (``--max-jobs``):
 each starts when the first slot frees up. :func:`runs_pace` measures the same from the run folder's ended runs
 (their timed rows and the wall time their status recorded), so a preset can say how long it took here lately.
+:func:`pace` is also a running run's ETA (:attr:`alignlab.runner.RunHandle.status`, both front ends' progress).
 Pure arithmetic, no file or UI here.
 """
 
@@ -19,9 +20,26 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from alignlab.plots import pace
-
 RECENT = 5  # jobs of a model that the estimate takes the median of
+
+
+def pace(rows: list[dict], total_steps: int | None) -> tuple[float | None, float | None]:
+    """``(seconds per step, seconds left)`` of a run from its timed rows: the time between the first and the
+    last logged step over the steps between them (so loading the model is not counted as training), and
+    that pace times the steps still to go. None where it cannot be told yet (fewer than two timed steps, or
+    no total).
+
+    >>> pace([{"step": 1, "time": 10.0}, {"step": 3, "time": 14.0}], total_steps=10)
+    (2.0, 14.0)
+    >>> pace([{"step": 1, "time": 10.0}], total_steps=10)
+    (None, None)
+    """
+    timed = [row for row in rows if row.get("time") is not None and row.get("step") is not None]
+    if len(timed) < 2 or timed[-1]["step"] <= timed[0]["step"]:
+        return None, None
+    per_step = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["step"] - timed[0]["step"])
+    left = None if not total_steps else per_step * max(0, total_steps - timed[-1]["step"])
+    return per_step, left
 
 
 @dataclass(frozen=True)

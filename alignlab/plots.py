@@ -5,8 +5,8 @@ same in the notebook and in the app. A history is a list of a run's metric rows
 (:func:`alignlab.rundir.read_metrics`): dicts with ``step`` and TRL's metric keys (``loss``,
 ``rewards/margins``, ``objective/kl``, ``probe/reward``, ...).
 Live runs give events ``{"step", "time", "metrics"}`` instead; :func:`rows_from_events` flattens them.
-Which panels a view shows (:func:`visible_panels`) and how fast a run goes (:func:`pace`, for its ETA) are
-decided here too, once for both front ends.
+Which panels a view shows (:func:`visible_panels`) is decided here too, once for both front ends; how fast a run
+goes (its ETA) is :func:`alignlab.eta.pace`.
 
 The reward-vs-KL *frontier* (the DPO paper's Fig. 2) pairs a run's reward with its KL from the
 reference at the same step. The probe logs ``probe/reward`` and ``probe/kl`` on one row, so every
@@ -178,25 +178,6 @@ def final_point(rows: list[dict]) -> dict | None:
     """The last frontier point of a run (one point per run, for frontier tables), or None."""
     points = frontier_points(rows)
     return points[-1] if points else None
-
-
-def pace(rows: list[dict], total_steps: int | None) -> tuple[float | None, float | None]:
-    """``(seconds per step, seconds left)`` of a run from its timed rows: the time between the first and the
-    last logged step over the steps between them (so loading the model is not counted as training), and
-    that pace times the steps still to go. None where it cannot be told yet (fewer than two timed steps, or
-    no total).
-
-    >>> pace([{"step": 1, "time": 10.0}, {"step": 3, "time": 14.0}], total_steps=10)
-    (2.0, 14.0)
-    >>> pace([{"step": 1, "time": 10.0}], total_steps=10)
-    (None, None)
-    """
-    timed = [row for row in rows if row.get("time") is not None and row.get("step") is not None]
-    if len(timed) < 2 or timed[-1]["step"] <= timed[0]["step"]:
-        return None, None
-    per_step = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["step"] - timed[0]["step"])
-    left = None if not total_steps else per_step * max(0, total_steps - timed[-1]["step"])
-    return per_step, left
 
 
 def rows_from_events(events: Iterable[dict]) -> list[dict]:

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 
@@ -40,6 +41,9 @@ from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se
 from alignlab.tracking import report_probe
+
+if TYPE_CHECKING:
+    from alignlab.run_contract import TrainingRun
 
 PROBE_PROMPTS = 32
 SAMPLER = "alignlab.decoding"  # in the step-0 cache key: a probe cached from another sampler drew another stream
@@ -151,7 +155,7 @@ class ProbeCallback(TrainerCallback):
     giving the metrics to the run's experiment trackers (``trackers``, set once the trainer exists; see
     :func:`alignlab.tracking.report_probe`)."""
 
-    def __init__(self, handle, context, num_prompts: int = PROBE_PROMPTS):
+    def __init__(self, handle: TrainingRun, context, num_prompts: int = PROBE_PROMPTS):
         self.handle = handle
         self.context = context  # its sampling is known once the trainer exists
         self.config = context.config

@@ -12,6 +12,10 @@ has and marks itself ``stopped``. Threads are never killed.
 ``resume(run_dir)`` continues a stopped, failed or killed run from the last checkpoint it saved (every
 ``save_every`` steps, and when it was stopped), in the same run directory.
 
+Training code sees a run only through :class:`alignlab.run_contract.TrainingRun`, which :class:`RunHandle`
+implements, and gets what :func:`preflight` loaded (a :class:`~alignlab.run_contract.Preflight`) instead of loading
+it again. :func:`train_distributed` is the same for one process of a multi-process launch.
+
 A run is trained by one trainer at a time: the process that starts or resumes it holds the run directory's
 training lock (:func:`alignlab.rundir.lock_training`, an OS-level lock) until the run ends, so a second resume
 of it (another ``train --resume``, the app's Resume, a notebook) is refused at once and changes nothing.
@@ -19,6 +23,7 @@ of it (another ``train --resume``, the app's Resume, a notebook) is refused at o
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -30,11 +35,13 @@ from alignlab import devices
 from alignlab.config import RunConfig, config_of
 from alignlab.data import check_prompt_lengths, dataset_label, is_dataset_object, keep_in_run, load_rows
 from alignlab.errors import AlignLabError
+from alignlab.eta import pace
 from alignlab.held_out import HeldOut, choose_held_out, held_out_of_run, record_held_out, training_rows
 from alignlab.metrics import MetricBus
 from alignlab.models import check_lora_targets, load_tokenizer, resolve_model
-from alignlab.plots import pace, rows_from_events
+from alignlab.plots import rows_from_events
 from alignlab.rewards import reward_for
+from alignlab.run_contract import Preflight
 from alignlab.rundir import (
     MetricsLog,
     TrainingLock,
@@ -61,7 +68,8 @@ from alignlab.tracking import check_tracker
 
 
 class RunHandle:
-    """A run in progress (or done): status, history, live subscription and stop."""
+    """A run in progress (or done): status, history, live subscription and stop; to the training code, a
+    :class:`~alignlab.run_contract.TrainingRun`."""
 
     def __init__(self, config: RunConfig, run_id: str, run_dir: Path, is_writer: bool = True):
         self.config = config
@@ -83,6 +91,7 @@ class RunHandle:
         self.metrics_log: MetricsLog | None = None  # the run's metrics file while it trains (the writer only)
         self.lock: TrainingLock | None = None  # the run directory's training lock, held until the run ends (writer)
         self.held_out: HeldOut | None = None  # the prompts it never trains on (samples, probe), once checked
+        self.preflight: Preflight | None = None  # what checking the run loaded, for training to use
 
     # --- following the run -------------------------------------------------------------
     @property
@@ -90,7 +99,7 @@ class RunHandle:
         """State, steps done of total, seconds elapsed, ETA and the error if it failed; once training has
         started, ``world_size`` (processes training together) and ``global_batch_size`` (examples per step).
 
-        The ETA is :func:`alignlab.plots.pace`'s, the one both UIs show: the pace between the first and the
+        The ETA is :func:`alignlab.eta.pace`'s, the one both UIs show: the pace between the first and the
         last logged step (model loading not counted) times the steps still to go.
         """
         history = self.history
@@ -146,10 +155,23 @@ class RunHandle:
     def done(self) -> bool:
         return self._done.is_set()
 
-    # --- internal ------------------------------------------------------------------------
-    def _write_status(self, **extra: Any) -> None:
+    # --- what training reports (see alignlab.run_contract.TrainingRun) -----------------------------------
+    def training_started(self, total_steps: int, batch_layout: dict) -> None:
+        """The trainer starts: how many steps, and the batch layout (world_size, global_batch_size) that the
+        status shows from now on; the status is saved."""
+        self.total_steps, self.batch_layout = total_steps, dict(batch_layout)
+        self.save_status()
+
+    def save_status(self) -> None:
+        """Write :attr:`status` to the run directory (only the process that writes it does)."""
         if self.is_writer:
-            write_status(self.run_dir, {**self.status, **extra})
+            write_status(self.run_dir, self.status)
+
+    def live_model(self, model: Any, tokenizer: Any) -> None:
+        """Offer the model being trained and its tokenizer to a chat during training (:mod:`alignlab.chat`)."""
+        self.model, self.tokenizer = model, tokenizer
+
+    # --- internal ------------------------------------------------------------------------
 
     def _finish(self, state: str, error: str | None = None, details: str = "") -> None:
         """Record how the run ended (its traceback in ``details``) and mark it done, whatever cannot be written:
@@ -157,7 +179,7 @@ class RunHandle:
         file, still saying running, reads as failed once this process has exited (see rundir.read_run)."""
         self.state, self.error, self.details = state, error, details
         try:
-            self._write_status()
+            self.save_status()
         except Exception as write_failure:  # noqa: BLE001 - whatever happens, nobody may wait forever
             self.state = "failed"
             self.error = f"{error}; then {write_failure}" if error and error != str(write_failure) else (
@@ -171,28 +193,29 @@ class RunHandle:
             self._done.set()
 
 
-def preflight(config: RunConfig, held_out: HeldOut | None = None) -> HeldOut:
+def preflight(config: RunConfig, held_out: HeldOut | None = None) -> Preflight:
     """Check the experiment tracker's package, every data row, the held-out prompts (``held_out``, the ones a
     resumed run recorded; else chosen now, see :mod:`alignlab.held_out`) and that rows are left to train on
     without them, the reward source and the model name before anything is written; then, with the model's
-    tokenizer, that the prompts leave room in max_length (online methods' rows are prompts only). Returns the
-    held-out prompts. The tracker is checked here, not in RunConfig: a run that reported to one still opens (chat,
-    eval) where its package is not installed."""
+    tokenizer, that the prompts leave room in max_length (online methods' rows are prompts only). Returns what it
+    loaded (held-out prompts, the rows left to train on, the reward source, the tokenizer), which training uses
+    instead of loading it again. The tracker is checked here, not in RunConfig: a run that reported to one still
+    opens (chat, eval) where its package is not installed."""
 
     check_tracker(config.report_to)
     rows = load_rows(config.dataset, config.spec.data_format, config.method)
     held_out = held_out or choose_held_out(config)
     kept = training_rows(rows, held_out)
     held_out.left_out_rows = len(rows) - len(kept)
-    rows = kept
-    reward_for(config)
+    checked = Preflight(held_out=held_out, rows=kept, reward=reward_for(config))
     resolve_model(config.model)
     devices.of_run(config)  # a dtype, attention or 4-bit choice this machine cannot run is refused now
     if config.lora:  # a layer name peft would not find fails here, before a run folder exists
         check_lora_targets(config.model, config.lora_target_modules, config.spec.model_kind, config.trust_remote_code)
     if config.spec.data_format != "prompt":
-        check_prompt_lengths(dataset_label(config.dataset), rows, _tokenizer(config), config.max_length)
-    return held_out
+        checked.tokenizer = _tokenizer(config)
+        check_prompt_lengths(dataset_label(config.dataset), kept, checked.tokenizer, config.max_length)
+    return checked
 
 
 def _tokenizer(config: RunConfig):
@@ -214,15 +237,15 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
     """
     if not isinstance(config, RunConfig):
         raise AlignLabError(f"config: got {type(config).__name__}, expected RunConfig")
-    config.validate()  # again: a field may have been changed since the config was made
+    config.revalidate()  # a field may have been changed since the config was made (and checked)
     run_id = check_run_id(run_id) if run_id is not None else new_run_id(config.method, config.run_name)
     run_dir = run_path(config.output_dir, run_id)  # inside output_dir, whatever the id (or a symlink) says
     if is_writer:
         check_output_dir(config.output_dir)
         check_free(run_dir)
-    held_out = preflight(config)  # every process of a multi-process run chooses the same (seeded)
+    checked = preflight(config)  # every process of a multi-process run chooses the same held-out prompts (seeded)
     handle = RunHandle(config, run_id, run_dir, is_writer=is_writer)
-    handle.held_out = held_out
+    handle.held_out, handle.preflight = checked.held_out, checked
     if is_writer:
         dataset = config.dataset
         if is_dataset_object(dataset):  # the run keeps a copy, and its config names that folder
@@ -232,8 +255,8 @@ def start(config: RunConfig, background: bool = True, run_id: str | None = None,
             handle.lock = lock_training(run_dir)
             if is_dataset_object(dataset):
                 keep_in_run(dataset, run_dir)
-            record_held_out(run_dir, held_out)
-            handle._write_status()
+            record_held_out(run_dir, checked.held_out)
+            handle.save_status()
         except (AlignLabError, OSError):  # a full disk: no run that never started is left behind
             if handle.lock is not None:
                 handle.lock.release()
@@ -294,22 +317,49 @@ def resume(run: str | Path, runs_dir: str | Path | None = None, background: bool
     lock = lock_training(run_dir, "resume") if is_writer else None
     try:
         config, checkpoint, step = resume_point(run_dir, check_state=is_writer, locked=True)  # again, now locked
-        held_out = preflight(config, held_out_of_run(run_dir, config))  # the prompts it held out from the start
+        checked = preflight(config, held_out_of_run(run_dir, config))  # the prompts it held out from the start
         handle = RunHandle(config, run_dir.name, run_dir, is_writer=is_writer)
-        handle.held_out = held_out
+        handle.held_out, handle.preflight = checked.held_out, checked
         handle.checkpoint = str(checkpoint)
         handle.lock = lock
         if is_writer:
             handle.bus.history.extend({"run_id": handle.run_id, "step": row["step"], "time": row.get("time"),
                                        "metrics": {k: v for k, v in row.items() if k not in ("step", "time")}}
                                       for row in rewind(run_dir, step))
-            handle._write_status()
+            handle.save_status()
     except BaseException:
         if lock is not None:
             lock.release()
         raise
     _launch(handle, background)
     return handle
+
+
+def launched_processes() -> tuple[int, int]:
+    """How many processes a launcher (``accelerate launch``, ``torchrun``) started to train together, and this one's
+    rank: ``(1, 0)`` outside such a launch."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+def train_distributed(config: RunConfig | None = None, run_id: str | None = None, resume_run: str | Path | None = None,
+                      runs_dir: str | Path | None = None) -> RunHandle:
+    """Train here, until the run ends, as one process of a multi-process launch (see :func:`launched_processes`):
+    every process trains; process 0 picks the run id (``run_id`` or a new one, sent to the others) and is the only
+    one that writes the run directory. ``resume_run``: continue that run (an id in ``runs_dir`` or a run directory)
+    instead of starting ``config``. Every process returns its own handle: one whose run failed says why in its
+    ``error``, the same in each process."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    PartialState()  # joins the launch's process group
+    _, rank = launched_processes()
+    if resume_run is not None:
+        return resume(resume_run, runs_dir, background=False, is_writer=rank == 0)
+    if config is None:
+        raise AlignLabError("config: got None, expected a RunConfig (or a run to resume)")
+    holder = [(run_id or new_run_id(config.method, config.run_name)) if rank == 0 else None]
+    broadcast_object_list(holder, from_process=0)
+    return start(config, background=False, run_id=holder[0], is_writer=rank == 0)
 
 
 def _launch(handle: RunHandle, background: bool) -> None:

@@ -1,9 +1,12 @@
 """One training run, method-agnostic: model + data + MethodSpec -> TRL trainer -> run directory.
 
-``train(handle)`` is what the runner's thread executes. It builds the TRL config from the
+``train(run)`` is what the runner's thread executes. It builds the TRL config from the
 RunConfig (common fields and the method's knobs), wires the :class:`EventCallback` that turns
 every trainer log into a bus event and honours stop requests, trains, saves the adapter or
 model, and writes reference-vs-aligned samples on held-out prompts.
+
+It sees the run only as a :class:`~alignlab.run_contract.TrainingRun` (the runner's RunHandle is one) and trains
+on what the runner's check loaded (:class:`~alignlab.run_contract.Preflight`: rows, tokenizer, reward source).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from transformers.trainer_callback import PrinterCallback
 from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
-from alignlab.data import load_dataset, trained_on
+from alignlab.data import load_dataset, rows_that_fit, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
-from alignlab.errors import AlignLabWarning
+from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
@@ -32,6 +35,7 @@ from alignlab.progress_bars import progress_bars_off
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
 from alignlab.rollouts import route_generate
+from alignlab.run_contract import TrainingRun
 from alignlab.tracking import keep_logs_in_run_dir, tracker_callbacks, trackers_last, trainer_arguments
 
 SAMPLE_PROMPTS = 16  # held-out prompts in the run's reference-vs-aligned samples
@@ -62,13 +66,11 @@ class EventCallback(TrainerCallback):
     """Writes each trainer log to the run's metrics file and publishes it as ``{run_id, step, time, metrics}``
     (:meth:`alignlab.runner.RunHandle.record`: a failed write fails the run), and honours stop requests."""
 
-    def __init__(self, handle):
+    def __init__(self, handle: TrainingRun):
         self.handle = handle
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.handle.total_steps = state.max_steps
-        self.handle.batch_layout = batch_layout(args)  # processes and examples per step, into the status
-        self.handle._write_status()
+        self.handle.training_started(state.max_steps, batch_layout(args))  # processes and examples per step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -86,13 +88,19 @@ class EventCallback(TrainerCallback):
         elif control.should_training_stop and control.should_save and state.global_step % args.save_steps:
             control.should_save = False  # the last step of a finished run: its model is saved, nothing to resume
         if state.is_world_process_zero and state.global_step % 5 == 0:
-            self.handle._write_status()
+            self.handle.save_status()
 
 
 def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
-    """Keyword arguments for the method's TRL config class."""
+    """Keyword arguments for the method's TRL config class.
+
+    The lab's common settings go to the fields the class has (TRL's classes differ: a length field one lacks is left
+    out); a field the method itself names (a knob's, its ``trl_defaults``, its ``trl_overrides``) that the class lacks
+    raises AlignLabError naming it, so a field TRL renamed or removed is never dropped without a word.
+    """
     spec = config.spec
-    field_names = {f.name for f in dataclasses.fields(spec.config_class())}
+    config_class = spec.config_class()
+    field_names = {f.name for f in dataclasses.fields(config_class)}
     values = dict(
         output_dir=str(rundir.checkpoints_dir(run_dir)), max_steps=config.max_steps if config.max_steps > 0 else -1,
         num_train_epochs=config.epochs, learning_rate=config.learning_rate,
@@ -112,11 +120,16 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
     # transformers 5 renamed gradient_checkpointing (a deprecated alias now) to activation_checkpointing
     values["activation_checkpointing" if "activation_checkpointing" in field_names else "gradient_checkpointing"] = (
         config.gradient_checkpointing)
+    overrides = spec.trl_overrides(config) if spec.trl_overrides is not None else {}
+    unknown = sorted(({knob.trl_field for knob in spec.knobs} | set(spec.trl_defaults) | set(overrides)) - field_names)
+    if unknown:
+        raise AlignLabError(f"method {spec.name}: {config_class.__name__} has no field {', '.join(unknown)}, expected "
+                            "the TRL field each knob, trl_defaults and trl_overrides name (renamed or removed in this "
+                            "TRL version?)")
     values.update(spec.trl_defaults)
     for knob in spec.knobs:
         values[knob.trl_field] = config.method_args[knob.name]
-    if spec.trl_overrides is not None:
-        values.update(spec.trl_overrides(config))
+    values.update(overrides)
     if values.get("precompute_ref_log_probs") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # TRL's DPO trainer writes the precomputed log-probs of an in-memory dataset into a temporary folder of
         # process 0's own and reads them back on every process: the others do not find the file. With several
@@ -125,7 +138,7 @@ def trl_arguments(config: RunConfig, run_dir: Path) -> dict:
     return {k: v for k, v in values.items() if k in field_names}
 
 
-def build_trainer(handle, context: RunContext):
+def build_trainer(handle: TrainingRun, context: RunContext):
     """Instantiate the method's TRL trainer for this run."""
 
     config, spec = handle.config, handle.config.spec
@@ -150,25 +163,42 @@ def build_trainer(handle, context: RunContext):
     return trainer
 
 
-def train(handle) -> None:
+def train(handle: TrainingRun) -> None:
     """Train one run to the end (or a stop request) and save its results, the libraries' progress bars off
     meanwhile (see :func:`progress_bars_off`)."""
     with progress_bars_off():
         _train(handle)
 
 
-def _train(handle) -> None:
+def training_data(handle: TrainingRun, tokenizer) -> tuple[Any, Any]:
+    """The run's training rows as a ``datasets.Dataset`` (without held-out prompts, and without rows whose prompt
+    alone fills max_length) and its reward source: from what the runner's check loaded when it is there, else
+    loaded now."""
+    config, checked = handle.config, handle.preflight
+    if checked is None:
+        return (load_dataset(config.dataset, config.spec.data_format, config.method, tokenizer, config.max_length,
+                             held_out=handle.held_out.prompts), reward_for(config))
+    import datasets
+
+    rows = checked.rows
+    if config.spec.data_format != "prompt":
+        rows = rows_that_fit(rows, tokenizer, config.max_length)
+    return datasets.Dataset.from_list(rows), checked.reward
+
+
+def _train(handle: TrainingRun) -> None:
     from transformers import set_seed
 
     config = handle.config
     set_seed(config.seed)  # the LoRA initialisation too: TRL adds the adapter before its Trainer seeds
     spec = config.spec
-    tokenizer = load_tokenizer(config.model, config.trust_remote_code)
+    checked = handle.preflight
+    tokenizer = checked.tokenizer if checked is not None and checked.tokenizer is not None else load_tokenizer(
+        config.model, config.trust_remote_code)
     model = load_model(config.model, spec.model_kind, config.trust_remote_code, devices.of_run(config))
-    context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
-                         dataset=load_dataset(config.dataset, spec.data_format, config.method, tokenizer,
-                                              config.max_length, held_out=handle.held_out.prompts),
-                         reward=reward_for(config))
+    dataset, reward = training_data(handle, tokenizer)
+    context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer, dataset=dataset,
+                         reward=reward)
     if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
         rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
     if config.probe_every and spec.model_kind == "causal-lm":
@@ -179,7 +209,7 @@ def _train(handle) -> None:
     context.sampling = sampling_of(trainer)
     policy = policy_of(trainer.model)
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
-    handle.model, handle.tokenizer = policy, tokenizer  # live model: chat during training
+    handle.live_model(policy, tokenizer)  # chat during training
     try:
         with quiet_checkpointing_rename():  # TRL reads the old name at each generation
             trainer.train(resume_from_checkpoint=handle.checkpoint)
@@ -206,7 +236,7 @@ def _train(handle) -> None:
             rundir.remove_checkpoints(handle.run_dir)  # it finished: nothing left to resume
 
 
-def save_model(handle, trainer, tokenizer, state: str = "") -> None:
+def save_model(handle: TrainingRun, trainer, tokenizer, state: str = "") -> None:
     """Save the weights, the tokenizer and the model card as the run's model: complete or not at all (a temporary
     folder, renamed when complete, see :func:`alignlab.rundir.saving_model`). ``state`` is how the run ends, for
     the card (default: stopped or finished)."""
@@ -219,7 +249,7 @@ def save_model(handle, trainer, tokenizer, state: str = "") -> None:
             write_model_card(handle, folder, state or ("stopped" if handle.stop_requested else "finished"))
 
 
-def write_model_card(handle, folder: Path, state: str | None = None) -> None:
+def write_model_card(handle: TrainingRun, folder: Path, state: str | None = None) -> None:
     """The run's model card (:mod:`alignlab.model_card`) into ``folder``, in place of the boilerplate one PEFT
     writes; a card that cannot be made is a warning, never a reason to lose the weights."""
     try:
@@ -228,7 +258,7 @@ def write_model_card(handle, folder: Path, state: str | None = None) -> None:
         warnings.warn(f"run {handle.run_id}: the model card was not written ({error})", AlignLabWarning, stacklevel=2)
 
 
-def write_samples(handle, model, tokenizer, reward, sampling: Sampling | None = None) -> None:
+def write_samples(handle: TrainingRun, model, tokenizer, reward, sampling: Sampling | None = None) -> None:
     """Reference vs aligned completions on the first 16 of the run's held-out prompts (``handle.held_out``), same
     seed and settings, with rewards, written by the run's writer. With sharded weights (``sampling.together``) every
     process calls this and samples."""

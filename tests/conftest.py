@@ -1,7 +1,13 @@
-"""Shared fixtures: small preference data, a quick tiny-random run config and Debian's Chromium."""
+"""Shared fixtures and helpers: small preference data, a quick tiny-random run config, Debian's Chromium, the Gradio
+app served on a free port (:func:`served_app`), a wait on a condition instead of a fixed sleep (:func:`wait_for`),
+and the CLI's one-line errors (:func:`one_error_line`). Test modules import the plain helpers with
+``from conftest import wait_for``."""
 
 import json
 import os
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -50,3 +56,59 @@ def browser():
         chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.1, what: str = "condition") -> Any:
+    """Poll ``condition()`` every ``every`` seconds until it returns something truthy, and return that; an
+    AssertionError naming ``what`` after ``timeout`` seconds. What a test waits on instead of a fixed sleep."""
+    end = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def served_app():
+    """``serve_app(runs_dir, serve_options=None, **create_options) -> (demo, url)``: the Gradio app over
+    ``runs_dir`` (``create_app``'s options), served on a free port (``serve``'s options, e.g. ``auth``); every app
+    served so is closed, with its job queue, at the end of the test module."""
+    apps = []
+
+    def serve_app(runs_dir, serve_options: dict | None = None, **create_options):
+        from alignlab.ui.gradio import create_app, serve
+
+        demo = create_app(runs_dir, **create_options)
+        apps.append(demo)
+        _, url, _ = serve(demo, port=None, block=False, **(serve_options or {}))
+        return demo, url
+
+    yield serve_app
+    for demo in apps:
+        demo.services.jobs.close()
+        demo.close()
+
+
+def threads_ended(*names: str) -> bool:
+    """True when no thread of these names is alive (a UI's follower of a run, ``progress-<run id>``)."""
+    import threading
+
+    return not any(thread.name in names for thread in threading.enumerate())
+
+
+def flags_of(values: dict) -> list[str]:
+    """CLI flags for ``values``: ``{"max_steps": 2}`` -> ``["--max-steps", "2"]``."""
+    flags = []
+    for key, value in values.items():
+        flags += ["--" + key.replace("_", "-"), str(value)]
+    return flags
+
+
+def one_error_line(capsys) -> str:
+    """The command's stderr, which must be exactly one ``error: ...`` line; returns it."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]

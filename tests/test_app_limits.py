@@ -135,12 +135,9 @@ def test_the_oldest_turns_are_left_out_to_fit_the_token_window(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def chat_app(tmp_path_factory):
-    demo = create_app(tmp_path_factory.mktemp("chat") / "runs")
-    _, url, _ = serve(demo, port=None, block=False)
-    yield Client(url, verbose=False)
-    demo.services.jobs.close()
-    demo.close()
+def chat_app(served_app, tmp_path_factory):
+    _, url = served_app(tmp_path_factory.mktemp("chat") / "runs")
+    return Client(url, verbose=False)
 
 
 def test_the_chat_says_inline_when_a_message_is_too_long_and_keeps_it(chat_app, monkeypatch):

@@ -57,3 +57,36 @@ def test_the_kl_knob_of_a_method_is_one_of_its_knobs_and_reaches_trl(method, tmp
     config = RunConfig.from_dict({"method": method, "model": "tiny-random", **spec.tiny_settings,
                                   spec.kl_knob: value})
     assert trl_arguments(config, tmp_path)[knob.trl_field] == value
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_every_knob_of_a_method_reaches_its_trl_field(method, tmp_path):
+    """Each knob's value arrives in the TRL config under the field it names (as it is, unless the method's
+    trl_overrides computes that field from it; a field TRL lacks is an error, never dropped), and so do the method's
+    trl_defaults."""
+    from alignlab.training import trl_arguments
+
+    spec = get_method(method)
+    config = RunConfig.from_dict({"method": method, "model": "tiny-random", **spec.tiny_settings})
+    arguments = trl_arguments(config, tmp_path)
+    overridden = set(spec.trl_overrides(config)) if spec.trl_overrides else set()  # computed from the knobs
+    for knob in spec.knobs:
+        assert knob.trl_field in arguments, knob.name
+        assert knob.trl_field in overridden or arguments[knob.trl_field] == config.method_args[knob.name], knob.name
+    for name, value in spec.trl_defaults.items():
+        assert name in overridden or arguments[name] == value, name
+
+
+def test_a_knob_whose_trl_field_does_not_exist_is_an_error_not_dropped(tmp_path, monkeypatch):
+    import dataclasses
+
+    from alignlab.errors import AlignLabError
+    from alignlab.methods import Knob
+    from alignlab.training import trl_arguments
+
+    config = RunConfig(model="tiny-random")
+    renamed = dataclasses.replace(config.spec, knobs=(*config.spec.knobs, Knob("old_beta", 0.1, "A renamed field.")))
+    monkeypatch.setattr(RunConfig, "spec", property(lambda self: renamed))
+    config.method_args["old_beta"] = 0.1
+    with pytest.raises(AlignLabError, match=r"^method dpo: DPOConfig has no field old_beta, expected the TRL field"):
+        trl_arguments(config, tmp_path)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import time
 
 import gradio as gr
 import pytest
+from conftest import wait_for
 from gradio_client import Client
 from gradio_client.exceptions import AppError, AuthenticationError
 
@@ -31,25 +31,10 @@ pytestmark = pytest.mark.timeout(300)
 QUICK = dict(model="tiny-random", batch_size=2, max_length=64, max_completion_length=16, probe_every=0)
 
 
-def wait_for(condition, timeout: float, every: float = 0.5):
-    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
-
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    runs_dir = tmp_path_factory.mktemp("app") / "runs"
-    demo = create_app(runs_dir)
-    _, url, _ = serve(demo, port=None, block=False)
-    yield demo, url
-    demo.services.jobs.close()
-    demo.close()
+def app(served_app, tmp_path_factory):
+    return served_app(tmp_path_factory.mktemp("app") / "runs")
 
 
 @pytest.fixture(scope="module")
@@ -469,12 +454,16 @@ def test_chat_tab_offers_held_out_review_requests_and_says_why_it_chats(tmp_path
 
 
 def test_learn_cards_say_what_a_method_measured_at_its_defaults():
+    from alignlab.measured import load_measured, measured_text
     from alignlab.ui.gradio.components.learn import method_card
 
-    measured = {name: spec.measured for name, spec in registry().items() if spec.measured}
-    assert {"dpo", "ppo"} <= set(measured)
+    measured = {name: measured_text(name) for name in registry() if measured_text(name)}
+    assert {"dpo", "ppo"} <= set(measured) and set(measured) == set(load_measured()["methods"])
     for name, text in measured.items():
         assert f"**Measured at the defaults:** {text}" in method_card(get_method(name))
+    dpo = load_measured()["methods"]["dpo"]["defaults"][0]  # the file's figures, as the card prints them
+    assert f"{dpo['gain']:+.2f} ± {dpo['gain_se']:.2f}" in measured["dpo"]
+    assert "Use RLOO or GRPO for a live CPU demo" in method_card(get_method("ppo"))  # the lesson follows the figures
     # nothing claimed where nothing was measured
     assert "Measured at the defaults" not in method_card(get_method("sft"))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 import pytest
+from conftest import threads_ended, wait_for
 
 from alignlab.config import common_knobs
 from alignlab.errors import AlignLabError
@@ -265,7 +266,8 @@ def live_run(tmp_path_factory, request):
     state_during_chat = handle.state
     lab.stop_button.click()
     handle.wait(120)
-    time.sleep(1.5)  # the progress watcher ticks once a second
+    wait_for(lambda: threads_ended(f"progress-{handle.run_id}", f"figures-{handle.run_id}"), 30,
+             what="the progress bar and the figures drawing the run's end")
     return dict(lab=lab, handle=handle, arrived=arrived, chat=chat, reply=reply_during_training,
                 state_during_chat=state_during_chat, output_dir=output_dir)
 
@@ -410,7 +412,7 @@ def test_interrupting_a_sweep_stops_the_run_in_progress_and_skips_the_rest(tmp_p
     assert (Path(runs[0]["path"]) / "model").exists()
 
 
-def test_a_click_reaches_its_widget_while_a_cell_waits_in_a_real_kernel():
+def test_a_click_reaches_its_widget_while_a_cell_waits_in_a_real_kernel(tmp_path):
     """No browser: a kernel runs a cell that waits; a Button click sent meanwhile (the comm message a
     browser sends) is handled during the wait, and a cell queued meanwhile runs after the waiting one."""
     manager = pytest.importorskip("jupyter_client.manager")
@@ -423,9 +425,12 @@ def test_a_click_reaches_its_widget_while_a_cell_waits_in_a_real_kernel():
             "print(button.model_id)", timeout=120, output_hook=lambda msg: outputs.append(msg))
         assert setup["content"]["status"] == "ok"
         model_id = next(m["content"]["text"].strip() for m in outputs if m["msg_type"] == "stream")
-        waiting_cell = client.execute("start = time.monotonic()\nclicked = wait_until(lambda: bool(clicks), 20)\n"
+        polled = tmp_path / "polled"  # touched by the wait's first check: the cell waits from then on
+        waiting_cell = client.execute(f"import pathlib\npolled = pathlib.Path({str(polled)!r})\n"
+                                      "start = time.monotonic()\n"
+                                      "clicked = wait_until(lambda: polled.touch() or bool(clicks), 20)\n"
                                       "print('clicked', clicked, 'after', round(time.monotonic() - start, 1))")
-        time.sleep(1.0)
+        wait_for(polled.exists, 60, every=0.02, what="the cell waiting")
         click = {"method": "custom", "content": {"event": "click"}}
         client.shell_channel.send(client.session.msg("comm_msg", {"comm_id": model_id, "data": click}))
         next_cell = client.execute("print('next cell sees', len(clicks), 'click')")

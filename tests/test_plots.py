@@ -16,7 +16,6 @@ from alignlab.plots import (
     frontier,
     frontier_points,
     merged_panels,
-    pace,
     panels_for,
     rows_from_events,
     series,
@@ -116,13 +115,6 @@ def test_a_panel_kind_is_curve_or_frontier():
     assert Panel("Loss", ("loss",)).kind == "curve" and FRONTIER_PANEL.kind == "frontier"
     with pytest.raises(ValueError, match="kind"):
         Panel("Loss", ("loss",), kind="bars")
-
-
-def test_pace_is_the_time_per_step_between_logged_steps_and_the_time_left():
-    rows = [{"step": 0, "probe/reward": 0.1}, {"step": 1, "time": 100.0}, {"step": 2}, {"step": 5, "time": 102.0}]
-    assert pace(rows, total_steps=25) == (0.5, 10.0)  # loading before step 1 is not counted as training
-    assert pace(rows, total_steps=None) == (0.5, None)
-    assert pace(rows[:2], total_steps=25) == (None, None)
 
 
 def test_series_on_a_real_dpo_run(dpo_rows):

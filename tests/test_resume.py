@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import threads_ended, wait_for
 
 from alignlab import cli, rundir, runner
 from alignlab.config import RunConfig
@@ -307,7 +308,8 @@ def test_the_notebook_lab_resumes_the_run_selected_in_its_runs_tab(tiny):
     assert resumed is not None and resumed.run_dir == handle.run_dir, lab.resume_note.value
     assert lab.tabs.selected_index == 0
     assert lab.wait(240) == "finished", resumed.error
-    time.sleep(1.5)  # the progress watcher ticks once a second
+    wait_for(lambda: threads_ended(f"progress-{handle.run_id}", f"figures-{handle.run_id}"), 30,
+             what="the progress bar and the figures drawing the run's end")
     assert list(lab.live.line("Loss", "loss").x) == [1, 2, 3, 4]
     assert logged_steps(handle.run_dir) == [1, 2, 3, 4]
     lab.resume_button.click()  # the run is finished now

@@ -10,6 +10,7 @@ import time
 import warnings
 
 import pytest
+from conftest import wait_for
 
 from alignlab.rundir import list_runs
 from alignlab.ui.notebook import Lab, sweep_async, waiting
@@ -197,6 +198,15 @@ def outputs_until_idle(client, cells: list[str], seconds: float = 120) -> dict[s
     return outputs
 
 
+def awaiting_cell(client, code: str, marker) -> str:
+    """Run ``code``, a cell that awaits, and return its message id once it awaits: the kernel's event loop has run
+    a callback the cell scheduled just before its first ``await`` (it touches the file ``marker``)."""
+    cell = client.execute(f"import asyncio, pathlib\nasyncio.get_running_loop().call_soon("
+                          f"pathlib.Path({str(marker)!r}).touch)\n{code}")
+    wait_for(marker.exists, 60, every=0.02, what="the cell awaiting")
+    return cell
+
+
 def click(client, model_id: str) -> None:
     """The comm message a browser sends when a Button is clicked."""
     data = {"method": "custom", "content": {"event": "click"}}
@@ -212,13 +222,13 @@ def start_lab(client, tiny: dict, max_steps: int) -> str:
                             "print(lab.stop_button.model_id)").strip()
 
 
-def test_a_click_reaches_its_widget_while_a_cell_awaits_and_the_next_cell_runs_after(kernel):
+def test_a_click_reaches_its_widget_while_a_cell_awaits_and_the_next_cell_runs_after(kernel, tmp_path):
     _, client = kernel
     model_id = run_cell(client, "import ipywidgets\nfrom alignlab.ui.notebook.waiting import wait_until_async\n"
                                 "clicks = []\nbutton = ipywidgets.Button()\n"
                                 "button.on_click(lambda _: clicks.append(1))\nprint(button.model_id)").strip()
-    waiting_cell = client.execute("clicked = await wait_until_async(lambda: bool(clicks), 60)\nprint(clicked)")
-    time.sleep(0.5)
+    waiting_cell = awaiting_cell(client, "clicked = await wait_until_async(lambda: bool(clicks), 60)\nprint(clicked)",
+                                 tmp_path / "awaiting")
     click(client, model_id)
     next_cell = client.execute("print(len(clicks))")
     outputs = outputs_until_idle(client, [waiting_cell, next_cell])
@@ -226,11 +236,10 @@ def test_a_click_reaches_its_widget_while_a_cell_awaits_and_the_next_cell_runs_a
     assert outputs[next_cell] == [("stdout", "1")]
 
 
-def test_stop_clicked_while_the_cell_awaits_the_lab_stops_the_run(kernel, tiny):
+def test_stop_clicked_while_the_cell_awaits_the_lab_stops_the_run(kernel, tiny, tmp_path):
     _, client = kernel
     stop_id = start_lab(client, tiny, max_steps=500)
-    waiting_cell = client.execute("print(await lab.wait_async(), run.status['step'])")
-    time.sleep(0.5)
+    waiting_cell = awaiting_cell(client, "print(await lab.wait_async(), run.status['step'])", tmp_path / "awaiting")
     click(client, stop_id)
     printed = outputs_until_idle(client, [waiting_cell])[waiting_cell]
     assert not [text for kind, text in printed if kind == "stderr" and "StopNotLive" in text], printed
@@ -238,11 +247,10 @@ def test_stop_clicked_while_the_cell_awaits_the_lab_stops_the_run(kernel, tiny):
     assert state == "stopped" and 1 <= int(step) < 500
 
 
-def test_interrupting_a_cell_that_awaits_the_lab_stops_the_run_and_says_so(kernel, tiny):
+def test_interrupting_a_cell_that_awaits_the_lab_stops_the_run_and_says_so(kernel, tiny, tmp_path):
     manager, client = kernel
     start_lab(client, tiny, max_steps=500)
-    waiting_cell = client.execute("await lab.wait_async()")
-    time.sleep(0.5)
+    waiting_cell = awaiting_cell(client, "await lab.wait_async()", tmp_path / "awaiting")
     manager.interrupt_kernel()  # the ■ button
     printed = outputs_until_idle(client, [waiting_cell])[waiting_cell]
     assert printed and printed[-1][0] == "error", printed

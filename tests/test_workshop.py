@@ -11,7 +11,7 @@ import pytest
 from alignlab import rundir
 from alignlab.config import RunConfig, common_knobs, config_of
 from alignlab.errors import AlignLabError
-from alignlab.eta import Pace, measured_pace, recent_pace, schedule
+from alignlab.eta import Pace, measured_pace, pace, recent_pace, schedule
 from alignlab.job_slots import GIB, JOB_GIB, free_gpu_bytes, job_slots
 from alignlab.labels import owner_of, run_label
 from alignlab.workshop import check_budget, class_points, leaderboard, may_control
@@ -173,3 +173,10 @@ def test_the_instructor_is_an_account_or_gives_the_key(capsys):
     for argv, error in refused:
         assert main(["app", *argv]) == 2, argv
         assert capsys.readouterr().err.startswith(error), argv
+
+
+def test_pace_is_the_time_per_step_between_logged_steps_and_the_time_left():
+    rows = [{"step": 0, "probe/reward": 0.1}, {"step": 1, "time": 100.0}, {"step": 2}, {"step": 5, "time": 102.0}]
+    assert pace(rows, total_steps=25) == (0.5, 10.0)  # loading before step 1 is not counted as training
+    assert pace(rows, total_steps=None) == (0.5, None)
+    assert pace(rows[:2], total_steps=25) == (None, None)

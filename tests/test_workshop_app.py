@@ -8,15 +8,14 @@ is whoever gives the instructor key with the name; with accounts (``--auth``), w
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from conftest import wait_for
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from alignlab.config import RunConfig
 from alignlab.rundir import list_runs
-from alignlab.ui.gradio import create_app, parse_auth, serve, workshop_settings
+from alignlab.ui.gradio import parse_auth, workshop_settings
 from alignlab.ui.gradio.jobs import JobQueue
 from alignlab.ui.gradio.workshop import job_times
 from alignlab.workshop import leaderboard
@@ -25,24 +24,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.ci, pytest.mark.timeout(420)]
 QUICK = dict(model="tiny-random", batch_size=2, max_length=64, max_completion_length=8, max_steps=2, probe_every=2)
 
 
-def wait_for(condition, timeout: float, every: float = 0.5):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
-
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(served_app, tmp_path_factory):
     room = workshop_settings(True, "carol", None, None)  # no accounts: the instructor needs the key
-    demo = create_app(tmp_path_factory.mktemp("workshop") / "runs", workshop=room)
-    _, url, _ = serve(demo, port=None, block=False)
-    yield demo, url
-    demo.services.jobs.close()
-    demo.close()
+    return served_app(tmp_path_factory.mktemp("workshop") / "runs", workshop=room)
 
 
 def participant(url: str, name: str, key: str = "") -> Client:
@@ -122,16 +108,12 @@ def test_two_participants_train_rank_and_only_the_instructor_stops_anyone(app):
 
 
 @pytest.fixture(scope="module")
-def accounts_app(tmp_path_factory):
+def accounts_app(served_app, tmp_path_factory):
     """Workshop mode with accounts: the account is the name, and the instructor is the account --instructor names."""
     auth = ["ada:lovelace", "bob:babbage", "carol:teaches"]
     room = workshop_settings(True, "carol", None, parse_auth(auth))
     assert room.key is None  # the login proves who the instructor is
-    demo = create_app(tmp_path_factory.mktemp("workshop-auth") / "runs", workshop=room)
-    _, url, _ = serve(demo, port=None, block=False, auth=auth)
-    yield demo, url
-    demo.services.jobs.close()
-    demo.close()
+    return served_app(tmp_path_factory.mktemp("workshop-auth") / "runs", {"auth": auth}, workshop=room)
 
 
 def test_with_accounts_the_account_is_the_name_and_the_instructor_signs_in(accounts_app):

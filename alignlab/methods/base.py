@@ -184,10 +184,11 @@ class MethodSpec:
     (β, PPO's ``kl_coef``), the one a reward-vs-KL frontier sweeps. ``tiny_settings`` are the knob
     values that make a two-step trial on ``tiny-random`` work (the registry-wide test trains every
     method with them). ``order`` places the method in pickers and lists (the RLHF pipeline's order).
-    ``measured`` says what the method reaches at its defaults on the built-in task (from
-    ``python -m bench.alignment``), for the Learn text. ``resumable`` says whether a stopped, failed or
-    killed run can continue from its last checkpoint (TRL's Trainer restores weights, optimizer,
-    scheduler and data position); False for a trainer with a loop of its own that does not.
+    ``lesson`` says in words (no figures) what the benchmark teaches about the method, for its Learn card, beside
+    the figures the benchmark measured (:mod:`alignlab.measured`, written by ``python -m bench.learn_figures``).
+    ``resumable`` says whether a stopped, failed or killed run can continue from its last checkpoint (TRL's
+    Trainer restores weights, optimizer, scheduler and data position); False for a trainer with a loop of its own
+    that does not.
     """
 
     name: str
@@ -208,7 +209,7 @@ class MethodSpec:
     kl_knob: str | None = None
     tiny_settings: dict = field(default_factory=dict)
     order: int = 100
-    measured: str = ""
+    lesson: str = ""
     resumable: bool = True
 
     def __post_init__(self):

@@ -66,9 +66,6 @@ SPEC = register(
                  kind="bool"),
         ),
         trainer_kwargs=_consumed_pairs,
-        measured="visible by step 6 of 12: +0.38 ± 0.04 VADER over the reference on 100 held-out prompts, 178 s "
-        "after Start on a 2-core CPU (2 threads; 110 s with the reference cache warm); after 12 steps +0.64 ± 0.05, "
-        "wins on 97% of prompts, KL ≈ 27 nats (`python -m bench.alignment`, docs/alignment.md).",
         panels=(
             Panel("Reward margin", ("rewards/margins",)),
             Panel("Preference accuracy", ("rewards/accuracies",)),

@@ -46,16 +46,13 @@ SPEC = register(
         order=90,
         knobs=(
             beta_knob(0.03, "β: inverse temperature of DPO's implicit reward; higher stays nearer the reference "
-                            "(TRL's default is 0.1; 0.03 here, measured below)."),
+                            "(TRL's default is 0.1; 0.03 here, as measured in the Learn card)."),
             Knob("loss_type", "sigmoid", "sigmoid = DPO loss, ipo = IPO loss on the online pairs.", kind="choice",
                  choices=("sigmoid", "ipo")),
             temperature_knob(),
         ),
-        measured="visible in workshop time at β 0.03: after 12 steps +0.34 ± 0.05 and +0.45 ± 0.04 VADER over the "
-        "reference at two seeds (wins on 81% and 92%, KL 32 and 14 nats), 305-307 s at 1 thread. At TRL's "
-        "β 0.1 it was not (+0.16 and +0.24, wins on 68% and 71%): 12 steps see only 48 fresh pairs of 2 "
-        "samples each, and a lower β lets those few pairs move the policy further. The IPO loss at β 0.1 gained "
-        "nothing (−0.02) (`python -m bench.alignment --methods online-dpo`, docs/alignment.md)",
+        lesson="TRL's β 0.1 was not visible in workshop time: 12 steps see only 48 fresh pairs of 2 samples each, "
+        "and a lower β lets those few pairs move the policy further; the IPO loss gained nothing at β 0.1",
         panels=(Panel("Reward margin (implicit)", ("rewards/margins",)),
                 Panel("Annotator score margin", ("objective/scores_margin",))),
         trainer_kwargs=_annotator,

@@ -22,12 +22,9 @@ SPEC = register(
         trainer_class=trl_class("trl.experimental.orpo.ORPOTrainer"),
         order=50,
         knobs=(beta_knob(1.0, "λ: weight of the odds-ratio term against the SFT loss (TRL's default is 0.1; "
-                             "1.0 here, measured below)."),),
-        measured="visible in workshop time at λ = 1.0: after 12 steps +0.55 ± 0.05 and +0.57 ± 0.04 VADER over the "
-        "reference at two seeds (wins on 93% and 94%, KL ≈ 17 nats, reference perplexity 5.0-5.2 vs 4.3), in "
-        "263-273 s at 1 thread. At TRL's default λ = 0.1 it was not: +0.11 and +0.16 (wins on 60% and 62%), "
-        "because the odds-ratio term is then small beside the SFT loss on the chosen reviews, which mostly teaches "
-        "their style (`python -m bench.alignment --methods orpo`, docs/alignment.md)",
+                             "1.0 here, as measured in the Learn card)."),),
+        lesson="TRL's default λ = 0.1 was not visible in workshop time: the odds-ratio term is then small beside the "
+        "SFT loss on the chosen reviews, which mostly teaches their style",
         panels=(
             Panel("Reward margin", ("rewards/margins",)),
             Panel("Preference accuracy", ("rewards/accuracies",)),

@@ -65,14 +65,11 @@ SPEC = register(
         ),
         panels=(Panel("Value loss", ("loss/value_avg",)), Panel("Policy loss", ("loss/policy_avg",)),
                 Panel("Clip fraction", ("policy/clipfrac_avg",))),
-        measured="not visible at 12 steps on a CPU: this trainer gained +0.10 ± 0.05 and +0.10 ± 0.04 VADER over the "
-        "reference at seeds 42 and 7 (wins on 62% and 60%, KL ≈ 13 nats), in 13-34 minutes at 1 thread on a "
-        "2-core CPU, because each step samples, scores, runs the value model and takes 4 optimisation epochs. "
-        "With kl_coef 0.01 it gains +0.57 at seed 42 by reward hacking: answers shrink to 13 words of \"I'm happy "
-        "to help\" that are no longer reviews (reference perplexity 10.7 vs 4.3, KL 34 nats), a lesson the fluency "
-        "figures show. TRL 1.12's PPO trainer had gained +0.56 and +0.26 at the same seeds on another machine "
-        "(`python -m bench.alignment --methods ppo`, `python -m bench.ppo_vs_trl`, docs/alignment.md). Use RLOO "
-        "or GRPO for a live CPU demo, PPO on a GPU or as a take-home run.",
+        lesson="not visible at 12 steps on a CPU, because each step samples, scores, runs the value model and takes 4 "
+        "optimisation epochs; with a small kl_coef it gains by reward hacking: answers shrink to a stock \"I'm happy "
+        "to help\" that is no longer a review (the reference perplexity of its text shows it), a lesson the fluency "
+        "figures teach. Use RLOO or GRPO for a live CPU demo, PPO on a GPU or as a take-home run "
+        "(`python -m bench.ppo_vs_trl` compares it with TRL's trainer)",
         trainer_kwargs=_ppo_parts,
         validate=_check,
     )

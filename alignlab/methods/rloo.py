@@ -40,9 +40,7 @@ SPEC = register(
             epsilon_knob(),
             temperature_knob(),
         ),
-        measured="visible at one seed of two: after 12 steps +0.42 ± 0.05 VADER over the reference at seed 42 (wins on "
-        "85%, KL ≈ 10 nats) but +0.16 ± 0.05 at seed 7 (wins on 61%); about 400 s at 1 thread on a 2-core CPU "
-        "(`python -m bench.alignment`, docs/alignment.md). Train longer for a dependable effect",
+        lesson="in 12 steps the gain depends on the seed: train longer for a dependable effect",
         panels=(LENGTH_PANEL, Panel("Reward spread within groups", ("reward_std",))),
         trainer_kwargs=reward_functions,
         validate=check_groups,

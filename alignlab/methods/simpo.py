@@ -42,11 +42,8 @@ SPEC = register(
         ),
         uses_reference=False,
         order=55,
-        measured="visible, and drifting far: after 12 steps +0.69 ± 0.05 VADER over the reference on 100 held-out "
-        "prompts, wins on 98%, but KL ≈ 33 nats and the reference's perplexity of its text 7.6 vs 4.3: with no "
-        "reference model nothing holds it back, and it converges on stock praise (\"I am incredibly proud of the "
-        "amazing film...\") instead of a review of the requested opening; 399 s at 1 thread on a 2-core CPU "
-        "(`python -m bench.alignment --methods simpo`, docs/alignment.md). Lower the learning rate or train fewer "
-        "steps to keep it closer",
+        lesson="with no reference model nothing holds it back: it converges on stock praise (\"I am incredibly proud "
+        "of the amazing film...\") instead of a review of the requested opening; lower the learning rate or train "
+        "fewer steps to keep it closer",
     )
 )

@@ -2,7 +2,7 @@
 where the chats' sliders start and how a finished answer ends.
 
 Pure text, no UI package, so the notebook's progress line and the app's progress card say the same
-thing for the same run (the pace itself comes from :func:`alignlab.plots.pace`), and both chats show an answer
+thing for the same run (the pace itself comes from :func:`alignlab.eta.pace`), and both chats show an answer
 the same way.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from alignlab.eta import pace
 from alignlab.generation import SamplingSettings
-from alignlab.plots import pace
 
 MISSING = "–"  # what a table cell or a time shows when there is no value
 # Where both chats' "max new tokens" starts: room for the two sentences the built-in task asks for (the lab's

@@ -21,8 +21,7 @@ from collections import OrderedDict
 
 from alignlab.config import check_owner
 from alignlab.errors import AlignLabError
-from alignlab.eta import Pace, measured_pace, recent_pace, schedule
-from alignlab.plots import pace
+from alignlab.eta import Pace, measured_pace, pace, recent_pace, schedule
 from alignlab.ui.gradio.jobs import JobQueue
 from alignlab.workshop import check_budget
 

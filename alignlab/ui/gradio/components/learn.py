@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from alignlab.data import FORMATS
+from alignlab.measured import measured_text
 from alignlab.methods import Knob, MethodSpec, registry
 from alignlab.ui.gradio.forms import form_knobs
 
@@ -38,7 +39,10 @@ def knob_rows(knobs: tuple[Knob, ...] | list[Knob]) -> str:
 
 
 def method_card(spec: MethodSpec) -> str:
-    """Markdown for one method."""
+    """Markdown for one method; its measured figures come from the benchmark's file (:mod:`alignlab.measured`),
+    followed by the method's lesson in words."""
+    measured = " ".join(filter(None, [measured_text(spec.name), spec.lesson[:1].upper() + spec.lesson[1:] + "."
+                                      if spec.lesson else ""]))
     reference = ("keeps a frozen **reference** model (with LoRA: the same weights, adapter off)"
                  if spec.uses_reference else "needs **no reference** model")
     output = "a reward model (a scorer, not a chatbot)" if spec.model_kind == "sequence-classifier" else "a text model"
@@ -47,7 +51,7 @@ def method_card(spec: MethodSpec) -> str:
             f"- **Name:** `{spec.name}` (CLI: `alignlab train --method {spec.name}`)\n"
             f"- **Paper:** {spec.paper}\n- **Data:** {spec.data_format} ({columns})\n"
             f"- **Trains:** {output}; {reference}\n"
-            + (f"- **Measured at the defaults:** {spec.measured}\n" if spec.measured else "")
+            + (f"- **Measured at the defaults:** {measured}\n" if measured else "")
             + f"\n{knob_rows(spec.knobs)}")
 
 

@@ -1,0 +1,85 @@
+"""What each method reached on the built-in task, as the benchmark measured it: figures from a file, never prose in
+code.
+
+``python -m bench.learn_figures`` reads the benchmark's results (``bench/alignment.json``, written by
+``python -m bench.alignment``) and writes :data:`MEASURED_FILE` beside this module: per method, the runs made at its
+current defaults and those made with other settings (a variant's ``label`` says which), each with the held-out
+evaluation of its final model (reward gain over the reference ± paired s.e., win-rate, KL, perplexity) and when the
+gain first became visible. The Learn card shows :func:`measured_text`; a changed number changes in that file only,
+and only by rerunning the command.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+MEASURED_FILE = Path(__file__).with_name("measured.json")
+
+
+@cache
+def load_measured(path: str | Path = MEASURED_FILE) -> dict:
+    """The figures file as written by ``python -m bench.learn_figures`` (``{"methods": {}}`` when it is missing)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"methods": {}}
+
+
+def _gain(run: dict) -> str:
+    return f"{run['gain']:+.2f} ± {run['gain_se']:.2f}"
+
+
+def _final(run: dict) -> str:
+    """One run's final model: ``seed 42 (2 threads): +0.64 ± 0.05, wins on 97%, KL 27 nats, ..., 283 s``."""
+    parts = [_gain(run)]
+    if run.get("win_rate") is not None:
+        parts.append(f"wins on {run['win_rate']:.0%}")
+    if run.get("kl") is not None:
+        parts.append(f"KL {run['kl']:.0f} nats")
+    if run.get("perplexity") is not None and run.get("reference_perplexity") is not None:
+        parts.append(f"reference perplexity of its text {run['perplexity']:.1f} vs {run['reference_perplexity']:.1f}")
+    if run.get("train_s") is not None:
+        parts.append(f"{run['train_s']:.0f} s of training")
+    return f"seed {run['seed']} ({run['threads']} thread{'s' if run['threads'] != 1 else ''}): {', '.join(parts)}"
+
+
+def _visible(run: dict) -> str | None:
+    seen = run.get("visible")
+    if not seen:
+        return None
+    where = "at the end" if seen.get("at_end") else f"by step {seen['step']}"
+    return (f"{where}, {seen['seconds']:.0f} s after Start (seed {run['seed']}, {run['threads']} "
+            f"thread{'s' if run['threads'] != 1 else ''}, reference cache {run.get('cache', 'cold')})")
+
+
+def measured_text(method: str, figures: dict | None = None) -> str:
+    """A method's measured figures in words for its Learn card; "" when the benchmark has none for it.
+
+    >>> figures = {"settings": {"steps": 12, "reward": "sentiment", "prompts": 100}, "methods": {"dpo": {"defaults": [
+    ...     {"seed": 42, "threads": 2, "gain": 0.64, "gain_se": 0.046, "win_rate": 0.97}], "variants": []}}}
+    >>> text = measured_text("dpo", figures)
+    >>> text.startswith("after 12 steps, sentiment reward gain over the reference on 100 held-out prompts: seed 42")
+    True
+    >>> "(2 threads): +0.64 ± 0.05, wins on 97%; not visible (gain ≥ 0.3 with s.e. ≤ 0.05)" in text
+    True
+    """
+    figures = load_measured() if figures is None else figures
+    found = figures.get("methods", {}).get(method)
+    if not found or not (found.get("defaults") or found.get("variants")):
+        return ""
+    settings = figures.get("settings", {})
+    text = (f"after {settings.get('steps', '?')} steps, {settings.get('reward', 'the')} reward gain over the reference "
+            f"on {settings.get('prompts', '?')} held-out prompts: ")
+    finals = [_final(run) for run in found.get("defaults", []) if run.get("gain") is not None]
+    text += "; ".join(finals) if finals else "no final model evaluated at the defaults"
+    seen = [note for note in map(_visible, found.get("defaults", [])) if note]
+    threshold = f"gain ≥ {settings.get('visible_gain', 0.3)} with s.e. ≤ {settings.get('visible_se', 0.05)}"
+    text += (f"; visible ({threshold}) " + "; ".join(seen)) if seen else (
+        f"; not visible ({threshold}) in any run at the defaults")
+    variants = [f"{run['label']}, seed {run['seed']}: {_gain(run)}" for run in found.get("variants", [])
+                if run.get("gain") is not None]
+    if variants:
+        text += ". Other settings: " + "; ".join(variants)
+    return text + "."

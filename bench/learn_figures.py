@@ -1,0 +1,89 @@
+"""``python -m bench.learn_figures``: the figures the Learn cards show, from the alignment benchmark's results.
+
+Reads ``bench/alignment.json`` (``python -m bench.alignment``) and writes ``alignlab/measured.json``
+(:mod:`alignlab.measured`): for each method, its runs at the method's current defaults (a run labelled with the
+method's name alone whose knobs equal today's defaults) and its runs with other settings (labelled with the knobs
+that differ from today's defaults, else with the benchmark's own label, such as another trainer's), each with its
+final model's held-out figures and when its gain became visible. Runs the benchmark excluded are left out. Rerun it
+after the benchmark, or after a method's defaults change (a run at old defaults then counts as a variant).
+
+    python -m bench.learn_figures [--results bench/alignment.json] [--out alignlab/measured.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "alignment.json"
+
+
+def run_figures(run: dict) -> dict:
+    """The figures of one benchmark run that a Learn card may show."""
+    final = run.get("final") or {}
+    figures = {"seed": run["seed"], "threads": run["threads"], "cache": run.get("cache", "cold"),
+               "steps": run.get("steps"), "train_s": run.get("train_s"), "visible": run.get("visible")}
+    if final:
+        figures.update(gain=final["gain"], gain_se=final["gain_se"], win_rate=final.get("win_rate"),
+                       kl=final.get("kl"), perplexity=(final.get("aligned_fluency") or {}).get("perplexity"),
+                       reference_perplexity=(final.get("reference_fluency") or {}).get("perplexity"))
+    return figures
+
+
+def changed_knobs(run: dict, defaults: dict) -> dict:
+    """The method knobs whose value in the run's config differs from today's default."""
+    config = run.get("config") or {}
+    return {name: config[name] for name, default in defaults.items() if name in config and config[name] != default}
+
+
+def learn_figures(results: dict) -> dict:
+    """``alignlab/measured.json``'s content from the benchmark's results."""
+    from alignlab.methods import registry
+
+    specs = registry()
+    methods: dict[str, dict] = {}
+    for run in results.get("runs", []):
+        config = run.get("config") or {}
+        name = config.get("method")
+        if name not in specs or run.get("state") != "finished":
+            continue
+        changed = changed_knobs(run, specs[name].defaults())
+        entry = methods.setdefault(name, {"defaults": [], "variants": []})
+        if run["method"] == name and not changed:
+            entry["defaults"].append(run_figures(run))
+        else:  # the method's name with the knobs that differ from today's defaults, else the benchmark's label
+            label = f"{name} {json.dumps(changed)}" if changed else run["method"]
+            entry["variants"].append({"label": label, **run_figures(run)})
+    first = next(iter(results.get("runs", [])), {})
+    settings = results.get("settings", {})
+    return {
+        "written_by": "python -m bench.learn_figures",
+        "source": "bench/alignment.json (python -m bench.alignment)",
+        "machine": results.get("machine", ""),
+        "finished": results.get("finished", ""),
+        "settings": {"steps": (first.get("config") or {}).get("max_steps"), "reward": (first.get("final") or {}).get(
+                         "reward", "sentiment"), "prompts": settings.get("prompts"),
+                     "samples_per_prompt": settings.get("samples"), "visible_gain": settings.get("gain"),
+                     "visible_se": settings.get("max_se")},
+        "methods": methods,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from alignlab.measured import MEASURED_FILE
+
+    parser = argparse.ArgumentParser(prog="python -m bench.learn_figures", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the alignment benchmark's results file")
+    parser.add_argument("--out", type=Path, default=MEASURED_FILE, help="the figures file the Learn cards read")
+    args = parser.parse_args(argv)
+    figures = learn_figures(json.loads(args.results.read_text(encoding="utf-8")))
+    args.out.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    counted = {name: (len(entry["defaults"]), len(entry["variants"])) for name, entry in figures["methods"].items()}
+    print(f"wrote {args.out}: " + ", ".join(f"{name} {d}+{v}" for name, (d, v) in counted.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
