@@ -25,6 +25,8 @@ from alignlab.export import EXPORT_FORMATS, export_metrics
 from alignlab.job_slots import JOB_GIB
 from alignlab.make_prefs import card_path, check_output, check_settings, make_prefs, write_card
 from alignlab.methods import method_names, registry
+from alignlab.methods.base import headline_of, summary_keys
+from alignlab.metrics import HEADLINE_LABELS
 from alignlab.models import resolve_model
 from alignlab.presets import PRESETS, get_preset, preset_names
 from alignlab.rundir import RUNS_WHERE, UNREADABLE, default_runs_dir, list_runs, new_run_id
@@ -349,8 +351,7 @@ def _train(args, whole_process: bool = False) -> int:
     last = {}
     for event in handle.history:
         last.update(event["metrics"])
-    shown = [k for k in ("loss", "rewards/margins", "rewards/accuracies", "reward", "objective/kl", "kl",
-                         "probe/reward", "probe/kl", "accuracy") if last.get(k) is not None]
+    shown = [k for k in summary_keys(handle.config.method) if last.get(k) is not None]
     if shown:
         print("final: " + "  ".join(f"{k}={last[k]:.4g}" for k in shown))
     print(f"saved to {handle.run_dir}")
@@ -385,8 +386,9 @@ def _follow(handle, quiet: bool, signals: list[str]) -> None:
             bar.total = handle.total_steps
         bar.n = event["step"]
         metrics = event["metrics"]
-        bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss", "rewards/margins", "reward", "probe/reward")
-                         if metrics.get(k) is not None}, refresh=True)
+        shown = {"loss": metrics.get("loss"), **{HEADLINE_LABELS[field]: value for field, value
+                                                 in headline_of(handle.config.method, metrics).items()}}
+        bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=True)
 
     unsubscribe = handle.subscribe(on_event)
     noted = 0

@@ -29,12 +29,10 @@ from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, dataset_parts, task_instru
 from alignlab.errors import AlignLabError
 from alignlab.held_out import held_out_of_run
 from alignlab.methods import registry
+from alignlab.methods.base import summary_keys
 from alignlab.plots import final_point
 
 KINDS = ("adapter", "merged", "model")  # a LoRA adapter; the adapter merged into its base; a fully trained model
-# The final values a card lists, when the run logged them (TRL's names; the probe's last).
-FINAL_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "reward", "objective/kl", "kl", "accuracy", "margin",
-              "probe/reward", "probe/kl")
 LEFT_OUT = ("run_id", "output_dir")  # settings that name this machine's folders, not the training
 _HUB_DATASET = re.compile(r"[\w.-]+/[\w.-]+")
 _ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})")
@@ -116,16 +114,17 @@ def _settings(config: dict, spec) -> str:
 def _results(run_dir: Path, config: dict, state: str | None) -> str:
     rows, _ = rundir.read_metrics(run_dir)
     status = rundir.read_status(run_dir)
+    final_keys = summary_keys(config.get("method"))  # the final values it lists, when the run logged them
     last: dict = {}
     for row in rows:
-        last.update({k: (row["step"], v) for k, v in row.items() if v is not None and k in FINAL_KEYS})
+        last.update({k: (row["step"], v) for k, v in row.items() if v is not None and k in final_keys})
     steps = rows[-1]["step"] if rows else 0
     total = status.get("total_steps")
     lines = [f"Trained {steps} step{'s' * (steps != 1)}{f' of {total}' if total else ''}; the run "
              f"{state or status.get('state') or 'has no status'}."]
     if last:
         lines += ["", "| metric (last logged) | value | step |", "|---|---|---|"]
-        lines += [f"| `{key}` | {_number(last[key][1])} | {last[key][0]} |" for key in FINAL_KEYS if key in last]
+        lines += [f"| `{key}` | {_number(last[key][1])} | {last[key][0]} |" for key in final_keys if key in last]
     point = final_point(rows)
     if point is not None:
         def se(field: str) -> str:

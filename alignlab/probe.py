@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 from alignlab import reference_cache, rundir
 from alignlab.decoding import decode, merged_lora
 from alignlab.generation import render_prompt, stop_token_ids
-from alignlab.metrics import NonFiniteMetric
+from alignlab.metrics import PROBE_KL, PROBE_LENGTH, PROBE_REWARD, NonFiniteMetric, se_key
 from alignlab.models import policy_of
 from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
@@ -56,8 +56,8 @@ class ProbeResult:
     kl_se: float = 0.0
 
     def metrics(self) -> dict[str, float]:
-        return {"probe/reward": self.reward, "probe/kl": self.kl, "probe/length": self.length,
-                "probe/reward_se": self.reward_se, "probe/kl_se": self.kl_se}
+        return {PROBE_REWARD: self.reward, PROBE_KL: self.kl, PROBE_LENGTH: self.length,
+                se_key(PROBE_REWARD): self.reward_se, se_key(PROBE_KL): self.kl_se}
 
 
 def sequence_logprobs(model, input_ids, attention_mask, completion_mask):
@@ -200,7 +200,7 @@ class ProbeCallback(TrainerCallback):
             except RuntimeError as error:  # torch: "probability tensor contains either `inf`, `nan` or ..."
                 if "nan" not in str(error):
                     raise
-                raise NonFiniteMetric(f"probe/reward: no completion could be sampled at step {step}, the model's "
+                raise NonFiniteMetric(f"{PROBE_REWARD}: no completion could be sampled at step {step}, the model's "
                                       "next-token probabilities being NaN or infinite; the run stops there and its "
                                       "weights are not saved", step) from error
             except NonFiniteMetric as error:  # the reward source's
@@ -222,7 +222,7 @@ class ProbeCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not self.context.sampling.joins(state.is_world_process_zero):
             return
-        probed = any(event["step"] == state.global_step and "probe/reward" in event["metrics"]
+        probed = any(event["step"] == state.global_step and PROBE_REWARD in event["metrics"]
                      for event in self.handle.history)  # the main process holds the history
         if self.context.sampling.agree(probed):  # a resumed run, probed at the step it resumes from
             self._last_step = state.global_step

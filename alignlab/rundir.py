@@ -68,6 +68,8 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import AlignLabError
+from alignlab.methods.base import headline_of
+from alignlab.metrics import HEADLINE
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -844,8 +846,8 @@ def is_training(run_dir: str | Path) -> bool:
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """Summary of a run: id, path, method, model, state, error, steps, last loss, reward and KL, its
-    config and every metric row (``history``).
+    """Summary of a run: id, path, method, model, state, error, steps, last loss, its headline metrics (reward and KL,
+    see :func:`alignlab.methods.base.headline_of`), its config and every metric row (``history``).
 
     A run still marked running whose process has died (see :func:`owner_is_gone`) reads as failed, and
     its status.json is rewritten to say so (:func:`settled_status`). A run with a file that cannot be
@@ -866,16 +868,8 @@ def read_run(run_dir: str | Path) -> dict:
         last.update({k: v for k, v in row.items() if v is not None})
     return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
             "state": status.get("state"), "error": status.get("error"), "steps": last.get("step", 0),
-            "loss": last.get("loss"), "reward": _first(last, ("probe/reward", "reward", "rewards/margins")),
-            "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "elapsed_s": status.get("elapsed_s"),
+            "loss": last.get("loss"), **headline_of(config.get("method"), last), "elapsed_s": status.get("elapsed_s"),
             "config": config, "history": rows}
-
-
-def _first(values: dict, keys: tuple[str, ...]):
-    for key in keys:
-        if values.get(key) is not None:
-            return values[key]
-    return None
 
 
 def default_runs_dir(working_dir: str | Path | None = None) -> Path:
@@ -918,7 +912,7 @@ def unreadable_run(run_dir: str | Path, file: str, error: str, config: dict | No
     run_dir = Path(run_dir)
     config = config or {}
     return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
-            "state": UNREADABLE, "error": error, "file": file, "steps": 0, "loss": None, "reward": None, "kl": None,
+            "state": UNREADABLE, "error": error, "file": file, "steps": 0, "loss": None, **dict.fromkeys(HEADLINE),
             "config": config, "history": []}
 
 
