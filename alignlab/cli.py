@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     runs_dir = default_runs_dir()  # one runs folder for every command, the app and the notebook
     _add_train_parser(subparsers)
-    runs = subparsers.add_parser("runs", help="List runs: id, method, state, steps, last loss/reward.")
+    runs = subparsers.add_parser("runs", help="List runs: id, method, state, steps, last loss, reward, KL and "
+                                                "instruction followed (the probe's).")
     runs.add_argument("--output-dir", default=str(runs_dir), help=f"Folder of runs {RUNS_DEFAULT}.")
     runs.add_argument("--export", choices=EXPORT_FORMATS, help="Instead of the list, write every run's metric rows "
                       "as one table (run_id, method, step, then the metrics) for pandas.")
@@ -444,10 +445,14 @@ def _runs(args) -> int:
     def fmt(value):
         return "-" if value is None else f"{value:.4g}"
 
-    print(f"{'run id':<40} {'method':<10} {'state':<10} {'steps':>5} {'loss':>9} {'reward':>9}")
+    def percent(value):
+        return "-" if value is None else f"{value:.0%}"
+
+    print(f"{'run id':<40} {'method':<10} {'state':<10} {'steps':>5} {'loss':>9} {'reward':>9} {'KL':>9} "
+          f"{'followed':>8}")  # followed: the share of the probe's completions that followed the instruction
     for run in rows:
         line = (f"{run['run_id']:<40} {run['method'] or '-':<10} {run['state'] or '-':<10} {run['steps']:>5} "
-                f"{fmt(run['loss']):>9} {fmt(run['reward']):>9}")
+                f"{fmt(run['loss']):>9} {fmt(run['reward']):>9} {fmt(run['kl']):>9} {percent(run['follow']):>8}")
         if run["state"] == UNREADABLE:  # which file, and why; the other runs list as usual
             line += f"  {run['error']}"
         print(line)

@@ -22,6 +22,7 @@ from typing import Any
 from alignlab.methods import registry
 from alignlab.metrics import (
     KL_ESTIMATE,
+    PROBE_FOLLOW,
     PROBE_KL,
     PROBE_LENGTH,
     PROBE_REWARD,
@@ -46,6 +47,7 @@ METRIC_NAMES = {  # metric keys (TRL's, the probe's, alignlab's PPO's) as a lege
     PROBE_REWARD: "probe reward",  # the probe: held-out prompts, sampled and scored every probe_every steps
     PROBE_KL: "probe KL",
     PROBE_LENGTH: "probe length",
+    PROBE_FOLLOW: "instruction followed",  # the share of the probe's completions that did what their prompt asked
     KL_ESTIMATE: "KL estimate",  # KTO's batch estimate of the KL from the reference
     ROLLOUT_KL: "rollout KL",
     "accuracy": "preference accuracy",

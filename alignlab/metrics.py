@@ -25,13 +25,14 @@ from alignlab.errors import AlignLabError
 PROBE_REWARD = "probe/reward"
 PROBE_KL = "probe/kl"
 PROBE_LENGTH = "probe/length"
+PROBE_FOLLOW = "probe/follow"  # the share of the probe's completions that followed their instruction (alignlab.follow)
 ROLLOUT_REWARD = "reward"  # GRPO, RLOO: the reward of the samples trained on
 ROLLOUT_SCORE = "objective/scores"  # PPO, online DPO: the reward source's score of the samples trained on
 ROLLOUT_KL = "objective/kl"  # PPO, online DPO: the KL of those samples from the reference
 KL_ESTIMATE = "kl"  # GRPO, RLOO, KTO: the trainer's estimate of the KL from the reference
-HEADLINE = ("reward", "kl")  # the fields of :func:`headline`, in the order a table shows them
-HEADLINE_LABELS = {"reward": "reward", "kl": "KL"}  # each field as a table's column reads it
-PROBE_HEADLINE = {"reward": PROBE_REWARD, "kl": PROBE_KL}  # the probe's key of each field
+HEADLINE = ("reward", "kl", "follow")  # the fields of :func:`headline`, in the order a table shows them
+HEADLINE_LABELS = {"reward": "reward", "kl": "KL", "follow": "instruction followed"}  # as a table's column reads it
+PROBE_HEADLINE = {"reward": PROBE_REWARD, "kl": PROBE_KL, "follow": PROBE_FOLLOW}  # the probe's key of each field
 
 # Keys the plots know how to group, TRL's names kept.
 LOSS_KEYS = ("loss",)
@@ -72,13 +73,14 @@ def headline_keys(reward_key: str | None = None, kl_key: str | None = None) -> d
 
 
 def headline(row: dict[str, Any], reward_key: str | None = None, kl_key: str | None = None) -> dict[str, Any]:
-    """The headline metrics of a metric row (or of a run's last values, merged): ``{"reward", "kl"}``, each
-    from the first of :func:`headline_keys` the row has (None when it has none).
+    """The headline metrics of a metric row (or of a run's last values, merged): ``{"reward", "kl", "follow"}``,
+    each from the first of :func:`headline_keys` the row has (None when it has none). ``follow`` is the share
+    (0-1) of the probe's completions that followed their instruction; only the probe measures it.
 
-    >>> headline({"probe/reward": 0.8, "objective/kl": 2.0}, kl_key=ROLLOUT_KL)
-    {'reward': 0.8, 'kl': 2.0}
+    >>> headline({"probe/reward": 0.8, "objective/kl": 2.0, "probe/follow": 0.25}, kl_key=ROLLOUT_KL)
+    {'reward': 0.8, 'kl': 2.0, 'follow': 0.25}
     >>> headline({"loss": 0.7})
-    {'reward': None, 'kl': None}
+    {'reward': None, 'kl': None, 'follow': None}
     """
     found = {}
     for field, keys in headline_keys(reward_key, kl_key).items():

@@ -693,7 +693,10 @@ def read_probe_samples(run_dir: str | Path) -> list[dict]:
 
 
 def samples_summary(run_dir: str | Path) -> dict | None:
-    """Mean reward of the reference and the aligned samples and their count, or None without samples."""
+    """Mean reward of the reference and the aligned samples and their count, or None without samples. Where samples
+    record whether they followed their instruction (``reference_followed``, ``aligned_followed``, see
+    :mod:`alignlab.follow`), the share of each that did, as ``reference_follow`` and ``aligned_follow`` (0-1), and
+    how many were checked, ``checked``."""
     rows = read_samples(run_dir)
     if not rows:
         return None
@@ -707,7 +710,14 @@ def samples_summary(run_dir: str | Path) -> dict | None:
     reference, aligned = mean("reference_reward"), mean("aligned_reward")
     if reference is None or aligned is None:  # a damaged samples file: no summary rather than a wrong one
         return None
-    return {"reference": reference, "aligned": aligned, "samples": len(rows)}
+    summary = {"reference": reference, "aligned": aligned, "samples": len(rows)}
+    checked = [row for row in rows if isinstance(row.get("reference_followed"), bool)
+               and isinstance(row.get("aligned_followed"), bool)]
+    if checked:
+        summary.update(checked=len(checked),
+                       reference_follow=sum(row["reference_followed"] for row in checked) / len(checked),
+                       aligned_follow=sum(row["aligned_followed"] for row in checked) / len(checked))
+    return summary
 
 
 def _write_record(run_dir: str | Path, name: str, record: dict) -> None:

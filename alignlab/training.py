@@ -24,6 +24,7 @@ from alignlab.config import RunConfig
 from alignlab.data import load_dataset, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabWarning
+from alignlab.follow import check_for
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
@@ -42,9 +43,11 @@ class RunContext:
 
     ``model`` and ``tokenizer`` are the loaded policy and its tokenizer, ``dataset`` the rows in the
     method's data format (a ``datasets.Dataset``), ``reward`` the run's
-    :class:`~alignlab.rewards.RewardSource`; ``callbacks`` are TrainerCallbacks added to the trainer
-    besides the lab's own event callback (the probe); ``sampling`` says which processes sample (all of them
-    when the weights are sharded, see :mod:`alignlab.distributed`), known once the trainer is built.
+    :class:`~alignlab.rewards.RewardSource`, ``follow_check`` the check of whether a completion followed its
+    prompt's instruction (:func:`alignlab.follow.check_for` the run's dataset); ``callbacks`` are TrainerCallbacks
+    added to the trainer besides the lab's own event callback (the probe); ``sampling`` says which processes
+    sample (all of them when the weights are sharded, see :mod:`alignlab.distributed`), known once the trainer is
+    built.
     """
 
     config: RunConfig
@@ -53,6 +56,7 @@ class RunContext:
     tokenizer: Any = None
     dataset: Any = None
     reward: Any = None
+    follow_check: Any = None
     callbacks: list = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -162,7 +166,7 @@ def _train(handle) -> None:
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer,
                          dataset=load_dataset(config.dataset, spec.data_format, config.method, tokenizer,
                                               config.max_length, held_out=handle.held_out.prompts),
-                         reward=reward_for(config))
+                         reward=reward_for(config), follow_check=check_for(config.dataset))
     if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
         rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
     if config.probe_every and spec.model_kind == "causal-lm":
@@ -191,7 +195,7 @@ def _train(handle) -> None:
         raise
     save_model(handle, trainer, tokenizer)
     if spec.model_kind == "causal-lm" and context.sampling.joins(handle.is_writer):
-        write_samples(handle, policy, tokenizer, context.reward, context.sampling)
+        write_samples(handle, policy, tokenizer, context.reward, context.sampling, context.follow_check)
     if handle.is_writer:
         if spec.model_kind == "causal-lm":
             write_model_card(handle, rundir.model_dir(handle.run_dir),  # with the samples' figures now
@@ -222,14 +226,16 @@ def write_model_card(handle, folder: Path, state: str | None = None) -> None:
         warnings.warn(f"run {handle.run_id}: the model card was not written ({error})", AlignLabWarning, stacklevel=2)
 
 
-def write_samples(handle, model, tokenizer, reward, sampling: Sampling | None = None) -> None:
+def write_samples(handle, model, tokenizer, reward, sampling: Sampling | None = None, check=None) -> None:
     """Reference vs aligned completions on the first 16 of the run's held-out prompts (``handle.held_out``), same
-    seed and settings, with rewards, written by the run's writer. With sharded weights (``sampling.together``) every
-    process calls this and samples."""
+    seed and settings, with rewards and, with a ``check`` (:mod:`alignlab.follow`), whether each followed its
+    instruction, written by the run's writer. With sharded weights (``sampling.together``) every process calls this
+    and samples."""
     sampling = sampling or Sampling()
     prompts = handle.held_out.prompts[:SAMPLE_PROMPTS]
     with sampling.whole_parameters():
-        rows = side_by_side(model, tokenizer, handle.config, prompts, reward, synced_gpus=sampling.together)
+        rows = side_by_side(model, tokenizer, handle.config, prompts, reward, synced_gpus=sampling.together,
+                            check=check)
     if handle.is_writer:
         rundir.write_samples(handle.run_dir, rows)
 

@@ -265,7 +265,7 @@ def headline_of(method: str | None, row: dict[str, Any]) -> dict[str, Any]:
     a method this alignlab does not know (or None).
 
     >>> headline_of("ppo", {"objective/scores": 0.4, "objective/kl": 1.5})
-    {'reward': 0.4, 'kl': 1.5}
+    {'reward': 0.4, 'kl': 1.5, 'follow': None}
     """
     spec = _REGISTRY.get(method or "")
     return spec.headline(row) if spec is not None else headline(row)
@@ -275,8 +275,8 @@ def summary_keys(method: str | None) -> tuple[str, ...]:
     """The metric keys a summary of a run of ``method`` lists (:meth:`MethodSpec.summary_keys`); the loss and the
     probe's headline keys for a method this alignlab does not know.
 
-    >>> summary_keys("ppo")[-4:]
-    ('probe/reward', 'objective/scores', 'probe/kl', 'objective/kl')
+    >>> summary_keys("ppo")[-5:]
+    ('probe/reward', 'objective/scores', 'probe/kl', 'objective/kl', 'probe/follow')
     """
     spec = _REGISTRY.get(method or "")
     return spec.summary_keys() if spec is not None else ("loss", *(keys[0] for keys in headline_keys().values()))
