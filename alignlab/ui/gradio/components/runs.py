@@ -32,6 +32,7 @@ from alignlab.ui.report import report_file_name, write_report
 RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", FOLLOWED, "win-rate (people; AI)",
                "note"]
 SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward", FOLLOWED_CHANGE]
+SAMPLE_WIDTHS = ["18%", "28%", "9%", "28%", "9%", "8%"]  # one per sample column
 
 
 def comparison_slots() -> int:
@@ -106,7 +107,7 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
     result = gr.Markdown(elem_id="runs-result")
     with gr.Accordion("Train on this run's blind votes (cast in the Chat tab)", open=False):
         create_train_on_votes(services, chosen, lambda run_id: run_id or None, "runs")
-    samples = gr.Dataframe(interactive=False, wrap=True, column_widths=["20%", "30%", "10%", "30%", "10%"],
+    samples = gr.Dataframe(interactive=False, wrap=True, column_widths=SAMPLE_WIDTHS,
                            label="Samples: reference vs aligned on held-out prompts "
                            "(same seed and settings)", elem_id="runs-samples")
     with gr.Accordion("Config", open=False):
