@@ -387,8 +387,9 @@ def _follow(handle, quiet: bool, signals: list[str]) -> None:
             bar.total = handle.total_steps
         bar.n = event["step"]
         metrics = event["metrics"]
-        shown = {"loss": metrics.get("loss"), **{HEADLINE_LABELS[field]: value for field, value
-                                                 in headline_of(handle.config.method, metrics).items()}}
+        headline = headline_of(handle.config.method, metrics)  # the reward, KL and instruction followed, when logged
+        shown = {"loss": metrics.get("loss"), "rewards/margins": metrics.get("rewards/margins"),  # DPO: between probes
+                 **{HEADLINE_LABELS[field]: value for field, value in headline.items()}}
         bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=True)
 
     unsubscribe = handle.subscribe(on_event)
