@@ -8,7 +8,9 @@ Both models answer each prompt with the same sampling settings and seed (:func:`
 what a run's end-of-run samples are), and the run's reward source scores every answer.
 
 Each row is a dict with ``prompt`` (the text a person reads), ``reference``, ``reference_reward``,
-``aligned`` and ``aligned_reward``, the same keys as a run's samples file.
+``aligned`` and ``aligned_reward``, the same keys as a run's samples file; where the run's task can tell
+(:mod:`alignlab.follow`), ``reference_followed`` and ``aligned_followed`` too: whether each answer followed the
+prompt's instruction.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alignlab.config import RunConfig, config_of
+from alignlab.follow import FollowCheck, check_for, followed
 from alignlab.generation import SamplingSettings, prompt_text, sample
 from alignlab.held_out import held_out_of_run
 from alignlab.models import load_trained
@@ -40,17 +43,23 @@ def pick_prompts(prompts: Sequence, count: int = CHANGE_PROMPTS, seed: int = PIC
 
 
 def side_by_side(model, tokenizer, config: RunConfig, prompts: Sequence, reward: RewardSource,
-                 synced_gpus: bool = False) -> list[dict]:
+                 synced_gpus: bool = False, check: FollowCheck | None = None) -> list[dict]:
     """The reference's and the aligned model's answers to ``prompts`` (same reading settings and the run's seed,
-    so only training differs), each scored by ``reward``. With LoRA the reference is the adapter switched off.
+    so only training differs), each scored by ``reward`` and, for a prompt ``check`` can tell, marked followed or
+    not (:mod:`alignlab.follow`). With LoRA the reference is the adapter switched off.
     ``synced_gpus``: every process of a run with sharded weights samples together."""
     settings = SamplingSettings(max_new_tokens=config.max_completion_length, seed=config.seed)
     aligned = sample(model, tokenizer, prompts, settings, synced_gpus=synced_gpus)
     with reference_of(model, config) as reference:
         base = sample(reference, tokenizer, prompts, settings, synced_gpus=synced_gpus)
     aligned_scores, base_scores = reward(prompts, aligned), reward(prompts, base)
-    return [{"prompt": prompt_text(prompt), "reference": base[i], "reference_reward": base_scores[i],
+    aligned_followed, base_followed = followed(check, prompts, aligned), followed(check, prompts, base)
+    rows = [{"prompt": prompt_text(prompt), "reference": base[i], "reference_reward": base_scores[i],
              "aligned": aligned[i], "aligned_reward": aligned_scores[i]} for i, prompt in enumerate(prompts)]
+    for row, reference_answer, aligned_answer in zip(rows, base_followed, aligned_followed):
+        if reference_answer is not None:  # None: the check cannot tell for this prompt
+            row.update(reference_followed=reference_answer, aligned_followed=aligned_answer)
+    return rows
 
 
 def model_changes(model, tokenizer, config: RunConfig, held_out: Sequence, count: int = CHANGE_PROMPTS,
@@ -59,7 +68,8 @@ def model_changes(model, tokenizer, config: RunConfig, held_out: Sequence, count
     ``seed`` (:func:`pick_prompts`), answered by the reference and by ``model``, scored by ``reward`` (the run's
     own reward source by default)."""
     prompts = pick_prompts(held_out, count, seed)
-    return side_by_side(model, tokenizer, config, prompts, reward or reward_for(config))
+    return side_by_side(model, tokenizer, config, prompts, reward or reward_for(config),
+                        check=check_for(config.dataset))
 
 
 def run_changes(run_dir: str | Path, count: int = CHANGE_PROMPTS, seed: int = PICK_SEED) -> list[dict]:

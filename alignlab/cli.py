@@ -26,6 +26,8 @@ from alignlab.export import EXPORT_FORMATS, export_metrics
 from alignlab.job_slots import JOB_GIB
 from alignlab.make_prefs import card_path, check_output, check_settings, make_prefs, write_card
 from alignlab.methods import method_names, registry
+from alignlab.methods.base import headline_of, summary_keys
+from alignlab.metrics import HEADLINE_LABELS
 from alignlab.models import resolve_model
 from alignlab.presets import PRESETS, get_preset, preset_names
 from alignlab.rundir import RUNS_WHERE, UNREADABLE, default_runs_dir, list_runs
@@ -107,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     runs_dir = default_runs_dir()  # one runs folder for every command, the app and the notebook
     _add_train_parser(subparsers)
-    runs = subparsers.add_parser("runs", help="List runs: id, method, state, steps, last loss/reward.")
+    runs = subparsers.add_parser("runs", help="List runs: id, method, state, steps, last loss, reward, KL and "
+                                                "instruction followed (the probe's).")
     runs.add_argument("--output-dir", default=str(runs_dir), help=f"Folder of runs {RUNS_DEFAULT}.")
     runs.add_argument("--export", choices=EXPORT_FORMATS, help="Instead of the list, write every run's metric rows "
                       "as one table (run_id, method, step, then the metrics) for pandas.")
@@ -346,8 +349,7 @@ def _train(args, whole_process: bool = False) -> int:
     last = {}
     for event in handle.history:
         last.update(event["metrics"])
-    shown = [k for k in ("loss", "rewards/margins", "rewards/accuracies", "reward", "objective/kl", "kl",
-                         "probe/reward", "probe/kl", "accuracy") if last.get(k) is not None]
+    shown = [k for k in summary_keys(handle.config.method) if last.get(k) is not None]
     if shown:
         print("final: " + "  ".join(f"{k}={last[k]:.4g}" for k in shown))
     print(f"saved to {handle.run_dir}")
@@ -382,8 +384,10 @@ def _follow(handle, quiet: bool, signals: list[str]) -> None:
             bar.total = handle.total_steps
         bar.n = event["step"]
         metrics = event["metrics"]
-        bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss", "rewards/margins", "reward", "probe/reward")
-                         if metrics.get(k) is not None}, refresh=True)
+        headline = headline_of(handle.config.method, metrics)  # the reward, KL and instruction followed, when logged
+        shown = {"loss": metrics.get("loss"), "rewards/margins": metrics.get("rewards/margins"),  # DPO: between probes
+                 **{HEADLINE_LABELS[field]: value for field, value in headline.items()}}
+        bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=True)
 
     unsubscribe = handle.subscribe(on_event)
     noted = 0
@@ -439,10 +443,14 @@ def _runs(args) -> int:
     def fmt(value):
         return "-" if value is None else f"{value:.4g}"
 
-    print(f"{'run id':<40} {'method':<10} {'state':<10} {'steps':>5} {'loss':>9} {'reward':>9}")
+    def percent(value):
+        return "-" if value is None else f"{value:.0%}"
+
+    print(f"{'run id':<40} {'method':<10} {'state':<10} {'steps':>5} {'loss':>9} {'reward':>9} {'KL':>9} "
+          f"{'followed':>8}")  # followed: the share of the probe's completions that followed the instruction
     for run in rows:
         line = (f"{run['run_id']:<40} {run['method'] or '-':<10} {run['state'] or '-':<10} {run['steps']:>5} "
-                f"{fmt(run['loss']):>9} {fmt(run['reward']):>9}")
+                f"{fmt(run['loss']):>9} {fmt(run['reward']):>9} {fmt(run['kl']):>9} {percent(run['follow']):>8}")
         if run["state"] == UNREADABLE:  # which file, and why; the other runs list as usual
             line += f"  {run['error']}"
         print(line)

@@ -8,7 +8,10 @@ the same seed, so the only difference between the two columns is the training. T
 - the win-rate: the share of prompts where the aligned model's mean reward beats the reference's
   (ties count half), with a 95% Wilson interval;
 - fluency for both columns (:mod:`alignlab.fluency`): distinct-word ratio, words, and the reference
-  model's perplexity of the text, so a reward hack ("great great great") shows as such.
+  model's perplexity of the text, so a reward hack ("great great great") shows as such;
+- instruction-following for both columns (:mod:`alignlab.follow`, the built-in task's: the review begins with
+  the requested opening), with the paired change, where the run's check can tell for the prompts: a gain bought
+  by dropping the instruction shows as such too.
 
 The defaults (all 100 held-out prompts, 2 samples each) give a paired standard error below 0.05 VADER
 on the built-in task. With LoRA the reference is the adapter-disabled model.
@@ -24,6 +27,7 @@ from alignlab import devices
 from alignlab.config import config_of
 from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.fluency import fluency
+from alignlab.follow import FollowCheck, check_for, followed, share
 from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, SamplingSettings, sample
 from alignlab.held_out import held_out_of_run
 from alignlab.model_card import write_card
@@ -57,13 +61,31 @@ class Comparison:
     win_high: float
     aligned_fluency: dict
     reference_fluency: dict
+    follow_checked: int = 0  # samples (of each model) whose instruction the check could tell; 0: no figures below
+    aligned_follow: float | None = None  # the share of those that followed it (0-1)
+    reference_follow: float | None = None
+    follow_change: float | None = None  # aligned - reference, paired by prompt like the gain
+    follow_change_se: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def report(self) -> str:
-        """A few lines a person reads: gain ± paired s.e., win-rate with its interval, fluency."""
+        """A few lines a person reads: gain ± paired s.e., win-rate with its interval, fluency, instruction
+        followed."""
         a, r = self.aligned_fluency, self.reference_fluency
+        return self._report_lines(a, r) + self.follow_line()
+
+    def follow_line(self) -> str:
+        """The instruction-following line of :meth:`report` ("" where nothing could be checked)."""
+        if not self.follow_checked or self.aligned_follow is None or self.reference_follow is None:
+            return ""
+        change = (f"   change {self.follow_change * 100:+.0f} ± {self.follow_change_se * 100:.0f} points (paired s.e.)"
+                  if self.follow_change is not None and self.follow_change_se is not None else "")
+        return (f"\n  instruction followed  aligned {self.aligned_follow:.0%}   reference {self.reference_follow:.0%}"
+                f"{change}, of {self.follow_checked} samples each")
+
+    def _report_lines(self, a: dict, r: dict) -> str:
         return (
             f"{self.reward} on {self.prompts} held-out prompts x {self.samples_per_prompt} samples (seed {self.seed})\n"
             f"  reward    aligned {self.aligned_mean:+.3f}   reference {self.reference_mean:+.3f}   "
@@ -79,9 +101,11 @@ class Comparison:
 def compare_models(model, tokenizer, config, prompts: list, run_id: str = "", reward=None,
                    samples_per_prompt: int = DEFAULT_SAMPLES, seed: int = 1234, max_new_tokens: int | None = None,
                    temperature: float = READING_TEMPERATURE, top_p: float = READING_TOP_P,
-                   with_fluency: bool = True) -> Comparison:
+                   with_fluency: bool = True, check: FollowCheck | None = None) -> Comparison:
     """Compare ``model`` (the aligned one) with its reference on ``prompts`` (a run's held-out prompts, see
-    :func:`alignlab.held_out.held_out_of_run`) for a run trained from ``config``."""
+    :func:`alignlab.held_out.held_out_of_run`) for a run trained from ``config``. ``check`` tells whether a sample
+    followed its prompt's instruction (default: the check of the run's dataset, :func:`alignlab.follow.check_for`).
+    """
 
     if isinstance(samples_per_prompt, bool) or not isinstance(samples_per_prompt, int) or samples_per_prompt < 1:
         raise AlignLabError(f"samples: got {samples_per_prompt!r}, expected an integer >= 1")
@@ -102,7 +126,23 @@ def compare_models(model, tokenizer, config, prompts: list, run_id: str = "", re
     return Comparison(run_id, source.name, len(prompts), samples_per_prompt, seed,
                       round(mean_se(aligned)[0], 4), round(mean_se(base)[0], 4), round(paired.mean, 4),
                       round(paired.se, 4), paired.wins, paired.losses, paired.ties, round(paired.win_rate, 4),
-                      round(low, 4), round(high, 4), aligned_fluency, reference_fluency)
+                      round(low, 4), round(high, 4), aligned_fluency, reference_fluency,
+                      **_follow_figures(check or check_for(config.dataset), repeated, groups, aligned_texts,
+                                        reference_texts))
+
+
+def _follow_figures(check: FollowCheck, prompts: list, groups: list, aligned_texts: list, reference_texts: list
+                    ) -> dict:
+    """The instruction-following fields of a :class:`Comparison` ({} where the check can tell for no sample)."""
+    aligned, reference = followed(check, prompts, aligned_texts), followed(check, prompts, reference_texts)
+    kept = [i for i, (a, r) in enumerate(zip(aligned, reference)) if a is not None and r is not None]
+    if not kept:
+        return {}
+    paired = paired_difference([float(aligned[i]) for i in kept], [float(reference[i]) for i in kept],
+                               [groups[i] for i in kept])
+    return {"follow_checked": len(kept), "aligned_follow": round(share([aligned[i] for i in kept])[0], 4),
+            "reference_follow": round(share([reference[i] for i in kept])[0], 4),
+            "follow_change": round(paired.mean, 4), "follow_change_se": round(paired.se, 4)}
 
 
 def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prompt: int = DEFAULT_SAMPLES,

@@ -20,6 +20,16 @@ from __future__ import annotations
 from typing import Any
 
 from alignlab.methods import registry
+from alignlab.metrics import (
+    KL_ESTIMATE,
+    PROBE_FOLLOW,
+    PROBE_KL,
+    PROBE_LENGTH,
+    PROBE_REWARD,
+    ROLLOUT_KL,
+    ROLLOUT_REWARD,
+    ROLLOUT_SCORE,
+)
 from alignlab.rundir import UNREADABLE
 
 SEPARATOR = " · "
@@ -27,18 +37,19 @@ ID_SEPARATOR = " — "
 KNOB_SYMBOLS = {"beta": "β"}  # how a knob's name is written in a label; others keep their name (kl_coef)
 METRIC_NAMES = {  # metric keys (TRL's, the probe's, alignlab's PPO's) as a legend reads them; others keep their key
     "loss": "loss",
-    "reward": "rollout reward",  # GRPO, RLOO: the reward of the samples trained on
-    "objective/scores": "rollout score",  # PPO, online DPO: the reward model's score of the samples trained on
+    ROLLOUT_REWARD: "rollout reward",  # GRPO, RLOO: the reward of the samples trained on
+    ROLLOUT_SCORE: "rollout score",  # PPO, online DPO: the reward model's score of the samples trained on
     "rewards/chosen": "chosen reward",  # DPO, KTO: the implicit reward β·log(π/π_ref) of a chosen answer
     "rewards/rejected": "rejected reward",
     "rewards/margins": "reward margin",
     "rewards/accuracies": "preference accuracy",
     "objective/scores_margin": "annotator score margin",
-    "probe/reward": "probe reward",  # the probe: held-out prompts, sampled and scored every probe_every steps
-    "probe/kl": "probe KL",
-    "probe/length": "probe length",
-    "kl": "KL estimate",  # KTO's batch estimate of the KL from the reference
-    "objective/kl": "rollout KL",
+    PROBE_REWARD: "probe reward",  # the probe: held-out prompts, sampled and scored every probe_every steps
+    PROBE_KL: "probe KL",
+    PROBE_LENGTH: "probe length",
+    PROBE_FOLLOW: "instruction followed",  # the share of the probe's completions that did what their prompt asked
+    KL_ESTIMATE: "KL estimate",  # KTO's batch estimate of the KL from the reference
+    ROLLOUT_KL: "rollout KL",
     "accuracy": "preference accuracy",
     "margin": "reward margin",
     "mean_token_accuracy": "token accuracy",
@@ -113,7 +124,7 @@ def final_probe_reward(history: list[dict]) -> float | None:
     0.1
     """
     for row in reversed(history):
-        value = row.get("probe/reward")
+        value = row.get(PROBE_REWARD)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None

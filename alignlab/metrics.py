@@ -17,11 +17,28 @@ from typing import Any
 
 from alignlab.errors import AlignLabError
 
+# The headline metrics: "the reward" and "the KL" of a run, named here and nowhere else in the engine.
+# The probe's (held-out prompts, sampled and scored every probe_every steps, see alignlab.probe) come first:
+# every text method logs them, measured the same way. A method's trainer may log its own reward of the samples
+# it trains on and its own KL from the reference, under TRL's names; its MethodSpec declares which
+# (``reward_key``, ``kl_key``), and a run without the probe shows those.
+PROBE_REWARD = "probe/reward"
+PROBE_KL = "probe/kl"
+PROBE_LENGTH = "probe/length"
+PROBE_FOLLOW = "probe/follow"  # the share of the probe's completions that followed their instruction (alignlab.follow)
+ROLLOUT_REWARD = "reward"  # GRPO, RLOO: the reward of the samples trained on
+ROLLOUT_SCORE = "objective/scores"  # PPO, online DPO: the reward source's score of the samples trained on
+ROLLOUT_KL = "objective/kl"  # PPO, online DPO: the KL of those samples from the reference
+KL_ESTIMATE = "kl"  # GRPO, RLOO, KTO: the trainer's estimate of the KL from the reference
+HEADLINE = ("reward", "kl", "follow")  # the fields of :func:`headline`, in the order a table shows them
+HEADLINE_LABELS = {"reward": "reward", "kl": "KL", "follow": "instruction followed"}  # as a table's column reads it
+PROBE_HEADLINE = {"reward": PROBE_REWARD, "kl": PROBE_KL, "follow": PROBE_FOLLOW}  # the probe's key of each field
+
 # Keys the plots know how to group, TRL's names kept.
 LOSS_KEYS = ("loss",)
-REWARD_KEYS = ("reward", "rewards/chosen", "objective/scores", "probe/reward")
-KL_KEYS = ("kl", "objective/kl", "probe/kl")
-PROBE_KEYS = ("probe/reward", "probe/kl", "probe/length")
+REWARD_KEYS = (ROLLOUT_REWARD, "rewards/chosen", ROLLOUT_SCORE, PROBE_REWARD)
+KL_KEYS = (KL_ESTIMATE, ROLLOUT_KL, PROBE_KL)
+PROBE_KEYS = (PROBE_REWARD, PROBE_KL, PROBE_LENGTH)
 # A source that measures a mean over samples (the probe) logs its standard error on the same row, under
 # the mean's key plus this suffix (``probe/reward_se``). Plots draw it around its mean, as a band or as
 # error bars, never as a curve, a panel or a legend entry of its own.
@@ -42,6 +59,33 @@ def se_key(key: str) -> str:
 def is_se_key(key: str) -> bool:
     """True for a standard-error key (drawn with its mean, never on its own)."""
     return key.endswith(SE_SUFFIX)
+
+
+def headline_keys(reward_key: str | None = None, kl_key: str | None = None) -> dict[str, tuple[str, ...]]:
+    """The keys each headline field is read from, first found first: the probe's, then the method's own
+    (``reward_key`` and ``kl_key``, its :class:`~alignlab.methods.base.MethodSpec`'s).
+
+    >>> headline_keys(ROLLOUT_SCORE, ROLLOUT_KL)["reward"]
+    ('probe/reward', 'objective/scores')
+    """
+    own = {"reward": reward_key, "kl": kl_key}
+    return {field: (PROBE_HEADLINE[field],) + ((own[field],) if own.get(field) else ()) for field in HEADLINE}
+
+
+def headline(row: dict[str, Any], reward_key: str | None = None, kl_key: str | None = None) -> dict[str, Any]:
+    """The headline metrics of a metric row (or of a run's last values, merged): ``{"reward", "kl", "follow"}``,
+    each from the first of :func:`headline_keys` the row has (None when it has none). ``follow`` is the share
+    (0-1) of the probe's completions that followed their instruction; only the probe measures it.
+
+    >>> headline({"probe/reward": 0.8, "objective/kl": 2.0, "probe/follow": 0.25}, kl_key=ROLLOUT_KL)
+    {'reward': 0.8, 'kl': 2.0, 'follow': 0.25}
+    >>> headline({"loss": 0.7})
+    {'reward': None, 'kl': None, 'follow': None}
+    """
+    found = {}
+    for field, keys in headline_keys(reward_key, kl_key).items():
+        found[field] = next((row[key] for key in keys if row.get(key) is not None), None)
+    return found
 
 
 class MetricBus:

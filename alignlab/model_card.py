@@ -29,15 +29,16 @@ from alignlab import rundir
 from alignlab.base_model import BaseModel, base_of, trained_from
 from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, dataset_parts, task_instruction
 from alignlab.errors import AlignLabError
+from alignlab.follow import OPENING_CHECK
 from alignlab.held_out import held_out_of_run
 from alignlab.methods import registry
+from alignlab.methods.base import summary_keys
+from alignlab.metrics import HEADLINE_LABELS, PROBE_FOLLOW, se_key
 from alignlab.model_index import eval_results, versions_section
 from alignlab.plots import final_point
 
 KINDS = ("adapter", "merged", "model")  # a LoRA adapter; the adapter merged into its base; a fully trained model
-# The final values a card lists, when the run logged them (TRL's names; the probe's last).
-FINAL_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "reward", "objective/kl", "kl", "accuracy", "margin",
-              "probe/reward", "probe/kl")
+FOLLOWED = HEADLINE_LABELS["follow"]  # "instruction followed"
 LEFT_OUT = ("run_id", "output_dir")  # settings that name this machine's folders, not the training
 _HUB_DATASET = re.compile(r"[\w.-]+/[\w.-]+")
 _ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})")
@@ -122,16 +123,17 @@ def _settings(config: dict, spec) -> str:
 def _results(run_dir: Path, config: dict, state: str | None) -> str:
     rows, _ = rundir.read_metrics(run_dir)
     status = rundir.read_status(run_dir)
+    final_keys = summary_keys(config.get("method"))  # the final values it lists, when the run logged them
     last: dict = {}
     for row in rows:
-        last.update({k: (row["step"], v) for k, v in row.items() if v is not None and k in FINAL_KEYS})
+        last.update({k: (row["step"], v) for k, v in row.items() if v is not None and k in final_keys})
     steps = rows[-1]["step"] if rows else 0
     total = status.get("total_steps")
     lines = [f"Trained {steps} step{'s' * (steps != 1)}{f' of {total}' if total else ''}; the run "
              f"{state or status.get('state') or 'has no status'}."]
     if last:
         lines += ["", "| metric (last logged) | value | step |", "|---|---|---|"]
-        lines += [f"| `{key}` | {_number(last[key][1])} | {last[key][0]} |" for key in FINAL_KEYS if key in last]
+        lines += [f"| `{key}` | {_number(last[key][1])} | {last[key][0]} |" for key in final_keys if key in last]
     point = final_point(rows)
     if point is not None:
         def se(field: str) -> str:
@@ -140,22 +142,54 @@ def _results(run_dir: Path, config: dict, state: str | None) -> str:
         lines += ["", f"**Reward vs KL from the reference**, final point (step {point['step']}): reward "
                   f"{point['reward']:+.3f}{se('reward')} at KL {point['kl']:.3g}{se('kl')} nats (reward source "
                   f"`{config.get('reward')}`; ± is a 95% interval over the probe's prompts)."]
+    follow = _probe_follow(rows)
+    if follow:
+        lines += ["", follow]
     samples = rundir.samples_summary(run_dir)
     if samples is not None:
+        followed = (f" {FOLLOWED.capitalize()}: {samples['reference_follow']:.0%} for the reference, "
+                    f"{samples['aligned_follow']:.0%} aligned (of {samples['checked']} checked)."
+                    if samples.get("checked") else "")
         lines += ["", f"**Held-out samples** ({samples['samples']} prompts, one sample each, same seed): mean reward "
                   f"{samples['reference']:+.3f} for the reference, {samples['aligned']:+.3f} aligned "
-                  f"({samples['aligned'] - samples['reference']:+.3f})."]
+                  f"({samples['aligned'] - samples['reference']:+.3f}).{followed}"]
     evaluation = rundir.read_eval(run_dir)
     if evaluation is not None:
         lines += ["", f"**Evaluation** (`alignlab eval`, {evaluation.get('prompts')} held-out prompts × "
                   f"{evaluation.get('samples_per_prompt')} samples, reward `{evaluation.get('reward')}`, seed "
                   f"{evaluation.get('seed')}): gain {evaluation['gain']:+.3f} ± {evaluation['gain_se']:.3f} (paired "
                   f"s.e.) over the reference; wins on {evaluation.get('win_rate', 0):.0%} of prompts "
-                  f"[95% CI {evaluation.get('win_low', 0):.0%}-{evaluation.get('win_high', 0):.0%}]."]
+                  f"[95% CI {evaluation.get('win_low', 0):.0%}-{evaluation.get('win_high', 0):.0%}]."
+                  + _eval_follow(evaluation)]
     else:
         lines += ["", f"No `alignlab eval` of this run yet (`alignlab eval {run_dir.name}` gives the reward gain with "
                   "its paired standard error and the win-rate)."]
     return "\n".join(lines)
+
+
+def _probe_follow(rows: list[dict]) -> str:
+    """The card's line on the probe's last instruction-following share ("" where the probe never measured it)."""
+    last = next((row for row in reversed(rows) if row.get(PROBE_FOLLOW) is not None), None)
+    if last is None:
+        return ""
+    first = next(row for row in rows if row.get(PROBE_FOLLOW) is not None)
+    error = last.get(se_key(PROBE_FOLLOW))
+    interval = f" ± {1.96 * error:.0%}" if isinstance(error, (int, float)) else ""
+    return (f"**{FOLLOWED.capitalize()}** (the probe's completions that did what their prompt asked; for the built-in "
+            f"task, {OPENING_CHECK}): {last[PROBE_FOLLOW]:.0%}{interval} at step {last['step']}, "
+            f"{first[PROBE_FOLLOW]:.0%} at step {first['step']}.")
+
+
+def _eval_follow(evaluation: dict) -> str:
+    """The evaluation's instruction-following figures, as a sentence ("" where it has none)."""
+    aligned, reference = evaluation.get("aligned_follow"), evaluation.get("reference_follow")
+    if not isinstance(aligned, (int, float)) or not isinstance(reference, (int, float)):
+        return ""
+    change, error = evaluation.get("follow_change"), evaluation.get("follow_change_se")
+    paired = (f", {change * 100:+.0f} ± {error * 100:.0f} points (paired s.e.)"
+              if isinstance(change, (int, float)) and isinstance(error, (int, float)) else "")
+    return (f" {FOLLOWED.capitalize()}: {aligned:.0%} aligned vs {reference:.0%} for the reference{paired}, of "
+            f"{evaluation.get('follow_checked')} samples each.")
 
 
 def _loading(base: BaseModel, kind: str, location: str, text_model: bool, builtin: bool) -> str:

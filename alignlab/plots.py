@@ -9,9 +9,9 @@ Which panels a view shows (:func:`visible_panels`) is decided here too, once for
 goes (its ETA) is :func:`alignlab.eta.pace`.
 
 The reward-vs-KL *frontier* (the DPO paper's Fig. 2) pairs a run's reward with its KL from the
-reference at the same step. The probe logs ``probe/reward`` and ``probe/kl`` on one row, so every
-method gets a frontier; RL trainers' own ``objective/kl`` with ``objective/scores`` (or ``reward``)
-is the fallback for runs without a probe.
+reference at the same step. The probe logs both on one row (:data:`alignlab.metrics.PROBE_HEADLINE`), so every
+method gets a frontier; an online method's own KL and reward keys (its MethodSpec's ``kl_key`` and
+``reward_key``, PPO's ``objective/kl`` with ``objective/scores``) are the fallback for runs without a probe.
 
 Uncertainty: the probe's means come with standard errors on the same row (``probe/reward_se``,
 ``probe/kl_se``, see :func:`alignlab.metrics.se_key`). A curve gets a band of mean ± 1.96·se
@@ -23,15 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alignlab.methods import get_method
+from alignlab.methods import get_method, registry
 from alignlab.methods.base import Panel
-from alignlab.metrics import KL_KEYS, LOSS_KEYS, PROBE_KEYS, REWARD_KEYS, se_key
+from alignlab.metrics import KL_KEYS, LOSS_KEYS, PROBE_KEYS, PROBE_KL, PROBE_REWARD, REWARD_KEYS, se_key
 
-# (kl key, reward keys) pairs tried in order; the first pair with any point wins.
-FRONTIER_SOURCES = (
-    ("probe/kl", ("probe/reward",)),
-    ("objective/kl", ("objective/scores", "reward")),
-)
 FRONTIER = "Reward vs KL from reference"  # the frontier panel's title, and the key of its one line per run
 FRONTIER_PANEL = Panel(FRONTIER, (FRONTIER,), kind="frontier")
 Z_95 = 1.96  # half-width of a 95% normal interval, in standard errors
@@ -127,11 +122,25 @@ def visible_panels(methods: Iterable[str], histories: dict[str, list[dict]] | No
     return panels + [FRONTIER_PANEL]
 
 
+def frontier_sources() -> list[tuple[str, str]]:
+    """``(kl key, reward key)`` pairs a frontier is drawn from, tried in order (the first with any point wins): the
+    probe's, then each method's own ``kl_key`` with its ``reward_key`` (where it declares both).
+
+    >>> frontier_sources()[:2]
+    [('probe/kl', 'probe/reward'), ('objective/kl', 'objective/scores')]
+    """
+    pairs = [(PROBE_KL, PROBE_REWARD)]
+    for spec in registry().values():
+        if spec.kl_key and spec.reward_key and (spec.kl_key, spec.reward_key) not in pairs:
+            pairs.append((spec.kl_key, spec.reward_key))
+    return pairs
+
+
 def frontier_points(rows: list[dict]) -> list[dict]:
     """``[{"step", "kl", "reward"}]``: reward and KL logged on the same row, in step order.
 
-    Uses the probe's ``probe/kl`` + ``probe/reward``; without them, ``objective/kl`` with
-    ``objective/scores`` (or ``reward``). A point also has ``kl_se`` / ``reward_se`` where its row
+    Uses the probe's ``probe/kl`` + ``probe/reward``; without them, a method's own pair
+    (:func:`frontier_sources`). A point also has ``kl_se`` / ``reward_se`` where its row
     logs the standard errors.
 
     >>> frontier_points([{"step": 5, "probe/kl": 0.1, "probe/reward": 0.3}, {"step": 6, "loss": 1.0}])
@@ -139,11 +148,10 @@ def frontier_points(rows: list[dict]) -> list[dict]:
     >>> frontier_points([{"step": 5, "probe/kl": 0.1, "probe/reward": 0.3, "probe/reward_se": 0.05}])
     [{'step': 5, 'kl': 0.1, 'reward': 0.3, 'reward_se': 0.05}]
     """
-    for kl_key, reward_keys in FRONTIER_SOURCES:
+    for kl_key, reward_key in frontier_sources():
         points = []
         for row in rows:
-            reward_key = next((key for key in reward_keys if row.get(key) is not None), None)
-            if row.get(kl_key) is None or reward_key is None:
+            if row.get(kl_key) is None or row.get(reward_key) is None:
                 continue
             point = {"step": int(row.get("step", 0)), "kl": float(row[kl_key]), "reward": float(row[reward_key])}
             for field, key in (("kl", kl_key), ("reward", reward_key)):

@@ -12,6 +12,9 @@ completion per fixed held-out prompt with a fixed seed, at temperature 1, and lo
 - ``probe/length``: mean completion length in tokens, and ``probe/seconds``: what the probe cost,
 - ``probe/reward_se`` and ``probe/kl_se``: standard errors of the two means over the prompts, so a
   curve can show how far a move is beyond noise (the plots draw them as a band).
+- ``probe/follow`` (with ``probe/follow_se``): the share of the completions that followed their prompt's
+  instruction (:mod:`alignlab.follow`; the built-in task's: began with the requested opening), where the run's
+  check can tell for any prompt; each probe sample records its ``followed``.
 
 A completion ends at the first stop token (:func:`alignlab.generation.stop_token_ids`).
 
@@ -34,8 +37,9 @@ from transformers import TrainerCallback
 
 from alignlab import reference_cache, rundir
 from alignlab.decoding import decode, merged_lora
+from alignlab.follow import FollowCheck, followed, share
 from alignlab.generation import render_prompt, stop_token_ids
-from alignlab.metrics import NonFiniteMetric
+from alignlab.metrics import PROBE_FOLLOW, PROBE_KL, PROBE_LENGTH, PROBE_REWARD, NonFiniteMetric, se_key
 from alignlab.models import policy_of
 from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
@@ -59,10 +63,27 @@ class ProbeResult:
     samples: list[dict]
     reward_se: float = 0.0
     kl_se: float = 0.0
+    follow: float | None = None  # the share of completions that followed their instruction, None if none was checked
+    follow_se: float | None = None
 
     def metrics(self) -> dict[str, float]:
-        return {"probe/reward": self.reward, "probe/kl": self.kl, "probe/length": self.length,
-                "probe/reward_se": self.reward_se, "probe/kl_se": self.kl_se}
+        """The logged means with their standard errors; ``probe/follow`` only where a completion was checked."""
+        metrics = {PROBE_REWARD: self.reward, PROBE_KL: self.kl, PROBE_LENGTH: self.length,
+                   se_key(PROBE_REWARD): self.reward_se, se_key(PROBE_KL): self.kl_se}
+        if self.follow is not None:
+            metrics.update({PROBE_FOLLOW: self.follow, se_key(PROBE_FOLLOW): self.follow_se})
+        return metrics
+
+    def checked(self, check: FollowCheck | None) -> ProbeResult:
+        """This result with each sample's ``followed`` (True, False or None, see :mod:`alignlab.follow`) and the
+        share that followed, from ``check``; the same result without one."""
+        if check is None:
+            return self
+        answers = followed(check, [sample["prompt"] for sample in self.samples],
+                           [sample["completion"] for sample in self.samples])
+        samples = [{**sample, "followed": answer} for sample, answer in zip(self.samples, answers)]
+        mean, se = share(answers) or (None, None)
+        return dataclasses.replace(self, samples=samples, follow=mean, follow_se=se)
 
 
 def sequence_logprobs(model, input_ids, attention_mask, completion_mask):
@@ -161,6 +182,7 @@ class ProbeCallback(TrainerCallback):
         self.config = context.config
         self.tokenizer = context.tokenizer
         self.reward = context.reward
+        self.check = context.follow_check  # did a completion follow its prompt's instruction (alignlab.follow)
         self.prompts = handle.held_out.prompts[:num_prompts]  # recorded when the run started
         self._frozen_reference = None
         self._last_step: int | None = None
@@ -209,7 +231,7 @@ class ProbeCallback(TrainerCallback):
             except RuntimeError as error:  # torch: "probability tensor contains either `inf`, `nan` or ..."
                 if "nan" not in str(error):
                     raise
-                raise NonFiniteMetric(f"probe/reward: no completion could be sampled at step {step}, the model's "
+                raise NonFiniteMetric(f"{PROBE_REWARD}: no completion could be sampled at step {step}, the model's "
                                       "next-token probabilities being NaN or infinite; the run stops there and its "
                                       "weights are not saved", step) from error
             except NonFiniteMetric as error:  # the reward source's
@@ -217,6 +239,7 @@ class ProbeCallback(TrainerCallback):
                                       "saved", step) from error
             if key:
                 reference_cache.store(key, dataclasses.asdict(result), kind="probe")
+        result = result.checked(self.check)
         elapsed = time.perf_counter() - started
         self._last_step = step
         if not self.handle.is_writer:  # another process of a sharded run: it sampled along, the main one writes
@@ -239,7 +262,7 @@ class ProbeCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not self.context.sampling.joins(state.is_world_process_zero):
             return
-        probed = any(event["step"] == state.global_step and "probe/reward" in event["metrics"]
+        probed = any(event["step"] == state.global_step and PROBE_REWARD in event["metrics"]
                      for event in self.handle.history)  # the main process holds the history
         if self.context.sampling.agree(probed):  # a resumed run, probed at the step it resumes from
             self._last_step = state.global_step

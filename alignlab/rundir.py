@@ -68,6 +68,8 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import AlignLabError
+from alignlab.methods.base import headline_of
+from alignlab.metrics import HEADLINE
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -691,7 +693,10 @@ def read_probe_samples(run_dir: str | Path) -> list[dict]:
 
 
 def samples_summary(run_dir: str | Path) -> dict | None:
-    """Mean reward of the reference and the aligned samples and their count, or None without samples."""
+    """Mean reward of the reference and the aligned samples and their count, or None without samples. Where samples
+    record whether they followed their instruction (``reference_followed``, ``aligned_followed``, see
+    :mod:`alignlab.follow`), the share of each that did, as ``reference_follow`` and ``aligned_follow`` (0-1), and
+    how many were checked, ``checked``."""
     rows = read_samples(run_dir)
     if not rows:
         return None
@@ -705,7 +710,14 @@ def samples_summary(run_dir: str | Path) -> dict | None:
     reference, aligned = mean("reference_reward"), mean("aligned_reward")
     if reference is None or aligned is None:  # a damaged samples file: no summary rather than a wrong one
         return None
-    return {"reference": reference, "aligned": aligned, "samples": len(rows)}
+    summary = {"reference": reference, "aligned": aligned, "samples": len(rows)}
+    checked = [row for row in rows if isinstance(row.get("reference_followed"), bool)
+               and isinstance(row.get("aligned_followed"), bool)]
+    if checked:
+        summary.update(checked=len(checked),
+                       reference_follow=sum(row["reference_followed"] for row in checked) / len(checked),
+                       aligned_follow=sum(row["aligned_followed"] for row in checked) / len(checked))
+    return summary
 
 
 def _write_record(run_dir: str | Path, name: str, record: dict) -> None:
@@ -844,8 +856,8 @@ def is_training(run_dir: str | Path) -> bool:
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """Summary of a run: id, path, method, model, state, error, steps, last loss, reward and KL, its
-    config and every metric row (``history``).
+    """Summary of a run: id, path, method, model, state, error, steps, last loss, its headline metrics (reward and KL,
+    see :func:`alignlab.methods.base.headline_of`), its config and every metric row (``history``).
 
     A run still marked running whose process has died (see :func:`owner_is_gone`) reads as failed, and
     its status.json is rewritten to say so (:func:`settled_status`). A run with a file that cannot be
@@ -866,16 +878,8 @@ def read_run(run_dir: str | Path) -> dict:
         last.update({k: v for k, v in row.items() if v is not None})
     return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
             "state": status.get("state"), "error": status.get("error"), "steps": last.get("step", 0),
-            "loss": last.get("loss"), "reward": _first(last, ("probe/reward", "reward", "rewards/margins")),
-            "kl": _first(last, ("probe/kl", "objective/kl", "kl")), "elapsed_s": status.get("elapsed_s"),
+            "loss": last.get("loss"), **headline_of(config.get("method"), last), "elapsed_s": status.get("elapsed_s"),
             "config": config, "history": rows}
-
-
-def _first(values: dict, keys: tuple[str, ...]):
-    for key in keys:
-        if values.get(key) is not None:
-            return values[key]
-    return None
 
 
 def default_runs_dir(working_dir: str | Path | None = None) -> Path:
@@ -918,7 +922,7 @@ def unreadable_run(run_dir: str | Path, file: str, error: str, config: dict | No
     run_dir = Path(run_dir)
     config = config or {}
     return {"run_id": run_dir.name, "path": str(run_dir), "method": config.get("method"), "model": config.get("model"),
-            "state": UNREADABLE, "error": error, "file": file, "steps": 0, "loss": None, "reward": None, "kl": None,
+            "state": UNREADABLE, "error": error, "file": file, "steps": 0, "loss": None, **dict.fromkeys(HEADLINE),
             "config": config, "history": []}
 
 

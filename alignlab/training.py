@@ -27,6 +27,7 @@ from alignlab.config import RunConfig
 from alignlab.data import load_dataset, rows_that_fit, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabError, AlignLabWarning
+from alignlab.follow import check_for
 from alignlab.metrics import NonFiniteMetric, check_finite, clean_metrics
 from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
@@ -47,9 +48,11 @@ class RunContext:
 
     ``model`` and ``tokenizer`` are the loaded policy and its tokenizer, ``dataset`` the rows in the
     method's data format (a ``datasets.Dataset``), ``reward`` the run's
-    :class:`~alignlab.rewards.RewardSource`; ``callbacks`` are TrainerCallbacks added to the trainer
-    besides the lab's own event callback (the probe); ``sampling`` says which processes sample (all of them
-    when the weights are sharded, see :mod:`alignlab.distributed`), known once the trainer is built.
+    :class:`~alignlab.rewards.RewardSource`, ``follow_check`` the check of whether a completion followed its
+    prompt's instruction (:func:`alignlab.follow.check_for` the run's dataset); ``callbacks`` are TrainerCallbacks
+    added to the trainer besides the lab's own event callback (the probe); ``sampling`` says which processes
+    sample (all of them when the weights are sharded, see :mod:`alignlab.distributed`), known once the trainer is
+    built.
     """
 
     config: RunConfig
@@ -58,6 +61,7 @@ class RunContext:
     tokenizer: Any = None
     dataset: Any = None
     reward: Any = None
+    follow_check: Any = None
     callbacks: list = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -198,7 +202,7 @@ def _train(handle: TrainingRun) -> None:
     model = load_model(config.model, spec.model_kind, config.trust_remote_code, devices.of_run(config))
     dataset, reward = training_data(handle, tokenizer)
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer, dataset=dataset,
-                         reward=reward)
+                         reward=reward, follow_check=check_for(config.dataset))
     if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
         rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
     if config.probe_every and spec.model_kind == "causal-lm":
@@ -227,7 +231,7 @@ def _train(handle: TrainingRun) -> None:
         raise
     save_model(handle, trainer, tokenizer)
     if spec.model_kind == "causal-lm" and context.sampling.joins(handle.is_writer):
-        write_samples(handle, policy, tokenizer, context.reward, context.sampling)
+        write_samples(handle, policy, tokenizer, context.reward, context.sampling, context.follow_check)
     if handle.is_writer:
         if spec.model_kind == "causal-lm":
             write_model_card(handle, rundir.model_dir(handle.run_dir),  # with the samples' figures now
@@ -258,14 +262,17 @@ def write_model_card(handle: TrainingRun, folder: Path, state: str | None = None
         warnings.warn(f"run {handle.run_id}: the model card was not written ({error})", AlignLabWarning, stacklevel=2)
 
 
-def write_samples(handle: TrainingRun, model, tokenizer, reward, sampling: Sampling | None = None) -> None:
+def write_samples(handle: TrainingRun, model, tokenizer, reward, sampling: Sampling | None = None,
+                  check=None) -> None:
     """Reference vs aligned completions on the first 16 of the run's held-out prompts (``handle.held_out``), same
-    seed and settings, with rewards, written by the run's writer. With sharded weights (``sampling.together``) every
-    process calls this and samples."""
+    seed and settings, with rewards and, with a ``check`` (:mod:`alignlab.follow`), whether each followed its
+    instruction, written by the run's writer. With sharded weights (``sampling.together``) every process calls this
+    and samples."""
     sampling = sampling or Sampling()
     prompts = handle.held_out.prompts[:SAMPLE_PROMPTS]
     with sampling.whole_parameters():
-        rows = side_by_side(model, tokenizer, handle.config, prompts, reward, synced_gpus=sampling.together)
+        rows = side_by_side(model, tokenizer, handle.config, prompts, reward, synced_gpus=sampling.together,
+                            check=check)
     if handle.is_writer:
         rundir.write_samples(handle.run_dir, rows)
 

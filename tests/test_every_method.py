@@ -10,6 +10,7 @@ import pytest
 from alignlab import rundir
 from alignlab.config import RunConfig
 from alignlab.methods import get_method, method_names
+from alignlab.metrics import PROBE_KEYS, PROBE_KL, PROBE_REWARD
 from alignlab.runner import start
 
 
@@ -41,8 +42,19 @@ def test_each_registered_method_trains_and_logs_what_its_panels_draw(method, tin
     assert [row["step"] for row in rows if panel_keys & set(row)] == [1, 2]
     assert rundir.has_adapter(handle.run_dir)
     assert not rundir.checkpoints_dir(handle.run_dir).exists()  # a finished run keeps no checkpoints
+    # the headline: the keys the method declares are logged by its trainer, at every step, without the probe
+    own = [key for key in (spec.reward_key, spec.kl_key) if key]
+    trained = [row for row in rows if not set(PROBE_KEYS) & set(row) and "loss" in row and "train_loss" not in row]
+    for key in own:
+        assert [row["step"] for row in trained if row.get(key) is not None] == [1, 2], f"{method}: {key} not logged"
+    without_probe = spec.headline(trained[-1])
+    assert {field for field, value in without_probe.items() if value is not None} == {
+        field for field, key in (("reward", spec.reward_key), ("kl", spec.kl_key)) if key}
+    summary = rundir.read_run(handle.run_dir)
     if spec.model_kind == "causal-lm":
-        assert [row["step"] for row in rows if "probe/kl" in row] == [0, 2]  # the probe sees the policy
+        assert [row["step"] for row in rows if PROBE_KL in row] == [0, 2]  # the probe sees the policy
+        probed = [row for row in rows if PROBE_KL in row]
+        assert (summary["reward"], summary["kl"]) == (probed[-1][PROBE_REWARD], probed[-1][PROBE_KL])  # runs table
         samples = rundir.read_samples(handle.run_dir)
         assert samples and {"reference", "aligned", "aligned_reward"} <= set(samples[0])
 

@@ -28,7 +28,10 @@ ROWS = [
     {"step": 2, "loss": 0.60, "rewards/margins": None},
     {"step": 3, "loss": 0.52, "probe/reward": 0.30, "probe/kl": 0.4, "rewards/margins": 0.2},
 ]
-RL_ROWS = [{"step": 1, "objective/kl": 0.1, "objective/scores": 0.2}, {"step": 2, "objective/kl": 0.3, "reward": 0.5}]
+RL_ROWS = [{"step": 1, "objective/kl": 0.1, "objective/scores": 0.2},
+           {"step": 2, "objective/kl": 0.3, "objective/scores": 0.5}]
+# GRPO and RLOO: their own "kl" estimate with the "reward" of their samples
+GROUP_ROWS = [{"step": 1, "kl": 0.1, "reward": 0.2}]
 # the probe's rows with their standard errors, as probe.py logs them
 SE_ROWS = [{**row, "probe/reward_se": 0.02 * row["step"], "probe/kl_se": 0.01 * row["step"]} if "probe/kl" in row
            else row for row in ROWS]
@@ -58,6 +61,7 @@ def test_frontier_pairs_reward_and_kl_from_the_probe_rows():
 
 def test_frontier_falls_back_to_the_rl_trainers_keys():
     assert frontier_points(RL_ROWS) == [{"step": 1, "kl": 0.1, "reward": 0.2}, {"step": 2, "kl": 0.3, "reward": 0.5}]
+    assert frontier_points(GROUP_ROWS) == [{"step": 1, "kl": 0.1, "reward": 0.2}]
     assert frontier({"probe": ROWS, "rl": RL_ROWS, "none": [{"step": 1, "loss": 1.0}]}).keys() == {"probe", "rl"}
 
 

@@ -61,6 +61,7 @@ from transformers.trainer_utils import TrainOutput
 from alignlab import devices
 from alignlab.decoding import decode, merged_lora
 from alignlab.generation import render_prompt, stop_token_ids
+from alignlab.metrics import ROLLOUT_KL, ROLLOUT_SCORE
 from alignlab.reference import is_adapter_model
 
 VALUE_MODEL_DIR = "value_model"  # the value model's folder inside a checkpoint
@@ -335,11 +336,11 @@ class PPOTrainer(Trainer):
         advantages = whiten(advantages, mask)
         batch = dict(sequences=sequences, attention_mask=attention_mask, completions=completions, mask=mask,
                      logprobs=logprobs, values=values, advantages=advantages, returns=returns)
-        metrics = {"objective/scores": scores.mean().item(), "objective/kl": kl.sum(-1).mean().item(),
+        metrics = {ROLLOUT_SCORE: scores.mean().item(), ROLLOUT_KL: kl.sum(-1).mean().item(),
                    "objective/entropy": (-logprobs).sum(-1).mean().item(),
                    "objective/non_score_reward": (-args.kl_coef * kl).sum(-1).mean().item(),
                    "completions/mean_length": mask.sum(-1).mean().item()}
-        metrics["objective/rlhf_reward"] = metrics["objective/scores"] + metrics["objective/non_score_reward"]
+        metrics["objective/rlhf_reward"] = metrics[ROLLOUT_SCORE] + metrics["objective/non_score_reward"]
         return batch, metrics
 
     @contextlib.contextmanager

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alignlab.errors import AlignLabError
+from alignlab.metrics import headline, headline_keys
 
 KNOB_KINDS = ("float", "int", "bool", "choice", "str")
 # Where a form shows a run setting, with the section's title: essential settings open, the rest folded.
@@ -189,6 +190,10 @@ class MethodSpec:
     ``resumable`` says whether a stopped, failed or killed run can continue from its last checkpoint (TRL's
     Trainer restores weights, optimizer, scheduler and data position); False for a trainer with a loop of its own
     that does not.
+    ``reward_key`` and ``kl_key`` name the metric keys under which the method's trainer logs the reward
+    source's score of the samples it trains on and its KL from the reference (an online method's; None for a
+    method that logs neither): a run without the probe shows them as its reward and KL
+    (:meth:`headline`, :func:`alignlab.metrics.headline`); the registry-wide test checks that a run logs them.
     """
 
     name: str
@@ -211,6 +216,8 @@ class MethodSpec:
     order: int = 100
     lesson: str = ""
     resumable: bool = True
+    reward_key: str | None = None
+    kl_key: str | None = None
 
     def __post_init__(self):
         if self.kl_knob is not None and self.kl_knob not in {knob.name for knob in self.knobs}:
@@ -224,6 +231,18 @@ class MethodSpec:
 
     def defaults(self) -> dict[str, Any]:
         return {knob.name: knob.default for knob in self.knobs}
+
+    def summary_keys(self) -> tuple[str, ...]:
+        """The metric keys a run's summary lists (the CLI's final line, the model card's table): the loss, the
+        keys of this method's own panels, then its headline keys (:func:`alignlab.metrics.headline_keys`)."""
+        heads = headline_keys(self.reward_key, self.kl_key).values()
+        keys = ["loss", *(key for panel in self.panels for key in panel.keys), *(key for keys in heads for key in keys)]
+        return tuple(dict.fromkeys(keys))
+
+    def headline(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The run's headline metrics in ``row`` (:func:`alignlab.metrics.headline`): the probe's, else this
+        method's own ``reward_key`` and ``kl_key``."""
+        return headline(row, self.reward_key, self.kl_key)
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -240,6 +259,28 @@ def register(spec: MethodSpec) -> MethodSpec:
 def registry() -> dict[str, MethodSpec]:
     """Every registered method by name, in ``order`` (then by name)."""
     return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def headline_of(method: str | None, row: dict[str, Any]) -> dict[str, Any]:
+    """The headline metrics in ``row`` of a run of ``method`` (:meth:`MethodSpec.headline`); only the probe's for
+    a method this alignlab does not know (or None).
+
+    >>> headline_of("ppo", {"objective/scores": 0.4, "objective/kl": 1.5})
+    {'reward': 0.4, 'kl': 1.5, 'follow': None}
+    """
+    spec = _REGISTRY.get(method or "")
+    return spec.headline(row) if spec is not None else headline(row)
+
+
+def summary_keys(method: str | None) -> tuple[str, ...]:
+    """The metric keys a summary of a run of ``method`` lists (:meth:`MethodSpec.summary_keys`); the loss and the
+    probe's headline keys for a method this alignlab does not know.
+
+    >>> summary_keys("ppo")[-5:]
+    ('probe/reward', 'objective/scores', 'probe/kl', 'objective/kl', 'probe/follow')
+    """
+    spec = _REGISTRY.get(method or "")
+    return spec.summary_keys() if spec is not None else ("loss", *(keys[0] for keys in headline_keys().values()))
 
 
 def trl_class(path: str, wrap: Callable[[type], type] | None = None) -> Callable[[], type]:

@@ -16,6 +16,7 @@ from alignlab.methods._online import (
                                       temperature_knob,
 )
 from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
+from alignlab.metrics import KL_ESTIMATE, ROLLOUT_REWARD
 
 SPEC = register(
     MethodSpec(
@@ -29,6 +30,8 @@ SPEC = register(
         config_class=trl_class("trl.GRPOConfig"),
         trainer_class=trl_class("trl.GRPOTrainer"),
         kl_knob="beta",
+        reward_key=ROLLOUT_REWARD,
+        kl_key=KL_ESTIMATE,  # logged when β > 0
         tiny_settings={"num_generations": 2, "beta": 0.1},
         order=80,
         knobs=(

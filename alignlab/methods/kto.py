@@ -7,6 +7,7 @@ desirable/undesirable weights. Pairs are split into one good and one bad example
 """
 
 from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register, trl_class
+from alignlab.metrics import KL_ESTIMATE
 
 SPEC = register(
     MethodSpec(
@@ -19,6 +20,7 @@ SPEC = register(
         config_class=trl_class("trl.KTOConfig"),
         trainer_class=trl_class("trl.KTOTrainer"),
         kl_knob="beta",
+        kl_key=KL_ESTIMATE,
         order=40,
         knobs=(
             beta_knob(0.1),

@@ -15,6 +15,7 @@ higher-scoring response. ``batch_size`` counts completions, so each step uses ba
 from alignlab.errors import AlignLabError
 from alignlab.methods._online import temperature_knob
 from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register, trl_class
+from alignlab.metrics import ROLLOUT_KL, ROLLOUT_SCORE
 
 
 def _annotator(context) -> dict:
@@ -43,6 +44,8 @@ SPEC = register(
         config_class=trl_class("trl.experimental.online_dpo.OnlineDPOConfig"),
         trainer_class=trl_class("trl.experimental.online_dpo.OnlineDPOTrainer"),
         kl_knob="beta",
+        reward_key=ROLLOUT_SCORE,
+        kl_key=ROLLOUT_KL,
         order=90,
         knobs=(
             beta_knob(0.03, "β: inverse temperature of DPO's implicit reward; higher stays nearer the reference "

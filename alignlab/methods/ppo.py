@@ -17,6 +17,7 @@ from alignlab import devices
 from alignlab.errors import AlignLabError
 from alignlab.methods._online import temperature_knob
 from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
+from alignlab.metrics import ROLLOUT_KL, ROLLOUT_SCORE
 from alignlab.models import load_model, lora_config
 
 
@@ -50,6 +51,8 @@ SPEC = register(
         config_class=trl_class("alignlab.methods._ppo_trainer.PPOConfig"),
         trainer_class=trl_class("alignlab.methods._ppo_trainer.PPOTrainer"),
         kl_knob="kl_coef",
+        reward_key=ROLLOUT_SCORE,
+        kl_key=ROLLOUT_KL,
         order=60,
         knobs=(
             Knob("kl_coef", 0.05, "β: weight of the per-token KL penalty to the reference (higher = stay closer).",

@@ -19,6 +19,7 @@ from alignlab.methods._online import (
                                       temperature_knob,
 )
 from alignlab.methods.base import MethodSpec, Panel, beta_knob, register, trl_class
+from alignlab.metrics import KL_ESTIMATE, ROLLOUT_REWARD
 
 SPEC = register(
     MethodSpec(
@@ -32,6 +33,8 @@ SPEC = register(
         config_class=trl_class("trl.RLOOConfig"),
         trainer_class=trl_class("trl.RLOOTrainer"),
         kl_knob="beta",
+        reward_key=ROLLOUT_REWARD,
+        kl_key=KL_ESTIMATE,
         tiny_settings={"num_generations": 2},
         order=70,
         knobs=(

@@ -33,13 +33,13 @@ import plotly.graph_objects as go
 
 from alignlab.labels import metric_name
 from alignlab.methods.base import Panel
-from alignlab.metrics import KL_KEYS, SE_SUFFIX, is_se_key, se_key
+from alignlab.metrics import KL_KEYS, PROBE_KL, PROBE_REWARD, SE_SUFFIX, is_se_key, se_key
 from alignlab.plots import FRONTIER_PANEL, band, error_bars, frontier_points, series
 
 HEIGHT = 280
 LOOK = {"template": "plotly_white", "hovermode": "closest"}
 WAITING = "waiting for the first logged step"
-FRONTIER_KEYS = ("probe/reward", "probe/kl")  # what to log for a frontier (named when it is missing)
+FRONTIER_KEYS = (PROBE_REWARD, PROBE_KL)  # what to log for a frontier (named when it is missing)
 COLOURS = plotly.colors.qualitative.Plotly
 DASHES = ("solid", "dot", "dash", "dashdot")
 MARKERS_BELOW = 30  # a curve with fewer points marks each one

@@ -13,6 +13,7 @@ from typing import Any
 
 from alignlab.eta import pace
 from alignlab.generation import SamplingSettings
+from alignlab.metrics import HEADLINE_LABELS
 
 MISSING = "–"  # what a table cell or a time shows when there is no value
 # Where both chats' "max new tokens" starts: room for the two sentences the built-in task asks for (the lab's
@@ -52,6 +53,44 @@ def number(value: float | None) -> str:
     ('0.6931', '1.235e+06', '–')
     """
     return MISSING if value is None else f"{value:.4g}"
+
+
+FOLLOWED = HEADLINE_LABELS["follow"]  # "instruction followed": a table's column
+FOLLOWED_CHANGE = f"{FOLLOWED}: reference → aligned"  # the column of a samples table
+
+
+def share(value: float | None) -> str:
+    """A share (0-1) in a table, such as the instruction followed: a whole percentage, or ``–`` without one.
+
+    >>> share(0.3125), share(None)
+    ('31%', '–')
+    """
+    return MISSING if value is None else f"{value:.0%}"
+
+
+def followed_change(row: dict) -> str:
+    """Whether a sample row's reference and aligned answers followed the instruction (``reference_followed``,
+    ``aligned_followed``, see :mod:`alignlab.follow`): ``yes → no``; "" for a row the check could not tell.
+
+    >>> followed_change({"reference_followed": True, "aligned_followed": False}), followed_change({})
+    ('yes → no', '')
+    """
+    answers = [row.get("reference_followed"), row.get("aligned_followed")]
+    if not all(isinstance(answer, bool) for answer in answers):
+        return ""
+    return " → ".join("yes" if answer else "no" for answer in answers)
+
+
+def samples_followed(summary: dict | None) -> str:
+    """The share of a run's samples that followed the instruction, reference → aligned (``31% → 0%``), from
+    :func:`alignlab.rundir.samples_summary`; "" where none was checked.
+
+    >>> samples_followed({"checked": 16, "reference_follow": 0.25, "aligned_follow": 0.0}), samples_followed(None)
+    ('25% → 0%', '')
+    """
+    if not summary or not summary.get("checked"):
+        return ""
+    return f"{share(summary['reference_follow'])} → {share(summary['aligned_follow'])}"
 
 
 def pace_text(rows: list[dict], total_steps: int | None) -> str:

@@ -3,13 +3,15 @@
 ``alignlab report RUN [RUN ...] --out report.html``, the app's and the notebook's **Export report** buttons all
 call :func:`write_report`. The file holds, in this order:
 
-- the runs: their readable names (:func:`alignlab.labels.run_label`), state, steps, last loss, reward and KL;
+- the runs: their readable names (:func:`alignlab.labels.run_label`), state, steps, last loss, reward, KL and
+  instruction followed (the probe's share, :mod:`alignlab.follow`), and their samples' instruction followed,
+  reference → aligned;
 - their curves and reward-vs-KL frontier, overlaid: the same panels and figures the Runs views draw
   (:func:`alignlab.plots.visible_panels`, :func:`alignlab.ui.figures.panel_figures`), interactive;
 - the people's blind win-rate with its 95% Wilson interval, the reward's win-rate on the held-out samples and
   their agreement (:func:`alignlab.votes.summary`);
 - each run's last ``alignlab eval`` (:func:`alignlab.rundir.read_eval`): reward gain ± paired s.e., win-rate,
-  fluency;
+  instruction followed aligned vs reference, fluency;
 - the configs side by side, the settings that differ between runs marked;
 - each run's held-out samples, reference and aligned side by side with their rewards, under which prompts it held
   out (never trained on).
@@ -39,9 +41,9 @@ from alignlab.held_out import held_out_of_run
 from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
-from alignlab.rundir import UNREADABLE, enclosing_run_dir, read_eval, read_run, read_samples
+from alignlab.rundir import UNREADABLE, enclosing_run_dir, read_eval, read_run, read_samples, samples_summary
 from alignlab.ui.figures import panel_figures
-from alignlab.ui.format import MISSING, number
+from alignlab.ui.format import FOLLOWED, FOLLOWED_CHANGE, MISSING, followed_change, number, samples_followed, share
 from alignlab.votes import reward_figure, run_summary
 
 REPORT_NAME = "report.html"  # the notebook's report, beside the runs; the CLI's default --out
@@ -146,14 +148,16 @@ def _table(header: Sequence[str], rows: Iterable[str], css: str = "") -> str:
 
 
 def runs_table(runs: list[dict]) -> str:
-    """The runs: readable name, state, steps, last loss / reward / KL, and the error of a failed or unreadable
-    run."""
+    """The runs: readable name, state, steps, last loss / reward / KL / instruction followed (the probe's), the
+    samples' instruction followed (reference → aligned), and the error of a failed or unreadable run."""
     rows = []
     for run in runs:
+        summary = samples_summary(run["path"]) if run["state"] != UNREADABLE else None
         values = (run_label(run), run["state"] or MISSING, run["steps"], number(run["loss"]), number(run["reward"]),
-                  number(run["kl"]), run["error"] or "")
-        rows.append(f"<tr>{_cells(values, numeric=(2, 3, 4, 5))}</tr>")
-    return _table(("run", "state", "steps", "loss", "reward", "KL", "error"), rows)
+                  number(run["kl"]), share(run["follow"]), samples_followed(summary), run["error"] or "")
+        rows.append(f"<tr>{_cells(values, numeric=(2, 3, 4, 5, 6))}</tr>")
+    return _table(("run", "state", "steps", "loss", "reward", "KL", FOLLOWED, f"samples {FOLLOWED_CHANGE}", "error"),
+                  rows)
 
 
 def plots_html(runs: list[dict]) -> str:
@@ -188,25 +192,38 @@ def votes_html(runs: list[dict]) -> str:
 
 def eval_table(runs: list[dict]) -> str:
     """Each run's last ``alignlab eval``: reward source, prompts × samples, both means, the gain ± paired s.e.,
-    the win-rate with its interval, and fluency (distinct words, reference perplexity) aligned vs reference."""
+    the win-rate with its interval, the instruction followed and fluency (distinct words, reference perplexity)
+    aligned vs reference."""
     rows = []
     for run in runs:
         result = read_eval(run["path"])
         if result is None:
             note = html.escape(f"not evaluated yet: alignlab eval {run['path']}")
-            rows.append(f"<tr>{_cells((run_label(run),))}<td colspan=8 class='note'>{note}</td></tr>")
+            rows.append(f"<tr>{_cells((run_label(run),))}<td colspan=9 class='note'>{note}</td></tr>")
             continue
         aligned, reference = result.get("aligned_fluency") or {}, result.get("reference_fluency") or {}
         values = (run_label(run), result.get("reward", ""),
                   f"{result.get('prompts', MISSING)} × {result.get('samples_per_prompt', MISSING)}",
                   _signed(result.get("aligned_mean")), _signed(result.get("reference_mean")),
-                  f"{result['gain']:+.3f} ± {result['gain_se']:.3f}", _win_rate(result),
+                  f"{result['gain']:+.3f} ± {result['gain_se']:.3f}", _win_rate(result), _eval_followed(result),
                   f"{_number(aligned.get('distinct'))} vs {_number(reference.get('distinct'))}",
                   f"{_number(aligned.get('perplexity'))} vs {_number(reference.get('perplexity'))}")
         rows.append(f"<tr>{_cells(values, numeric=(3, 4, 5))}</tr>")
     header = ("run", "reward", "prompts × samples", "aligned", "reference", "gain ± paired s.e.",
-              "win-rate [95% CI]", "distinct words (aligned vs reference)", "reference perplexity")
+              "win-rate [95% CI]", f"{FOLLOWED} (aligned vs reference)", "distinct words (aligned vs reference)",
+              "reference perplexity")
     return _table(header, rows)
+
+
+def _eval_followed(result: dict) -> str:
+    """``0% vs 31% (-31 ± 8 points)`` from an eval's figures; ``–`` where it checked none."""
+    aligned, reference = result.get("aligned_follow"), result.get("reference_follow")
+    if _number(aligned) == MISSING or _number(reference) == MISSING:
+        return MISSING
+    change, error = result.get("follow_change"), result.get("follow_change_se")
+    paired = (f" ({change * 100:+.0f} ± {error * 100:.0f} points)"
+              if _number(change) != MISSING and _number(error) != MISSING else "")
+    return f"{share(aligned)} vs {share(reference)}{paired}"
 
 
 def _number(value) -> str:
@@ -275,9 +292,10 @@ def samples_html(runs: list[dict]) -> str:
             body = "<p class='note'>No samples: they are written when a run ends.</p>"
         else:
             cells = ((prompt_text(row.get("prompt", "")), row.get("reference", ""),
-                      _number(row.get("reference_reward")), row.get("aligned", ""), _number(row.get("aligned_reward")))
+                      _number(row.get("reference_reward")), row.get("aligned", ""), _number(row.get("aligned_reward")),
+                      followed_change(row))
                      for row in rows)
-            body = _table(("prompt", "reference", "reward", "aligned", "reward"),
+            body = _table(("prompt", "reference", "reward", "aligned", "reward", FOLLOWED_CHANGE),
                           (f"<tr>{_cells(values, numeric=(2, 4))}</tr>" for values in cells), css="samples")
         parts.append(f"<details open><summary>{html.escape(run_label(run))} ({len(rows)} samples)</summary>"
                      f"<p class='note'>{html.escape(held_out)}</p>{body}</details>")

@@ -13,7 +13,7 @@ import ipywidgets as widgets
 
 from alignlab.changes import CHANGE_PROMPTS, PICK_SEED, model_changes
 from alignlab.methods import generates_text
-from alignlab.ui.format import MISSING
+from alignlab.ui.format import FOLLOWED_CHANGE, MISSING, followed_change
 
 CELL = "text-align:left;vertical-align:top;padding:4px 10px;border-top:1px solid #ddd"
 
@@ -28,13 +28,15 @@ def reward_text(value: float | None) -> str:
 
 
 def changes_html(rows: list[dict], reward_name: str) -> str:
-    """The rows as an HTML table: prompt, the reference's answer and reward, the aligned model's answer and reward."""
+    """The rows as an HTML table: prompt, the reference's answer and reward, the aligned model's answer and reward,
+    and whether each answer followed the prompt's instruction (``yes → no``; blank where the check cannot tell)."""
     head = "<tr>" + "".join(f"<th style='{CELL}'>{cell}</th>" for cell in
-                            ("held-out prompt", "reference (before)", "reward", "aligned (after)", "reward")) + "</tr>"
+                            ("held-out prompt", "reference (before)", "reward", "aligned (after)", "reward",
+                             FOLLOWED_CHANGE)) + "</tr>"
     body = "".join(
         "<tr>" + "".join(f"<td style='{CELL}'>{html.escape(str(cell))}</td>" for cell in
                          (row["prompt"], row["reference"], reward_text(row["reference_reward"]), row["aligned"],
-                          reward_text(row["aligned_reward"]))) + "</tr>" for row in rows)
+                          reward_text(row["aligned_reward"]), followed_change(row))) + "</tr>" for row in rows)
     caption = (f"<b>What changed</b>: {len(rows)} held-out prompts picked at random (seed {PICK_SEED}, not "
                "cherry-picked), answered by the reference and the aligned model with the same seed and settings; "
                f"reward: {html.escape(reward_name)}.")

@@ -23,7 +23,7 @@ from alignlab.labels import run_label
 from alignlab.methods import method_names
 from alignlab.plots import visible_panels
 from alignlab.rundir import UNREADABLE, default_runs_dir, list_runs, samples_summary
-from alignlab.ui.format import number
+from alignlab.ui.format import FOLLOWED, FOLLOWED_CHANGE, number, samples_followed, share
 from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import grid_figure
 from alignlab.ui.report import REPORT_NAME, write_report
@@ -38,11 +38,12 @@ def short_id(run_id: str) -> str:
 
 
 def runs_table(runs: list[dict]) -> str:
-    """HTML table: run, method, state, steps, last loss / reward / KL, sample reward before -> after, the people's
-    blind win-rate (and an AI annotator's) as the app's Runs table shows it (:func:`alignlab.votes.win_rate_cell`),
-    and a note: for a run in state ``unreadable``, which of its files cannot be read and why."""
-    header = ("run", "method", "state", "steps", "loss", "reward", "KL", "sample reward: reference → aligned",
-              "win-rate (people; AI)", "note")
+    """HTML table: run, method, state, steps, last loss / reward / KL / instruction followed (the probe's), sample
+    reward and instruction followed before -> after, the people's blind win-rate (and an AI annotator's) as the
+    app's Runs table shows it (:func:`alignlab.votes.win_rate_cell`), and a note: for a run in state ``unreadable``,
+    which of its files cannot be read and why."""
+    header = ("run", "method", "state", "steps", "loss", "reward", "KL", FOLLOWED, "sample reward: reference → aligned",
+              f"sample {FOLLOWED_CHANGE}", "win-rate (people; AI)", "note")
     lines = []
     for run in runs:
         summary = samples_summary(run["path"])
@@ -50,7 +51,8 @@ def runs_table(runs: list[dict]) -> str:
         note = run["error"] if run["state"] == UNREADABLE else ""
         votes = win_rate_cell(Path(run["path"]).parent, run["run_id"])
         cells = (short_id(run["run_id"]), run["method"] or "", run["state"] or "", run["steps"], number(run["loss"]),
-                 number(run["reward"]), number(run["kl"]), change, votes, note)
+                 number(run["reward"]), number(run["kl"]), share(run["follow"]), change, samples_followed(summary),
+                 votes, note)
         lines.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
     head = "".join(f"<th style='text-align:left;padding-right:12px'>{cell}</th>" for cell in header)
     return f"<table style='font-size:90%'><tr>{head}</tr>{''.join(lines)}</table>"

@@ -15,7 +15,7 @@ import gradio as gr
 from alignlab.changes import CHANGE_PROMPTS, PICK_SEED
 from alignlab.methods import generates_text
 from alignlab.rundir import has_model
-from alignlab.ui.gradio.components.runs import SAMPLE_COLUMNS, sample_rows_table
+from alignlab.ui.gradio.components.runs import SAMPLE_COLUMNS, SAMPLE_WIDTHS, sample_rows_table
 from alignlab.ui.gradio.jobs import Job
 from alignlab.ui.gradio.services import Services
 
@@ -27,7 +27,7 @@ def create_changes_view() -> tuple[gr.Markdown, gr.Dataframe]:
     """The note and the table (hidden until a job has ended with a model that writes text)."""
     note = gr.Markdown(elem_id="train-changes-note")
     table = gr.Dataframe(headers=SAMPLE_COLUMNS, interactive=False, wrap=True, visible=False, max_height=1200,
-                         column_widths=["20%", "30%", "10%", "30%", "10%"], elem_id="train-changes")
+                         column_widths=SAMPLE_WIDTHS, elem_id="train-changes")
     return note, table
 
 

@@ -22,15 +22,17 @@ from alignlab.plots import visible_panels
 from alignlab.rundir import UNREADABLE, delete_run, find_run, read_run, read_samples
 from alignlab.runner import resume_point
 from alignlab.ui.figures import panel_figures
-from alignlab.ui.format import number
+from alignlab.ui.format import FOLLOWED, FOLLOWED_CHANGE, followed_change, number, share
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
 from alignlab.ui.gradio.components.vote import create_train_on_votes, win_rate_cell
 from alignlab.ui.gradio.run_files import EXPORT_KINDS, export_run
 from alignlab.ui.gradio.services import Services
 from alignlab.ui.report import report_file_name, write_report
 
-RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", "win-rate (people; AI)", "note"]
-SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward"]
+RUN_COLUMNS = ["run", "method", "model", "state", "steps", "loss", "reward", "KL", FOLLOWED, "win-rate (people; AI)",
+               "note"]
+SAMPLE_COLUMNS = ["prompt", "reference", "reference reward", "aligned", "aligned reward", FOLLOWED_CHANGE]
+SAMPLE_WIDTHS = ["18%", "28%", "9%", "28%", "9%", "8%"]  # one per sample column
 
 
 def comparison_slots() -> int:
@@ -39,11 +41,12 @@ def comparison_slots() -> int:
 
 
 def runs_table(runs: list[dict]) -> dict:
-    """The runs as table data: id, method, model, state, steps and last loss, reward and KL, the people's blind
+    """The runs as table data: id, method, model, state, steps and last loss, reward, KL and instruction followed (the
+    probe's share, see :func:`alignlab.metrics.headline`), the people's blind
     win-rate of aligned over reference with its votes (:func:`.vote.win_rate_cell`), and a note: for a run in
     state ``unreadable``, which of its files cannot be read and why."""
     data = [[run["run_id"], run["method"] or "", run["model"] or "", run["state"] or "", run["steps"],
-             number(run["loss"]), number(run["reward"]), number(run["kl"]), win_rate_cell(run),
+             number(run["loss"]), number(run["reward"]), number(run["kl"]), share(run["follow"]), win_rate_cell(run),
              run["error"] if run["state"] == UNREADABLE else ""] for run in runs]
     return {"headers": RUN_COLUMNS, "data": data}
 
@@ -64,9 +67,10 @@ def comparison_figures(runs: list[dict], selected: list[str]) -> list:
 
 
 def sample_rows_table(rows: list[dict]) -> dict:
-    """Reference-vs-aligned rows (a run's samples, or what changed) as table data: prompt, each answer, its reward."""
+    """Reference-vs-aligned rows (a run's samples, or what changed) as table data: prompt, each answer, its reward,
+    and whether each followed the prompt's instruction (``yes → no``; blank where the task's check cannot tell)."""
     data = [[row.get("prompt", ""), row.get("reference", ""), number(row.get("reference_reward")),
-             row.get("aligned", ""), number(row.get("aligned_reward"))] for row in rows]
+             row.get("aligned", ""), number(row.get("aligned_reward")), followed_change(row)] for row in rows]
     return {"headers": SAMPLE_COLUMNS, "data": data}
 
 
@@ -103,7 +107,7 @@ def create_runs_tab(services: Services, tab: gr.Tab) -> None:
     result = gr.Markdown(elem_id="runs-result")
     with gr.Accordion("Train on this run's blind votes (cast in the Chat tab)", open=False):
         create_train_on_votes(services, chosen, lambda run_id: run_id or None, "runs")
-    samples = gr.Dataframe(interactive=False, wrap=True, column_widths=["20%", "30%", "10%", "30%", "10%"],
+    samples = gr.Dataframe(interactive=False, wrap=True, column_widths=SAMPLE_WIDTHS,
                            label="Samples: reference vs aligned on held-out prompts "
                            "(same seed and settings)", elem_id="runs-samples")
     with gr.Accordion("Config", open=False):
