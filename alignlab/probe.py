@@ -255,7 +255,9 @@ class ProbeCallback(TrainerCallback):
     def _probe(self, args, state, control, kwargs, untrained: bool = False) -> None:
         """Probe at this step (:meth:`run`) and give what was recorded to the trackers."""
         self.recorded = None
+        self.handle.set_phase(f"probe at step {state.global_step}: sampling {len(self.prompts)} held-out prompts")
         self.run(self._model(kwargs), state.global_step, untrained=untrained)
+        self.handle.set_phase(None)
         if self.recorded is not None:
             report_probe(self.trackers, args, state, control, self.recorded)
 

@@ -71,5 +71,9 @@ class TrainingRun(Protocol):
     def save_status(self) -> None:
         """Write the run's status (state, step, ETA, ...) to its run directory, if this process writes it."""
 
+    def set_phase(self, phase: str | None) -> None:
+        """Name what the run is doing now, in a few words ("computing the reference log-probs", "probe at step
+        0", ...; None while it trains steps): the status says it and both UIs show it. The status is saved."""
+
     def live_model(self, model: Any, tokenizer: Any) -> None:
         """Offer the model being trained (and its tokenizer) to a chat during training."""

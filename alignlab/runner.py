@@ -92,12 +92,14 @@ class RunHandle:
         self.lock: TrainingLock | None = None  # the run directory's training lock, held until the run ends (writer)
         self.held_out: HeldOut | None = None  # the prompts it never trains on (samples, probe), once checked
         self.preflight: Preflight | None = None  # what checking the run loaded, for training to use
+        self.phase: str | None = "loading the model and data"  # what it is doing now, besides training steps
 
     # --- following the run -------------------------------------------------------------
     @property
     def status(self) -> dict:
         """State, steps done of total, seconds elapsed, ETA and the error if it failed; once training has
         started, ``world_size`` (processes training together) and ``global_batch_size`` (examples per step).
+        ``phase`` names what a running run is doing besides its training steps (:meth:`set_phase`), else None.
 
         The ETA is :func:`alignlab.eta.pace`'s, the one both UIs show: the pace between the first and the
         last logged step (model loading not counted) times the steps still to go.
@@ -108,7 +110,7 @@ class RunHandle:
         eta = pace(rows_from_events(history), self.total_steps)[1] if self.state == "running" else 0.0
         return {"run_id": self.run_id, "state": self.state, "step": step, "total_steps": self.total_steps,
                 "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1), "error": self.error,
-                **self.batch_layout}
+                "phase": self.phase if self.state == "running" else None, **self.batch_layout}
 
     @property
     def history(self) -> list[dict]:
@@ -166,6 +168,11 @@ class RunHandle:
         """Write :attr:`status` to the run directory (only the process that writes it does)."""
         if self.is_writer:
             write_status(self.run_dir, self.status)
+
+    def set_phase(self, phase: str | None) -> None:
+        """Name what the run is doing now besides training steps (None: training steps); the status is saved."""
+        self.phase = phase
+        self.save_status()
 
     def live_model(self, model: Any, tokenizer: Any) -> None:
         """Offer the model being trained and its tokenizer to a chat during training (:mod:`alignlab.chat`)."""

@@ -75,6 +75,11 @@ class EventCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.handle.training_started(state.max_steps, batch_layout(args))  # processes and examples per step
+        self.handle.set_phase(f"step {state.global_step + 1} under way: its rollouts or batch and first update")
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.handle.phase is not None:  # a probe or the trainer's start is over: steps from here
+            self.handle.set_phase(None)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -200,6 +205,7 @@ def _train(handle: TrainingRun) -> None:
     tokenizer = checked.tokenizer if checked is not None and checked.tokenizer is not None else load_tokenizer(
         config.model, config.trust_remote_code)
     model = load_model(config.model, spec.model_kind, config.trust_remote_code, devices.of_run(config))
+    handle.set_phase("building the trainer: tokenizing the data")
     dataset, reward = training_data(handle, tokenizer)
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer, dataset=dataset,
                          reward=reward, follow_check=check_for(config.dataset))
@@ -214,6 +220,8 @@ def _train(handle: TrainingRun) -> None:
     policy = policy_of(trainer.model)
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.live_model(policy, tokenizer)  # chat during training
+    if config.method_args.get("precompute_ref_log_probs") and not handle.checkpoint:
+        handle.set_phase("computing the reference model's log-probs of the pairs, once, before step 1")
     try:
         with quiet_checkpointing_rename():  # TRL reads the old name at each generation
             trainer.train(resume_from_checkpoint=handle.checkpoint)
@@ -229,8 +237,11 @@ def _train(handle: TrainingRun) -> None:
         except Exception as save_error:  # noqa: BLE001 - the first error is the reason the run failed
             error.add_note(f"the weights trained so far could not be saved either: {save_error}")
         raise
+    handle.set_phase("saving the model")
     save_model(handle, trainer, tokenizer)
     if spec.model_kind == "causal-lm" and context.sampling.joins(handle.is_writer):
+        handle.set_phase(f"sampling reference vs aligned on {len(handle.held_out.prompts[:SAMPLE_PROMPTS])} "
+                         "held-out prompts")
         write_samples(handle, policy, tokenizer, context.reward, context.sampling, context.follow_check)
     if handle.is_writer:
         if spec.model_kind == "causal-lm":

@@ -77,3 +77,25 @@ def test_outside_a_launch_there_is_one_process(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert launched_processes() == (2, 1)
+
+
+def test_the_status_names_the_phase_a_run_is_in(tiny, monkeypatch):
+    """Between training steps the status says what runs (what both UIs show), and a finished run names none."""
+    phases = []
+    set_phase = RunHandle.set_phase
+
+    def recording(self, phase):
+        phases.append((phase, None))
+        set_phase(self, phase)
+        assert rundir.read_status(self.run_dir)["phase"] == phase  # saved with the status, at once
+
+    monkeypatch.setattr(RunHandle, "set_phase", recording)
+    handle = start(RunConfig(**{**tiny, "max_steps": 2, "probe_every": 1}), background=False)
+    assert handle.state == "finished", handle.error
+    named = [phase for phase, _ in phases]
+    assert named[0] == "building the trainer: tokenizing the data"
+    assert "computing the reference model's log-probs of the pairs, once, before step 1" in named
+    held_out = len(handle.held_out.prompts)
+    assert named.index(f"probe at step 0: sampling {held_out} held-out prompts") < named.index(None)  # then steps
+    assert named[-2:] == ["saving the model", f"sampling reference vs aligned on {held_out} held-out prompts"]
+    assert rundir.read_status(handle.run_dir)["phase"] is None and handle.status["phase"] is None

@@ -25,10 +25,11 @@ def status_text(status: dict, rows: list[dict]) -> str:
     steps = f"step {step}/{total}" if total else f"step {step}"
     elapsed = duration(status["elapsed_s"])
     if state == "running":
+        phase = status.get("phase")
         if not total:
-            return f"loading model and data… {elapsed} elapsed"
+            return f"{phase or 'loading the model and data'}… {elapsed} elapsed"
         pace = pace_text(rows, total)
-        return f"{steps} · {elapsed} elapsed" + (f" · {pace}" if pace else "")
+        return f"{steps} · {elapsed} elapsed" + (f" · {phase}…" if phase else "") + (f" · {pace}" if pace else "")
     if state == "failed":
         return f"failed after {elapsed}: {status['error']}"
     return f"{state} at {steps} in {elapsed}"

@@ -29,7 +29,8 @@ def progress_html(job: Job | None, rows: list[dict]) -> str:
     elif job.state == "queued":
         detail = "waiting for the job before it to finish"
     elif job.active:
-        detail = f"step {step} / {total or '?'}" + ("" if rows else " · tokenizing and building the trainer…")
+        phase = status.get("phase") or ("" if rows else "loading the model and data")
+        detail = f"step {step} / {total or '?'}" + (f" · {phase}…" if phase else "")
         pace = pace_text(rows, total)
         if pace:
             detail += f" · {pace}"
