@@ -513,3 +513,34 @@ def test_examples_are_labelled_by_their_opening_and_tiny_random_is_offered_only_
     assert [value for _, value in built_app.services.chat.choices([])] == ["base:smollm2-135m-instruct"]
     with pytest.raises(AlignLabError, match="expected a base model or a run"):
         built_app.services.chat.pair("base:tiny-random", "chat")
+
+
+def test_a_reopened_page_shows_the_settings_of_the_job_on_its_card(built_app, pairs_file, tmp_path):
+    """After a reload the form holds the settings of the job the progress card follows, says so, and names the
+    preset they are; an upload the job trained on is picked again in the Dataset list."""
+    from alignlab.presets import get_preset
+    from alignlab.ui.gradio.components.train import dataset_choice, job_form
+    from alignlab.ui.gradio.jobs import Job
+
+    services = built_app.services
+    stored = services.uploads.add(pairs_file, "pairs.jsonl")
+    config = RunConfig(method="kto", model="tiny-random", dataset=str(services.uploads.path(stored)), max_steps=7,
+                       batch_size=2, run_name="class-demo", method_args={"beta": 0.3})
+    job = Job(4, config, tmp_path / "config.json", tmp_path / "log", state="running",
+              run_dir=tmp_path / "20261206-190000-kto-ab12")
+    values, preset, note = job_form(services, job)
+    assert (values["method"], values["model"], values["dataset"]) == ("kto", "tiny-random", f"upload:{stored}")
+    assert values["max_steps"] == 7 and values["batch_size"] == 2 and values["kto__beta"] == 0.3
+    assert values["run_name"] == "class-demo" and preset is None
+    assert note.startswith("**The form shows the settings of 20261206-190000-kto-ab12** (running)")
+    assert "dpo__beta" not in values  # another method's knobs keep their own values
+
+    classroom = Job(5, get_preset("classroom").config(), tmp_path / "c.json", tmp_path / "c.log", state="queued")
+    values, preset, note = job_form(services, classroom)
+    assert preset == "classroom" and values["max_steps"] == 6 and values["dataset"] == "positive-reviews"
+    assert f"(queued, preset {get_preset('classroom').title!r})" in note and "job 5 (dpo on" in note
+
+    gone = Job(6, RunConfig(dataset=str(tmp_path / "deleted.jsonl")), tmp_path / "g.json", tmp_path / "g.log")
+    values, _, note = job_form(services, gone)
+    assert "dataset" not in values and "(deleted.jsonl) is no longer in the Dataset list" in note
+    assert dataset_choice(services, "positive-reviews") == "positive-reviews"

@@ -107,6 +107,12 @@ def test_two_sessions_train_watch_stop_and_chat(app, browser):
     run_id = demo.services.jobs.current().run_id
     assert run_id in trainer.locator("#train-progress").inner_text()
     assert "tiny-random" in trainer.locator("#train-progress").inner_text()
+    # and the form shows that job's settings, saying so, not the defaults beside another run's card
+    trainer.wait_for_function("(id) => document.getElementById('train-preset-note').innerText"
+                              ".includes('form shows the settings of ' + id)", arg=run_id)
+    assert trainer.locator("#knob-max_steps input").first.input_value() == "400"
+    assert trainer.locator("#knob-probe_every input").first.input_value() == "0"
+    assert trainer.locator("#train-model input").input_value().startswith("tiny-random")
     shot(trainer, "train-running")
 
     trainer.locator("#train-stop").click()

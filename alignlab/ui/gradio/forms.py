@@ -106,11 +106,23 @@ def preset_form_values(name: str) -> dict[str, Any]:
     """The Train form's values for preset ``name`` (:mod:`alignlab.presets`), keyed as the Start handler takes
     them: method, model, dataset, the run settings the form shows, and the preset method's knobs under
     :func:`method_input_name`. The run name is left as it is."""
-    values = get_preset(name).values()
+    return form_values(get_preset(name).values())
+
+
+def form_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Flat run settings (``RunConfig.flat()``, or a preset's values) keyed as the Start handler takes them: method,
+    model, dataset, the common knobs the form shows that ``values`` holds, and the method's knobs under
+    :func:`method_input_name` (a knob ``values`` lacks at its default).
+
+    >>> form = form_values(RunConfig(method="kto", model="tiny-random", max_steps=3).flat())
+    >>> form["method"], form["max_steps"], form["kto__beta"], "output_dir" in form
+    ('kto', 3, 0.1, False)
+    """
     method = values["method"]
     form = {"method": method, "model": values["model"], "dataset": values["dataset"]}
     form.update({knob.name: values[knob.name] for knob in form_knobs() if knob.name in values})
-    form.update({method_input_name(method, knob.name): values[knob.name] for knob in registry()[method].knobs})
+    form.update({method_input_name(method, knob.name): values.get(knob.name, knob.default)
+                 for knob in registry()[method].knobs})
     return form
 
 

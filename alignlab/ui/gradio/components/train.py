@@ -29,11 +29,13 @@ from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
 from alignlab.ui.gradio.forms import (
     config_from_form,
     form_knobs,
+    form_values,
     knob_input,
     method_input_name,
     preset_form_values,
     suggested,
 )
+from alignlab.ui.gradio.jobs import Job
 from alignlab.ui.gradio.services import Services
 from alignlab.ui.gradio.uploads import SUFFIXES, preview, shown_as
 
@@ -80,6 +82,42 @@ def dataset_source(services: Services, choice: str) -> str:
     if choice and choice.startswith(VOTES_PREFIX) and choice[len(VOTES_PREFIX):] in votes_names(services.runs_dir):
         return str(votes_path(services.runs_dir, choice[len(VOTES_PREFIX):]))
     raise AlignLabError(f"dataset: got {choice!r}, expected a built-in dataset, an uploaded file or the votes of a run")
+
+
+def dataset_choice(services: Services, source: str) -> str | None:
+    """The Dataset list's value for what the engine reads (:func:`dataset_source` the other way round): a built-in
+    name, ``upload:<stored name>`` or ``votes:<run id>``; None when the list no longer offers it (a deleted file)."""
+    if source in suggested("dataset"):
+        return source
+    path = Path(source).resolve()
+    for name in services.uploads.names():
+        if services.uploads.path(name).resolve() == path:
+            return UPLOAD_PREFIX + name
+    for name in votes_names(services.runs_dir):
+        if votes_path(services.runs_dir, name).resolve() == path:
+            return VOTES_PREFIX + name
+    return None
+
+
+def job_form(services: Services, job: Job) -> tuple[dict[str, Any], str | None, str]:
+    """What the Train form shows for ``job`` (the one its progress card follows) when the page is opened again: the
+    job's settings keyed as the Start handler takes them (:func:`~alignlab.ui.gradio.forms.form_values`; the
+    dataset as a Dataset list value), the preset they are (None for settings of one's own), and a note saying
+    whose settings the form holds. A dataset the list no longer offers is left out of the values and the note
+    says so."""
+    values = form_values(job.config.flat())
+    choice = dataset_choice(services, values.pop("dataset"))
+    if choice is not None:
+        values["dataset"] = choice
+    ignored = ("run_name",)  # a preset leaves the run's name as it is
+    preset = next((name for name in PRESETS if all(values.get(key) == value for key, value in
+                                                   preset_form_values(name).items() if key not in ignored)), None)
+    made_of = f", preset {get_preset(preset).title!r}" if preset else ""
+    note = (f"**The form shows the settings of {job.label}** ({job.state}{made_of}), the run on the card below. "
+            "Change any value and press Start for a new run.")
+    if choice is None:
+        note += f" Its dataset ({Path(job.config.dataset).name}) is no longer in the Dataset list."
+    return values, preset, note
 
 
 def check_dataset(services: Services, choice: str, method: str, name: str | None = None) -> tuple[str, Any]:
@@ -184,11 +222,27 @@ def create_train_tab(services: Services) -> None:
 
     upload.upload(on_upload, [upload, method], [dataset, check, table], api_visibility="private")
 
-    def list_datasets():
-        """On page load: the Dataset list read from disk again, so uploads since the app started are offered."""
-        return gr.update(choices=dataset_choices(services))
+    def on_load(request: gr.Request):
+        """On page load: the Dataset list read from disk again, so uploads since the app started are offered; and,
+        when the progress card follows a job (training, queued or the last one, the page user's own first), the
+        form set to that job's settings with a note saying so (:func:`job_form`), so that a reloaded page does not
+        show defaults beside another run's card."""
+        datasets = dataset_choices(services)
+        job = services.jobs.current(services.user(request))
+        if job is None:
+            return [gr.update(choices=datasets), *[gr.skip()] * (6 + len(knob_inputs))]
+        values, preset_name, note = job_form(services, job)
+        models = model_choices()
+        if values["model"] not in [value for _, value in models]:  # e.g. a model the API named: offered back
+            models.append((values["model"], values["model"]))
+        choice = values.get("dataset")
+        text, rows = check_dataset(services, choice, values["method"]) if choice else (gr.skip(), gr.skip())
+        return [gr.update(choices=datasets, value=choice) if choice else gr.update(choices=datasets),
+                preset_name or "", note, values["method"], gr.update(choices=models, value=values["model"]), text,
+                rows, *[values.get(key, gr.skip()) for key in knob_inputs]]
 
-    gr.on(None, list_datasets, None, [dataset], api_visibility="private", show_progress="hidden")
+    gr.on(None, on_load, None, [dataset, preset, preset_note, method, model, check, table, *knob_inputs.values()],
+          api_visibility="private", show_progress="hidden")
     dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
                   api_visibility="private")
 
