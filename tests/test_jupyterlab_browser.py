@@ -1,4 +1,5 @@
-"""A real browser: JupyterLab runs 01_quickstart (quick mode) and the live figure draws its points.
+"""A real browser: JupyterLab runs 01_quickstart (quick mode), the live figure draws its points, and the
+browser console reports no widget state it could not set.
 
 JupyterLab starts on 127.0.0.1 (free port, no token) in a temp folder holding a copy of the
 notebook with ``QUICK = True``; headless Chromium (Debian's, driven by Playwright) runs all cells.
@@ -113,6 +114,8 @@ def test_quickstart_runs_in_jupyterlab_and_the_figure_receives_points(jupyterlab
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2200})  # tall: the whole lab on one screen
+        console_errors = []  # what the browser console says went wrong (widget state the front end refused)
+        page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
         try:
             page.goto(f"{jupyterlab}/lab/tree/01_quickstart.ipynb?reset")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
@@ -145,3 +148,6 @@ def test_quickstart_runs_in_jupyterlab_and_the_figure_receives_points(jupyterlab
     assert max(points) >= 2, points
     assert "Loss" in titles and "Reward margin" in titles, titles
     assert errors == 0
+    # The live figure's updates all apply: none names an axis plotly.js does not hold (issue 27: eight
+    # "Error setting state: Cannot read properties of undefined (reading '_inputDomain')" after a run).
+    assert not [text for text in console_errors if "Error setting state" in text], console_errors

@@ -225,6 +225,38 @@ def test_live_figure_shows_only_the_panels_rows_fill_and_lays_them_out_again_as_
     assert [t for i, t in enumerate(titles) if live.figure.layout.annotations[i].visible is not False] == live.shown
 
 
+def test_a_live_figure_sets_the_autorange_only_of_axes_its_lines_use():
+    """plotly.js holds no axis that no trace uses once a figure has data; an update setting such an axis's
+    autorange throws in the browser ("Error setting state: … '_inputDomain'", eight of them after a quickstart run
+    whose probe at step 0 came before any training row). The probe-first order, as a run logs it."""
+    import re
+
+    from alignlab.ui.notebook import LiveFigures
+
+    live = LiveFigures(["dpo"])
+    sent = []  # (axes named with an autorange, axes the traces use) for each layout change sent to the browser
+
+    def record(layout: dict | None) -> None:
+        named = {key.split(".")[0] for key in layout or {} if re.fullmatch(r"[xy]axis\d*\.autorange", key)}
+        sent.append((named, {f"{axis[0]}axis{axis[1:]}" for trace in live.figure.data
+                             for axis in (trace.xaxis, trace.yaxis)}))
+
+    send_update, send_relayout = live.figure._send_update_msg, live.figure._send_relayout_msg
+    live.figure._send_update_msg = lambda **message: record(message.get("relayout_data")) or send_update(**message)
+    live.figure._send_relayout_msg = lambda layout, *rest: record(layout) or send_relayout(layout, *rest)
+    live.add([{"step": 0, "time": None, "metrics": {"probe/reward": 0.04, "probe/kl": 0.0, "probe/reward_se": 0.05,
+                                                     "probe/kl_se": 0.001}}], "run")
+    live.add([{"step": 1, "time": None, "metrics": {"loss": 0.69, "rewards/margins": 0.0, "rewards/accuracies": 0.0,
+                                                     "rewards/chosen": 0.0, "rewards/rejected": 0.0}},
+              {"step": 2, "time": None, "metrics": {"loss": 0.7, "rewards/margins": -0.01, "rewards/accuracies": 0.0,
+                                                     "rewards/chosen": -0.003, "rewards/rejected": 0.01,
+                                                     "probe/reward": 0.0, "probe/kl": -0.01}}], "run")
+    assert any(named for named, _ in sent)  # axes were fitted as lines arrived
+    assert all(named <= used for named, used in sent), [named - used for named, used in sent if named - used]
+    loss = live.figure.layout.xaxis  # the Loss panel fitted once its own line arrived
+    assert loss.autorange is True and loss.tickmode == "linear"
+
+
 def test_sweep_grid_is_every_combination_validated_up_front():
     configs, labels = grid("dpo", beta=[0.1, 0.5], loss_type=["sigmoid", "ipo"], max_steps=5, model="tiny-random")
     assert labels == ["beta=0.1, loss_type=sigmoid", "beta=0.1, loss_type=ipo",

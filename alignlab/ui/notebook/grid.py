@@ -50,9 +50,15 @@ def fit_subplot(figure: go.Figure, panels: list[Panel], index: int) -> None:
     """Fit the ``index``-th subplot's axes to the traces on it (:func:`~alignlab.ui.figures.axis_fit`: a padded
     range for an axis whose points sit at one value, autorange otherwise) and, once one of its KL points is
     below 0, add the note that says it is noise (once). Axes already fitted are left alone, so a live figure
-    sends nothing new."""
+    sends nothing new.
+
+    A subplot with no trace yet is left as it is until its first line arrives: plotly.js keeps no axis that no
+    trace uses once a figure has data, and a FigureWidget update setting such an axis's ``autorange`` throws in
+    the browser ("Error setting state: … '_inputDomain'" in the console)."""
     panel, suffix = panels[index], index + 1 if index else ""
     traces = [trace for trace in figure.data if trace.meta and trace.meta[0] == panel.title]
+    if not traces:
+        return
     for axis, fit in zip((figure.layout[f"xaxis{suffix}"], figure.layout[f"yaxis{suffix}"]), axis_fit(panel, traces)):
         if any(axis[name] != (tuple(value) if isinstance(value, list) else value) for name, value in fit.items()):
             axis.update(fit)
