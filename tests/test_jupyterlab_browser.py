@@ -107,6 +107,16 @@ def run_all_cells(page, url: str) -> None:
     pytest.fail("Run All Cells did not start any cell")
 
 
+# [name, whole] for each checkbox on screen: whole when its label's text ends inside the label and the widget.
+CHECKBOX_LABELS_JS = """() => [...document.querySelectorAll('.widget-checkbox')].filter(box => box.offsetParent)
+  .map(box => { const label = box.querySelector('.widget-label-basic span') || box.querySelector('label');
+    const range = document.createRange(); range.selectNodeContents(label);
+    const text = range.getBoundingClientRect();
+    const whole = label.scrollWidth <= label.clientWidth + 1 && text.right <= label.getBoundingClientRect().right + 1
+      && text.right <= box.getBoundingClientRect().right + 1;
+    return [label.textContent.trim(), whole]; })"""
+
+
 def test_quickstart_runs_in_jupyterlab_and_the_figure_receives_points(jupyterlab):
     from playwright.sync_api import sync_playwright
 
@@ -142,12 +152,16 @@ def test_quickstart_runs_in_jupyterlab_and_the_figure_receives_points(jupyterlab
             titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle, "
                                    ".js-plotly-plot .annotation-text')].map(node => node.textContent)")
             errors = page.locator(".jp-OutputArea-output:has-text('Traceback')").count()
+            checkboxes = page.evaluate(CHECKBOX_LABELS_JS)
         finally:
             page.screenshot(path=str(ARTIFACTS / "jupyterlab_quickstart_last.png"))
             browser.close()
     assert max(points) >= 2, points
     assert "Loss" in titles and "Reward margin" in titles, titles
     assert errors == 0
+    # Every checkbox shown reads its whole name (issue 27: "precompute_ref_log_p…"), not cut by its box.
+    assert "precompute_ref_log_probs" in dict(checkboxes), checkboxes
+    assert all(whole for _, whole in checkboxes), checkboxes
     # The live figure's updates all apply: none names an axis plotly.js does not hold (issue 27: eight
     # "Error setting state: Cannot read properties of undefined (reading '_inputDomain')" after a run).
     assert not [text for text in console_errors if "Error setting state" in text], console_errors
