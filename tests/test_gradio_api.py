@@ -544,3 +544,26 @@ def test_a_reopened_page_shows_the_settings_of_the_job_on_its_card(built_app, pa
     values, _, note = job_form(services, gone)
     assert "dataset" not in values and "(deleted.jsonl) is no longer in the Dataset list" in note
     assert dataset_choice(services, "positive-reviews") == "positive-reviews"
+
+
+def test_a_reloaded_workshop_page_fills_the_form_from_its_participants_own_job(tmp_path):
+    """The name the browser remembers picks the job before the page has named itself again: the participant's own
+    (the one their card follows), not the room's latest; outside workshop mode no remembered name is read."""
+    from alignlab.ui.gradio import workshop_settings
+    from alignlab.ui.gradio.components.train import page_job
+    from alignlab.ui.gradio.jobs import Job
+
+    demo = create_app(tmp_path / "runs", workshop=workshop_settings(True, "carol", None, None))
+    try:
+        jobs = demo.services.jobs
+        for number, owner in ((1, "ada"), (2, "bob")):  # both ended: no worker picks them up
+            jobs.jobs.append(Job(number, RunConfig(model="tiny-random", max_steps=number, owner=owner),
+                                 tmp_path / f"{number}.json", tmp_path / f"{number}.log", state="finished",
+                                 started=float(number), owner=owner))
+        assert page_job(demo.services, None, {"name": "ada", "key": ""}).owner == "ada"
+        assert page_job(demo.services, "bob", {"name": "ada"}).owner == "bob"  # a signed-in account wins
+        assert page_job(demo.services, None, {"name": ""}).owner == "bob"  # no name yet: the room's latest job
+        demo.services.workshop = None
+        assert page_job(demo.services, None, {"name": "ada"}).owner == "bob"
+    finally:
+        demo.services.jobs.close()

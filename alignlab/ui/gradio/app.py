@@ -33,7 +33,7 @@ def create_app(runs_dir: str | Path | None = None, data_dir: str | Path | None =
         bar = create_workshop_bar(services) if workshop is not None else None
         with gr.Tabs():
             with gr.Tab("Train", id="train"):
-                create_train_tab(services)
+                create_train_tab(services, bar["stored"] if bar is not None else None)
             with gr.Tab("Runs", id="runs") as runs_tab:
                 create_runs_tab(services, runs_tab)
             with gr.Tab("Chat", id="chat") as chat_tab:

@@ -120,6 +120,16 @@ def job_form(services: Services, job: Job) -> tuple[dict[str, Any], str | None, 
     return values, preset, note
 
 
+def page_job(services: Services, user: str | None, remembered: Any = None) -> Job | None:
+    """The job a freshly loaded page's progress card follows (:meth:`~alignlab.ui.gradio.jobs.JobQueue.current`):
+    ``user``'s own first (the signed-in account). In workshop mode a reloaded page names itself a moment later,
+    from the name its browser ``remembered`` (the workshop bar's BrowserState): that name is used here already, so
+    the form shows the participant's own job, the one the card follows once the page has its name."""
+    if user is None and services.workshop is not None and isinstance(remembered, dict):
+        user = str(remembered.get("name") or "") or None
+    return services.jobs.current(user)
+
+
 def check_dataset(services: Services, choice: str, method: str, name: str | None = None) -> tuple[str, Any]:
     """A format check of the chosen dataset for the chosen method, and a preview table. An upload is named
     ``name`` in the message (default: its name in the Dataset list), never by its path on the server."""
@@ -139,8 +149,9 @@ def check_dataset(services: Services, choice: str, method: str, name: str | None
 
 
 # --- the tab --------------------------------------------------------------------------------------
-def create_train_tab(services: Services) -> None:
-    """Build the Train tab's components and bind them to the job queue."""
+def create_train_tab(services: Services, remembered: gr.BrowserState | None = None) -> None:
+    """Build the Train tab's components and bind them to the job queue; ``remembered``: in workshop mode, the name
+    the browser keeps (:func:`page_job`)."""
     knob_inputs: dict[str, gr.Component] = {}
     method_groups: dict[str, gr.Group] = {}
     with gr.Row(equal_height=False):
@@ -222,13 +233,13 @@ def create_train_tab(services: Services) -> None:
 
     upload.upload(on_upload, [upload, method], [dataset, check, table], api_visibility="private")
 
-    def on_load(request: gr.Request):
+    def on_load(kept: Any, request: gr.Request):
         """On page load: the Dataset list read from disk again, so uploads since the app started are offered; and,
         when the progress card follows a job (training, queued or the last one, the page user's own first), the
         form set to that job's settings with a note saying so (:func:`job_form`), so that a reloaded page does not
         show defaults beside another run's card."""
         datasets = dataset_choices(services)
-        job = services.jobs.current(services.user(request))
+        job = page_job(services, services.user(request), kept)
         if job is None:
             return [gr.update(choices=datasets), *[gr.skip()] * (6 + len(knob_inputs))]
         values, preset_name, note = job_form(services, job)
@@ -241,7 +252,8 @@ def create_train_tab(services: Services) -> None:
                 preset_name or "", note, values["method"], gr.update(choices=models, value=values["model"]), text,
                 rows, *[values.get(key, gr.skip()) for key in knob_inputs]]
 
-    gr.on(None, on_load, None, [dataset, preset, preset_note, method, model, check, table, *knob_inputs.values()],
+    gr.on(None, on_load, [remembered if remembered is not None else gr.State(None)],
+          [dataset, preset, preset_note, method, model, check, table, *knob_inputs.values()],
           api_visibility="private", show_progress="hidden")
     dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
                   api_visibility="private")
