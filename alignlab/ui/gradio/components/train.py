@@ -5,7 +5,8 @@ The form is generated from ``common_knobs()`` and every method's knobs: each met
 inputs and only the selected method's group is shown. Start validates the form into a RunConfig and
 queues it; the job is trained by a worker process. A 1 s timer follows the current job (see
 :mod:`.job_view`): progress and ETA, the live curves (redrawn only when new rows arrived) and the
-tail of the worker's log.
+tail of the worker's log. A page opened while a job trains, waits or after one ran shows that job's settings in
+the form, with a note saying so (:func:`job_form`), so the form never disagrees with the card under it.
 """
 
 from __future__ import annotations
