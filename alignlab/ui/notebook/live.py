@@ -26,7 +26,15 @@ from alignlab.metrics import is_se_key, se_key
 from alignlab.plots import rows_from_events, visible_panels
 from alignlab.ui.figures import kl_notes, line_errors, line_mode, panel_bands, panel_lines, path_marks
 from alignlab.ui.notebook.figure_widget import FigureWidget
-from alignlab.ui.notebook.grid import arrange, empty_grid, fit_subplot, grid_figure, subplot_title, trace_style
+from alignlab.ui.notebook.grid import (
+    arrange,
+    empty_grid,
+    fit_subplot,
+    grid_figure,
+    note_verdict,
+    subplot_title,
+    trace_style,
+)
 
 
 class LiveFigures(widgets.VBox):
@@ -93,6 +101,7 @@ class LiveFigures(widgets.VBox):
                             trace.mode = line_mode(panel, len(trace.x))
             for index in range(len(self.panels)):  # once the points are in (a batch defers them): axes follow the
                 fit_subplot(self.figure, self.panels, index)  # points and a KL below 0 is noted, sent only on a change
+            note_verdict(self.figure, self.panels, self.rows)  # the drift panel's words, sent only when they change
             shown = [panel.title for panel in visible_panels(self.methods, self.rows, self.probing)]
             if shown != self.shown:  # a panel no row fills goes; one whose first points arrived comes back
                 self.shown = shown
