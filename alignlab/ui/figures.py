@@ -377,6 +377,7 @@ def frontier_figure(runs: dict[str, list[dict]]) -> go.Figure:
 
 def panel_figures(panels: Sequence[Panel], histories: dict[str, list[dict]]) -> list[go.Figure]:
     """One figure per panel, in order (the panels of :func:`alignlab.plots.visible_panels`): the frontier's
-    (:func:`frontier_figure`) for the frontier panel, a :func:`curves_figure` for each curve panel."""
+    (:func:`frontier_figure`) for the frontier panel, curves (as :func:`curves_figure` draws them) for the others,
+    the drift panel's with its verdict."""
     return [frontier_figure(histories) if panel.kind == "frontier" else
-            curves_figure(histories, panel.keys, panel.title) for panel in panels]
+            panel_figure(panel, histories, overlay=len(histories) > 1) for panel in panels]
