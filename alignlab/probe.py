@@ -15,8 +15,9 @@ completion per fixed held-out prompt with a fixed seed, at temperature 1, and lo
 - ``probe/follow`` (with ``probe/follow_se``): the share of the completions that followed their prompt's
   instruction (:mod:`alignlab.follow`; the built-in task's: began with the requested opening), where the run's
   check can tell for any prompt; each probe sample records its ``followed``.
-- ``probe/ref_ppl``: the reference model's perplexity of the completions (per token; from the reference log-probs
-  the KL needs, so free), with each sample's ``ref_ppl``; and the drift from the reference read against the step-0
+- ``probe/ref_ppl``: the reference model's perplexity of the completions (exp of the negative log-likelihood per
+  token pooled over the samples, as :mod:`alignlab.fluency` measures it at eval; from the reference log-probs the
+  KL needs, so free), with each sample's ``ref_ppl``; and the drift from the reference read against the step-0
   probe (whose policy is the reference): ``probe/length_ratio``, ``probe/ref_ppl_ratio`` and ``probe/kl_rate``
   (:func:`alignlab.drift.drift_metrics`).
 
