@@ -122,13 +122,16 @@ def _loss(method: str, method_args: dict, rows: list[dict]) -> Point | None:
         state = (f"This run is still there at step {last['step']}: loss {last['loss']:.4f}{margin}. The policy has "
                  "not yet separated chosen from rejected: the learning rate may be too low, β too small (the margin "
                  "is scaled by β), the steps too few, or chosen and rejected too alike to tell apart.")
-    else:
+    elif last["loss"] < value:
         state = f"This run has left it: loss {last['loss']:.4f} at step {last['step']}{margin}."
+    else:
+        state = (f"This run's loss is above it: {last['loss']:.4f} at step {last['step']}{margin}: the batch holds "
+                 "pairs it ranks the wrong way, and those cost more than the right ones earn.")
     sigmoid = method == "dpo" and method_args.get("loss_type", "sigmoid") == "sigmoid"
-    if sigmoid and last.get(MARGIN) is not None:
+    if sigmoid and last.get(MARGIN) is not None and not stuck:
         coin = -math.log(1 / (1 + math.exp(-last[MARGIN])))
-        state += (f" For one margin m the loss is −log σ(m): −log σ({last[MARGIN]:+.3f}) = {coin:.3f}; the batch's "
-                  "pairs differ, so its loss is near, not equal.")
+        state += (f" A batch whose every pair had the mean margin would cost −log σ({last[MARGIN]:+.3f}) = "
+                  f"{coin:.3f}; the pairs' margins spread, and −log σ is convex, so the batch's loss is higher.")
     title = "Loss at 0.693 (ln 2)" if sigmoid else f"Loss at {value:.3g}"
     return Point(title, f"At margin 0 the loss is {why}. {state}")
 
