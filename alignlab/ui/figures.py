@@ -61,6 +61,7 @@ KEY_HOVER = "<span style='color:#888'>{key}</span>"  # a curve's metric key, as 
 KL_NOTE = "KL below 0 is the estimate's noise<br>on few samples: the true KL is ≥ 0"
 VERDICT_COLOURS = {True: "#b00020", False: "#2e7d32"}  # the drift verdict: an alarm, steady
 VERDICT_WIDTH = 80  # characters a verdict's line holds before it wraps
+VERDICT_LINE = 16  # pixels a verdict's line takes under a panel's title
 
 
 def axis_titles(panel: Panel) -> tuple[str, str]:
@@ -335,10 +336,13 @@ def panel_figure(panel: Panel, histories: dict[str, list[dict]], overlay: bool) 
             lines += not is_se_key(key)
     x_title, y_title = axis_titles(panel)
     said = verdict_text(panel, histories)
-    extra = 13 * (said.count("<br>") + 1) + 6 if said else 0  # the verdict's lines, under the title
-    title = f"{panel.title}<br><span style='font-size:11px'>{said}</span>" if said else panel.title
+    extra = VERDICT_LINE * (said.count("<br>") + 1) + 4 if said else 0  # the verdict's lines, under the title
+    title = {"text": panel.title, "x": 0.02, "font": {"size": 14}}
+    if said:  # hung from the top, so its lines grow down into the room made for them, not over the plot
+        title.update(text=f"{panel.title}<br><span style='font-size:11px'>{said}</span>", y=1, yref="container",
+                     yanchor="top", pad={"t": 10})
     figure.update_layout(
-        **LOOK, title={"text": title, "x": 0.02, "font": {"size": 14}}, height=HEIGHT + extra,
+        **LOOK, title=title, height=HEIGHT + extra,
         margin={"l": 50, "r": 10, "t": 40 + extra, "b": 40}, xaxis_title=x_title, yaxis_title=y_title,
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "font": {"size": 10}},
         showlegend=lines > 1 or (overlay and bool(lines)),
