@@ -228,8 +228,10 @@ def test_the_train_tab_shows_the_drift_panel_with_its_verdict_and_explains_a_dpo
     assert "This run does it: chosen +0.000 → -0.300 while the margin grew +0.000 → +0.900" in explained
     assert job_explainer(Job(2, RunConfig(model="tiny-random", method="sft"), tmp_path / "c", tmp_path / "l"),
                          rows) == ""  # not a DPO-family run
-    ids = [getattr(block, "elem_id", None) for block in built_app.blocks.values()]
-    assert "train-explainer" in ids  # beside the Train tab's panels
+    explainer = next(block for block in built_app.blocks.values()
+                     if getattr(block, "elem_id", None) == "train-explainer")  # beside the Train tab's panels
+    tick = next(function for function in built_app.fns.values() if explainer in function.outputs)
+    assert len(tick.fn({}, None)) == len(tick.outputs)  # the 1 s timer fills it with the panels
 
 
 def test_the_app_and_the_notebook_show_the_same_pace_and_eta_of_a_run(tmp_path):
