@@ -176,12 +176,17 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
 
 def perplexity(nll: float, tokens: int) -> float | None:
     """exp(negative log-likelihood per token): a model's perplexity of ``tokens`` tokens it gives ``nll`` nats in
-    all (None for no token).
+    all (None for no token, infinite past a float's range).
 
     >>> perplexity(0.0, 5), round(perplexity(2 * math.log(4), 2), 6), perplexity(1.0, 0)
     (1.0, 4.0, None)
     """
-    return round(math.exp(nll / tokens), 6) if tokens else None
+    if not tokens:
+        return None
+    try:
+        return round(math.exp(nll / tokens), 6)
+    except OverflowError:  # over ~709 nats a token: a broken model's, logged as infinite (the metric file's None)
+        return math.inf
 
 
 def _generate_synced(model, tokenizer, batch, max_new_tokens: int, seed: int, stops: list[int]):
