@@ -176,7 +176,8 @@ by +0.87.
 
 def _steady(first: dict, last: dict, gain: float, ppl: float | None, length: float | None) -> str:
     """The line of a run without an alarm: where each measure stands."""
-    parts = [f"reward {gain:+.2f} for {float(last[PROBE_KL]):.1f} nats of KL"]
+    kl = f"{float(last[PROBE_KL]):.1f}".replace("-0.0", "0.0")  # an estimate a hair below 0 reads as none
+    parts = [f"reward {gain:+.2f} for {kl} nats of KL"]
     if last.get(PROBE_KL_RATE) is not None:
         parts[0] += f" ({last[PROBE_KL_RATE]:+.2f}/step lately)"
     if last.get(PROBE_FOLLOW) is not None and first.get(PROBE_FOLLOW) is not None:

@@ -238,7 +238,9 @@ def test_the_report_draws_its_plots_offline_in_chromium(runs_dir, tmp_path):
         finally:
             browser.close()
     assert errors == [] and requested == []  # drawn from the file alone
-    assert [plot["title"] for plot in drawn] == [panel.title for panel in panels]
+    assert [plot["title"].split("<br>")[0] for plot in drawn] == [panel.title for panel in panels]
+    drift = next(plot["title"] for plot in drawn if plot["title"].startswith(DRIFT))  # its verdict under its title
+    assert all(f"{run_id}: " in drift for run_id in RUN_IDS)
     loss = next(plot for plot in drawn if plot["title"] == "Loss")
     for run_id in RUN_IDS:
         line = next(line for line in loss["lines"] if line["name"] in (run_id, f"{run_id} · loss"))
