@@ -149,7 +149,8 @@ def annotate_run(run: str | Path, reward: str | None = None, prompts: int = 0, s
                             "annotate a finished or stopped run")
     available = held_out_of_run(run_dir, config).prompts
     chosen = pick_prompts(available, prompts, seed)
-    source = get_reward(reward or config.reward, instruction=config.judge_instruction, runs_dir=run_dir.parent)
+    source = get_reward(reward or config.reward, instruction=config.judge_instruction, runs_dir=run_dir.parent,
+                        opposite=config.judge_opposite)
     settings = settings or SamplingSettings(seed=seed)
     path = votes_path(run_dir.parent, run_dir.name)
     pair = ChatPair.from_run(run_dir, reward=source, dtype=dtype)

@@ -21,7 +21,7 @@ from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import Knob
 from alignlab.models import DEFAULT_MODEL, offered_models
-from alignlab.rewards import DEFAULT_INSTRUCTION, reward_names
+from alignlab.rewards import DEFAULT_INSTRUCTION, DEFAULT_OPPOSITE, reward_names
 from alignlab.rundir import CONFIG, MAX_RUN_NAME, RUNS_WHERE, check_run_id, default_runs_dir, read_config
 from alignlab.tracking import TRACKERS, report_to_value
 
@@ -134,7 +134,13 @@ class RunConfig:
     )
     judge_instruction: str = field(
         default=DEFAULT_INSTRUCTION,
-        metadata=_meta("What the judge reward asks for (only with reward judge[:<model>]).", kind="str"),
+        metadata=_meta("What the judge reward asks for (only with reward judge[:<model>] or judge-pairwise).",
+                       kind="str"),
+    )
+    judge_opposite: str = field(
+        default=DEFAULT_OPPOSITE,
+        metadata=_meta("The judge's contrast: what a bad response is asked to be (only with reward judge[:<model>]; "
+                       "empty: the request alone).", kind="str"),
     )
     max_steps: int = field(
         default=12, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", "essential", min=0, max=100000))

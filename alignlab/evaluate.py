@@ -158,7 +158,8 @@ def compare_run(run_dir: str | Path, reward: str | None = None, samples_per_prom
 
     config = config_of(run_dir)
     model, tokenizer = load_trained(run_dir, config.trust_remote_code, placement=devices.placement(dtype))
-    source = get_reward(reward, instruction=config.judge_instruction, runs_dir=config.output_dir) if reward else None
+    source = get_reward(reward, instruction=config.judge_instruction, runs_dir=config.output_dir,
+                        opposite=config.judge_opposite) if reward else None
     result = compare_models(model, tokenizer, config, held_out_of_run(run_dir, config).prompts, Path(run_dir).name,
                             source,
                             samples_per_prompt=samples_per_prompt, seed=seed, max_new_tokens=max_new_tokens,

@@ -19,7 +19,10 @@ from collections.abc import Sequence
 
 from alignlab.models import load_model, load_tokenizer
 
-DEFAULT_INSTRUCTION = "helpful and very short"
+# What the judge asks for by default, and what it contrasts that with ("": the request alone): the built-in task's
+# wish (positive reviews), chosen by experiments/judge_agreement.py (figures in docs/judge-agreement.json).
+DEFAULT_INSTRUCTION = "glowing praise"
+DEFAULT_OPPOSITE = ""
 
 
 class Judge:
@@ -29,9 +32,11 @@ class Judge:
     "Which response is more <instruction>?", asked in both orders and averaged.
     """
 
-    def __init__(self, model_name: str, instruction: str = DEFAULT_INSTRUCTION, batch_size: int = 8):
+    def __init__(self, model_name: str, instruction: str = DEFAULT_INSTRUCTION, batch_size: int = 8,
+                 opposite: str = DEFAULT_OPPOSITE):
         self.model_name = model_name
         self.instruction = instruction
+        self.opposite = opposite
         self.batch_size = batch_size
         self._loaded = None
 
@@ -86,11 +91,12 @@ class Judge:
 
     def contrast(self, prompts: Sequence[str], completions: Sequence[str], opposite: str | None = None) -> list[float]:
         """Per response: the mean over its tokens of log P(token | request asking for <instruction>) minus
-        log P(token | request asking for ``opposite``, or the request alone when there is none).
+        log P(token | request asking for ``opposite``, by default the judge's; the request alone when it is "").
 
         Each response is scored alone, so the order two are shown in cannot matter. Positive when the
         judge reads the response as written to the instruction rather than to its opposite."""
         asked = self._log_likelihoods(prompts, completions, f" Make it {self.instruction}.")
+        opposite = self.opposite if opposite is None else opposite
         other = self._log_likelihoods(prompts, completions, f" Make it {opposite}." if opposite else "")
         return [(a - b) / max(1, n) for (a, n), (b, _) in zip(asked, other)]
 

@@ -241,7 +241,7 @@ class ProbeCallback(TrainerCallback):
         if identity is None:
             return None
         settings = [identity, self.prompts, self.config.seed, self.config.max_completion_length, self.reward.name,
-                    self.config.judge_instruction, PROBE_PROMPTS, SAMPLER, MEASURES]
+                    self.config.judge_instruction, self.config.judge_opposite, PROBE_PROMPTS, SAMPLER, MEASURES]
         return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:32]
 
     def run(self, model, step: int, untrained: bool = False) -> ProbeResult:

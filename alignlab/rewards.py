@@ -7,10 +7,13 @@ so RL trainers can call it directly. Names:
 - ``sentiment``: VADER compound score of the completion (the built-in task's ground truth).
 - ``length[:N]``: closeness to N words (default 20), a simple, explainable shaping example.
 - ``reward-model:<run-id or path>``: a run trained with the ``reward`` method (Bradley-Terry).
-- ``judge[:<model>]``: an LLM judge (Zheng et al. 2023, "Judging LLM-as-a-Judge") asked whether a
-  response is ``instruction`` (RunConfig.judge_instruction); its score is P(Yes) from the next-token
-  logits, so any chat model works offline (default: the default model). For pairs (online DPO) it
-  judges both orders and averages, reducing position bias as in OAIF (Guo et al. 2024).
+- ``judge[:<model>]``: an LLM judge from its own token probabilities, so any chat model works offline
+  (default: the default model): how much more likely it finds a response when the request asks for
+  ``instruction`` (RunConfig.judge_instruction) than for ``opposite`` (RunConfig.judge_opposite), per token
+  (:meth:`alignlab.judge.Judge.contrast`). Each response is scored alone: no position bias, by construction.
+- ``judge-pairwise[:<model>]``: the LLM-as-a-judge questions (Zheng et al. 2023): P(Yes) to "is the response
+  <instruction>?", and for pairs (online DPO, annotate) "which is more <instruction>?" in both orders,
+  averaged, reducing position bias as in OAIF (Guo et al. 2024); a small model mostly reads the order.
 - any name added with :func:`register_reward`.
 
 Each kind is one :class:`RewardKind` entry of ``REWARD_KINDS`` (prefix, argument parser, builder,
@@ -33,7 +36,7 @@ from typing import Any
 
 from alignlab import rundir
 from alignlab.errors import AlignLabError
-from alignlab.judge import DEFAULT_INSTRUCTION, Judge
+from alignlab.judge import DEFAULT_INSTRUCTION, DEFAULT_OPPOSITE, Judge
 from alignlab.methods import registry
 from alignlab.metrics import NonFiniteMetric
 from alignlab.models import DEFAULT_MODEL, TINY_MODEL, load_trained, resolve_model
@@ -194,18 +197,25 @@ def reward_model_source(reference: str, runs_dir: str | Path | None = None) -> R
     return RewardSource(f"reward-model:{reference}", RewardModelScorer(run_dir), raw=True)
 
 
-def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION) -> RewardSource:
-    """``judge[:<model>]``: pointwise scores, plus ``prefer`` for pairs."""
-
+def judge_source(model_name: str, instruction: str = DEFAULT_INSTRUCTION, opposite: str = DEFAULT_OPPOSITE,
+                 pairwise: bool = False) -> RewardSource:
+    """``judge[:<model>]``: the judge's likelihood contrast of each response between a request for
+    ``instruction`` and one for ``opposite`` (:meth:`alignlab.judge.Judge.contrast`), pointwise, so a pair's
+    order cannot matter. ``judge-pairwise[:<model>]`` (``pairwise``): P(Yes) pointwise, plus ``prefer`` for pairs,
+    asked in both orders (the position-bias lesson)."""
+    prefix = "judge-pairwise" if pairwise else "judge"
     try:
         resolve_model(model_name)  # fail now, not mid-run, when the judge model is missing
     except AlignLabError as error:  # the error names the reward that asks for the judge, not a "model" field
         reason = str(error).removeprefix("model: ").removeprefix(f"{model_name!r} ")
-        raise AlignLabError(f"reward: the judge model {model_name!r} of 'judge:{model_name}' {reason}") from None
+        raise AlignLabError(f"reward: the judge model {model_name!r} of '{prefix}:{model_name}' {reason}") from None
     if not instruction.strip():
         raise AlignLabError("judge_instruction: got an empty string, expected what a good response is")
-    judge = Judge(model_name, instruction)
-    name = "judge" if model_name == _default_judge() else f"judge:{model_name}"
+    judge = Judge(model_name, instruction, opposite=opposite)
+    name = prefix if model_name == _default_judge() else f"{prefix}:{model_name}"
+    if not pairwise:
+        return RewardSource(name, judge.contrast)
+
     def texts(ask: Callable) -> Callable:
         return lambda p, a, b: ask([_text(x) for x in p], [_text(x) for x in a], [_text(x) for x in b])
 
@@ -283,8 +293,11 @@ REWARD_KINDS: dict[str, RewardKind] = {kind.prefix: kind for kind in [
                lambda reference, runs_dir, **_: reward_model_source(reference, runs_dir),
                safe_arguments=_reward_runs),
     RewardKind("judge", "judge[:<model>]", lambda argument: argument or _default_judge(),
-               lambda model, instruction, **_: judge_source(model, instruction), offered=("judge",),
-               safe_arguments=_builtin_models),
+               lambda model, instruction, opposite, **_: judge_source(model, instruction, opposite),
+               offered=("judge",), safe_arguments=_builtin_models),
+    RewardKind("judge-pairwise", "judge-pairwise[:<model>]", lambda argument: argument or _default_judge(),
+               lambda model, instruction, **_: judge_source(model, instruction, pairwise=True),
+               offered=("judge-pairwise",), safe_arguments=_builtin_models),
 ]}
 _BUILT_IN = frozenset(REWARD_KINDS)
 
@@ -308,12 +321,13 @@ def _kind_of(name: str) -> tuple[RewardKind, str]:
     raise AlignLabError(f"reward: got {name!r}, expected one of {', '.join(reward_names())}, or {' or '.join(forms)}")
 
 
-def get_reward(name: str, instruction: str = DEFAULT_INSTRUCTION, runs_dir: str | Path | None = None) -> RewardSource:
+def get_reward(name: str, instruction: str = DEFAULT_INSTRUCTION, runs_dir: str | Path | None = None,
+               opposite: str = DEFAULT_OPPOSITE) -> RewardSource:
     """Resolve a reward-source name (see the module docstring; a run id is looked up in ``runs_dir``, the lab's runs
-    folder when None); AlignLabError if it cannot work."""
+    folder when None); AlignLabError if it cannot work. ``instruction`` and ``opposite``: what a judge asks for."""
     kind, argument = _kind_of(name)
     runs_dir = rundir.default_runs_dir() if runs_dir is None else Path(runs_dir)
-    return kind.build(kind.parse(argument), name=name, instruction=instruction, runs_dir=runs_dir)
+    return kind.build(kind.parse(argument), name=name, instruction=instruction, opposite=opposite, runs_dir=runs_dir)
 
 
 def check_no_path(name: str, runs_dir: str | Path) -> None:
@@ -341,7 +355,8 @@ def check_no_path(name: str, runs_dir: str | Path) -> None:
 
 def reward_for(config) -> RewardSource:
     """The reward source a RunConfig names (judge instruction and runs folder from the config)."""
-    return get_reward(config.reward, instruction=config.judge_instruction, runs_dir=config.output_dir)
+    return get_reward(config.reward, instruction=config.judge_instruction, runs_dir=config.output_dir,
+                      opposite=config.judge_opposite)
 
 
 def reward_names() -> list[str]:

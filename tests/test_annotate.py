@@ -60,7 +60,7 @@ def annotated(runs_dir):
         code = main(["data", "annotate", RUN_ID, "--reward", "length:40", "--prompts", "6", "--seed", "3",
                      "--output-dir", str(runs_dir)])
     assert code == 0, err.getvalue()
-    judged = annotate_run(RUN_ID, reward="judge:tiny-random", prompts=3, seed=1, runs_dir=runs_dir)
+    judged = annotate_run(RUN_ID, reward="judge-pairwise:tiny-random", prompts=3, seed=1, runs_dir=runs_dir)
     return {"out": out.getvalue(), "err": err.getvalue(), "judged": judged}
 
 
@@ -96,8 +96,8 @@ def test_ai_votes_have_the_people_format_and_read_back_as_preference_pairs(runs_
 
 def test_a_pairwise_judge_is_asked_in_both_orders(annotated):
     annotation = annotated["judged"]
-    judge = get_reward("judge:tiny-random")
-    assert annotation.voter == "ai:judge:tiny-random" and len(annotation.votes) == 3
+    judge = get_reward("judge-pairwise:tiny-random")
+    assert annotation.voter == "ai:judge-pairwise:tiny-random" and len(annotation.votes) == 3
     for vote in annotation.votes:
         record = vote["annotator"]
         first, second = record["orders"]
@@ -164,9 +164,9 @@ def test_votes_shows_people_and_the_ai_apart_with_their_agreement(runs_dir, anno
     out = capsys.readouterr().out
     assert f"People: aligned preferred in {people.win_rate:.0%} of {people.decisive} decisive vote" in out
     assert "AI (ai:length:40): aligned preferred in" in out and "Pointwise: each answer scored alone" in out
-    judged = [vote for vote in votes if vote["voter"] == "ai:judge:tiny-random"]
+    judged = [vote for vote in votes if vote["voter"] == "ai:judge-pairwise:tiny-random"]
     same = sum(vote["annotator"]["orders_agree"] for vote in judged)
-    assert "AI (ai:judge:tiny-random): " in out
+    assert "AI (ai:judge-pairwise:tiny-random): " in out
     assert f"the two orders chose the same answer in {same} of {len(judged)} pairs" in out
     assert f"the other {len(judged) - same} pair{'' if len(judged) - same == 1 else 's'} tied (position bias)" in out
     assert f"People and ai:length:40 agree on the better model on {len(agreeing)} of {len(ai)} prompts" in out

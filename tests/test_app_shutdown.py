@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 from gradio_client import Client
 
 from alignlab import rundir
@@ -31,14 +32,15 @@ def free_port() -> int:
 
 def connect(url: str, app: subprocess.Popen, timeout: float = 180) -> Client:
     """A client of the app once it answers (AssertionError if the app exits or never answers)."""
-    deadline = time.time() + timeout
-    while True:
+
+    def answering() -> Client | None:
         assert app.poll() is None, f"the app exited with {app.returncode}"
         try:
             return Client(url, verbose=False)
         except Exception:  # noqa: BLE001 - not serving yet
-            assert time.time() < deadline, "the app never answered"
-            time.sleep(0.5)
+            return None
+
+    return wait_for(answering, timeout, every=0.2, what="the app answering")
 
 
 def is_alive(pid: int) -> bool:

@@ -10,12 +10,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -60,17 +60,21 @@ def jupyterlab(tmp_path):
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "jupyterlab.log", "w"),
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
+
+    def serving() -> bool:
+        if server.poll() is not None:
+            pytest.fail("JupyterLab exited:\n" + (tmp_path / "jupyterlab.log").read_text()[-2000:])
         try:
             with urllib.request.urlopen(f"{url}/api/status", timeout=2) as response:
-                json.load(response)
-            break
+                return json.load(response) is not None
         except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-2000:])
-            time.sleep(0.5)
+            return False
+
+    try:
+        wait_for(serving, 60, every=0.2, what="JupyterLab serving")
+    except AssertionError:
+        server.kill()
+        pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-2000:])
     yield url
     server.terminate()
     try:
@@ -88,10 +92,7 @@ def run_all_cells(page, url: str) -> None:
     """Run > Run All Cells once the kernel is up; again if no cell started (the click beat the kernel)."""
     from playwright.sync_api import TimeoutError
 
-    deadline = time.time() + 90
-    while not kernel_idle(url):
-        assert time.time() < deadline, "the notebook's kernel did not start"
-        time.sleep(0.5)
+    wait_for(lambda: kernel_idle(url), 90, every=0.2, what="the notebook's kernel starting")
     started = ("() => [...document.querySelectorAll('.jp-InputPrompt')]"
                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))")
     for _ in range(3):

@@ -5,11 +5,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERRIDES = ROOT / "tools" / "jupyterlab-overrides.json"
@@ -59,16 +59,17 @@ def test_jupyterlab_serves_the_news_setting_off_from_the_installed_overrides(tmp
              f"--LabApp.app_settings_dir={settings}"], env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         url = f"http://127.0.0.1:{port}/lab/api/settings/{NOTIFICATION}"
-        deadline = time.time() + 90
-        while True:
+
+        def settings() -> dict | None:
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
-                    served = json.load(response)
-                break
+                    return json.load(response)
             except OSError:
-                if time.time() > deadline or server.poll() is not None:
+                if server.poll() is not None:
                     pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-2000:])
-                time.sleep(0.5)
+                return None
+
+        served = wait_for(settings, 90, every=0.2, what="JupyterLab serving its settings")
     finally:
         server.terminate()
         server.wait(20)

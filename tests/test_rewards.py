@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
@@ -77,7 +78,8 @@ def test_built_in_names_keep_their_spelling():
     assert get_reward("length").name == "length" and get_reward("length:10").name == "length:10"
     with pytest.raises(AlignLabError, match="takes no argument"):
         get_reward("sentiment:loud")
-    assert [kind.prefix for kind in REWARD_KINDS.values() if kind.takes_path] == ["reward-model", "judge"]
+    assert [kind.prefix for kind in REWARD_KINDS.values() if kind.takes_path] == ["reward-model", "judge",
+                                                                                   "judge-pairwise"]
 
 
 def _fake_run(runs_dir, run_id, method):
@@ -137,14 +139,42 @@ def test_reward_model_source_drives_ppo(reward_run, tiny):
 
 @pytest.fixture(scope="module")
 def judge():
-    return get_reward("judge:tiny-random", instruction="very positive")
+    return get_reward("judge-pairwise:tiny-random", instruction="very positive")
+
+
+def test_the_judge_scores_each_answer_alone_by_its_likelihood_contrast():
+    """judge: the per-token log-likelihood ratio of the answer between a request for the instruction and one for
+    its opposite, computed here from the model's own logits; pointwise, so there is nothing to ask in two orders."""
+    from alignlab.models import load_model, load_tokenizer
+
+    source = get_reward("judge:tiny-random", instruction="glowing praise", opposite="harsh criticism")
+    assert source.prefer is None and source.pairwise() is source
+    prompts, completions = ["Review the film.", "Review the film.", "Review it."], [" Great fun.", " Dull.", " Fine."]
+    scores = source(prompts, completions)
+    model, tokenizer = load_model("tiny-random").eval(), load_tokenizer("tiny-random")
+
+    def log_likelihood(request: str, answer: str) -> tuple[float, int]:
+        context = tokenizer.apply_chat_template([{"role": "user", "content": request}], tokenize=False,
+                                                add_generation_prompt=True)
+        context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([context_ids + answer_ids])).logits[0, len(context_ids) - 1:-1]
+        return float(logits.log_softmax(-1).gather(1, torch.tensor(answer_ids)[:, None]).sum()), len(answer_ids)
+
+    for prompt, answer, score in zip(prompts, completions, scores):
+        (wanted, n), (unwanted, _) = (log_likelihood(f"{prompt} Make it {wish}.", answer)
+                                      for wish in ("glowing praise", "harsh criticism"))
+        assert score == pytest.approx((wanted - unwanted) / n, abs=1e-4)
+    plain = get_reward("judge:tiny-random", instruction="glowing praise", opposite="")(prompts, completions)
+    assert plain != scores  # against the request alone when there is no opposite
 
 
 def test_judge_scores_are_probabilities_and_follow_the_instruction(judge):
     prompts, completions = ["The film", "The film"], [" was great.", " was bad."]
     scores = judge(prompts, completions)
     assert all(0.0 < s < 1.0 for s in scores)
-    other = get_reward("judge:tiny-random", instruction="written in French")(prompts, completions)
+    other = get_reward("judge-pairwise:tiny-random", instruction="written in French")(prompts, completions)
     assert other != scores  # the instruction is part of what the judge reads
 
 

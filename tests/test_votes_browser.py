@@ -5,9 +5,9 @@ then answers in the Chat beside its reference. Screenshots go to ``test-artifact
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+from conftest import wait_for
 
 from alignlab.cli import main
 from alignlab.rundir import votes_path
@@ -76,9 +76,7 @@ def test_two_browsers_vote_blind_train_on_the_votes_and_chat_with_the_new_run(ap
                             ".includes('Queued job')")
     job = demo.services.jobs.current()
     assert job.config.dataset == str(votes_path(runs, RUN_ID))
-    deadline = time.monotonic() + 240
-    while job.state in ("queued", "starting", "running") and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_for(lambda: job.state not in ("queued", "starting", "running"), 240, every=0.5, what="the job ending")
     assert job.state == "finished", (job.state, job.error, job.log_tail())
     first.get_by_role("tab", name="Train").click()
     first.wait_for_function("() => document.querySelector('#train-progress .lab-state')?.innerText"

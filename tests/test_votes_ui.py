@@ -8,9 +8,9 @@ import contextlib
 import html
 import json
 import threading
-import time
 
 import pytest
+from conftest import wait_for
 from gradio_client import Client
 
 from alignlab import rundir
@@ -157,9 +157,7 @@ def test_train_on_these_votes_queues_a_run_like_the_voted_one(app, runs_dir):
     message = client.predict(RUN_ID, "dpo", False, api_name="/runs_train_on_votes")
     assert message.startswith("✓ Queued job") and f"`{RUN_ID}`" in message
     job = demo.services.jobs.jobs[-1]
-    deadline = time.time() + 240
-    while job.state not in ("finished", "stopped", "failed") and time.time() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: job.state in ("finished", "stopped", "failed"), 240, what="the job ending")
     assert job.state == "finished", job.log_tail()
     assert rundir.read_config(job.run_dir)["dataset"] == str(rundir.votes_path(demo.services.runs_dir, RUN_ID))
 

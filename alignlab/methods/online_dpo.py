@@ -6,10 +6,13 @@ take a DPO step (Rafailov et al. 2023, Eq. 7) on that fresh pair:
 
     L = -log σ(β [log π(y_w|x)/π_ref(y_w|x) - log π(y_l|x)/π_ref(y_l|x)])
 
-TRL no longer ships LLM judges, so the annotator is alignlab's reward source: a pairwise judge
-(``--reward judge[:<model>]``, steered by ``judge_instruction``) compares the two responses in both
-orders to cancel position bias; any other source (``sentiment``, ``reward-model:<run>``) picks the
-higher-scoring response. ``batch_size`` counts completions, so each step uses batch_size / 2 prompts.
+TRL no longer ships LLM judges, so the annotator is alignlab's reward source. The AI annotator,
+``--reward judge[:<model>]``, scores each response alone from the judge model's own token probabilities (its
+likelihood of the response under a request for ``judge_instruction`` against one for ``judge_opposite``,
+:meth:`alignlab.judge.Judge.contrast`), so it has no position bias by construction; the higher score wins.
+``judge-pairwise`` asks the paper's pairwise question in both orders instead, and any other source
+(``sentiment``, ``reward-model:<run>``) picks the higher-scoring response. ``batch_size`` counts completions,
+so each step uses batch_size / 2 prompts.
 """
 
 from alignlab.errors import AlignLabError
