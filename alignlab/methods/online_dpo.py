@@ -58,7 +58,10 @@ SPEC = register(
             temperature_knob(),
         ),
         lesson="TRL's β 0.1 was not visible in workshop time: 12 steps see only 48 fresh pairs of 2 samples each, "
-        "and a lower β lets those few pairs move the policy further; the IPO loss gained nothing at β 0.1",
+        "and a lower β lets those few pairs move the policy further; the IPO loss gained nothing at β 0.1. "
+        "The AI annotator (reward judge) scores each answer alone by how much likelier the judge model finds it "
+        "after a request for the instruction, so the order of a pair cannot sway it; it tells tone and wording, "
+        "not facts or whether the answer kept a format such as the requested opening (docs/judge.md)",
         panels=(Panel("Reward margin (implicit)", ("rewards/margins",)),
                 Panel("Annotator score margin", ("objective/scores_margin",))),
         trainer_kwargs=_annotator,
