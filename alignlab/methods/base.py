@@ -284,6 +284,20 @@ def summary_keys(method: str | None) -> tuple[str, ...]:
     return spec.summary_keys() if spec is not None else ("loss", *(keys[0] for keys in headline_keys().values()))
 
 
+def _import_quietly(module_name: str):
+    """Import an experimental TRL module without TRL's notice: its environment switch is set for the import only
+    and put back as it was after it (the process's environment is left as the user set it)."""
+    before = os.environ.get("TRL_EXPERIMENTAL_SILENCE")
+    os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if before is None:
+            del os.environ["TRL_EXPERIMENTAL_SILENCE"]
+        else:
+            os.environ["TRL_EXPERIMENTAL_SILENCE"] = before
+
+
 def trl_class(path: str, wrap: Callable[[type], type] | None = None) -> Callable[[], type]:
     """A zero-argument loader of the class at dotted ``path`` (``"trl.DPOConfig"``), imported on first call.
 
@@ -296,9 +310,8 @@ def trl_class(path: str, wrap: Callable[[type], type] | None = None) -> Callable
 
     def load() -> type:
         if not loaded:
-            if ".experimental." in path:
-                os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-            cls = getattr(importlib.import_module(module_name), class_name)
+            cls = getattr(_import_quietly(module_name) if ".experimental." in path
+                          else importlib.import_module(module_name), class_name)
             loaded.append(wrap(cls) if wrap else cls)
         return loaded[0]
 
