@@ -199,6 +199,8 @@ def pick(scores, temperature: float, top_p: float, generator=None):
     if top_p < 1.0:
         probs, order = _nucleus(probs, top_p)
     cumulative = probs.cumsum(-1)
+    if not bool(torch.isfinite(cumulative[:, -1]).all()):  # a NaN or inf anywhere in a row reaches its total
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")  # as multinomial says
     if isinstance(generator, list):
         uniform = torch.cat([torch.rand(1, generator=g, device=probs.device) for g in generator])
     else:

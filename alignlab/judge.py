@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 from alignlab.models import load_model, load_tokenizer
 
-# What the judge asks for by default, and its opposite for the contrast: the built-in task's (positive reviews).
-# On held-out built-in pairs the contrast agrees with the ground-truth reward on 72% (experiments/judge_agreement.py).
+# What the judge asks for by default, and what it contrasts that with ("": the request alone): the built-in task's
+# wish (positive reviews), chosen by experiments/judge_agreement.py (figures in docs/judge-agreement.json).
 DEFAULT_INSTRUCTION = "glowing praise"
-DEFAULT_OPPOSITE = "harsh criticism"
+DEFAULT_OPPOSITE = ""
 
 
 class Judge:

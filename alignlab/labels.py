@@ -24,7 +24,11 @@ from alignlab.metrics import (
     KL_ESTIMATE,
     PROBE_FOLLOW,
     PROBE_KL,
+    PROBE_KL_RATE,
     PROBE_LENGTH,
+    PROBE_LENGTH_RATIO,
+    PROBE_REF_PPL,
+    PROBE_REF_PPL_RATIO,
     PROBE_REWARD,
     ROLLOUT_KL,
     ROLLOUT_REWARD,
@@ -48,6 +52,10 @@ METRIC_NAMES = {  # metric keys (TRL's, the probe's, alignlab's PPO's) as a lege
     PROBE_KL: "probe KL",
     PROBE_LENGTH: "probe length",
     PROBE_FOLLOW: "instruction followed",  # the share of the probe's completions that did what their prompt asked
+    PROBE_LENGTH_RATIO: "length ÷ reference's",  # drift (alignlab.drift): against the step-0 probe, the reference's own
+    PROBE_REF_PPL: "reference perplexity",
+    PROBE_REF_PPL_RATIO: "reference perplexity ÷ its own",
+    PROBE_KL_RATE: "KL per step",
     KL_ESTIMATE: "KL estimate",  # KTO's batch estimate of the KL from the reference
     ROLLOUT_KL: "rollout KL",
     "accuracy": "preference accuracy",

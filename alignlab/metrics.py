@@ -26,6 +26,11 @@ PROBE_REWARD = "probe/reward"
 PROBE_KL = "probe/kl"
 PROBE_LENGTH = "probe/length"
 PROBE_FOLLOW = "probe/follow"  # the share of the probe's completions that followed their instruction (alignlab.follow)
+# Drift from the reference (alignlab.drift): measured by the probe on the same samples, nearly free.
+PROBE_REF_PPL = "probe/ref_ppl"  # the reference model's perplexity of the probe's completions (per token)
+PROBE_LENGTH_RATIO = "probe/length_ratio"  # the completions' mean length ÷ the reference's (the step-0 probe's)
+PROBE_REF_PPL_RATIO = "probe/ref_ppl_ratio"  # the reference's perplexity of them ÷ of its own (the step-0 probe's)
+PROBE_KL_RATE = "probe/kl_rate"  # KL gained per training step since the previous probe, in nats
 ROLLOUT_REWARD = "reward"  # GRPO, RLOO: the reward of the samples trained on
 ROLLOUT_SCORE = "objective/scores"  # PPO, online DPO: the reward source's score of the samples trained on
 ROLLOUT_KL = "objective/kl"  # PPO, online DPO: the KL of those samples from the reference
@@ -38,7 +43,8 @@ PROBE_HEADLINE = {"reward": PROBE_REWARD, "kl": PROBE_KL, "follow": PROBE_FOLLOW
 LOSS_KEYS = ("loss",)
 REWARD_KEYS = (ROLLOUT_REWARD, "rewards/chosen", ROLLOUT_SCORE, PROBE_REWARD)
 KL_KEYS = (KL_ESTIMATE, ROLLOUT_KL, PROBE_KL)
-PROBE_KEYS = (PROBE_REWARD, PROBE_KL, PROBE_LENGTH)
+PROBE_KEYS = (PROBE_REWARD, PROBE_KL, PROBE_LENGTH, PROBE_REF_PPL, PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO,
+              PROBE_KL_RATE)
 # A source that measures a mean over samples (the probe) logs its standard error on the same row, under
 # the mean's key plus this suffix (``probe/reward_se``). Plots draw it around its mean, as a band or as
 # error bars, never as a curve, a panel or a legend entry of its own.

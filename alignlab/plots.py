@@ -25,10 +25,26 @@ from collections.abc import Iterable
 
 from alignlab.methods import get_method, registry
 from alignlab.methods.base import Panel
-from alignlab.metrics import KL_KEYS, LOSS_KEYS, PROBE_KEYS, PROBE_KL, PROBE_REWARD, REWARD_KEYS, se_key
+from alignlab.metrics import (
+    KL_KEYS,
+    LOSS_KEYS,
+    PROBE_FOLLOW,
+    PROBE_KEYS,
+    PROBE_KL,
+    PROBE_KL_RATE,
+    PROBE_LENGTH_RATIO,
+    PROBE_REF_PPL_RATIO,
+    PROBE_REWARD,
+    REWARD_KEYS,
+    se_key,
+)
 
 FRONTIER = "Reward vs KL from reference"  # the frontier panel's title, and the key of its one line per run
 FRONTIER_PANEL = Panel(FRONTIER, (FRONTIER,), kind="frontier")
+DRIFT = "Drift from the reference"  # the drift panel's title: its curves, and a verdict (alignlab.drift.verdict)
+DRIFT_PANEL = Panel(DRIFT, (PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO, PROBE_FOLLOW), kind="drift")
+KL_RATE_PANEL = Panel("KL rate (nats per step)", (PROBE_KL_RATE,))
+DRIFT_PANELS = (DRIFT_PANEL, KL_RATE_PANEL)  # every probing method's (a language model's), after its own
 Z_95 = 1.96  # half-width of a 95% normal interval, in standard errors
 
 
@@ -66,15 +82,20 @@ def band(rows: list[dict], key: str, z: float = Z_95) -> tuple[list[int], list[f
 
 
 def panels_for(method: str) -> list[Panel]:
-    """The plot panels of a method: Loss, Reward, KL from reference, then the method's own panels.
+    """The plot panels of a method: Loss, Reward, KL from reference, then the method's own panels, then (for a
+    language model, which the probe samples) the drift panels: :data:`DRIFT_PANEL` (length and reference perplexity
+    against the reference's, the share that followed the instruction, and a verdict) and the KL rate.
 
     Each key is drawn once: a method's own panel claims its keys (DPO's implicit
     ``rewards/chosen``, KTO's ``kl`` estimate) and the common panels keep the rest.
 
     >>> [panel.title for panel in panels_for("dpo")][:3]
     ['Loss', 'Reward', 'KL from reference']
+    >>> [panel.title for panel in panels_for("dpo")][-2:]
+    ['Drift from the reference', 'KL rate (nats per step)']
     """
-    own = list(get_method(method).panels)
+    spec = get_method(method)
+    own = list(spec.panels) + (list(DRIFT_PANELS) if spec.model_kind == "causal-lm" else [])
     claimed = {key for panel in own for key in panel.keys}
     common = [Panel(title, tuple(key for key in keys if key not in claimed))
               for title, keys in (("Loss", LOSS_KEYS), ("Reward", REWARD_KEYS), ("KL from reference", KL_KEYS))]
@@ -82,19 +103,25 @@ def panels_for(method: str) -> list[Panel]:
 
 
 def merged_panels(methods: Iterable[str]) -> list[Panel]:
-    """Panels of several methods merged by title (keys united, in order of first appearance), for
-    overlaying runs of different methods.
+    """Panels of several methods merged by title (keys united, in order of first appearance; the drift panels
+    last), for overlaying runs of different methods.
 
     >>> merged = merged_panels(["kto", "dpo"])
-    >>> [panel.title for panel in merged][-3:], merged[2].keys
-    (['KL estimate', 'Reward margin', 'Preference accuracy'], ('objective/kl', 'probe/kl', 'kl'))
+    >>> [panel.title for panel in merged][-5:]
+    ['KL estimate', 'Reward margin', 'Preference accuracy', 'Drift from the reference', 'KL rate (nats per step)']
+    >>> merged[2].keys
+    ('objective/kl', 'probe/kl', 'kl')
     """
     merged: dict[str, list[str]] = {}
+    kinds: dict[str, str] = {}
     for method in methods:
         for panel in panels_for(method):
             keys = merged.setdefault(panel.title, [])
             keys.extend(key for key in panel.keys if key not in keys)
-    return [Panel(title, tuple(keys)) for title, keys in merged.items()]
+            kinds.setdefault(panel.title, panel.kind)
+    drift = [panel.title for panel in DRIFT_PANELS]
+    titles = [title for title in merged if title not in drift] + [title for title in drift if title in merged]
+    return [Panel(title, tuple(merged[title]), kinds[title]) for title in titles]
 
 
 def visible_panels(methods: Iterable[str], histories: dict[str, list[dict]] | None = None,

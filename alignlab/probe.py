@@ -15,6 +15,11 @@ completion per fixed held-out prompt with a fixed seed, at temperature 1, and lo
 - ``probe/follow`` (with ``probe/follow_se``): the share of the completions that followed their prompt's
   instruction (:mod:`alignlab.follow`; the built-in task's: began with the requested opening), where the run's
   check can tell for any prompt; each probe sample records its ``followed``.
+- ``probe/ref_ppl``: the reference model's perplexity of the completions (exp of the negative log-likelihood per
+  token pooled over the samples, as :mod:`alignlab.fluency` measures it at eval; from the reference log-probs the
+  KL needs, so free), with each sample's ``ref_ppl``; and the drift from the reference read against the step-0
+  probe (whose policy is the reference): ``probe/length_ratio``, ``probe/ref_ppl_ratio`` and ``probe/kl_rate``
+  (:func:`alignlab.drift.drift_metrics`).
 
 A completion ends at the first stop token (:func:`alignlab.generation.stop_token_ids`).
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,9 +43,18 @@ from transformers import TrainerCallback
 
 from alignlab import reference_cache, rundir
 from alignlab.decoding import decode, merged_lora
+from alignlab.drift import drift_metrics
 from alignlab.follow import FollowCheck, followed, share
 from alignlab.generation import render_prompt, stop_token_ids
-from alignlab.metrics import PROBE_FOLLOW, PROBE_KL, PROBE_LENGTH, PROBE_REWARD, NonFiniteMetric, se_key
+from alignlab.metrics import (
+    PROBE_FOLLOW,
+    PROBE_KL,
+    PROBE_LENGTH,
+    PROBE_REF_PPL,
+    PROBE_REWARD,
+    NonFiniteMetric,
+    se_key,
+)
 from alignlab.models import policy_of
 from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
@@ -51,6 +66,7 @@ if TYPE_CHECKING:
 
 PROBE_PROMPTS = 32
 SAMPLER = "alignlab.decoding"  # in the step-0 cache key: a probe cached from another sampler drew another stream
+MEASURES = 2  # in the step-0 cache key too: raised when a probe measures more (2: the reference's perplexity)
 
 
 @dataclass
@@ -65,11 +81,14 @@ class ProbeResult:
     kl_se: float = 0.0
     follow: float | None = None  # the share of completions that followed their instruction, None if none was checked
     follow_se: float | None = None
+    ref_ppl: float | None = None  # the reference's perplexity of the completions, per token
 
     def metrics(self) -> dict[str, float]:
         """The logged means with their standard errors; ``probe/follow`` only where a completion was checked."""
         metrics = {PROBE_REWARD: self.reward, PROBE_KL: self.kl, PROBE_LENGTH: self.length,
                    se_key(PROBE_REWARD): self.reward_se, se_key(PROBE_KL): self.kl_se}
+        if self.ref_ppl is not None:
+            metrics[PROBE_REF_PPL] = self.ref_ppl
         if self.follow is not None:
             metrics.update({PROBE_FOLLOW: self.follow, se_key(PROBE_FOLLOW): self.follow_se})
         return metrics
@@ -147,10 +166,27 @@ def measure(model, reference_context, tokenizer, prompts: list, reward, max_new_
     texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(completion, lengths)]
     rewards = reward(prompts, texts)
     kls = (logprobs - reference_logprobs).tolist()
-    samples = [{"prompt": p, "completion": t, "reward": r, "kl": k, "length": n}
-               for p, t, r, k, n in zip(prompts, texts, rewards, kls, lengths)]
+    reference_nll = (-reference_logprobs).tolist()
+    samples = [{"prompt": p, "completion": t, "reward": r, "kl": k, "length": n, "ref_ppl": perplexity(nll, n)}
+               for p, t, r, k, n, nll in zip(prompts, texts, rewards, kls, lengths, reference_nll)]
     (reward_mean, reward_se), (kl_mean, kl_se) = mean_se(rewards), mean_se(kls)
-    return ProbeResult(reward_mean, kl_mean, sum(lengths) / len(lengths), samples, reward_se, kl_se)
+    return ProbeResult(reward_mean, kl_mean, sum(lengths) / len(lengths), samples, reward_se, kl_se,
+                       ref_ppl=perplexity(sum(reference_nll), sum(lengths)))
+
+
+def perplexity(nll: float, tokens: int) -> float | None:
+    """exp(negative log-likelihood per token): a model's perplexity of ``tokens`` tokens it gives ``nll`` nats in
+    all (None for no token, infinite past a float's range).
+
+    >>> perplexity(0.0, 5), round(perplexity(2 * math.log(4), 2), 6), perplexity(1.0, 0)
+    (1.0, 4.0, None)
+    """
+    if not tokens:
+        return None
+    try:
+        return round(math.exp(nll / tokens), 6)
+    except OverflowError:  # over ~709 nats a token: a broken model's, logged as infinite (the metric file's None)
+        return math.inf
 
 
 def _generate_synced(model, tokenizer, batch, max_new_tokens: int, seed: int, stops: list[int]):
@@ -205,7 +241,7 @@ class ProbeCallback(TrainerCallback):
         if identity is None:
             return None
         settings = [identity, self.prompts, self.config.seed, self.config.max_completion_length, self.reward.name,
-                    self.config.judge_instruction, self.config.judge_opposite, PROBE_PROMPTS, SAMPLER]
+                    self.config.judge_instruction, self.config.judge_opposite, PROBE_PROMPTS, SAMPLER, MEASURES]
         return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:32]
 
     def run(self, model, step: int, untrained: bool = False) -> ProbeResult:
@@ -244,7 +280,9 @@ class ProbeCallback(TrainerCallback):
         self._last_step = step
         if not self.handle.is_writer:  # another process of a sharded run: it sampled along, the main one writes
             return result
-        self.recorded = {**result.metrics(), "probe/seconds": round(elapsed, 3)}
+        metrics = result.metrics()
+        earlier = [{"step": event["step"], **event["metrics"]} for event in self.handle.history]
+        self.recorded = {**metrics, **drift_metrics(earlier, metrics, step), "probe/seconds": round(elapsed, 3)}
         self.handle.record(step, self.recorded)  # file, then bus
         rundir.append_probe_samples(self.handle.run_dir, step, result.samples)
         return result

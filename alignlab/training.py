@@ -163,7 +163,6 @@ def build_trainer(handle: TrainingRun, context: RunContext):
         with hub_offline():  # TRL's trainers ping the Hub (telemetry) when made: none from an offline lab
             trainer = spec.trainer_class()(**kwargs)
     trainer.remove_callback(PrinterCallback)  # the bus and the CLI's bar report progress instead
-    route_generate(trainer.model)  # TRL's online trainers sample their rollouts with the lab's engine
     keep_logs_in_run_dir(trainer, handle.run_dir)  # TensorBoard's files outlive the checkpoints
     trackers_last(trainer)  # the probe's last point reaches the trackers before they close their runs
     for callback in context.callbacks:
@@ -217,6 +216,8 @@ def _train(handle: TrainingRun) -> None:
         context.callbacks.append(ProbeCallback(handle, context))
     trainer = build_trainer(handle, context)
     context.sampling = sampling_of(trainer)
+    if not context.sampling.together:  # sharded weights sample in step through transformers' generate
+        route_generate(trainer.model)  # TRL's online trainers sample their rollouts with the lab's engine
     policy = policy_of(trainer.model)
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.live_model(policy, tokenizer)  # chat during training

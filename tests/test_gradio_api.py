@@ -206,6 +206,34 @@ def test_the_queued_message_under_start_is_replaced_when_its_job_ends(tmp_path):
     assert end_message(None, {"job": 1, "state": "running"}) is None
 
 
+def test_the_train_tab_shows_the_drift_panel_with_its_verdict_and_explains_a_dpo_run(tmp_path, built_app):
+    from alignlab.plots import DRIFT
+    from alignlab.ui.gradio.components.job_view import job_explainer, job_figures
+    from alignlab.ui.gradio.jobs import Job
+
+    rows = [{"step": 0, "probe/reward": 0.05, "probe/kl": 0.0, "probe/follow": 0.31, "probe/follow_se": 0.08,
+             "probe/length_ratio": 1.0, "probe/ref_ppl_ratio": 1.0},
+            {"step": 1, "loss": 0.6931, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "rewards/margins": 0.0,
+             "rewards/accuracies": 0.0},
+            {"step": 12, "loss": 0.41, "rewards/chosen": -0.3, "rewards/rejected": -1.2, "rewards/margins": 0.9,
+             "rewards/accuracies": 1.0, "probe/reward": 0.92, "probe/kl": 27.1, "probe/follow": 0.0,
+             "probe/follow_se": 0.0, "probe/length_ratio": 0.7, "probe/ref_ppl_ratio": 1.4}]
+    job = Job(1, RunConfig(model="tiny-random", max_steps=12), tmp_path / "config.json", tmp_path / "log",
+              state="finished", run_dir=tmp_path / "20250101-120000-dpo-ab12")
+    drift = next(figure for figure in job_figures(job, rows) if figure.layout.title.text.startswith(DRIFT))
+    assert "Trading the instruction for reward: instruction followed fell from 31% to 0%" in \
+        drift.layout.title.text.replace("<br>", " ")
+    explained = job_explainer(job, rows)
+    assert "Loss at 0.693 (ln 2)" in explained and "chosen -0.300, rejected -1.200" in explained
+    assert "This run does it: chosen +0.000 → -0.300 while the margin grew +0.000 → +0.900" in explained
+    assert job_explainer(Job(2, RunConfig(model="tiny-random", method="sft"), tmp_path / "c", tmp_path / "l"),
+                         rows) == ""  # not a DPO-family run
+    explainer = next(block for block in built_app.blocks.values()
+                     if getattr(block, "elem_id", None) == "train-explainer")  # beside the Train tab's panels
+    tick = next(function for function in built_app.fns.values() if explainer in function.outputs)
+    assert len(tick.fn({}, None)) == len(tick.outputs)  # the 1 s timer fills it with the panels
+
+
 def test_the_app_and_the_notebook_show_the_same_pace_and_eta_of_a_run(tmp_path):
     from alignlab.ui.gradio.components.job_view import progress_html
     from alignlab.ui.gradio.jobs import Job

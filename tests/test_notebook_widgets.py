@@ -383,6 +383,33 @@ def test_what_changed_shows_under_the_curves_once_the_run_ended(live_run):
     assert "(stopped)" in lab.chat.title.value and "training now" not in lab.chat.title.value
 
 
+def test_the_drift_panel_and_the_metric_explainer_fill_from_the_runs_own_numbers(live_run):
+    import html
+    import re
+
+    from alignlab.drift import verdict
+    from alignlab.metrics import PROBE_KL, PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO
+    from alignlab.plots import DRIFT, rows_from_events
+    from alignlab.ui.notebook.grid import verdict_name
+
+    live, handle = live_run["lab"].live, live_run["handle"]
+    rows = rows_from_events(handle.history)
+    probes = [row for row in rows if PROBE_KL in row]
+    assert len(probes) >= 2 and probes[0]["step"] == 0  # step 0, then every 2 steps
+    for key in (PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO):
+        line = live.line(DRIFT, key)
+        assert list(line.x) == [row["step"] for row in probes] and line.y[0] == 1.0  # step 0 is the reference
+    index = [panel.title for panel in live.panels].index(DRIFT)
+    note = next(note for note in live.figure.layout.annotations if note.name == verdict_name(index))
+    words = html.unescape(re.sub(r"<[^>]+>", "", note.text.replace("<br>", " ")))
+    assert words == verdict(rows).text  # the run's own verdict, in its panel
+    said = live.explainer.value
+    last = [row for row in rows if "rewards/chosen" in row][-1]
+    assert "What these curves mean" in said and "Loss at 0.693 (ln 2)" in said
+    assert f"step {last['step']}: chosen {last['rewards/chosen']:+.3f}" in said  # the run's numbers
+    assert live.explainer in live.children and live.explainer.layout.display is None
+
+
 # --- waiting in a cell: widget events handled meanwhile, an interrupt stops the runs cleanly ---------------
 TINY_RUN = dict(model="tiny-random", max_steps=50, batch_size=2, max_length=48, max_completion_length=8,
                 probe_every=0)

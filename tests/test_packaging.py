@@ -1,5 +1,7 @@
 """What ships with the package: its version, licence, type-hint marker and changelog."""
 
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -96,3 +98,13 @@ def test_trl_is_pinned_to_the_installed_minor_and_its_experimental_trainers_load
     for _, loader in experimental:
         assert any(cls.__module__.startswith("trl.experimental.") for cls in loader().__mro__)
     assert "docs/versions.md" in (ROOT / "README.md").read_text()
+
+
+def test_loading_an_experimental_trainer_warns_nothing_and_leaves_the_environment_as_it_was():
+    """TRL's notice is silenced for the import only: the process's environment is the user's after it."""
+    code = ("import os, warnings; warnings.simplefilter('error')\n"
+            "from alignlab.methods import registry\n"
+            "registry()['orpo'].trainer_class(); registry()['online-dpo'].config_class()\n"
+            "assert 'TRL_EXPERIMENTAL_SILENCE' not in os.environ, os.environ['TRL_EXPERIMENTAL_SILENCE']\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

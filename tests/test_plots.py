@@ -8,6 +8,7 @@ from alignlab import rundir
 from alignlab.config import RunConfig
 from alignlab.methods import Panel, method_names
 from alignlab.plots import (
+    DRIFT_PANELS,
     FRONTIER,
     FRONTIER_PANEL,
     band,
@@ -106,7 +107,9 @@ def test_dpo_panels_include_its_own():
 def test_visible_panels_show_everything_until_rows_arrive_then_what_they_fill_and_always_the_frontier():
     everything = visible_panels(["dpo", "kto"])
     assert everything == merged_panels(["dpo", "kto"]) + [FRONTIER_PANEL]
-    assert [panel.kind for panel in everything] == ["curve"] * (len(everything) - 1) + ["frontier"]
+    kinds = [panel.kind for panel in everything]
+    assert kinds == ["curve"] * (len(everything) - 3) + ["drift", "curve", "frontier"]  # drift, KL rate, frontier
+    assert everything[-3:-1] == list(DRIFT_PANELS)
     no_probe = {"a": [{"step": 1, "loss": 0.7, "rewards/margins": 0.1}], "b": [{"step": 1, "kl": 0.2}]}
     titles = [panel.title for panel in visible_panels(["dpo", "kto"], no_probe)]
     assert titles == ["Loss", "KL from reference", "Reward margin", "KL estimate", FRONTIER]

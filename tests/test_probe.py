@@ -1,17 +1,27 @@
 """The reward/KL probe: exact log-probs under left padding, KL 0 at the reference, events and samples in a run."""
 
 import json
+import math
 
 import pytest
 import torch
 
 from alignlab.config import RunConfig
+from alignlab.drift import verdict
+from alignlab.metrics import (
+    PROBE_KL,
+    PROBE_KL_RATE,
+    PROBE_LENGTH,
+    PROBE_LENGTH_RATIO,
+    PROBE_REF_PPL,
+    PROBE_REF_PPL_RATIO,
+)
 from alignlab.models import load_model, load_tokenizer, lora_config
 from alignlab.plots import frontier_points
 from alignlab.probe import measure, sequence_logprobs
 from alignlab.reference import reference_of
 from alignlab.rewards import get_reward
-from alignlab.rundir import read_metrics
+from alignlab.rundir import read_metrics, read_probe_samples
 from alignlab.runner import start
 
 PROMPTS = ["The film", "I went in with low expectations and the second half", "Honestly,"]
@@ -86,4 +96,27 @@ def test_probe_logs_frontier_points_and_samples_for_a_reward_free_method(tiny):
     samples = [json.loads(line) for line in (handle.run_dir / "probe_samples.jsonl").read_text().splitlines()]
     held_out = json.loads((handle.run_dir / "held_out.json").read_text())["prompts"]
     assert len(samples) == 3 * 3 and {sample["prompt"] for sample in samples} == set(held_out)  # 3 of 12 held out
-    assert {"step", "prompt", "completion", "reward", "kl", "length"} <= set(samples[0])
+    assert {"step", "prompt", "completion", "reward", "kl", "length", "ref_ppl"} <= set(samples[0])
+
+
+def test_the_probe_records_drift_from_the_reference(tiny):
+    """Reference perplexity, length and its perplexity against the step-0 probe (the reference's own samples), and
+    the KL gained per step, in a real tiny-random run."""
+    handle = start(RunConfig.from_dict({"method": "dpo", **tiny, "probe_every": 1, "learning_rate": 0.05}),
+                   background=False)
+    assert handle.state == "finished", handle.error
+    rows, _ = read_metrics(handle.run_dir)
+    probes = [row for row in rows if PROBE_KL in row]
+    assert [row["step"] for row in probes] == [0, 1, 2]
+    assert all(row[PROBE_REF_PPL] > 1 for row in probes)
+    assert probes[0][PROBE_LENGTH_RATIO] == probes[0][PROBE_REF_PPL_RATIO] == 1.0 and PROBE_KL_RATE not in probes[0]
+    for before, row in zip(probes, probes[1:]):
+        assert row[PROBE_LENGTH_RATIO] == pytest.approx(row[PROBE_LENGTH] / probes[0][PROBE_LENGTH], rel=1e-5)
+        assert row[PROBE_REF_PPL_RATIO] == pytest.approx(row[PROBE_REF_PPL] / probes[0][PROBE_REF_PPL], rel=1e-5)
+        assert row[PROBE_KL_RATE] == pytest.approx(row[PROBE_KL] - before[PROBE_KL], abs=1e-5)  # one step apart
+    samples = [sample for sample in read_probe_samples(handle.run_dir) if sample["step"] == 2]
+    tokens = sum(sample["length"] for sample in samples)  # the run's perplexity pools the samples' tokens
+    pooled = math.exp(sum(sample["length"] * math.log(sample["ref_ppl"]) for sample in samples) / tokens)
+    assert probes[-1][PROBE_REF_PPL] == pytest.approx(pooled, rel=1e-4)
+    said = verdict(rows)  # two steps of tiny-random: a line either way, from the run's own probes
+    assert said is not None and (said.alarm or "(step 0 → 2)" in said.text)

@@ -19,9 +19,11 @@ from gradio_client.exceptions import AppError
 
 from alignlab import rundir
 from alignlab.cli import main
+from alignlab.drift import verdict
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
-from alignlab.plots import frontier_points, series, visible_panels
+from alignlab.metrics import PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO
+from alignlab.plots import DRIFT, frontier_points, series, visible_panels
 from alignlab.ui.gradio import create_app, serve
 from alignlab.ui.notebook import RunsView
 from alignlab.ui.report import REPORT_NAME, flat_config, report_file_name, report_html, write_report
@@ -104,6 +106,13 @@ def test_the_report_holds_config_curves_frontier_eval_votes_samples_and_plotly(r
     assert page.count(plotly.offline.get_plotlyjs()) == 1  # plotly.js inside, once
     assert page.count("Plotly.newPlot(") == len(visible_panels(["dpo"], {RUN_IDS[0]: rows}))
     assert links(page) == []  # nothing to fetch: no src, no href at all
+    assert html.escape(verdict(rows).text) in page  # the drift verdict in words, the run's own numbers
+    last = [row for row in rows if "rewards/chosen" in row][-1]
+    assert f"step {last['step']}: chosen {last['rewards/chosen']:+.3f}" in page and "Loss at 0.693 (ln 2)" in page
+    assert DRIFT in page  # the drift panel, with every probe's ratios in its data
+    for row in rows:
+        for key in (PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO):
+            assert key not in row or float(row[key]) in shown
 
 
 def test_several_runs_overlay_and_their_differing_settings_are_marked(runs_dir):
@@ -229,7 +238,9 @@ def test_the_report_draws_its_plots_offline_in_chromium(runs_dir, tmp_path):
         finally:
             browser.close()
     assert errors == [] and requested == []  # drawn from the file alone
-    assert [plot["title"] for plot in drawn] == [panel.title for panel in panels]
+    assert [plot["title"].split("<br>")[0] for plot in drawn] == [panel.title for panel in panels]
+    drift = next(plot["title"] for plot in drawn if plot["title"].startswith(DRIFT))  # its verdict under its title
+    assert all(f"{run_id}: " in drift for run_id in RUN_IDS)
     loss = next(plot for plot in drawn if plot["title"] == "Loss")
     for run_id in RUN_IDS:
         line = next(line for line in loss["lines"] if line["name"] in (run_id, f"{run_id} · loss"))

@@ -145,7 +145,7 @@ def beta_knob(default: float = 0.1, help: str | None = None) -> Knob:
     )
 
 
-PANEL_KINDS = ("curve", "frontier")
+PANEL_KINDS = ("curve", "frontier", "drift")
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,8 @@ class Panel:
 
     A ``curve`` panel draws each key's value against the step (what a method's own panels are); the
     ``frontier`` panel draws reward against KL from the reference, one line per run, keyed by its one key
-    (:data:`alignlab.plots.FRONTIER_PANEL`).
+    (:data:`alignlab.plots.FRONTIER_PANEL`); the ``drift`` panel draws its keys as curves and says in words
+    whether the run is drifting (:data:`alignlab.plots.DRIFT_PANEL`, :func:`alignlab.drift.verdict`).
     """
 
     title: str
@@ -283,6 +284,20 @@ def summary_keys(method: str | None) -> tuple[str, ...]:
     return spec.summary_keys() if spec is not None else ("loss", *(keys[0] for keys in headline_keys().values()))
 
 
+def _import_quietly(module_name: str):
+    """Import an experimental TRL module without TRL's notice: its environment switch is set for the import only
+    and put back as it was after it (the process's environment is left as the user set it)."""
+    before = os.environ.get("TRL_EXPERIMENTAL_SILENCE")
+    os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if before is None:
+            del os.environ["TRL_EXPERIMENTAL_SILENCE"]
+        else:
+            os.environ["TRL_EXPERIMENTAL_SILENCE"] = before
+
+
 def trl_class(path: str, wrap: Callable[[type], type] | None = None) -> Callable[[], type]:
     """A zero-argument loader of the class at dotted ``path`` (``"trl.DPOConfig"``), imported on first call.
 
@@ -295,9 +310,8 @@ def trl_class(path: str, wrap: Callable[[type], type] | None = None) -> Callable
 
     def load() -> type:
         if not loaded:
-            if ".experimental." in path:
-                os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-            cls = getattr(importlib.import_module(module_name), class_name)
+            cls = getattr(_import_quietly(module_name) if ".experimental." in path
+                          else importlib.import_module(module_name), class_name)
             loaded.append(wrap(cls) if wrap else cls)
         return loaded[0]
 

@@ -6,10 +6,13 @@ take a DPO step (Rafailov et al. 2023, Eq. 7) on that fresh pair:
 
     L = -log σ(β [log π(y_w|x)/π_ref(y_w|x) - log π(y_l|x)/π_ref(y_l|x)])
 
-TRL no longer ships LLM judges, so the annotator is alignlab's reward source: a pairwise judge
-(``--reward judge[:<model>]``, steered by ``judge_instruction``) compares the two responses in both
-orders to cancel position bias; any other source (``sentiment``, ``reward-model:<run>``) picks the
-higher-scoring response. ``batch_size`` counts completions, so each step uses batch_size / 2 prompts.
+TRL no longer ships LLM judges, so the annotator is alignlab's reward source. The AI annotator,
+``--reward judge[:<model>]``, scores each response alone from the judge model's own token probabilities (its
+likelihood of the response under a request for ``judge_instruction`` against one for ``judge_opposite``,
+:meth:`alignlab.judge.Judge.contrast`), so it has no position bias by construction; the higher score wins.
+``judge-pairwise`` asks the paper's pairwise question in both orders instead, and any other source
+(``sentiment``, ``reward-model:<run>``) picks the higher-scoring response. ``batch_size`` counts completions,
+so each step uses batch_size / 2 prompts.
 """
 
 from alignlab.errors import AlignLabError
@@ -55,7 +58,10 @@ SPEC = register(
             temperature_knob(),
         ),
         lesson="TRL's β 0.1 was not visible in workshop time: 12 steps see only 48 fresh pairs of 2 samples each, "
-        "and a lower β lets those few pairs move the policy further; the IPO loss gained nothing at β 0.1",
+        "and a lower β lets those few pairs move the policy further; the IPO loss gained nothing at β 0.1. "
+        "The AI annotator (reward judge) scores each answer alone by how much likelier the judge model finds it "
+        "after a request for the instruction, so the order of a pair cannot sway it; it tells tone and wording, "
+        "not facts or whether the answer kept a format such as the requested opening (docs/judge.md)",
         panels=(Panel("Reward margin (implicit)", ("rewards/margins",)),
                 Panel("Annotator score margin", ("objective/scores_margin",))),
         trainer_kwargs=_annotator,

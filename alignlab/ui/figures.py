@@ -22,15 +22,22 @@ to light), the first and last steps written beside them (:func:`path_marks`); it
 way is more reward and which is further from the reference. A KL below 0 (the estimate's noise on few
 samples: the true KL is ≥ 0) says so in its hover text and in a note on the panel, over a visible zero
 line (:func:`kl_notes`, :func:`kl_note`).
+
+The drift panel (:data:`alignlab.plots.DRIFT_PANEL`) draws its curves like any curve panel and says under its title
+whether each run is drifting, in the run's own numbers (:func:`verdict_text`, from :func:`alignlab.drift.verdict`):
+red when it is trading the instruction or the reference's language for reward.
 """
 
 from __future__ import annotations
 
+import html
+import textwrap
 from collections.abc import Sequence
 
 import plotly.colors
 import plotly.graph_objects as go
 
+from alignlab.drift import verdict
 from alignlab.labels import metric_name
 from alignlab.methods.base import Panel
 from alignlab.metrics import KL_KEYS, PROBE_KL, PROBE_REWARD, SE_SUFFIX, is_se_key, se_key
@@ -52,13 +59,34 @@ STEP_TICKS_UPTO = 10  # a step axis spanning at most this many steps gets a tick
 KL_HOVER = "<br>below 0: the estimate's noise on few samples (the true KL is ≥ 0)"
 KEY_HOVER = "<span style='color:#888'>{key}</span>"  # a curve's metric key, as logged, under its value
 KL_NOTE = "KL below 0 is the estimate's noise<br>on few samples: the true KL is ≥ 0"
+VERDICT_COLOURS = {True: "#b00020", False: "#2e7d32"}  # the drift verdict: an alarm, steady
+VERDICT_WIDTH = 80  # characters a verdict's line holds before it wraps
+VERDICT_LINE = 16  # pixels a verdict's line takes under a panel's title
 
 
 def axis_titles(panel: Panel) -> tuple[str, str]:
     """(x, y) axis titles of a panel: the frontier is reward against KL, a curve is a value against the step."""
     if panel.kind == "frontier":
         return "KL(policy ‖ reference): → further from the reference", "reward: ↑ more"
+    if panel.kind == "drift":
+        return "step", "× the reference's · share"
     return "step", ""
+
+
+def verdict_text(panel: Panel, histories: dict[str, list[dict]], width: int = VERDICT_WIDTH) -> str:
+    """The drift verdict of each run (:func:`alignlab.drift.verdict`) as HTML lines for a drift panel, each run's
+    in red when it alarms (named by its run when several are shown); "" on another panel or before two probes."""
+    if panel.kind != "drift":
+        return ""
+    lines = []
+    for label, rows in histories.items():
+        found = verdict(rows)
+        if found is None:
+            continue
+        text = f"{label}: {found.text}" if len(histories) > 1 else found.text
+        wrapped = "<br>".join(html.escape(line) for line in textwrap.wrap(text, width))
+        lines.append(f"<span style='color:{VERDICT_COLOURS[found.alarm]}'>{wrapped}</span>")
+    return "<br>".join(lines)
 
 
 def panel_lines(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list, list | None]]:
@@ -307,9 +335,15 @@ def panel_figure(panel: Panel, histories: dict[str, list[dict]], overlay: bool) 
             figure.add_scatter(**trace)
             lines += not is_se_key(key)
     x_title, y_title = axis_titles(panel)
+    said = verdict_text(panel, histories)
+    extra = VERDICT_LINE * (said.count("<br>") + 1) + 4 if said else 0  # the verdict's lines, under the title
+    title = {"text": panel.title, "x": 0.02, "font": {"size": 14}}
+    if said:  # hung from the top, so its lines grow down into the room made for them, not over the plot
+        title.update(text=f"{panel.title}<br><span style='font-size:11px'>{said}</span>", y=1, yref="container",
+                     yanchor="top", pad={"t": 10})
     figure.update_layout(
-        **LOOK, title={"text": panel.title, "x": 0.02, "font": {"size": 14}}, height=HEIGHT,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40}, xaxis_title=x_title, yaxis_title=y_title,
+        **LOOK, title=title, height=HEIGHT + extra,
+        margin={"l": 50, "r": 10, "t": 40 + extra, "b": 40}, xaxis_title=x_title, yaxis_title=y_title,
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0, "font": {"size": 10}},
         showlegend=lines > 1 or (overlay and bool(lines)),
     )
@@ -347,6 +381,7 @@ def frontier_figure(runs: dict[str, list[dict]]) -> go.Figure:
 
 def panel_figures(panels: Sequence[Panel], histories: dict[str, list[dict]]) -> list[go.Figure]:
     """One figure per panel, in order (the panels of :func:`alignlab.plots.visible_panels`): the frontier's
-    (:func:`frontier_figure`) for the frontier panel, a :func:`curves_figure` for each curve panel."""
+    (:func:`frontier_figure`) for the frontier panel, curves (as :func:`curves_figure` draws them) for the others,
+    the drift panel's with its verdict."""
     return [frontier_figure(histories) if panel.kind == "frontier" else
-            curves_figure(histories, panel.keys, panel.title) for panel in panels]
+            panel_figure(panel, histories, overlay=len(histories) > 1) for panel in panels]

@@ -8,6 +8,8 @@ call :func:`write_report`. The file holds, in this order:
   reference → aligned;
 - their curves and reward-vs-KL frontier, overlaid: the same panels and figures the Runs views draw
   (:func:`alignlab.plots.visible_panels`, :func:`alignlab.ui.figures.panel_figures`), interactive;
+- each run's drift verdict in words (:func:`alignlab.drift.verdict`; its panel is among the curves) and, for a
+  DPO-family run, what its metrics mean in its own numbers (:func:`alignlab.explain.explain`);
 - the people's blind win-rate with its 95% Wilson interval, the reward's win-rate on the held-out samples and
   their agreement (:func:`alignlab.votes.summary`);
 - each run's last ``alignlab eval`` (:func:`alignlab.rundir.read_eval`): reward gain ± paired s.e., win-rate,
@@ -35,7 +37,9 @@ from pathlib import Path
 
 import plotly.offline
 
+from alignlab.drift import verdict
 from alignlab.errors import AlignLabError
+from alignlab.explain import explain
 from alignlab.generation import prompt_text
 from alignlab.held_out import held_out_of_run
 from alignlab.labels import run_label
@@ -124,6 +128,7 @@ def report_html(run_dirs: Sequence[str | Path]) -> str:
         "<h2>Runs</h2>" + runs_table(runs),
         "<h2>Curves and the reward-vs-KL frontier</h2><p class='note'>Frontier: up and to the left is better, "
         "more reward for less drift from the reference. Hover a point for its step.</p>" + plots_html(runs),
+        "<h2>Drift, and what the metrics mean</h2>" + drift_html(runs),
         "<h2>Win-rate: people's blind votes and the reward</h2>" + votes_html(runs),
         "<h2>Evaluation (<code>alignlab eval</code>)</h2>" + eval_table(runs),
         "<h2>Config</h2><p class='note'>Settings that differ between the runs are marked.</p>" + config_table(runs),
@@ -170,6 +175,24 @@ def plots_html(runs: list[dict]) -> str:
     divs = "".join(f"<div>{figure.to_html(full_html=False, include_plotlyjs=False, config=PLOT_CONFIG)}</div>"
                    for figure in figures)
     return f"<div class='plots'>{divs}</div>"
+
+
+def drift_html(runs: list[dict]) -> str:
+    """Per run: its drift verdict in one line (:func:`alignlab.drift.verdict`, from its probe rows; red when it
+    alarms) and, for a DPO-family run, the explanations of its metrics in its own numbers
+    (:func:`alignlab.explain.explain`)."""
+    parts = []
+    for run in runs:
+        if run["state"] == UNREADABLE:
+            continue
+        said = verdict(run["history"])
+        line = ("<span class='note'>fewer than two probes: no drift to read</span>" if said is None else
+                f"<span style='color:{'#b00020' if said.alarm else '#2e7d32'}'>{html.escape(said.text)}</span>")
+        parts.append(f"<p><b>{html.escape(run_label(run))}</b>: {line}</p>")
+        config = run["config"] or {}
+        points = explain(run["method"] or "", config.get("method_args") or {}, run["history"])
+        parts += [f"<p><b>{html.escape(point.title)}.</b> {html.escape(point.text)}</p>" for point in points or ()]
+    return "".join(parts)
 
 
 def votes_html(runs: list[dict]) -> str:

@@ -8,7 +8,8 @@ The lines are the Gradio app's (:mod:`alignlab.ui.figures`: data, names, colours
 axis titles); what is the grid's own is where each panel sits and its subplot title, which says
 which line is which: a single run's lines are coloured by key (the title names each key in its
 colour), overlaid runs are coloured by run (named in the legend) and dashed by key (the title
-names each dash). Titles list only the keys that have points. Pure functions: histories in,
+names each dash). Titles list only the keys that have points. The drift panel carries each run's verdict inside its
+top left corner (:func:`note_verdict`). Pure functions: histories in,
 ``go.Figure`` out; :class:`~alignlab.ui.notebook.live.LiveFigures` adds points to the same traces.
 """
 
@@ -24,11 +25,46 @@ from plotly.subplots import make_subplots
 from alignlab.labels import metric_name
 from alignlab.methods.base import Panel
 from alignlab.metrics import is_se_key
-from alignlab.ui.figures import LOOK, axis_fit, axis_titles, key_style, kl_note, negative_kl, run_traces, style_for
+from alignlab.ui.figures import (
+    LOOK,
+    axis_fit,
+    axis_titles,
+    key_style,
+    kl_note,
+    negative_kl,
+    run_traces,
+    style_for,
+    verdict_text,
+)
 
 COLUMNS = 2
 ROW_HEIGHT = 250
 DASH_MARKS = {"solid": "—", "dot": "┈", "dash": "╌", "dashdot": "-·"}
+VERDICT_WIDTH = 60  # characters a drift verdict's line holds in a half-width subplot
+
+
+def verdict_name(index: int) -> str:
+    """The name of the ``index``-th subplot's drift verdict annotation."""
+    return f"drift-verdict-{index}"
+
+
+def note_verdict(figure: go.Figure, panels: list[Panel], histories: dict[str, list[dict]]) -> None:
+    """Write each drift panel's verdict (:func:`~alignlab.ui.figures.verdict_text`, the runs' own numbers) inside
+    its subplot's top left corner, adding the note the first time and changing it only when its words change (so a
+    live figure sends nothing new between probes)."""
+    for index, panel in enumerate(panels):
+        text = verdict_text(panel, histories, VERDICT_WIDTH)
+        if not text:
+            continue
+        suffix = index + 1 if index else ""
+        note = next((note for note in figure.layout.annotations if note.name == verdict_name(index)), None)
+        if note is None:
+            figure.add_annotation(text=text, name=verdict_name(index), showarrow=False, x=0.01, y=0.99,
+                                  xanchor="left", yanchor="top", align="left", font={"size": 10},
+                                  bgcolor="rgba(255, 255, 255, 0.85)", xref=f"x{suffix} domain",
+                                  yref=f"y{suffix} domain")
+        elif note.text != text:
+            note.text = text
 
 
 def subplot_title(panel: Panel, drawn: Iterable[str], overlay: bool) -> str:
@@ -91,6 +127,9 @@ def arrange(figure: go.Figure, panels: list[Panel], shown: Iterable[str]) -> Non
         suffix = index + 1 if index else ""
         x_axis, y_axis = figure.layout[f"xaxis{suffix}"], figure.layout[f"yaxis{suffix}"]
         title = figure.layout.annotations[index]
+        for note in figure.layout.annotations:
+            if note.name == verdict_name(index):
+                note.visible = index in order
         if index not in order:
             x_axis.visible = y_axis.visible = title.visible = False
             continue
@@ -151,4 +190,5 @@ def grid_figure(panels: list[Panel], histories: dict[str, list[dict]], overlay: 
     for index, panel in enumerate(panels):
         figure.layout.annotations[index].text = subplot_title(panel, drawn[panel.title], overlay)
         fit_subplot(figure, panels, index)
+    note_verdict(figure, panels, histories)
     return figure

@@ -9,11 +9,13 @@ extends the run's traces inside one ``batch_update`` (one message to the browser
 and one more when a subplot's axes are refitted or a KL-below-0 note is added: see
 :func:`~alignlab.ui.notebook.grid.fit_subplot`), from the training thread, so the kernel stays free.
 When a run ends the figure is drawn again from the run's whole history, so the final picture is
-complete even if a live message was lost.
+complete even if a live message was lost. Under the figure, a DPO-family run's metrics are explained in its own
+numbers (:func:`alignlab.explain.explain`, the app's words), renewed as its rows arrive.
 """
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,11 +24,20 @@ import ipywidgets as widgets
 import pandas  # noqa: F401 - import now: plotly imports it lazily, racing the training thread's import
 import plotly.graph_objects as go
 
+from alignlab.explain import explain
 from alignlab.metrics import is_se_key, se_key
 from alignlab.plots import rows_from_events, visible_panels
 from alignlab.ui.figures import kl_notes, line_errors, line_mode, panel_bands, panel_lines, path_marks
 from alignlab.ui.notebook.figure_widget import FigureWidget
-from alignlab.ui.notebook.grid import arrange, empty_grid, fit_subplot, grid_figure, subplot_title, trace_style
+from alignlab.ui.notebook.grid import (
+    arrange,
+    empty_grid,
+    fit_subplot,
+    grid_figure,
+    note_verdict,
+    subplot_title,
+    trace_style,
+)
 
 
 class LiveFigures(widgets.VBox):
@@ -47,8 +58,10 @@ class LiveFigures(widgets.VBox):
         self.latencies: list[float] = []
         self._lock = threading.Lock()
         self._unsubscribe: list[Callable[[], None]] = []
+        self.configs: dict[str, object] = {}  # run label -> its RunConfig (method and knobs, for the explainer)
         self.figure = FigureWidget(empty_grid(self.panels, overlay))
-        super().__init__([self.figure])
+        self.explainer = widgets.HTML(layout=widgets.Layout(display="none"))
+        super().__init__([self.figure, self.explainer])
 
     def follow(self, handle, label: str | None = None) -> None:
         """Draw ``handle``'s past events and every new one as it is logged; redraw whole when it ends."""
@@ -56,6 +69,8 @@ class LiveFigures(widgets.VBox):
         with self._lock:
             self.rows.setdefault(label, [])
             self.probing |= bool(getattr(getattr(handle, "config", None), "probe_every", 0))
+            if getattr(handle, "config", None) is not None:
+                self.configs[label] = handle.config
         self._unsubscribe.append(handle.subscribe(lambda event: self.add([event], label), replay=True))
 
         def redraw_at_end() -> None:
@@ -93,6 +108,8 @@ class LiveFigures(widgets.VBox):
                             trace.mode = line_mode(panel, len(trace.x))
             for index in range(len(self.panels)):  # once the points are in (a batch defers them): axes follow the
                 fit_subplot(self.figure, self.panels, index)  # points and a KL below 0 is noted, sent only on a change
+            note_verdict(self.figure, self.panels, self.rows)  # the drift panel's words, sent only when they change
+            self.explain()
             shown = [panel.title for panel in visible_panels(self.methods, self.rows, self.probing)]
             if shown != self.shown:  # a panel no row fills goes; one whose first points arrived comes back
                 self.shown = shown
@@ -101,6 +118,14 @@ class LiveFigures(widgets.VBox):
         now = time.time()
         self.latencies.extend(now - event["time"] for event in events if event.get("time"))
         del self.latencies[:-1000]
+
+    def explain(self) -> None:
+        """Renew the metric explainer under the figure (:func:`explainer_html`); sent only when its words change."""
+        text = explainer_html({label: explain(config.method, config.method_args, self.rows.get(label, []))
+                               for label, config in self.configs.items()})
+        if text != self.explainer.value:
+            self.explainer.value = text
+            self.explainer.layout.display = None if text else "none"
 
     def line(self, title: str, key: str, label: str | None = None) -> go.Scatter | None:
         """The trace of ``key`` on panel ``title`` for run ``label`` (the only run when None), if drawn yet."""
@@ -129,10 +154,29 @@ class LiveFigures(widgets.VBox):
         with self._lock:
             self.figure = FigureWidget(grid_figure(self.panels, self.rows, self.overlay))
             arrange(self.figure, self.panels, self.shown)
-            self.children = [self.figure]
+            self.explain()
+            self.children = [self.figure, self.explainer]
 
     def close_subscriptions(self) -> None:
         """Unsubscribe from every followed run (the figure keeps what it shows)."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+
+
+EXPLAINER_HEADING = "What these curves mean, in this run's numbers"
+
+
+def explainer_html(explained: dict) -> str:
+    """The explanations of each run (run label -> :func:`alignlab.explain.explain`'s points, or None) as HTML: a
+    heading, then each point's bold title and text, under its run's label when several runs have some; "" for
+    none."""
+    runs = {label: points for label, points in explained.items() if points}
+    if not runs:
+        return ""
+    parts = [f"<h4>{EXPLAINER_HEADING}</h4>"]
+    for label, points in runs.items():
+        if len(runs) > 1:
+            parts.append(f"<h5>{html.escape(label)}</h5>")
+        parts += [f"<p><b>{html.escape(point.title)}.</b> {html.escape(point.text)}</p>" for point in points]
+    return "<div class='alignlab-explainer' style='max-width:60em'>" + "".join(parts) + "</div>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from html import escape
 
+from alignlab.explain import explain, markdown
 from alignlab.plots import visible_panels
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import duration, pace_text
@@ -80,6 +81,16 @@ def job_figures(job: Job, rows: list[dict]) -> list:
     shown = visible_panels([job.config.method], None if job.active else histories,
                            probing=bool(job.config.probe_every))
     return panel_figures(shown, histories)
+
+
+EXPLAINER_HEADING = "#### What these curves mean, in this run's numbers"
+
+
+def job_explainer(job: Job, rows: list[dict]) -> str:
+    """The metric explainer beside a DPO-family job's panels (:func:`alignlab.explain.explain`, from its rows so
+    far), as markdown under a heading; "" for another method or before its rewards are logged."""
+    text = markdown(explain(job.config.method, job.config.method_args, rows))
+    return f"{EXPLAINER_HEADING}\n\n{text}" if text else ""
 
 
 def job_status(services: Services, user: str | None = None) -> dict:

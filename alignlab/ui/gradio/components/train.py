@@ -25,7 +25,14 @@ from alignlab.presets import PRESETS, get_preset
 from alignlab.rewards import check_no_path
 from alignlab.rundir import find_run, votes_names, votes_path
 from alignlab.ui.gradio.components.changes import changes_view, create_changes_view
-from alignlab.ui.gradio.components.job_view import end_message, job_figures, job_status, progress_html, queue_table
+from alignlab.ui.gradio.components.job_view import (
+    end_message,
+    job_explainer,
+    job_figures,
+    job_status,
+    progress_html,
+    queue_table,
+)
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid, slot_count
 from alignlab.ui.gradio.forms import (
     config_from_form,
@@ -199,6 +206,7 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
     message = gr.Markdown(elem_id="train-message")
     progress = gr.HTML(progress_html(None, []), elem_id="train-progress")
     grid = create_plot_grid(slot_count([name] for name in method_names()), "train")
+    explainer = gr.Markdown(visible=False, elem_id="train-explainer", elem_classes=["lab-summary"])
     changes_note, changes_table = create_changes_view()
     with gr.Row(equal_height=False):
         log = gr.Textbox(label="Worker log (tail)", lines=8, max_lines=20, autoscroll=True, interactive=False,
@@ -331,19 +339,26 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
         def changed(*keys: str) -> bool:
             return any(now[k] != last.get(k) for k in keys)
 
-        figures = grid.updates(job_figures(job, rows)) if job and changed("job", "rows", "state") else grid.skip()
+        redraw = bool(job) and changed("job", "rows", "state")
+        figures = grid.updates(job_figures(job, rows)) if redraw else grid.skip()
+        explainer_update = gr.skip()  # the metric explainer beside the panels, redrawn with them
+        if redraw or (job is None and changed("job")):
+            explained = job_explainer(job, rows) if job else ""
+            explainer_update = gr.update(value=explained, visible=bool(explained))
         ended = end_message(job, last)  # the line under Start stops saying "Queued job N…" once N ended
         now["changes"], changes_text, changes_rows = changes_view(services, job)
         return [now,
                 gr.skip() if ended is None else ended,
                 progress_text if changed("progress") else gr.skip(),
                 *figures,
+                explainer_update,
                 log_text if changed("log") else gr.skip(),
                 queue_value if changed("queue") else gr.skip(),
                 gr.update(interactive=can_stop) if changed("can_stop") else gr.skip(),
                 *((changes_text, changes_rows) if changed("changes") else (gr.skip(), gr.skip()))]
 
-    timer.tick(refresh, [seen], [seen, message, progress, *grid.outputs, log, queue, stop, changes_note, changes_table],
+    timer.tick(refresh, [seen], [seen, message, progress, *grid.outputs, explainer, log, queue, stop, changes_note,
+                                 changes_table],
                show_progress="hidden", api_visibility="private", concurrency_limit=None)
 
     def current_job(request: gr.Request) -> dict:
