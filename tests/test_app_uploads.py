@@ -42,9 +42,9 @@ def dataset_values(update) -> list[str]:
 
 def test_the_dataset_list_is_read_from_disk_on_every_page_load(demo, tmp_path, pairs_file):
     stored = demo.services.uploads.add(pairs_file, "pairs.jsonl")  # after the page was built: another visitor's upload
-    load = next(dep for dep in demo.config["dependencies"] if demo.fns[dep["id"]].name == "list_datasets")
-    assert [event for _, event in load["targets"]] == ["load"]  # runs whenever a page (re)loads
-    assert UPLOAD_PREFIX + stored in dataset_values(handler(demo, "list_datasets")())
+    load = next(dep for dep in demo.config["dependencies"] if demo.fns[dep["id"]].name == "on_load")
+    assert "load" in [event for _, event in load["targets"]]  # runs whenever a page (re)loads
+    assert UPLOAD_PREFIX + stored in dataset_values(handler(demo, "on_load")(None, None)[0])
     again = create_app(tmp_path / "runs")  # and an app restarted over the same folder lists it from the start
     try:
         dropdown = next(block for block in again.blocks.values() if getattr(block, "elem_id", None) == "train-dataset")

@@ -128,8 +128,8 @@ def test_a_bad_data_file_is_refused_in_one_line(name, data, tiny, tmp_path, caps
 @pytest.fixture
 def no_sampling(monkeypatch):
     """make-prefs without a model: every prompt's completions are "good." and "bad." (scored 1 and 0)."""
-    monkeypatch.setattr(make_prefs_module, "load_model", lambda name: None)
-    monkeypatch.setattr(make_prefs_module, "load_tokenizer", lambda name: None)
+    monkeypatch.setattr(make_prefs_module, "load_model", lambda name, *args, **kwargs: None)
+    monkeypatch.setattr(make_prefs_module, "load_tokenizer", lambda name, *args, **kwargs: None)
 
     def sample(model, tokenizer, prompts, settings, num_return_sequences=1, **kwargs):
         return [text for _ in prompts for text in (["good.", "bad."] * num_return_sequences)[:num_return_sequences]]
@@ -146,7 +146,7 @@ def no_sampling(monkeypatch):
     (["--samples", "1"], "samples"), (["--min-gap", "inf"], "min_gap"),
 ])
 def test_make_prefs_refuses_bad_numbers_before_it_samples(flags, field, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(make_prefs_module, "load_model", lambda name: pytest.fail("loaded a model"))
+    monkeypatch.setattr(make_prefs_module, "load_model", lambda name, *args, **kwargs: pytest.fail("loaded a model"))
     output = tmp_path / "prefs.jsonl"
     assert cli.main(["data", "make-prefs", "--model", "tiny-random", "--output", str(output), *flags]) == 2
     assert one_error_line(capsys).startswith(f"error: {field}: got ")
