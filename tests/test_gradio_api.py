@@ -251,7 +251,7 @@ def test_runs_list_shows_the_stopped_run(client, stopped_run):
     assert row[1:4] == ["dpo", "tiny-random", "stopped"] and row[4] >= 2
     assert chosen["value"] == run_id  # newest run opened first
     # Both pickers name the run by what it is (method, β, steps; no probe in this run, so no reward), value its id.
-    expected = (f"dpo · β 1 · {row[4]} steps — {run_id} (stopped)", run_id)
+    expected = (f"dpo · β 0.5 · {row[4]} steps — {run_id} (stopped)", run_id)
     assert expected in [tuple(choice) for choice in chosen["choices"]]
     assert expected in [tuple(choice) for choice in compare["choices"]]
 
@@ -295,7 +295,7 @@ def test_chat_streams_both_sides_with_rewards_and_keeps_turns(client, stopped_ru
     run_choice = "run:" + stopped_run["run_dir"].name
     picker = client.predict(api_name="/chat_models")
     labels = {value: label for label, value in picker["choices"]}
-    assert labels[run_choice].startswith("dpo · β 1 · ") and labels[run_choice].endswith(" (stopped)")
+    assert labels[run_choice].startswith("dpo · β 0.5 · ") and labels[run_choice].endswith(" (stopped)")
     job = client.submit("Tell me about the film.", run_choice, "chat", 12, 0.8, 0.95, 7, api_name="/chat")
     reference, aligned, reference_reward, aligned_reward, _, notice = job.result()
     assert notice == ""  # a short message in a short conversation: nothing to say about the chat's limits

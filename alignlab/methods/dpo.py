@@ -67,9 +67,9 @@ SPEC = register(
         kl_knob="beta",
         order=30,
         knobs=(
-            # β 1 with the likelihood term at weight 1: the built-in task's 12-step run gains visibly at KL <= 10
+            # β 0.5 with the likelihood term at weight 1: the built-in task's 12-step run gains visibly at KL <= 10
             # nats and keeps the requested opening (β 0.1 drifted to 27 nats; docs/alignment.md, "Faithful alignment")
-            beta_knob(1.0, "β: inverse temperature of the implicit reward; higher keeps the policy nearer the "
+            beta_knob(0.5, "β: inverse temperature of the implicit reward; higher keeps the policy nearer the "
                       "reference."),
             Knob("loss_type", "sigmoid", "Loss variant: sigmoid = DPO, ipo = IPO, hinge = SLiC, robust = rDPO, ...",
                  kind="choice", choices=LOSS_TYPES),
