@@ -142,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefs.add_argument("--min-gap", type=float, default=0.05, help="Keep a pair only if best - worst >= this.")
     prefs.add_argument("--limit", type=int, default=0, help="Use only the first N prompts (0 = all).")
     prefs.add_argument("--seed", type=int, default=0)
+    prefs.add_argument("--prefill-opening", action="store_true",
+                       help="Sample each answer to a prompt that asks for a given opening (the built-in task's) with "
+                       "that opening already written, so chosen and rejected both begin with it and differ in "
+                       "sentiment only.")
     prefs.add_argument("--output", required=True, help="Where to write the JSONL pairs (and a .card.md next to it).")
     prefs.add_argument("--force", action="store_true", help="Replace --output if it exists (never the --dataset).")
     _add_dtype(prefs, "the model")
@@ -545,7 +549,7 @@ def _make_prefs(args) -> int:
     report = make_prefs(args.model, prompts, args.output, samples_per_prompt=args.samples, reward=args.reward,
                         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                         seed=args.seed, min_gap=args.min_gap, progress=progress, source=args.dataset, force=args.force,
-                        dtype=args.dtype)
+                        dtype=args.dtype, prefill_opening=args.prefill_opening)
     bar.close()
     card = card_path(args.output)
     write_card(report, card, "alignlab " + " ".join(sys.argv[1:]))

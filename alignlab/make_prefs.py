@@ -5,6 +5,13 @@ sentiment on the built-in task) and keep (prompt, best, worst) when the two diff
 ``min_gap``. This is how the DPO paper built its IMDb pairs, with a sentiment classifier as judge.
 More samples per prompt widen the best-worst gap. Chat prompts (message lists) give pairs in the
 conversational format (each answer an assistant message), which TRL renders with the chat template.
+
+With ``prefill_opening`` (``--prefill-opening``), a prompt that asks for a review beginning with a given opening (the
+built-in task's instruction, :func:`alignlab.follow.requested_opening`) is sampled with that opening already written at
+the start of the assistant's turn, as the DPO paper's IMDb pairs continue a review's prefix: every answer, chosen and
+rejected alike, then begins with the opening, so the pair contrasts sentiment only and never rewards dropping the
+instruction. The stored answers are whole (opening + continuation) and the prompt stays the plain request, so a run
+trains and is evaluated on exactly what a chat user types.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from typing import Any
 
 from alignlab import devices
 from alignlab.errors import AlignLabError
-from alignlab.generation import SamplingSettings, sample
+from alignlab.follow import requested_opening
+from alignlab.generation import SamplingSettings, render_prompt, sample, sentence_end
 from alignlab.methods.base import Knob
 from alignlab.models import load_model, load_tokenizer
 from alignlab.rewards import get_reward
@@ -106,19 +114,22 @@ class PrefsReport:
     reward_deciles: list[float]
     mean_gap: float
     whole_sentences: float  # share of completions that end with a full sentence
+    prefill_opening: bool = False  # answers sampled with the requested opening written first (module docstring)
+    prefilled: int = 0  # prompts whose answers were so prefilled
 
 
 def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_per_prompt: int = 4,
                reward: str = "sentiment", max_new_tokens: int = 48, temperature: float = 0.7, top_p: float = 0.9,
                seed: int = 0, min_gap: float = 0.05, batch_size: int = 16,
                progress: Callable[[int, int], None] | None = None, source: str | Path | None = None,
-               force: bool = False, dtype: str = "auto") -> PrefsReport:
+               force: bool = False, dtype: str = "auto", prefill_opening: bool = False) -> PrefsReport:
     """Sample, score and write ``output`` (JSONL of prompt/chosen/rejected plus scores).
 
     Every setting and ``output`` are checked first (:func:`check_settings`, :func:`check_output`): an
     existing ``output`` is replaced only with ``force``, and never when it is ``source``, the dataset the
     prompts came from. The model is loaded in the precision ``dtype`` asks of the device policy
-    (:func:`alignlab.devices.placement`: auto, bf16, fp16 or fp32).
+    (:func:`alignlab.devices.placement`: auto, bf16, fp16 or fp32). ``prefill_opening`` samples each answer to a
+    prompt that requests an opening as a continuation of that opening (see the module's docstring).
     """
 
     check_settings(samples=samples_per_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -130,10 +141,15 @@ def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_
     model = load_model(model_name, placement=devices.placement(dtype))
     tokenizer = load_tokenizer(model_name)
     settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-    completions = sample(model, tokenizer, prompts, settings, batch_size=batch_size,
-                         num_return_sequences=samples_per_prompt,
+    openings = [requested_opening(p) if prefill_opening else None for p in prompts]
+    fed = [p if opening is None else render_prompt(tokenizer, p) + opening for p, opening in zip(prompts, openings)]
+    completions = sample(model, tokenizer, fed, settings, batch_size=batch_size,
+                         num_return_sequences=samples_per_prompt, whole_sentences=not prefill_opening,
                          progress=(lambda done: progress(done, len(prompts))) if progress else None)
-    repeated = [p for p in prompts for _ in range(samples_per_prompt)]
+    if prefill_opening:
+        completions = [sentence_end(text if opening is None else opening + text)
+                       for opening, text in zip(_each(openings, samples_per_prompt), completions)]
+    repeated = _each(prompts, samples_per_prompt)
     scores = score(repeated, completions)
     rows, gaps = [], []
     for index, prompt in enumerate(prompts):
@@ -155,7 +171,12 @@ def make_prefs(model_name: str, prompts: list[str], output: str | Path, samples_
     return PrefsReport(model_name, reward, len(prompts), samples_per_prompt, len(rows), max_new_tokens,
                        temperature, top_p, seed, min_gap, round(statistics.fmean(scores), 4),
                        [round(d, 4) for d in deciles], round(statistics.fmean(gaps), 4) if gaps else 0.0,
-                       round(ended, 3))
+                       round(ended, 3), prefill_opening, sum(opening is not None for opening in openings))
+
+
+def _each(items: list, times: int) -> list:
+    """Each item repeated ``times`` times in a row (prompt-major, as :func:`alignlab.generation.sample` returns)."""
+    return [item for item in items for _ in range(times)]
 
 
 _ENDINGS = tuple(".!?…\"'”’)]")
@@ -169,6 +190,10 @@ def _answer(prompt, text: str):
 def write_card(report: PrefsReport, path: str | Path, command: str) -> None:
     """A short markdown card describing how a preference set was made."""
     deciles = ", ".join(f"{d:+.3f}" for d in report.reward_deciles)
+    prefilled = (f"- Opening prefilled: {report.prefilled} of {report.prompts} prompts were sampled with their "
+                 "requested opening already written in the assistant turn, so their chosen and rejected answers both "
+                 "begin with it\n") if report.prefill_opening else ""
+    kept = f"**{report.pairs} pairs**, mean gap {report.mean_gap:+.3f}"
     text = f"""# Preference set card
 
 Made by `{command}`.
@@ -177,7 +202,7 @@ Made by `{command}`.
 - {report.prompts} prompts x {report.samples_per_prompt} samples, at most {report.max_new_tokens} new tokens,
   temperature {report.temperature}, top_p {report.top_p}, seed {report.seed}; each completion cut back to its
   last full sentence ({report.whole_sentences:.0%} end with one)
-- Kept best/worst when they differ by >= {report.min_gap}: **{report.pairs} pairs**, mean gap {report.mean_gap:+.3f}
+{prefilled}- Kept best/worst when they differ by >= {report.min_gap}: {kept}
 - Base-model reward over all samples: mean {report.reward_mean:+.3f}; deciles {deciles}
 
 ```json

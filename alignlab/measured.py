@@ -73,11 +73,14 @@ def measured_text(method: str, figures: dict | None = None) -> str:
     text = (f"after {settings.get('steps', '?')} steps, {settings.get('reward', 'the')} reward gain over the reference "
             f"on {settings.get('prompts', '?')} held-out prompts: ")
     finals = [_final(run) for run in found.get("defaults", []) if run.get("gain") is not None]
-    text += "; ".join(finals) if finals else "no final model evaluated at the defaults"
-    seen = [note for note in map(_visible, found.get("defaults", [])) if note]
-    threshold = f"gain ≥ {settings.get('visible_gain', 0.3)} with s.e. ≤ {settings.get('visible_se', 0.05)}"
-    text += (f"; visible ({threshold}) " + "; ".join(seen)) if seen else (
-        f"; not visible ({threshold}) in any run at the defaults")
+    if not found.get("defaults"):  # the defaults changed since the benchmark ran: nothing to claim for them
+        text += "no benchmark run at the current defaults yet"
+    else:
+        text += "; ".join(finals) if finals else "no final model evaluated at the defaults"
+        seen = [note for note in map(_visible, found.get("defaults", [])) if note]
+        threshold = f"gain ≥ {settings.get('visible_gain', 0.3)} with s.e. ≤ {settings.get('visible_se', 0.05)}"
+        text += (f"; visible ({threshold}) " + "; ".join(seen)) if seen else (
+            f"; not visible ({threshold}) in any run at the defaults")
     variants = [f"{run['label']}, seed {run['seed']}: {_gain(run)}" for run in found.get("variants", [])
                 if run.get("gain") is not None]
     if variants:

@@ -69,7 +69,7 @@ class Preset:
 
         >>> values = PRESETS["classroom"].values()
         >>> values["method"], values["max_steps"], values["probe_every"], values["beta"], "output_dir" in values
-        ('dpo', 6, 3, 0.1, False)
+        ('dpo', 6, 3, 0.5, False)
         """
         return {k: v for k, v in self.config().flat().items() if k not in NOT_SET_BY_PRESETS}
 
@@ -79,9 +79,11 @@ CLASSROOM = Preset(
     title="Classroom: DPO on the default model, 6 steps",
     description=(
         "DPO on the default model (SmolLM2-135M-Instruct, LoRA r 16) for 6 steps, probed at steps 0, 3 and 6; "
-        "everything else at the lab's defaults (lr 1e-3 constant, batch 8, β 0.1). Just long enough to show the "
-        "effect: its held-out reward gain was visible at step 6 (+0.38 ± 0.04 VADER) but not yet at step 3 "
-        "(docs/alignment.md). How long it takes depends on the machine and on what else runs on it. Measured on an "
+        "everything else at the lab's defaults (lr 1e-3 constant, batch 8, β 0.5 with the chosen answers' likelihood "
+        "at weight 1). Just long enough to show the effect: at the previous defaults (β 0.1 on the previous pairs) "
+        "its held-out reward gain was visible at step 6 (+0.38 ± 0.04 VADER) but not yet at step 3 "
+        "(docs/alignment.md); not yet measured again at the new ones. How long it takes depends on the machine "
+        "and on what else runs on it. Measured on an "
         "otherwise idle 2-core CPU: step 6 in 178 s from a cold start and 110 s with the reference cache warm "
         "(2 threads), 294 s on 1 thread (the Gradio app trains on half the cores); the probe at step 3 adds about "
         "20 s. A machine shared by a class takes longer."

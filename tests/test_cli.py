@@ -111,7 +111,7 @@ def test_help_shows_each_methods_bounds_and_default_of_a_shared_flag(capsys, mon
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("--")}
     beta = lines["--beta"]
     assert "grpo: a number >= 0.0 and <= 100.0, default 0.0" in beta  # GRPO allows 0 and defaults to it
-    assert re.search(r"[;\[][^;]*\bdpo\b[^;]*: a number > 0.0 and <= 100.0, default 0.1;", beta)
+    assert re.search(r"[;\[][^;]*\bdpo\b[^;]*: a number > 0.0 and <= 100.0, default 0.5;", beta)
     assert "online-dpo: one of sigmoid, ipo, default 'sigmoid'" in lines["--loss-type"]
     assert "dpo: one of sigmoid, hinge, ipo," in lines["--loss-type"]
     assert "default 4; rloo, grpo]" in lines["--num-generations"]  # declared alike: said once, with who has it

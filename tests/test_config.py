@@ -47,6 +47,25 @@ def test_dpo_offers_every_trl_loss_type():
     assert set(get_method("dpo").knob("loss_type").choices) == set(documented)
 
 
+def test_dpo_mixes_the_chosen_answers_likelihood_into_trl_loss_as_sft_weight_asks(tmp_path):
+    """sft_weight > 0: TRL's DPOConfig gets the preference loss plus its ``sft`` term at that weight; 0 (or the
+    ``sft`` loss itself) leaves one loss. Built as the trainer builds it, from the run's config."""
+    from trl import DPOConfig
+
+    from alignlab.training import trl_arguments
+
+    def trl_config(**knobs):
+        config = RunConfig.from_dict({"method": "dpo", "output_dir": str(tmp_path), **knobs})
+        return DPOConfig(**trl_arguments(config, tmp_path / "run"))
+
+    mixed = trl_config(sft_weight=2.5, loss_type="ipo")
+    assert (mixed.loss_type, mixed.loss_weights) == (["ipo", "sft"], [1.0, 2.5])
+    assert trl_config(sft_weight=0).loss_type == ["sigmoid"] and trl_config(sft_weight=0).loss_weights is None
+    assert trl_config(loss_type="sft").loss_type == ["sft"]
+    default = get_method("dpo").defaults()["sft_weight"]
+    assert default > 0 and trl_config().loss_weights == [1.0, default]
+
+
 def test_every_method_declares_format_and_paper():
     for name in method_names():
         spec = get_method(name)

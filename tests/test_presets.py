@@ -48,7 +48,7 @@ def test_cli_trains_from_the_preset_with_flags_overriding_it(tmp_path, pairs_fil
     (run_dir,) = runs.iterdir()
     saved = json.loads((run_dir / "config.json").read_text())
     assert (saved["method"], saved["model"], saved["max_steps"], saved["probe_every"]) == ("dpo", "tiny-random", 2, 3)
-    assert saved["learning_rate"] == 1e-3 and saved["method_args"]["beta"] == 0.1
+    assert saved["learning_rate"] == 1e-3 and saved["method_args"]["beta"] == 0.5
 
 
 def test_cli_refuses_a_preset_with_a_config_file_or_an_unknown_preset(tmp_path, capsys):
@@ -85,7 +85,7 @@ def test_the_gradio_form_values_of_the_preset_start_the_preset_run(tmp_path):
 
     values = preset_form_values("classroom")
     assert (values["method"], values["model"], values["max_steps"], values["probe_every"], values["dpo__beta"]) == \
-        ("dpo", DEFAULT_MODEL, 6, 3, 0.1)
+        ("dpo", DEFAULT_MODEL, 6, 3, 0.5)
     method, model, dataset = values.pop("method"), values.pop("model"), values.pop("dataset")
     config = config_from_form(method, model, dataset, values, str(tmp_path), False)
     assert config.flat() == get_preset("classroom").config(output_dir=str(tmp_path)).flat()

@@ -121,7 +121,7 @@ def test_the_app_lists_damaged_runs_as_unreadable_in_the_runs_tab_and_the_chat_p
     rows = {row[0]: row for row in table["data"]}
     assert rows["a-good"][1:4] == ["dpo", "tiny-random", "finished"] and rows["a-good"][-1] == ""
     choices = {value: label for label, value in client.predict(api_name="/chat_models")["choices"]}
-    assert choices["run:a-good"] == "dpo · β 0.1 · 1 step — a-good (finished)"
+    assert choices["run:a-good"] == "dpo · β 0.5 · 1 step — a-good (finished)"
     for run_id, (name, _) in DAMAGE.items():
         assert rows[run_id][3] == "unreadable" and f"{run_id}/{name} is unreadable" in rows[run_id][-1]
         assert choices["run:" + run_id] == f"unreadable: {name} — {run_id}"

@@ -46,7 +46,7 @@ def test_the_owner_is_kept_in_the_config_and_named_in_labels(tmp_path, room):
     assert config_of(run_dir).owner == "ada"  # stripped, and read back from config.json
     labels = {run["run_id"]: run_label(run) for run in room}
     assert labels["r1-dpo"] == "dpo · β 0.05 · 12 steps · reward +0.90 · by ada — r1-dpo"
-    assert labels["r6-dpo"] == "dpo · β 0.1 · 12 steps · reward +5.00 — r6-dpo"  # no owner, no "by"
+    assert labels["r6-dpo"] == "dpo · β 0.5 · 12 steps · reward +5.00 — r6-dpo"  # no owner, no "by"
     assert owner_of({"config": {"owner": 3}}) is None  # a damaged config names nobody
     for bad in ("x" * 65, "ada\nbob", 42):
         with pytest.raises(AlignLabError, match="owner: got"):
