@@ -60,6 +60,8 @@ def start_loss(method: str, method_args: dict) -> tuple[float, str] | None:
     """
     beta = float(method_args.get("beta", 0.1))
     loss_type = method_args.get("loss_type", "sigmoid")
+    if method == "dpo" and float(method_args.get("sft_weight", 0) or 0) > 0:
+        return None  # the chosen answer's likelihood term is added: the start depends on the answers (_mixed_loss)
     if method == "dpo" and loss_type == "sigmoid":
         return LN2, "−log σ(0) = ln 2 ≈ 0.693: the loss of a coin flip between chosen and rejected"
     if method == "dpo" and loss_type == "ipo":
@@ -108,8 +110,25 @@ def _accuracy(rows: list[dict]) -> Point | None:
         "It says the order is right, not by how much: the margin says that."))
 
 
+def _mixed_loss(method_args: dict, rows: list[dict]) -> Point | None:
+    """A DPO loss with the chosen answer's likelihood term (``sft_weight`` α > 0, RPO): why it does not start at
+    ln 2."""
+    logged = _rows_with(rows, "loss")
+    if not logged:
+        return None
+    alpha, first, last = float(method_args["sft_weight"]), logged[0], logged[-1]
+    return Point("Loss: DPO plus the chosen answer's likelihood",
+                 f"The loss adds α = {alpha:g} × the chosen answer's negative log-likelihood per token to DPO's "
+                 f"−log σ(β·margin), which is ln 2 ≈ 0.693 at margin 0. So it does not start at 0.693: this run's "
+                 f"was {first['loss']:.4f} at step {first['step']} and {last['loss']:.4f} at step {last['step']}. "
+                 "The likelihood term keeps the chosen answers likely (their opening and wording included) while the "
+                 "margin and the accuracy show the preference being learned.")
+
+
 def _loss(method: str, method_args: dict, rows: list[dict]) -> Point | None:
     """What the loss's starting value is and whether this run has left it ("stuck at 0.693")."""
+    if method == "dpo" and float(method_args.get("sft_weight", 0) or 0) > 0:
+        return _mixed_loss(method_args, rows)
     known = start_loss(method, method_args)
     logged = _rows_with(rows, "loss")
     if known is None or not logged:

@@ -24,6 +24,7 @@ def dpo_rows(tmp_path_factory):
                                          "rejected": " was dull and awful."}) + "\n" for i in range(12)))
     config = RunConfig.from_dict({"method": "dpo", "model": "tiny-random", "dataset": str(pairs), "max_steps": 3,
                                   "batch_size": 2, "max_length": 48, "max_completion_length": 8, "probe_every": 0,
+                                  "beta": 0.1, "sft_weight": 0.0,  # plain DPO: the loss starts at ln 2
                                   "output_dir": str(folder / "runs")})
     handle = start(config, background=False)
     assert handle.state == "finished", handle.error
@@ -100,3 +101,23 @@ def test_the_zero_margin_losses():
     assert start_loss("simpo", {"loss_type": "simpo", "beta": 2.0, "simpo_gamma": 1.0})[0] == pytest.approx(1.3133,
                                                                                                           abs=1e-4)
     assert start_loss("kto", {"beta": 0.1})[0] == 0.5 and start_loss("orpo", {"beta": 1.0}) is None
+
+
+def test_a_loss_with_the_chosen_likelihood_term_is_not_read_as_stuck_at_ln_2(tmp_path):
+    """DPO's defaults add the chosen answer's likelihood (sft_weight 1): the explainer says why the loss starts
+    above ln 2 instead of calling the run stuck or wrong."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Review {i}: the film", "chosen": " was wonderful and moving.",
+                                         "rejected": " was dull and awful."}) + "\n" for i in range(12)))
+    config = RunConfig.from_dict({"method": "dpo", "model": "tiny-random", "dataset": str(pairs), "max_steps": 2,
+                                  "batch_size": 2, "max_length": 48, "max_completion_length": 8, "probe_every": 0,
+                                  "output_dir": str(tmp_path / "runs")})
+    assert config.method_args["sft_weight"] > 0  # the defaults
+    handle = start(config, background=False)
+    assert handle.state == "finished", handle.error
+    rows = [row for row in read_metrics(handle.run_dir)[0] if "rewards/chosen" in row]
+    assert rows[0]["loss"] > math.log(2) + 0.1  # the likelihood term on top of ln 2
+    said = by_title(explain("dpo", config.method_args, rows))
+    assert "Loss at 0.693 (ln 2)" not in said and start_loss("dpo", config.method_args) is None
+    text = said["Loss: DPO plus the chosen answer's likelihood"]
+    assert f"was {rows[0]['loss']:.4f} at step 1" in text and "α = 1" in text
