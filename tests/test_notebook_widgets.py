@@ -368,7 +368,8 @@ def test_finished_run_shows_in_the_runs_and_chat_tabs(live_run):
     # Pickers name the run by method, β, steps and its final probe reward (probe_every=2), then its id.
     run = next(run for run in list_runs(live_run["output_dir"]) if run["run_id"] == handle.run_id)
     probed = [row["probe/reward"] for row in run["history"] if row.get("probe/reward") is not None]
-    described = f"dpo · β 0.1 · {run['steps']} steps · reward {probed[-1]:+.2f} — {handle.run_id}"
+    beta = handle.config.method_args["beta"]  # the run's own (the default)
+    described = f"dpo · β {beta:g} · {run['steps']} steps · reward {probed[-1]:+.2f} — {handle.run_id}"
     assert label == f"this run: {described} (stopped)" and lab.chat.run is handle
     assert (f"{described} (stopped)", handle.run_id) in lab.runs.picker.options
 
