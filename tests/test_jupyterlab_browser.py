@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -85,8 +86,13 @@ def jupyterlab(tmp_path):
 
 
 def kernel_idle(url: str) -> bool:
-    with urllib.request.urlopen(f"{url}/api/kernels", timeout=5) as response:
-        return any(kernel["execution_state"] == "idle" for kernel in json.load(response))
+    """Whether a kernel of the server is idle; False while the server cannot say (it answers 500 while a kernel it
+    is starting is not registered yet, and a busy machine can make it time out)."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/kernels", timeout=5) as response:
+            return any(kernel["execution_state"] == "idle" for kernel in json.load(response))
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        return False
 
 
 def run_all_cells(page, url: str) -> None:
