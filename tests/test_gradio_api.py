@@ -218,8 +218,9 @@ def test_the_train_tab_shows_the_drift_panel_with_its_verdict_and_explains_a_dpo
             {"step": 12, "loss": 0.41, "rewards/chosen": -0.3, "rewards/rejected": -1.2, "rewards/margins": 0.9,
              "rewards/accuracies": 1.0, "probe/reward": 0.92, "probe/kl": 27.1, "probe/follow": 0.0,
              "probe/follow_se": 0.0, "probe/length_ratio": 0.7, "probe/ref_ppl_ratio": 1.4}]
-    job = Job(1, RunConfig(model="tiny-random", max_steps=12), tmp_path / "config.json", tmp_path / "log",
-              state="finished", run_dir=tmp_path / "20250101-120000-dpo-ab12")
+    plain_dpo = RunConfig.from_dict({"model": "tiny-random", "max_steps": 12, "sft_weight": 0.0})  # as the rows are
+    job = Job(1, plain_dpo, tmp_path / "config.json", tmp_path / "log", state="finished",
+              run_dir=tmp_path / "20250101-120000-dpo-ab12")
     drift = next(figure for figure in job_figures(job, rows) if figure.layout.title.text.startswith(DRIFT))
     assert "Trading the instruction for reward: instruction followed fell from 31% to 0%" in \
         drift.layout.title.text.replace("<br>", " ")
