@@ -406,7 +406,9 @@ def test_the_drift_panel_and_the_metric_explainer_fill_from_the_runs_own_numbers
     assert words == verdict(rows).text  # the run's own verdict, in its panel
     said = live.explainer.value
     last = [row for row in rows if "rewards/chosen" in row][-1]
-    assert "What these curves mean" in said and "Loss at 0.693 (ln 2)" in said
+    plain = not live_run["handle"].config.method_args.get("sft_weight")  # else DPO + the chosen likelihood (default)
+    loss_title = "Loss at 0.693 (ln 2)" if plain else "Loss: DPO plus the chosen answer&#x27;s likelihood"  # escaped
+    assert "What these curves mean" in said and loss_title in said
     assert f"step {last['step']}: chosen {last['rewards/chosen']:+.3f}" in said  # the run's numbers
     assert live.explainer in live.children and live.explainer.layout.display is None
 

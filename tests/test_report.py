@@ -108,7 +108,9 @@ def test_the_report_holds_config_curves_frontier_eval_votes_samples_and_plotly(r
     assert links(page) == []  # nothing to fetch: no src, no href at all
     assert html.escape(verdict(rows).text) in page  # the drift verdict in words, the run's own numbers
     last = [row for row in rows if "rewards/chosen" in row][-1]
-    assert f"step {last['step']}: chosen {last['rewards/chosen']:+.3f}" in page and "Loss at 0.693 (ln 2)" in page
+    loss_title = ("Loss at 0.693 (ln 2)" if not config["method_args"].get("sft_weight")  # default: + chosen NLL
+                  else "Loss: DPO plus the chosen answer&#x27;s likelihood")
+    assert f"step {last['step']}: chosen {last['rewards/chosen']:+.3f}" in page and loss_title in page
     assert DRIFT in page  # the drift panel, with every probe's ratios in its data
     for row in rows:
         for key in (PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO):
