@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 CONTRASTS = (("glowing praise", "harsh criticism"), ("glowing praise", ""), ("very positive", "very negative"),
-             ("very positive", ""))
+             ("very positive", ""), ("enthusiastic and warm", "cold and dismissive"))
 
 
 def _text(value) -> str:
