@@ -40,6 +40,8 @@ def _final(run: dict) -> str:
         parts.append(f"KL {run['kl']:.0f} nats")
     if run.get("perplexity") is not None and run.get("reference_perplexity") is not None:
         parts.append(f"reference perplexity of its text {run['perplexity']:.1f} vs {run['reference_perplexity']:.1f}")
+    if run.get("reference_follow") is not None and run.get("aligned_follow") is not None:
+        parts.append(f"instruction followed {run['reference_follow']:.0%} → {run['aligned_follow']:.0%}")
     if run.get("train_s") is not None:
         parts.append(f"{run['train_s']:.0f} s of training")
     return f"seed {run['seed']} ({run['threads']} thread{'s' if run['threads'] != 1 else ''}): {', '.join(parts)}"

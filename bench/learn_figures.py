@@ -1,13 +1,16 @@
 """``python -m bench.learn_figures``: the figures the Learn cards show, from the alignment benchmark's results.
 
-Reads ``bench/alignment.json`` (``python -m bench.alignment``) and writes ``alignlab/measured.json``
+Reads ``bench/alignment.json`` (``python -m bench.alignment``) and the evaluated runs kept in
+``bench/eval_runs.json`` (``python -m bench.eval_runs``: runs trained with ``alignlab train`` and evaluated with
+``alignlab eval``, which add the share that followed the instruction), and writes ``alignlab/measured.json``
 (:mod:`alignlab.measured`): for each method, its runs at the method's current defaults (a run labelled with the
 method's name alone whose knobs equal today's defaults) and its runs with other settings (labelled with the knobs
 that differ from today's defaults, else with the benchmark's own label, such as another trainer's), each with its
 final model's held-out figures and when its gain became visible. Runs the benchmark excluded are left out. Rerun it
 after the benchmark, or after a method's defaults change (a run at old defaults then counts as a variant).
 
-    python -m bench.learn_figures [--results bench/alignment.json] [--out alignlab/measured.json]
+    python -m bench.learn_figures [--results bench/alignment.json] [--runs bench/eval_runs.json]
+                                  [--out alignlab/measured.json]
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "alignment.json"
+EVAL_RUNS = ROOT / "bench" / "eval_runs.json"
+FOLLOW_FIELDS = ("reference_follow", "aligned_follow", "follow_change", "follow_change_se")
 
 
 def run_figures(run: dict) -> dict:
@@ -29,6 +34,9 @@ def run_figures(run: dict) -> dict:
         figures.update(gain=final["gain"], gain_se=final["gain_se"], win_rate=final.get("win_rate"),
                        kl=final.get("kl"), perplexity=(final.get("aligned_fluency") or {}).get("perplexity"),
                        reference_perplexity=(final.get("reference_fluency") or {}).get("perplexity"))
+        figures.update({name: final[name] for name in FOLLOW_FIELDS if final.get(name) is not None})
+    if run.get("machine"):  # an evaluated run names its own machine (the benchmark's runs share the file's)
+        figures["machine"] = run["machine"] + (f"; {run['note']}" if run.get("note") else "")
     return figures
 
 
@@ -38,13 +46,13 @@ def changed_knobs(run: dict, defaults: dict) -> dict:
     return {name: config[name] for name, default in defaults.items() if name in config and config[name] != default}
 
 
-def learn_figures(results: dict) -> dict:
-    """``alignlab/measured.json``'s content from the benchmark's results."""
+def learn_figures(results: dict, evaluated: dict | None = None) -> dict:
+    """``alignlab/measured.json``'s content from the benchmark's results and the evaluated runs kept beside them."""
     from alignlab.methods import registry
 
     specs = registry()
     methods: dict[str, dict] = {}
-    for run in results.get("runs", []):
+    for run in results.get("runs", []) + (evaluated or {}).get("runs", []):
         config = run.get("config") or {}
         name = config.get("method")
         if name not in specs or run.get("state") != "finished":
@@ -60,7 +68,8 @@ def learn_figures(results: dict) -> dict:
     settings = results.get("settings", {})
     return {
         "written_by": "python -m bench.learn_figures",
-        "source": "bench/alignment.json (python -m bench.alignment)",
+        "source": ("bench/alignment.json (python -m bench.alignment) and bench/eval_runs.json "
+                   "(python -m bench.eval_runs)"),
         "machine": results.get("machine", ""),
         "finished": results.get("finished", ""),
         "settings": {"steps": (first.get("config") or {}).get("max_steps"), "reward": (first.get("final") or {}).get(
@@ -76,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.learn_figures", description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="the alignment benchmark's results file")
+    parser.add_argument("--runs", type=Path, default=EVAL_RUNS, help="the evaluated runs kept by bench.eval_runs")
     parser.add_argument("--out", type=Path, default=MEASURED_FILE, help="the figures file the Learn cards read")
     args = parser.parse_args(argv)
-    figures = learn_figures(json.loads(args.results.read_text(encoding="utf-8")))
+    evaluated = json.loads(args.runs.read_text(encoding="utf-8")) if args.runs.exists() else None
+    figures = learn_figures(json.loads(args.results.read_text(encoding="utf-8")), evaluated)
     args.out.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     counted = {name: (len(entry["defaults"]), len(entry["variants"])) for name, entry in figures["methods"].items()}
     print(f"wrote {args.out}: " + ", ".join(f"{name} {d}+{v}" for name, (d, v) in counted.items()))

@@ -131,15 +131,16 @@ def test_quick_sampling_bench_times_both_paths_against_the_bound(tmp_path):
 def test_the_learn_figures_file_is_what_the_bench_command_writes_from_the_alignment_results():
     """alignlab/measured.json changes only through ``python -m bench.learn_figures``: rerun it after the benchmark."""
     from alignlab.measured import MEASURED_FILE
-    from bench.learn_figures import RESULTS, learn_figures
+    from bench.learn_figures import EVAL_RUNS, RESULTS, learn_figures
 
-    assert learn_figures(json.loads(RESULTS.read_text(encoding="utf-8"))) == json.loads(
+    assert learn_figures(json.loads(RESULTS.read_text(encoding="utf-8")),
+                         json.loads(EVAL_RUNS.read_text(encoding="utf-8"))) == json.loads(
         MEASURED_FILE.read_text(encoding="utf-8"))
 
 
 def test_learn_figures_keep_runs_at_todays_defaults_apart_from_other_settings(tmp_path):
     from alignlab.measured import measured_text
-    from bench.learn_figures import main
+    from bench.learn_figures import learn_figures, main
 
     final = {"gain": 0.5, "gain_se": 0.04, "win_rate": 0.9, "kl": 12.0, "reward": "sentiment"}
     runs = [{"method": "orpo", "seed": 42, "threads": 1, "state": "finished", "steps": 12, "train_s": 270.0,
@@ -153,7 +154,7 @@ def test_learn_figures_keep_runs_at_todays_defaults_apart_from_other_settings(tm
     results = tmp_path / "alignment.json"
     results.write_text(json.dumps({"runs": runs, "settings": {"prompts": 100, "gain": 0.3, "max_se": 0.05}}))
     out = tmp_path / "measured.json"
-    assert main(["--results", str(results), "--out", str(out)]) == 0
+    assert main(["--results", str(results), "--runs", str(tmp_path / "none.json"), "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
     orpo = figures["methods"]["orpo"]
     assert [run["seed"] for run in orpo["defaults"]] == [42]
@@ -161,5 +162,8 @@ def test_learn_figures_keep_runs_at_todays_defaults_apart_from_other_settings(tm
     text = measured_text("orpo", figures)
     assert text.startswith("after 12 steps, sentiment reward gain over the reference on 100 held-out prompts: seed 42 "
                            "(1 thread): +0.50 ± 0.04, wins on 90%, KL 12 nats, 270 s of training; visible")
+    with_follow = {**runs[0], "final": {**final, "reference_follow": 0.385, "aligned_follow": 0.825}}
+    assert "KL 12 nats, instruction followed 38% → 82%, 270 s" in measured_text(
+        "orpo", learn_figures({"runs": [with_follow]}))
     assert 'Other settings: orpo {"beta": 0.1}, seed 7: +0.10 ± 0.04; orpo (another trainer), seed 42: +0.20' in text
     assert measured_text("sft", figures) == ""

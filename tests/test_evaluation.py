@@ -94,3 +94,15 @@ def test_eval_cli_reports_paired_gain_win_rate_and_fluency(tiny, tmp_path):
     assert figures["aligned_fluency"]["perplexity"] > 1
     samples = [json.loads(line) for line in (handle.run_dir / "samples.jsonl").read_text().splitlines()]
     assert [row["prompt"] for row in samples] == held_out
+    # bench.eval_runs keeps the evaluated run's figures, and the Learn card's figures read them
+    from bench.eval_runs import main as keep_runs
+    from bench.learn_figures import learn_figures
+
+    kept = tmp_path / "eval_runs.json"
+    assert keep_runs([str(handle.run_dir), "--threads", "1", "--note", "test", "--out", str(kept)]) == 0
+    (record,) = json.loads(kept.read_text())["runs"]
+    assert record["final"]["gain"] == pytest.approx(figures["gain"]) and record["train_s"] > 0
+    assert record["final"]["kl"] is not None  # the last probe's
+    dpo = learn_figures({"runs": []}, json.loads(kept.read_text()))["methods"]["dpo"]
+    assert [run["gain"] for run in dpo["defaults"]] == [record["final"]["gain"]]
+    assert "test" in dpo["defaults"][0]["machine"]

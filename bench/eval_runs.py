@@ -1,0 +1,99 @@
+"""``python -m bench.eval_runs``: keep the figures of evaluated runs, so the Learn cards can quote them.
+
+The alignment benchmark (``python -m bench.alignment``) trains and evaluates in one process. Runs trained with
+``alignlab train`` and evaluated with ``alignlab eval`` are measured the same way (100 held-out prompts x 2
+samples, paired by prompt and seed) and add what the benchmark does not record: the share of completions that
+followed the instruction, reference → aligned. This command copies each run's figures out of its run directory
+(config, status, ``eval.json``, the last probe) into ``bench/eval_runs.json``, keyed by run id, with the machine
+it ran on and the thread count it was given; ``python -m bench.learn_figures`` then reads them beside the
+benchmark's results.
+
+    alignlab train --method kto --seed 42 --run-id kto-42 && alignlab eval runs/kto-42 --no-fluency
+    python -m bench.eval_runs runs/kto-42 --threads 1 --note "load 2-3 from other jobs"
+    python -m bench.learn_figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL_RUNS = ROOT / "bench" / "eval_runs.json"
+VISIBLE_GAIN, VISIBLE_SE = 0.3, 0.05  # the alignment benchmark's "visible" (its --gain and --max-se defaults)
+
+
+def _number(value):
+    """A figure as JSON can hold it: NaN (a figure not measured, such as perplexity under --no-fluency) is None."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _figures(value):
+    return {name: _figures(item) for name, item in value.items()} if isinstance(value, dict) else _number(value)
+
+
+def last_probe(rows: list[dict]) -> dict:
+    """The last row of the run's metrics that a probe wrote (its reward and KL), or {}."""
+    from alignlab.metrics import PROBE_KL, PROBE_REWARD
+
+    probed = [row for row in rows if row.get(PROBE_REWARD) is not None and row.get(PROBE_KL) is not None]
+    return probed[-1] if probed else {}
+
+
+def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") -> dict:
+    """One evaluated run's figures, in the shape :func:`bench.learn_figures.run_figures` reads.
+
+    Raises ValueError when the run did not finish or has no evaluation.
+    """
+    from alignlab import rundir
+    from alignlab.metrics import PROBE_FOLLOW, PROBE_KL, se_key
+
+    config = rundir.read_config(run_dir)
+    status = rundir.read_status(run_dir)
+    evaluation = rundir.read_eval(run_dir)
+    if status.get("state") != "finished":
+        raise ValueError(f"{run_dir}: the run is {status.get('state')!r}, not finished")
+    if evaluation is None:
+        raise ValueError(f"{run_dir}: no evaluation; run `alignlab eval {run_dir}` first")
+    probe = last_probe(rundir.read_metrics(run_dir)[0])
+    kept = ("reward", "gain", "gain_se", "win_rate", "aligned_fluency", "reference_fluency", "reference_follow",
+            "aligned_follow", "follow_change", "follow_change_se")
+    final = {name: _figures(evaluation.get(name)) for name in kept}
+    final["kl"] = probe.get(PROBE_KL)
+    final["kl_se"] = probe.get(se_key(PROBE_KL))
+    final["probe_follow"] = probe.get(PROBE_FOLLOW)
+    visible = final["gain"] >= VISIBLE_GAIN and final["gain_se"] <= VISIBLE_SE
+    return {"run_id": config["run_id"], "method": config["method"], "config": config, "state": "finished",
+            "seed": config["seed"], "threads": threads, "cache": "not recorded", "steps": config.get("max_steps"),
+            "train_s": status.get("elapsed_s"),
+            "visible": {"step": config.get("max_steps"), "seconds": status.get("elapsed_s"), "at_end": True}
+            if visible else None, "final": final, "machine": machine, "note": note}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.__main__ import machine
+
+    parser = argparse.ArgumentParser(prog="python -m bench.eval_runs", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run directories trained and evaluated (alignlab eval) to keep")
+    parser.add_argument("--threads", type=int, required=True, help="the torch threads the runs were given")
+    parser.add_argument("--note", default="", help="what else ran on the machine meanwhile")
+    parser.add_argument("--out", type=Path, default=EVAL_RUNS, help="the file the figures are kept in")
+    args = parser.parse_args(argv)
+    info = machine()
+    machine_text = f"{info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}, CUDA {'yes' if info['cuda'] else 'no'}"
+    kept = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else {"runs": []}
+    for run_dir in args.runs:
+        record = run_record(run_dir, args.threads, machine_text, args.note)
+        kept["runs"] = [run for run in kept["runs"] if run["run_id"] != record["run_id"]] + [record]
+        final = record["final"]
+        print(f"{record['run_id']}: gain {final['gain']:+.3f} ± {final['gain_se']:.3f}, KL {final['kl']}, "
+              f"followed {final.get('reference_follow')} → {final.get('aligned_follow')}")
+    args.out.write_text(json.dumps(kept, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}: {len(kept['runs'])} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
