@@ -47,6 +47,44 @@ def _final(run: dict) -> str:
     return f"seed {run['seed']} ({run['threads']} thread{'s' if run['threads'] != 1 else ''}): {', '.join(parts)}"
 
 
+FAITHFUL_KL = 10.0  # nats: "visible at small KL" (the faithful-alignment goal of the defaults)
+FAITHFUL_FOLLOW_DROP = 0.05  # the instruction counts as kept when followed at most this much less than by the reference
+
+
+def faithful_problems(run: dict, gain: float = 0.3, max_se: float = 0.05) -> list[str] | None:
+    """What keeps a run at the defaults from being *faithful* alignment (visible at small KL with the instruction
+    kept): gain below ``gain`` or s.e. above ``max_se``, KL above :data:`FAITHFUL_KL`, instruction followed more than
+    :data:`FAITHFUL_FOLLOW_DROP` below the reference. [] when nothing does; None when its figures cannot tell
+    (no instruction-following measured).
+
+    >>> faithful_problems({"gain": 0.36, "gain_se": 0.04, "kl": 8.0, "reference_follow": 0.39, "aligned_follow": 0.82})
+    []
+    >>> faithful_problems({"gain": 0.6, "gain_se": 0.04, "kl": 27.0, "reference_follow": 0.31, "aligned_follow": 0.0})
+    ['KL 27 nats > 10', 'instruction followed 31% → 0%']
+    """
+    if run.get("gain") is None or run.get("aligned_follow") is None or run.get("reference_follow") is None:
+        return None
+    problems = []
+    if run["gain"] < gain or run["gain_se"] > max_se:
+        problems.append(f"gain {run['gain']:+.3f} ± {run['gain_se']:.3f}, not ≥ {gain:g} with s.e. ≤ {max_se:g}")
+    if run.get("kl") is not None and run["kl"] > FAITHFUL_KL:
+        problems.append(f"KL {run['kl']:.0f} nats > {FAITHFUL_KL:g}")
+    if run["aligned_follow"] < run["reference_follow"] - FAITHFUL_FOLLOW_DROP:
+        problems.append(f"instruction followed {run['reference_follow']:.0%} → {run['aligned_follow']:.0%}")
+    return problems
+
+
+def _faithful(runs: list[dict], gain: float, max_se: float) -> str:
+    """The faithful-alignment reading of the runs at the defaults: per seed, faithful or what keeps it from it."""
+    said = []
+    for run in runs:
+        problems = faithful_problems(run, gain, max_se)
+        if problems is not None:
+            said.append(f"seed {run['seed']} " + ("yes" if not problems else "no (" + ", ".join(problems) + ")"))
+    return (f"Faithful (visible at KL ≤ {FAITHFUL_KL:g} nats, instruction followed at most "
+            f"{FAITHFUL_FOLLOW_DROP * 100:.0f} points below the reference's): " + "; ".join(said) + ".") if said else ""
+
+
 def _visible(run: dict) -> str | None:
     seen = run.get("visible")
     if not seen:
@@ -87,4 +125,5 @@ def measured_text(method: str, figures: dict | None = None) -> str:
                 if run.get("gain") is not None]
     if variants:
         text += ". Other settings: " + "; ".join(variants)
-    return text + "."
+    faithful = _faithful(found.get("defaults", []), settings.get("visible_gain", 0.3), settings.get("visible_se", 0.05))
+    return text + "." + (f" {faithful}" if faithful else "")
