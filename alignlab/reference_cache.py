@@ -78,11 +78,35 @@ def store(key: str, values: dict, kind: str = "reference-logps") -> None:
         pass
 
 
+def pass_phase(done: int, total: int) -> str:
+    """The run's phase while the reference pre-pass runs.
+
+    >>> pass_phase(24, 96)
+    "computing the reference model's log-probs: 24 of 96 pairs (once per model and data, then cached)"
+    """
+    return f"computing the reference model's log-probs: {done} of {total} pairs (once per model and data, then cached)"
+
+
 def cached_trainer(trainer_class: type) -> type:
-    """``trainer_class`` (TRL's DPOTrainer) whose reference pre-pass reads and fills the disk cache."""
+    """``trainer_class`` (TRL's DPOTrainer) whose reference pre-pass reads and fills the disk cache, and says how far
+    it got: the ``set_phase`` keyword (a callable taking a phase text, such as the run's
+    :meth:`~alignlab.run_contract.TrainingRun.set_phase`) hears :func:`pass_phase` after each batch of the pass."""
 
     class CachedReferenceTrainer(trainer_class):
         __doc__ = f"{trainer_class.__name__} with reference log-probs cached across runs (alignlab.reference_cache)."
+
+        def __init__(self, *args, set_phase=None, **kwargs):
+            self._set_phase = set_phase
+            self._pass = None  # (pairs done, pairs in all) while the pre-pass runs
+            super().__init__(*args, **kwargs)
+
+        def compute_ref_log_probs(self, model, batch):
+            found = super().compute_ref_log_probs(model, batch)
+            if self._pass is not None:
+                done, total = self._pass
+                self._pass = (min(done + len(found[0]), total), total)
+                self._set_phase(pass_phase(*self._pass))
+            return found
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
             settings = {"max_length": self.args.max_length,
@@ -95,7 +119,13 @@ def cached_trainer(trainer_class: type) -> type:
                     dataset = dataset.add_column(column, cached[column])
                 self.reference_cache_hit = True
                 return dataset
-            dataset = super()._precompute_ref_logps(dataset, name, batch_size)
+            if self._set_phase is not None:
+                self._pass = (0, len(dataset))
+                self._set_phase(pass_phase(*self._pass))
+            try:
+                dataset = super()._precompute_ref_logps(dataset, name, batch_size)
+            finally:
+                self._pass = None
             if key:
                 store(key, {column: list(dataset[column]) for column in COLUMNS})
             self.reference_cache_hit = False

@@ -52,7 +52,8 @@ class RunContext:
     prompt's instruction (:func:`alignlab.follow.check_for` the run's dataset); ``callbacks`` are TrainerCallbacks
     added to the trainer besides the lab's own event callback (the probe); ``sampling`` says which processes
     sample (all of them when the weights are sharded, see :mod:`alignlab.distributed`), known once the trainer is
-    built.
+    built; ``set_phase`` names what the run is doing between steps (:meth:`TrainingRun.set_phase`), for a trainer
+    that works before step 1 (the reference pre-pass of :func:`alignlab.reference_cache.cached_trainer`).
     """
 
     config: RunConfig
@@ -64,6 +65,7 @@ class RunContext:
     follow_check: Any = None
     callbacks: list = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)
+    set_phase: Any = None
 
 
 class EventCallback(TrainerCallback):
@@ -207,7 +209,7 @@ def _train(handle: TrainingRun) -> None:
     handle.set_phase("building the trainer: tokenizing the data")
     dataset, reward = training_data(handle, tokenizer)
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer, dataset=dataset,
-                         reward=reward, follow_check=check_for(config.dataset))
+                         reward=reward, follow_check=check_for(config.dataset), set_phase=handle.set_phase)
     if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
         rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
     if config.probe_every and spec.model_kind == "causal-lm":
@@ -221,8 +223,6 @@ def _train(handle: TrainingRun) -> None:
     policy = policy_of(trainer.model)
     guard_adapter_switch(policy)  # a chat during training never reads the reference as the aligned model
     handle.live_model(policy, tokenizer)  # chat during training
-    if config.method_args.get("precompute_ref_log_probs") and not handle.checkpoint:
-        handle.set_phase("computing the reference model's log-probs of the pairs, once, before step 1")
     try:
         with quiet_checkpointing_rename():  # TRL reads the old name at each generation
             trainer.train(resume_from_checkpoint=handle.checkpoint)

@@ -79,8 +79,11 @@ def test_outside_a_launch_there_is_one_process(monkeypatch):
     assert launched_processes() == (2, 1)
 
 
-def test_the_status_names_the_phase_a_run_is_in(tiny, monkeypatch):
+def test_the_status_names_the_phase_a_run_is_in(tiny, monkeypatch, tmp_path):
     """Between training steps the status says what runs (what both UIs show), and a finished run names none."""
+    from alignlab import reference_cache
+
+    monkeypatch.setattr(reference_cache, "cache_dir", lambda: tmp_path / "cache")  # cold: the pre-pass runs
     phases = []
     set_phase = RunHandle.set_phase
 
@@ -94,8 +97,13 @@ def test_the_status_names_the_phase_a_run_is_in(tiny, monkeypatch):
     assert handle.state == "finished", handle.error
     named = [phase for phase, _ in phases]
     assert named[0] == "building the trainer: tokenizing the data"
-    assert "computing the reference model's log-probs of the pairs, once, before step 1" in named
+    passed = [phase for phase in named if phase and phase.startswith("computing the reference model's log-probs")]
+    assert passed[0] == reference_cache.pass_phase(0, 4) and passed[-1] == reference_cache.pass_phase(4, 4)  # 2 x 2
+    assert named.index(passed[-1]) < named.index(None)  # the pass runs before step 1, while it runs
     held_out = len(handle.held_out.prompts)
     assert named.index(f"probe at step 0: sampling {held_out} held-out prompts") < named.index(None)  # then steps
     assert named[-2:] == ["saving the model", f"sampling reference vs aligned on {held_out} held-out prompts"]
     assert rundir.read_status(handle.run_dir)["phase"] is None and handle.status["phase"] is None
+    phases.clear()  # the same pairs again: their reference log-probs come from the cache, no pass to show
+    assert start(RunConfig(**{**tiny, "max_steps": 2, "probe_every": 0}), background=False).state == "finished"
+    assert not any(phase and "reference model's log-probs" in phase for phase, _ in phases)

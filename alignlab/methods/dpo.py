@@ -28,14 +28,16 @@ from alignlab.reference_cache import cached_trainer
 
 
 def _consumed_pairs(context) -> dict:
-    """With precomputed reference log-probs, only the pairs ``max_steps`` will draw (a seeded sample)."""
+    """With precomputed reference log-probs, only the pairs ``max_steps`` will draw (a seeded sample), and the
+    pass reports its progress as the run's phase."""
     config = context.config
-    if not config.method_args["precompute_ref_log_probs"] or config.max_steps <= 0:
+    if not config.method_args["precompute_ref_log_probs"]:
         return {}
+    found = {"set_phase": context.set_phase}
     needed = config.max_steps * config.batch_size * config.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
-    if needed >= len(context.dataset):
-        return {}
-    return {"train_dataset": context.dataset.shuffle(seed=config.seed).select(range(needed))}
+    if config.max_steps > 0 and needed < len(context.dataset):
+        found["train_dataset"] = context.dataset.shuffle(seed=config.seed).select(range(needed))
+    return found
 
 
 def _loss_list(config) -> dict:
