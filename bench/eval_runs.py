@@ -11,6 +11,7 @@ benchmark's results.
     alignlab train --method kto --seed 42 --run-id kto-42 && alignlab eval runs/kto-42 --no-fluency
     python -m bench.eval_runs runs/kto-42 --threads 1 --note "load 2-3 from other jobs"
     python -m bench.learn_figures
+    python -m bench.eval_runs --table          # the kept runs as a Markdown table (docs/alignment.md quotes it)
 """
 
 from __future__ import annotations
@@ -72,15 +73,54 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
             if visible else None, "final": final, "machine": machine, "note": note}
 
 
+def setting(run: dict) -> str:
+    """The run's method and the method knobs it set away from today's defaults, e.g. ``dpo {"loss_type": "ipo"}``."""
+    from alignlab.methods import get_method
+
+    defaults = get_method(run["method"]).defaults()
+    changed = {name: run["config"][name] for name, value in defaults.items()
+               if name in run["config"] and run["config"][name] != value}
+    return run["method"] + (f" {json.dumps(changed)}" if changed else "")
+
+
+def table(kept: dict) -> str:
+    """The kept runs as Markdown: one row per run, with the faithful-alignment reading of each
+    (:func:`alignlab.measured.faithful_problems`)."""
+    from alignlab.measured import faithful_problems
+
+    lines = ["| setting | seed | gain ± paired s.e. | win-rate | KL (nats) | followed: ref → aligned (change ± s.e.) "
+             "| faithful | train s (threads) |", "|---|---:|---|---:|---:|---|---|---:|"]
+    for run in kept["runs"]:
+        final = run["final"]
+        problems = faithful_problems(final)
+        faithful = "–" if problems is None else ("yes" if not problems else "no: " + ", ".join(problems))
+        followed = ("–" if final.get("aligned_follow") is None else
+                    f"{final['reference_follow']:.1%} → {final['aligned_follow']:.1%} "
+                    f"({final['follow_change'] * 100:+.0f} ± {final['follow_change_se'] * 100:.0f})")
+        kl = "–" if final.get("kl") is None else f"{final['kl']:.1f}"
+        lines.append(f"| {setting(run)} | {run['seed']} | {final['gain']:+.3f} ± {final['gain_se']:.3f} | "
+                     f"{final['win_rate']:.0%} | {kl} | {followed} | {faithful} | {run['train_s']:.0f} "
+                     f"({run['threads']}) |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.__main__ import machine
 
     parser = argparse.ArgumentParser(prog="python -m bench.eval_runs", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run directories trained and evaluated (alignlab eval) to keep")
-    parser.add_argument("--threads", type=int, required=True, help="the torch threads the runs were given")
+    parser.add_argument("runs", nargs="*", help="run directories trained and evaluated (alignlab eval) to keep")
+    parser.add_argument("--threads", type=int, help="the torch threads the runs were given (required with runs)")
+    parser.add_argument("--table", action="store_true", help="print the kept runs as a Markdown table")
     parser.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     parser.add_argument("--out", type=Path, default=EVAL_RUNS, help="the file the figures are kept in")
     args = parser.parse_args(argv)
+    if args.runs and args.threads is None:
+        parser.error("--threads is required with runs: how many threads they were given")
+    if not args.runs:
+        if not args.table:
+            parser.error("name the runs to keep, or --table to print those kept")
+        print(table(json.loads(args.out.read_text(encoding="utf-8"))))
+        return 0
     info = machine()
     machine_text = f"{info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}, CUDA {'yes' if info['cuda'] else 'no'}"
     kept = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else {"runs": []}

@@ -96,6 +96,7 @@ def test_eval_cli_reports_paired_gain_win_rate_and_fluency(tiny, tmp_path):
     assert [row["prompt"] for row in samples] == held_out
     # bench.eval_runs keeps the evaluated run's figures, and the Learn card's figures read them
     from bench.eval_runs import main as keep_runs
+    from bench.eval_runs import table
     from bench.learn_figures import learn_figures
 
     kept = tmp_path / "eval_runs.json"
@@ -106,3 +107,5 @@ def test_eval_cli_reports_paired_gain_win_rate_and_fluency(tiny, tmp_path):
     dpo = learn_figures({"runs": []}, json.loads(kept.read_text()))["methods"]["dpo"]
     assert [run["gain"] for run in dpo["defaults"]] == [record["final"]["gain"]]
     assert "test" in dpo["defaults"][0]["machine"]
+    assert f"| dpo | {record['seed']} | {figures['gain']:+.3f} ± {figures['gain_se']:.3f} |" in table(
+        json.loads(kept.read_text()))
