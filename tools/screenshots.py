@@ -7,7 +7,11 @@ What a room sees on a projector, photographed with Debian's Chromium (Playwright
 - ``gradio-chat-examples.png``: the Chat tab on that run (it opens on the newest finished run), an example request
   (labelled by its opening) answered by both columns;
 - ``gradio-chat-blind.png``: the same in blind mode, answers as A and B with the vote buttons;
-- ``jupyterlab-lab.png``: the notebook's Lab in JupyterLab after 01_quickstart ran in quick mode.
+- ``jupyterlab-lab.png``: the notebook's Lab in JupyterLab after 01_quickstart ran in quick mode;
+- ``gradio-learn-drift-NAME.png``: each worked example of drift in the Learn tab (shipped real runs of the default
+  model, :mod:`alignlab.worked_examples`): its words, drift panel with verdict, and reward-vs-KL path.
+
+``python tools/screenshots.py OUT_DIR learn`` takes only the Learn tab's (names: ``train``, ``lab``, ``learn``).
 
 The runs use the tiny random model (``ALIGNLAB_DEV=1``, set here): seconds per run, gibberish answers; the pictures
 show the layout, not what alignment does. Everything runs in a temporary folder; nothing is downloaded. The PNGs
@@ -109,6 +113,28 @@ def gradio_shots(browser, out: Path) -> None:
         demo.close()
 
 
+def learn_shots(browser, out: Path) -> None:
+    """The Learn tab's worked examples of drift, one picture each (no training: the runs are shipped)."""
+    from alignlab.worked_examples import worked_examples
+
+    demo = create_app(Path(tempfile.mkdtemp(prefix="alignlab-shots-")) / "runs")
+    _, url, _ = serve(demo, port=None, block=False)
+    try:
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_role("tab", name="Learn").click()
+        page.locator("#learn-examples button").first.click()  # open the accordion
+        for example in worked_examples():
+            card = page.locator(f"#example-{example.name}")
+            card.wait_for()
+            page.evaluate(f"() => document.getElementById('example-{example.name}').scrollIntoView({{block: 'start'}})")
+            save(page, out / f"gradio-learn-drift-{example.name}.png")
+    finally:
+        demo.services.jobs.close()
+        demo.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -165,16 +191,19 @@ def jupyterlab_shot(browser, out: Path) -> None:
         server.wait(10)
 
 
-def main(out: Path) -> None:
+SHOTS = {"train": gradio_shots, "lab": jupyterlab_shot, "learn": learn_shots}
+
+
+def main(out: Path, names: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            gradio_shots(browser, out)
-            jupyterlab_shot(browser, out)
+            for name in names or list(SHOTS):
+                SHOTS[name](browser, out)
         finally:
             browser.close()
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"), sys.argv[2:])

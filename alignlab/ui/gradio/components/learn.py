@@ -2,7 +2,8 @@
 
 Each card says what the method optimises (its summary), which paper it comes from, what data it needs,
 whether it keeps a reference model, and what every knob does (the knob's own help text and range).
-A last card covers the settings every method shares.
+A card covers the settings every method shares, and a last one shows the worked examples of drift
+(:mod:`alignlab.worked_examples`): shipped runs drawn with the drift panel and verdict a live run gets.
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ import gradio as gr
 from alignlab.data import FORMATS
 from alignlab.measured import measured_text
 from alignlab.methods import Knob, MethodSpec, registry
+from alignlab.plots import DRIFT_PANEL
+from alignlab.ui.figures import frontier_figure, panel_figure
 from alignlab.ui.gradio.forms import form_knobs
+from alignlab.worked_examples import WorkedExample, worked_examples
+
+EXAMPLES_INTRO = """\
+Real runs, shipped with the lab so a room can see them without waiting: each is drawn with the drift panel a live
+run gets (length and the reference's perplexity of the samples against the reference's own, and the share that
+followed the instruction), its verdict, and its path on the reward-vs-KL plot. The command under each title makes
+the run again.
+"""
 
 INTRO = """\
 **How to read the lab.** Every method starts from a *reference* model (the base model before training)
@@ -55,6 +66,25 @@ def method_card(spec: MethodSpec) -> str:
             + f"\n{knob_rows(spec.knobs)}")
 
 
+def example_text(example: WorkedExample) -> str:
+    """Markdown for one worked example: its command, what its probes show, its verdict, the lesson and the machine."""
+    said = example.verdict()
+    mark = "" if said is None else ("**Alarm:** " if said.alarm else "**Steady:** ") + said.text
+    return "\n\n".join(filter(None, [f"#### {example.title}", f"`{example.command}`", example.summary(), mark,
+                                       example.lesson, f"_Ran on {example.machine}._"]))
+
+
+def create_worked_examples() -> None:
+    """The worked examples of drift, each its words and two plots (drift panel, reward vs KL)."""
+    gr.Markdown(EXAMPLES_INTRO)
+    for example in worked_examples():
+        runs = {example.name: list(example.rows)}
+        gr.Markdown(example_text(example), elem_classes=["lab-card"], elem_id=f"example-{example.name}")
+        with gr.Row():
+            gr.Plot(panel_figure(DRIFT_PANEL, runs, overlay=False), show_label=False)
+            gr.Plot(frontier_figure(runs), show_label=False)
+
+
 def create_learn_tab() -> None:
     """Build the Learn tab: an intro and one card per registered method."""
     gr.Markdown(INTRO, elem_id="learn-intro")
@@ -63,3 +93,6 @@ def create_learn_tab() -> None:
             gr.Markdown(method_card(spec), elem_classes=["lab-card"])
     with gr.Accordion("Settings every method shares", open=False, elem_id="learn-common"):
         gr.Markdown(knob_rows(form_knobs()), elem_classes=["lab-card"])
+    if worked_examples():
+        with gr.Accordion("Worked examples: drift while it happens", open=False, elem_id="learn-examples"):
+            create_worked_examples()
