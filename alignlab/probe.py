@@ -24,6 +24,13 @@ completion per fixed held-out prompt with a fixed seed, at temperature 1, and lo
 A completion ends at the first stop token (:func:`alignlab.generation.stop_token_ids`).
 
 The reference is the same weights with the LoRA adapter disabled (a frozen copy without LoRA).
+
+The step-0 probe measures the untrained policy, which *is* the reference: its result is cached across runs
+(:mod:`alignlab.reference_cache`), and on a miss with LoRA it is deferred, so that training starts at once and
+the first curve point comes from step 1 instead of after a probe. Since the base weights never change under LoRA,
+the reference (adapter off) sampled at the first scheduled probe gives what step 0 would have: the same samples,
+reward and length, and a KL of zero up to rounding. It is recorded as step 0 just before that probe (not given to
+the experiment trackers, which expect steps in order).
 Samples go to the run directory (:func:`alignlab.rundir.append_probe_samples`). In a run of several
 processes the main one probes alone, unless the weights are sharded (FSDP, ZeRO-3): then every process
 samples, together, and the main one records and writes (:class:`alignlab.distributed.Sampling`).
@@ -60,6 +67,8 @@ from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se
 from alignlab.tracking import report_probe
+
+DEFER_UNTRAINED = True  # a LoRA run's uncached step-0 probe waits for the first scheduled probe (module docstring)
 
 if TYPE_CHECKING:
     from alignlab.run_contract import TrainingRun
@@ -224,6 +233,7 @@ class ProbeCallback(TrainerCallback):
         self._last_step: int | None = None
         self.trackers: list = []  # the trainer's tracker callbacks (alignlab.training.build_trainer sets them)
         self.recorded: dict | None = None  # the metrics of the last probe this process recorded
+        self.deferred = False  # the step-0 probe waits for the first scheduled one (DEFER_UNTRAINED)
 
     def _reference_context(self, model):
         if is_adapter_model(model):
@@ -244,26 +254,39 @@ class ProbeCallback(TrainerCallback):
                     self.config.judge_instruction, self.config.judge_opposite, PROBE_PROMPTS, SAMPLER, MEASURES]
         return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:32]
 
-    def run(self, model, step: int, untrained: bool = False) -> ProbeResult:
+    def _cached_untrained(self, policy) -> tuple[str | None, dict | None]:
+        """The step-0 probe's cache key and its cached result (None when missing or not cacheable)."""
+        key = self._untrained_key(policy) if not self.context.sampling.together else None
+        return key, (reference_cache.load(key, kind="probe") if key else None)
+
+    def _measure(self, policy, as_reference: bool) -> ProbeResult:
+        """:func:`measure` the policy, or with ``as_reference`` the reference (the adapter off), which the untrained
+        policy equals."""
+        sampling = self.context.sampling
+        with sampling.whole_parameters():
+            if not as_reference:
+                return measure(policy, self._reference_context(policy), self.tokenizer, self.prompts, self.reward,
+                               self.config.max_completion_length, self.config.seed, synced_gpus=sampling.together)
+            with reference_of(policy, self.config) as reference:
+                return measure(reference, lambda: contextlib.nullcontext(reference), self.tokenizer, self.prompts,
+                               self.reward, self.config.max_completion_length, self.config.seed)
+
+    def run(self, model, step: int, untrained: bool = False, as_reference: bool = False) -> ProbeResult:
         """Probe ``model`` now and publish the result as the event of ``step``.
 
         ``untrained``: the policy still equals the reference (before the first step), so a cached
         result of the same base weights, prompts and settings is reused instead of sampling again.
+        ``as_reference``: sample the reference (the LoRA adapter off) for the deferred step-0 probe.
         """
 
         policy = policy_of(model)
-        sampling = self.context.sampling
         started = time.perf_counter()
-        key = self._untrained_key(policy) if untrained and not sampling.together else None
-        cached = reference_cache.load(key, kind="probe") if key else None
+        key, cached = self._cached_untrained(policy) if untrained else (None, None)
         if cached is not None:
             result = ProbeResult(**cached)
         else:
             try:
-                with sampling.whole_parameters():
-                    result = measure(policy, self._reference_context(policy), self.tokenizer, self.prompts,
-                                     self.reward, self.config.max_completion_length, self.config.seed,
-                                     synced_gpus=sampling.together)
+                result = self._measure(policy, as_reference)
             except RuntimeError as error:  # torch: "probability tensor contains either `inf`, `nan` or ..."
                 if "nan" not in str(error):
                     raise
@@ -290,8 +313,24 @@ class ProbeCallback(TrainerCallback):
     def _model(self, kwargs):
         return kwargs["model"] if kwargs.get("model") is not None else self.handle.model
 
+    def _can_defer(self, model) -> bool:
+        """Whether the step-0 probe can wait (:data:`DEFER_UNTRAINED`): a LoRA policy on one process, its result
+        not cached."""
+        policy = policy_of(model)
+        return (DEFER_UNTRAINED and self.config.probe_every > 0 and is_adapter_model(policy)
+                and not self.context.sampling.together and self._cached_untrained(policy)[1] is None)
+
+    def _probe_deferred(self, kwargs) -> None:
+        """The deferred step-0 probe, on the reference, recorded as step 0."""
+        self.deferred = False
+        self.handle.set_phase(f"probe at step 0, of the reference (deferred so that training could start): "
+                              f"sampling {len(self.prompts)} held-out prompts")
+        self.run(self._model(kwargs), 0, untrained=True, as_reference=True)
+
     def _probe(self, args, state, control, kwargs, untrained: bool = False) -> None:
         """Probe at this step (:meth:`run`) and give what was recorded to the trackers."""
+        if self.deferred:
+            self._probe_deferred(kwargs)
         self.recorded = None
         self.handle.set_phase(f"probe at step {state.global_step}: sampling {len(self.prompts)} held-out prompts")
         self.run(self._model(kwargs), state.global_step, untrained=untrained)
@@ -306,6 +345,9 @@ class ProbeCallback(TrainerCallback):
                      for event in self.handle.history)  # the main process holds the history
         if self.context.sampling.agree(probed):  # a resumed run, probed at the step it resumes from
             self._last_step = state.global_step
+            return
+        if state.global_step == 0 and self._can_defer(self._model(kwargs)):
+            self.deferred = True
             return
         self._probe(args, state, control, kwargs, untrained=state.global_step == 0)
 

@@ -120,3 +120,31 @@ def test_the_probe_records_drift_from_the_reference(tiny):
     assert probes[-1][PROBE_REF_PPL] == pytest.approx(pooled, rel=1e-4)
     said = verdict(rows)  # two steps of tiny-random: a line either way, from the run's own probes
     assert said is not None and (said.alarm or "(step 0 → 2)" in said.text)
+
+
+def test_an_uncached_step_0_probe_waits_for_the_first_probe_and_measures_what_step_0_would(tiny, monkeypatch,
+                                                                                            tmp_path):
+    """With LoRA and a cold cache, training starts at once (the first loss row comes before any probe row) and the
+    step-0 probe, taken on the reference at the first scheduled probe, equals the one taken before step 1."""
+    from alignlab import probe, reference_cache
+
+    def run(cache: str):
+        monkeypatch.setattr(reference_cache, "cache_dir", lambda: tmp_path / cache)
+        handle = start(RunConfig.from_dict({"method": "dpo", **tiny, "probe_every": 2}), background=False)
+        assert handle.state == "finished", handle.error
+        rows = read_metrics(handle.run_dir)[0]
+        step_0 = [sample for sample in read_probe_samples(handle.run_dir) if sample["step"] == 0]
+        return rows, step_0
+
+    deferred, deferred_samples = run("a")
+    kinds = [("probe" if PROBE_KL in row else "loss" if "loss" in row else "other", row["step"]) for row in deferred]
+    assert kinds.index(("loss", 1)) < kinds.index(("probe", 0)) < kinds.index(("probe", 2))
+    monkeypatch.setattr(probe, "DEFER_UNTRAINED", False)
+    at_once, at_once_samples = run("b")
+    kinds = [("probe" if PROBE_KL in row else "loss" if "loss" in row else "other", row["step"]) for row in at_once]
+    assert kinds.index(("probe", 0)) < kinds.index(("loss", 1))
+    first, second = (next(row for row in rows if PROBE_KL in row and row["step"] == 0) for rows in (deferred, at_once))
+    for key in ("probe/reward", PROBE_LENGTH, PROBE_REF_PPL):
+        assert first[key] == pytest.approx(second[key], rel=1e-5), key
+    assert first[PROBE_KL] == pytest.approx(0.0, abs=1e-4) and second[PROBE_KL] == pytest.approx(0.0, abs=1e-4)
+    assert [s["completion"] for s in deferred_samples] == [s["completion"] for s in at_once_samples]

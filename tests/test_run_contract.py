@@ -101,7 +101,10 @@ def test_the_status_names_the_phase_a_run_is_in(tiny, monkeypatch, tmp_path):
     assert passed[0] == reference_cache.pass_phase(0, 4) and passed[-1] == reference_cache.pass_phase(4, 4)  # 2 x 2
     assert named.index(passed[-1]) < named.index(None)  # the pass runs before step 1, while it runs
     held_out = len(handle.held_out.prompts)
-    assert named.index(f"probe at step 0: sampling {held_out} held-out prompts") < named.index(None)  # then steps
+    deferred = (f"probe at step 0, of the reference (deferred so that training could start): sampling {held_out} "
+                "held-out prompts")  # a cold cache: step 1 first, then the reference's probe, then step 1's
+    assert named.index(None) < named.index(deferred) < named.index(f"probe at step 1: sampling {held_out} held-out "
+                                                                    "prompts")
     assert named[-2:] == ["saving the model", f"sampling reference vs aligned on {held_out} held-out prompts"]
     assert rundir.read_status(handle.run_dir)["phase"] is None and handle.status["phase"] is None
     phases.clear()  # the same pairs again: their reference log-probs come from the cache, no pass to show
