@@ -7,8 +7,9 @@ the reference forward from every step (about 30% of a DPO step on CPU, ``bench/R
 cache is keyed by a hash of the *trainable* model, LoRA initialisation included, so it misses on every
 new run. Here the key is what the numbers actually depend on: the reference weights file (path, size,
 modification time), the tokenized ids of every pair, and the settings that change the sum (maximum
-length, truncation, LD-DPO's ``ld_alpha``). The first run pays one forward pass per pair; every later
-run on the same model and data starts training at once.
+length, truncation, LD-DPO's ``ld_alpha``). The first run computes them as its steps need them (no pre-pass
+before step 1) and stores them when every pair has them; every later run on the same model and data reads them
+and runs only the policy in each step.
 
 The same store keeps the probe's step-0 measurement (:mod:`alignlab.probe`): before the first step the
 policy *is* the reference, so that point depends only on the base weights, the prompts and the sampling
@@ -78,35 +79,32 @@ def store(key: str, values: dict, kind: str = "reference-logps") -> None:
         pass
 
 
-def pass_phase(done: int, total: int) -> str:
-    """The run's phase while the reference pre-pass runs.
+LAZY = True  # on a cache miss, compute each pair's reference log-probs in the step that first uses it
 
-    >>> pass_phase(24, 96)
-    "computing the reference model's log-probs: 24 of 96 pairs (once per model and data, then cached)"
-    """
-    return f"computing the reference model's log-probs: {done} of {total} pairs (once per model and data, then cached)"
+
+def _pair_key(input_ids, attention_mask, row: int, rows: int) -> str:
+    """A pair's identity in a collated DPO batch: its chosen (row ``row``) and rejected (row ``rows + row``) ids,
+    padding left out."""
+    kept = [input_ids[i][attention_mask[i].bool()].tolist() for i in (row, rows + row)]
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
 
 
 def cached_trainer(trainer_class: type) -> type:
-    """``trainer_class`` (TRL's DPOTrainer) whose reference pre-pass reads and fills the disk cache, and says how far
-    it got: the ``set_phase`` keyword (a callable taking a phase text, such as the run's
-    :meth:`~alignlab.run_contract.TrainingRun.set_phase`) hears :func:`pass_phase` after each batch of the pass."""
+    """``trainer_class`` (TRL's DPOTrainer) whose reference log-probs come from the disk cache, or on a miss are
+    computed as the training steps need them (:data:`LAZY`) and stored once every pair has them.
+
+    TRL's own pre-pass runs every pair through the reference before step 1: minutes of silence on a CPU before the
+    first curve point, for work the steps would do anyway. Lazily, a step whose batch lacks them computes them with
+    TRL's own ``compute_ref_log_probs`` (the pre-pass's function: the same numbers), keeps them by the pair's ids
+    and trains on them; when training ends with every pair filled, they are stored under the same key the pre-pass
+    would have used, so the next run on the same model and data reads them. Datasets other than the training one
+    keep TRL's pre-pass."""
+    import math
 
     class CachedReferenceTrainer(trainer_class):
         __doc__ = f"{trainer_class.__name__} with reference log-probs cached across runs (alignlab.reference_cache)."
 
-        def __init__(self, *args, set_phase=None, **kwargs):
-            self._set_phase = set_phase
-            self._pass = None  # (pairs done, pairs in all) while the pre-pass runs
-            super().__init__(*args, **kwargs)
-
-        def compute_ref_log_probs(self, model, batch):
-            found = super().compute_ref_log_probs(model, batch)
-            if self._pass is not None:
-                done, total = self._pass
-                self._pass = (min(done + len(found[0]), total), total)
-                self._set_phase(pass_phase(*self._pass))
-            return found
+        _lazy: dict | None = None  # on a miss: the key, each pair's rows by its ids, the values found so far
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
             settings = {"max_length": self.args.max_length,
@@ -119,17 +117,43 @@ def cached_trainer(trainer_class: type) -> type:
                     dataset = dataset.add_column(column, cached[column])
                 self.reference_cache_hit = True
                 return dataset
-            if self._set_phase is not None:
-                self._pass = (0, len(dataset))
-                self._set_phase(pass_phase(*self._pass))
-            try:
-                dataset = super()._precompute_ref_logps(dataset, name, batch_size)
-            finally:
-                self._pass = None
+            self.reference_cache_hit = False
+            if LAZY and name == "train" and key:
+                rows: dict[str, list[int]] = {}
+                for index in range(len(dataset)):
+                    batch = self.data_collator([dataset[index]])
+                    rows.setdefault(_pair_key(batch["input_ids"], batch["attention_mask"], 0, 1), []).append(index)
+                self._lazy = {"key": key, "rows": rows, "values": {c: [math.nan] * len(dataset) for c in COLUMNS}}
+                for column in COLUMNS:  # the collator passes them on; a NaN asks the step to compute them
+                    dataset = dataset.add_column(column, [math.nan] * len(dataset))
+                return dataset
+            dataset = super()._precompute_ref_logps(dataset, name, batch_size)
             if key:
                 store(key, {column: list(dataset[column]) for column in COLUMNS})
-            self.reference_cache_hit = False
             return dataset
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            import torch
+
+            if self._lazy is not None and "ref_chosen_logps" in inputs and bool(
+                    torch.isnan(inputs["ref_chosen_logps"]).any()):
+                chosen, rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
+                inputs = {**inputs, "ref_chosen_logps": chosen.detach(), "ref_rejected_logps": rejected.detach()}
+                pairs = len(chosen)
+                for row in range(pairs):
+                    found = _pair_key(inputs["input_ids"], inputs["attention_mask"], row, pairs)
+                    for index in self._lazy["rows"].get(found, []):
+                        self._lazy["values"][COLUMNS[0]][index] = float(chosen[row])
+                        self._lazy["values"][COLUMNS[1]][index] = float(rejected[row])
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+        def train(self, *args, **kwargs):
+            try:
+                return super().train(*args, **kwargs)
+            finally:  # a stopped or failed run stores nothing: only a complete set is a cache entry
+                lazy, self._lazy = self._lazy, None
+                if lazy and not any(math.isnan(value) for column in COLUMNS for value in lazy["values"][column]):
+                    store(lazy["key"], lazy["values"])
 
     CachedReferenceTrainer.__name__ = CachedReferenceTrainer.__qualname__ = trainer_class.__name__
     return CachedReferenceTrainer

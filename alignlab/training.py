@@ -52,8 +52,7 @@ class RunContext:
     prompt's instruction (:func:`alignlab.follow.check_for` the run's dataset); ``callbacks`` are TrainerCallbacks
     added to the trainer besides the lab's own event callback (the probe); ``sampling`` says which processes
     sample (all of them when the weights are sharded, see :mod:`alignlab.distributed`), known once the trainer is
-    built; ``set_phase`` names what the run is doing between steps (:meth:`TrainingRun.set_phase`), for a trainer
-    that works before step 1 (the reference pre-pass of :func:`alignlab.reference_cache.cached_trainer`).
+    built.
     """
 
     config: RunConfig
@@ -65,7 +64,6 @@ class RunContext:
     follow_check: Any = None
     callbacks: list = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)
-    set_phase: Any = None
 
 
 class EventCallback(TrainerCallback):
@@ -209,7 +207,7 @@ def _train(handle: TrainingRun) -> None:
     handle.set_phase("building the trainer: tokenizing the data")
     dataset, reward = training_data(handle, tokenizer)
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer, dataset=dataset,
-                         reward=reward, follow_check=check_for(config.dataset), set_phase=handle.set_phase)
+                         reward=reward, follow_check=check_for(config.dataset))
     if handle.is_writer:  # what it trains on: the rows' count and content hash, a datasets fingerprint where one is
         rundir.write_trained_on(handle.run_dir, trained_on(config.dataset, context.dataset, spec.data_format))
     if config.probe_every and spec.model_kind == "causal-lm":

@@ -16,31 +16,51 @@ def cache_folder(tmp_path, monkeypatch):
     return folder / "reference-logps"
 
 
-def _trainer(dataset_rows, seed):
+def _trainer(dataset_rows, seed, max_steps: int = 1):
     import datasets
     from trl import DPOConfig
 
     from alignlab.methods import get_method
     from alignlab.models import load_model, load_tokenizer, lora_config
 
-    args = DPOConfig(output_dir="unused", max_steps=1, per_device_train_batch_size=2, precompute_ref_log_probs=True,
-                     report_to="none", use_cpu=True, max_length=48, seed=seed, save_strategy="no")
+    args = DPOConfig(output_dir="unused", max_steps=max_steps, per_device_train_batch_size=2,
+                     precompute_ref_log_probs=True, report_to="none", use_cpu=True, max_length=48, seed=seed,
+                     save_strategy="no")
     trainer_class = get_method("dpo").trainer_class()
     return trainer_class(model=load_model("tiny-random"), args=args, processing_class=load_tokenizer("tiny-random"),
                          train_dataset=datasets.Dataset.from_list(dataset_rows),
                          peft_config=lora_config(4, 8, 0.0, "all-linear", "causal-lm"))
 
 
-def test_second_trainer_reads_the_cache_and_gets_the_same_numbers(pairs_file, cache_folder):
+def test_a_cold_run_fills_the_cache_as_its_steps_go_with_the_numbers_the_pre_pass_gives(pairs_file, cache_folder,
+                                                                                         monkeypatch):
+    """On a miss nothing runs before step 1; the steps compute each pair's reference log-probs once, and when
+    every pair has them they are stored: the next trainer reads the numbers TRL's pre-pass would have computed."""
+    import alignlab.reference_cache as reference_cache
+
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
-    first = _trainer(rows, seed=1)
-    assert first.reference_cache_hit is False and len(list(cache_folder.glob("*.json"))) == 1
+    first = _trainer(rows, seed=1, max_steps=len(rows) // 2)  # 2 pairs a step: one epoch
+    assert first.reference_cache_hit is False and not list(cache_folder.glob("*.json"))  # no pre-pass
+    first.train()
+    assert len(list(cache_folder.glob("*.json"))) == 1
     second = _trainer(rows, seed=2)  # another LoRA initialisation: the reference is the same
     assert second.reference_cache_hit is True
+    monkeypatch.setattr(reference_cache, "LAZY", False)
+    monkeypatch.setattr(reference_cache, "cache_dir", lambda: cache_folder.parent.parent / "other")
+    pre_pass = _trainer(rows, seed=3)  # TRL's own pass over every pair before training
+    assert pre_pass.reference_cache_hit is False
     for column in ("ref_chosen_logps", "ref_rejected_logps"):
-        assert list(second.train_dataset[column]) == pytest.approx(list(first.train_dataset[column]))
+        assert list(second.train_dataset[column]) == pytest.approx(list(pre_pass.train_dataset[column]), rel=1e-4)
     changed = [dict(row, chosen=row["chosen"] + " Truly.") if i == 0 else row for i, row in enumerate(rows)]
+    monkeypatch.setattr(reference_cache, "cache_dir", lambda: cache_folder.parent)
     assert _trainer(changed, seed=1).reference_cache_hit is False  # other data, other key
+
+
+def test_a_stopped_cold_run_stores_nothing(pairs_file, cache_folder):
+    rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    trainer = _trainer(rows, seed=1, max_steps=1)  # 2 of the pairs: the others never get theirs
+    trainer.train()
+    assert not list(cache_folder.glob("*.json"))
 
 
 def test_runs_on_a_cold_and_a_warm_cache_train_like_the_in_step_reference(tiny, cache_folder):

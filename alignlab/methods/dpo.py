@@ -16,9 +16,10 @@ with the requested opening, nothing in it holds the opening in place, and the po
 ignores the instruction. The likelihood term keeps the policy writing answers like the chosen ones, opening
 included (docs/alignment.md, "Faithful alignment", measures it).
 
-The reference log-probs π_ref(y|x) of the pairs are computed in one pass before training and cached on
-disk (:mod:`alignlab.reference_cache`), so a step runs only the policy; the pass covers just the pairs
-the run will consume (``max_steps`` x batch, a seeded sample of the set).
+The reference log-probs π_ref(y|x) of the pairs are cached on disk (:mod:`alignlab.reference_cache`), so a
+step of a later run on the same data runs only the policy; the first run computes them as its steps reach each
+pair (no pass before step 1) and stores them. The pairs are just those the run will consume (``max_steps`` x
+batch, a seeded sample of the set).
 """
 
 import os
@@ -28,16 +29,14 @@ from alignlab.reference_cache import cached_trainer
 
 
 def _consumed_pairs(context) -> dict:
-    """With precomputed reference log-probs, only the pairs ``max_steps`` will draw (a seeded sample), and the
-    pass reports its progress as the run's phase."""
+    """With precomputed reference log-probs, only the pairs ``max_steps`` will draw (a seeded sample)."""
     config = context.config
-    if not config.method_args["precompute_ref_log_probs"]:
+    if not config.method_args["precompute_ref_log_probs"] or config.max_steps <= 0:
         return {}
-    found = {"set_phase": context.set_phase}
     needed = config.max_steps * config.batch_size * config.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
-    if config.max_steps > 0 and needed < len(context.dataset):
-        found["train_dataset"] = context.dataset.shuffle(seed=config.seed).select(range(needed))
-    return found
+    if needed >= len(context.dataset):
+        return {}
+    return {"train_dataset": context.dataset.shuffle(seed=config.seed).select(range(needed))}
 
 
 def _loss_list(config) -> dict:
@@ -80,8 +79,9 @@ SPEC = register(
                  "what both answers share, such as a requested opening, in place. 0 = plain preference loss.",
                  min=0.0, max=100.0, target="loss_weights"),  # the sft entry of TRL's loss_weights (_loss_list)
             Knob("label_smoothing", 0.0, "Assumed label-flip rate (robust DPO) / smoothing (EXO).", min=0.0, max=0.49),
-            Knob("precompute_ref_log_probs", True, "Compute the reference log-probs of the pairs in one pass before "
-                 "training and keep them on disk for later runs (each step then skips the reference forward).",
+            Knob("precompute_ref_log_probs", True, "Keep the reference log-probs of the pairs on disk: the first run "
+                 "computes each pair's as its step reaches it, later runs on the same data read them and skip the "
+                 "reference forward.",
                  kind="bool"),
         ),
         trainer_kwargs=_consumed_pairs,
