@@ -125,5 +125,6 @@ def measured_text(method: str, figures: dict | None = None) -> str:
                 if run.get("gain") is not None]
     if variants:
         text += ". Other settings: " + "; ".join(variants)
-    faithful = _faithful(found.get("defaults", []), settings.get("visible_gain", 0.3), settings.get("visible_se", 0.05))
+    faithful = _faithful(found.get("defaults", []), settings.get("visible_gain") or 0.3,
+                         settings.get("visible_se") or 0.05)
     return text + "." + (f" {faithful}" if faithful else "")
