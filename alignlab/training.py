@@ -24,7 +24,7 @@ from transformers.trainer_callback import PrinterCallback
 from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
-from alignlab.data import load_dataset, rows_that_fit, trained_on
+from alignlab.data import load_dataset, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.follow import check_for
@@ -33,6 +33,7 @@ from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
 from alignlab.offline import hub_offline
 from alignlab.progress_bars import progress_bars_off
+from alignlab.prompt_lengths import rows_that_fit
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
 from alignlab.rollouts import route_generate

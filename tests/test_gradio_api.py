@@ -148,7 +148,8 @@ def test_comparing_runs_of_every_method_keeps_every_panel_and_the_frontier(built
 
 
 def test_the_dataset_preview_opens_with_the_built_in_rows(built_app):
-    from alignlab.data import BUILTIN_TASK, load_rows
+    from alignlab.data import load_rows
+    from alignlab.task import BUILTIN_TASK
 
     table = next(block for block in built_app.blocks.values() if getattr(block, "elem_id", None) == "train-preview")
     rows = load_rows(BUILTIN_TASK, get_method("dpo").data_format, "dpo")
@@ -461,7 +462,7 @@ def test_a_json_upload_is_taken_by_the_button_and_the_store_and_loads(tmp_path, 
 
 
 def test_chat_tab_offers_held_out_review_requests_and_says_why_it_chats(tmp_path):
-    from alignlab.data import task_instruction, task_openings
+    from alignlab.task import task_instruction, task_openings
     from alignlab.ui.gradio.components.chat import default_mode
 
     run = tmp_path / "runs" / "20250101-120000-dpo-ab12"
@@ -536,8 +537,8 @@ def test_the_chat_tab_opens_on_the_newest_finished_run_and_keeps_a_pick_until_an
 
 def test_examples_are_labelled_by_their_opening_and_tiny_random_is_offered_only_in_development(monkeypatch,
                                                                                                 built_app):
-    from alignlab.data import task_openings
     from alignlab.models import DEV_ENV
+    from alignlab.task import task_openings
     from alignlab.ui.gradio.components.train import model_choices
 
     examples = next(block for block in built_app.blocks.values() if isinstance(block, gr.Dataset))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from alignlab.data import FORMATS
+from alignlab.data_formats import FORMATS
 from alignlab.measured import measured_text
 from alignlab.methods import Knob, MethodSpec, registry
 from alignlab.ui.gradio.forms import form_knobs
