@@ -35,7 +35,7 @@ from alignlab.methods import registry
 from alignlab.methods.base import summary_keys
 from alignlab.metrics import HEADLINE_LABELS, PROBE_FOLLOW, se_key
 from alignlab.model_index import eval_results, versions_section
-from alignlab.plots import final_point
+from alignlab.panels import final_point
 from alignlab.task import BUILTIN_TASK, task_instruction
 
 KINDS = ("adapter", "merged", "model")  # a LoRA adapter; the adapter merged into its base; a fully trained model

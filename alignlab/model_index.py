@@ -21,7 +21,7 @@ from pathlib import Path
 
 from alignlab import rundir
 from alignlab.data import dataset_parts
-from alignlab.plots import final_point
+from alignlab.panels import final_point
 from alignlab.task import BUILTIN_TASK
 
 FRAMEWORKS = ("alignlab", "trl", "transformers", "peft", "torch", "datasets", "huggingface_hub")

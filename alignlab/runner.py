@@ -40,7 +40,7 @@ from alignlab.eta import pace
 from alignlab.held_out import HeldOut, choose_held_out, held_out_of_run, record_held_out, training_rows
 from alignlab.metrics import MetricBus
 from alignlab.models import check_lora_targets, load_tokenizer, resolve_model
-from alignlab.plots import rows_from_events
+from alignlab.panels import rows_from_events
 from alignlab.prompt_lengths import check_prompt_lengths
 from alignlab.rewards import reward_for
 from alignlab.run_contract import Preflight

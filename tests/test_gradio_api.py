@@ -20,7 +20,7 @@ from alignlab.config import RunConfig, common_knobs
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.methods import get_method, method_names, registry
-from alignlab.plots import FRONTIER, merged_panels
+from alignlab.panels import FRONTIER, merged_panels
 from alignlab.ui.gradio import create_app, parse_auth, serve
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid
 from alignlab.ui.gradio.components.runs import comparison_figures, comparison_slots
@@ -208,7 +208,7 @@ def test_the_queued_message_under_start_is_replaced_when_its_job_ends(tmp_path):
 
 
 def test_the_train_tab_shows_the_drift_panel_with_its_verdict_and_explains_a_dpo_run(tmp_path, built_app):
-    from alignlab.plots import DRIFT
+    from alignlab.panels import DRIFT
     from alignlab.ui.gradio.components.job_view import job_explainer, job_figures
     from alignlab.ui.gradio.jobs import Job
 
