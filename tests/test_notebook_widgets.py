@@ -19,7 +19,7 @@ from alignlab.rewards import reward_names
 from alignlab.rundir import list_runs
 from alignlab.ui.notebook import Chat, Lab, RunForm, RunsView, knob_widget, sweep, waiting
 from alignlab.ui.notebook.runs import short_id
-from alignlab.ui.notebook.series import grid
+from alignlab.ui.notebook.sweeps import grid
 
 
 @pytest.mark.parametrize("method", method_names())
