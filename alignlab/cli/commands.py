@@ -17,7 +17,7 @@ from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
 from alignlab.export import export_metrics
-from alignlab.make_prefs import card_path, check_output, check_settings, make_prefs, write_card
+from alignlab.make_prefs import card_path, check_output, check_settings, make_prefs, write_dataset_card
 from alignlab.methods.base import summary_keys
 from alignlab.models import resolve_model
 from alignlab.presets import get_preset
@@ -232,7 +232,7 @@ def make_prefs_command(args) -> int:
                         dtype=args.dtype, prefill_opening=args.prefill_opening)
     bar.close()
     card = card_path(args.output)
-    write_card(report, card, "alignlab " + " ".join(sys.argv[1:]))
+    write_dataset_card(report, card, "alignlab " + " ".join(sys.argv[1:]))
     print(f"{report.pairs} pairs from {report.prompts} prompts -> {args.output} (card: {card})")
     print(f"base reward mean {report.reward_mean:+.3f}, deciles {report.reward_deciles}")
     return 0
