@@ -21,10 +21,11 @@ from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.methods import get_method, method_names, registry
 from alignlab.panels import FRONTIER, merged_panels
-from alignlab.ui.gradio import create_app, parse_auth, serve
+from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid
 from alignlab.ui.gradio.components.runs import comparison_figures, comparison_slots
 from alignlab.ui.gradio.forms import APP_OWNED, config_from_form, form_knobs, knob_input, method_input_name
+from alignlab.ui.gradio.server import parse_auth, serve
 from alignlab.ui.gradio.uploads import MAX_BYTES, UploadStore
 
 pytestmark = pytest.mark.timeout(300)
@@ -412,7 +413,7 @@ def test_auth_is_required_when_set(tmp_path):
 def test_serving_names_the_share_flag_not_gradios_launch_argument(tmp_path, capsys, monkeypatch):
     demo = create_app(tmp_path / "runs")
     served = []  # what ``alignlab app`` waits in until a signal (tests/test_app_shutdown.py sends them for real)
-    monkeypatch.setattr("alignlab.ui.gradio.serve_until_signalled", served.append)
+    monkeypatch.setattr("alignlab.ui.gradio.server.serve_until_signalled", served.append)
     try:
         serve(demo, port=None, block=True)
     finally:
@@ -586,9 +587,9 @@ def test_a_reopened_page_shows_the_settings_of_the_job_on_its_card(built_app, pa
 def test_a_reloaded_workshop_page_fills_the_form_from_its_participants_own_job(tmp_path):
     """The name the browser remembers picks the job before the page has named itself again: the participant's own
     (the one their card follows), not the room's latest; outside workshop mode no remembered name is read."""
-    from alignlab.ui.gradio import workshop_settings
     from alignlab.ui.gradio.components.train import page_job
     from alignlab.ui.gradio.jobs import Job
+    from alignlab.ui.gradio.server import workshop_settings
 
     demo = create_app(tmp_path / "runs", workshop=workshop_settings(True, "carol", None, None))
     try:
