@@ -39,12 +39,12 @@ from pathlib import Path
 
 from alignlab import devices
 from alignlab.config import config_of
-from alignlab.data import BUILTIN_TASK
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings, sentence_end, stop_token_ids
 from alignlab.models import load_model, load_tokenizer, load_trained
 from alignlab.reference import frozen_reference, is_adapter_model, lock_for
 from alignlab.rewards import RewardSource, get_reward, reward_for
+from alignlab.task import BUILTIN_TASK
 
 MODES = ("continue", "chat")
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.data import builtin_names, is_dataset_object, resolve_dataset
+from alignlab.data import resolve_dataset
+from alignlab.data_readers import is_dataset_object
 from alignlab.devices import ATTENTION, DTYPES
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
@@ -23,6 +24,7 @@ from alignlab.methods.base import Knob
 from alignlab.models import DEFAULT_MODEL, offered_models
 from alignlab.rewards import DEFAULT_INSTRUCTION, DEFAULT_OPPOSITE, reward_names
 from alignlab.rundir import CONFIG, MAX_RUN_NAME, RUNS_WHERE, check_run_id, default_runs_dir, read_config
+from alignlab.task import builtin_names
 from alignlab.tracking import TRACKERS, report_to_value
 
 DEFAULT_DATASET = "positive-reviews"

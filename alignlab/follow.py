@@ -8,7 +8,7 @@ A *check* is a callable ``(prompts, completions) -> list[bool | None]``: per com
 prompt's instruction, or None when the prompt asks for nothing the check can tell. A task declares its own with
 :func:`register_check` (by its dataset name, as :func:`alignlab.rewards.register_reward` declares a reward source);
 :func:`check_for` picks the check of a run's dataset. Without one, :func:`opening_followed` applies: it checks the
-prompts written in the built-in task's instruction format (:data:`alignlab.data.TASK_INSTRUCTION`, "... begins with:
+prompts written in the built-in task's instruction format (:data:`alignlab.task.TASK_INSTRUCTION`, "... begins with:
 "<opening>"") and answers None for any other prompt, so a dataset of other prompts records no figure rather than a
 wrong one.
 
@@ -31,15 +31,15 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 
-from alignlab.data import (
-    BUILTIN_TASK,
-    TASK_INSTRUCTION,
-    dataset_parts,
-    task_instruction,  # noqa: F401 - the doctests' prompts
-)
+from alignlab.data import dataset_parts
 from alignlab.errors import AlignLabError
 from alignlab.generation import prompt_text
 from alignlab.stats import mean_se
+from alignlab.task import (
+    BUILTIN_TASK,
+    TASK_INSTRUCTION,
+    task_instruction,  # noqa: F401 - the doctests' prompts
+)
 
 FollowCheck = Callable[[Sequence, Sequence[str]], list]
 OPENING_CHECK = "begins with the requested opening"  # what the built-in check measures, for a reader

@@ -27,8 +27,9 @@ from typing import Any
 
 from alignlab import rundir
 from alignlab.config import config_of
-from alignlab.data import BUILTIN_TASK, dataset_parts, load_rows, prompt_key, task_prompts, without_prompts
+from alignlab.data import dataset_parts, load_rows, prompt_key, without_prompts
 from alignlab.errors import AlignLabError
+from alignlab.task import BUILTIN_TASK, task_prompts
 
 HELD_OUT_PROMPTS = 64  # at most this many of a user dataset's distinct prompts are held out
 HELD_OUT_SHARE = 0.2  # and at most this share of them (rounded up), so most of a small dataset is trained on

@@ -187,7 +187,7 @@ def _answer(prompt, text: str):
     return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
 
 
-def write_card(report: PrefsReport, path: str | Path, command: str) -> None:
+def write_dataset_card(report: PrefsReport, path: str | Path, command: str) -> None:
     """A short markdown card describing how a preference set was made."""
     deciles = ", ".join(f"{d:+.3f}" for d in report.reward_deciles)
     prefilled = (f"- Opening prefilled: {report.prefilled} of {report.prompts} prompts were sampled with their "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from alignlab import rundir
 from alignlab.base_model import BaseModel, base_of, trained_from
-from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, dataset_parts, task_instruction
+from alignlab.data import VOTES_PREFIX, dataset_parts
 from alignlab.errors import AlignLabError
 from alignlab.follow import OPENING_CHECK
 from alignlab.held_out import held_out_of_run
@@ -35,7 +35,8 @@ from alignlab.methods import registry
 from alignlab.methods.base import summary_keys
 from alignlab.metrics import HEADLINE_LABELS, PROBE_FOLLOW, se_key
 from alignlab.model_index import eval_results, versions_section
-from alignlab.plots import final_point
+from alignlab.panels import final_point
+from alignlab.task import BUILTIN_TASK, task_instruction
 
 KINDS = ("adapter", "merged", "model")  # a LoRA adapter; the adapter merged into its base; a fully trained model
 FOLLOWED = HEADLINE_LABELS["follow"]  # "instruction followed"

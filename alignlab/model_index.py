@@ -20,8 +20,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from alignlab import rundir
-from alignlab.data import BUILTIN_TASK, dataset_parts
-from alignlab.plots import final_point
+from alignlab.data import dataset_parts
+from alignlab.panels import final_point
+from alignlab.task import BUILTIN_TASK
 
 FRAMEWORKS = ("alignlab", "trl", "transformers", "peft", "torch", "datasets", "huggingface_hub")
 TASK_TYPE = "text-generation"

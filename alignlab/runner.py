@@ -33,13 +33,15 @@ from typing import Any
 
 from alignlab import devices
 from alignlab.config import RunConfig, config_of
-from alignlab.data import check_prompt_lengths, dataset_label, is_dataset_object, keep_in_run, load_rows
+from alignlab.data import dataset_label, load_rows
+from alignlab.data_readers import is_dataset_object, keep_in_run
 from alignlab.errors import AlignLabError
 from alignlab.eta import pace
 from alignlab.held_out import HeldOut, choose_held_out, held_out_of_run, record_held_out, training_rows
 from alignlab.metrics import MetricBus
 from alignlab.models import check_lora_targets, load_tokenizer, resolve_model
-from alignlab.plots import rows_from_events
+from alignlab.panels import rows_from_events
+from alignlab.prompt_lengths import check_prompt_lengths
 from alignlab.rewards import reward_for
 from alignlab.run_contract import Preflight
 from alignlab.rundir import (

@@ -24,7 +24,7 @@ from transformers.trainer_callback import PrinterCallback
 from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
-from alignlab.data import load_dataset, rows_that_fit, trained_on
+from alignlab.data import load_dataset, trained_on
 from alignlab.distributed import Sampling, batch_layout, sampling_of
 from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.follow import check_for
@@ -33,6 +33,7 @@ from alignlab.model_card import write_card
 from alignlab.models import load_model, load_tokenizer, lora_config, policy_of, quiet_checkpointing_rename
 from alignlab.offline import hub_offline
 from alignlab.progress_bars import progress_bars_off
+from alignlab.prompt_lengths import rows_that_fit
 from alignlab.reference import guard_adapter_switch
 from alignlab.rewards import reward_for
 from alignlab.rollouts import route_generate
@@ -241,7 +242,7 @@ def _train(handle: TrainingRun) -> None:
     if spec.model_kind == "causal-lm" and context.sampling.joins(handle.is_writer):
         handle.set_phase(f"sampling reference vs aligned on {len(handle.held_out.prompts[:SAMPLE_PROMPTS])} "
                          "held-out prompts")
-        write_samples(handle, policy, tokenizer, context.reward, context.sampling, context.follow_check)
+        sample_and_write(handle, policy, tokenizer, context.reward, context.sampling, context.follow_check)
     if handle.is_writer:
         if spec.model_kind == "causal-lm":
             write_model_card(handle, rundir.model_dir(handle.run_dir),  # with the samples' figures now
@@ -272,12 +273,12 @@ def write_model_card(handle: TrainingRun, folder: Path, state: str | None = None
         warnings.warn(f"run {handle.run_id}: the model card was not written ({error})", AlignLabWarning, stacklevel=2)
 
 
-def write_samples(handle: TrainingRun, model, tokenizer, reward, sampling: Sampling | None = None,
-                  check=None) -> None:
+def sample_and_write(handle: TrainingRun, model, tokenizer, reward, sampling: Sampling | None = None,
+                     check=None) -> None:
     """Reference vs aligned completions on the first 16 of the run's held-out prompts (``handle.held_out``), same
     seed and settings, with rewards and, with a ``check`` (:mod:`alignlab.follow`), whether each followed its
-    instruction, written by the run's writer. With sharded weights (``sampling.together``) every process calls this
-    and samples."""
+    instruction, written by the run's writer (:func:`alignlab.rundir.write_samples`). With sharded weights
+    (``sampling.together``) every process calls this and samples."""
     sampling = sampling or Sampling()
     prompts = handle.held_out.prompts[:SAMPLE_PROMPTS]
     with sampling.whole_parameters():

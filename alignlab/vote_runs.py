@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignlab.config import RunConfig, config_of
-from alignlab.data import BUILTIN_TASK, MIX, VOTES_PREFIX, load_rows
+from alignlab.data import MIX, VOTES_PREFIX, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.rundir import find_run
+from alignlab.task import BUILTIN_TASK
 
 VOTE_METHODS = ("dpo", "kto", "orpo")  # preference methods that learn from pairs (KTO: split into good and bad)
 VOTES_RUN_NAME = "votes"  # the run_name of such a run: its id says it trained on votes

@@ -4,7 +4,7 @@ Each run started in workshop mode carries its participant's name (``RunConfig.ow
 config). From the run summaries of the runs folder (:func:`alignlab.rundir.list_runs`) this module derives:
 
 - the **class frontier** (:func:`class_points`): every participant's finished run as one point, its final
-  reward against its KL from the reference (:func:`alignlab.plots.final_point`, the probe's pair when it ran);
+  reward against its KL from the reference (:func:`alignlab.panels.final_point`, the probe's pair when it ran);
 - the **leaderboard** (:func:`leaderboard`): per participant, the best final reward among their finished runs
   whose KL stays within the budget the instructor sets. The budget is the point of the exercise: the DPO
   paper (Rafailov et al., 2023, https://arxiv.org/abs/2305.18290, Fig. 2) compares methods by the reward they
@@ -22,7 +22,7 @@ from typing import Any
 
 from alignlab.errors import AlignLabError
 from alignlab.labels import kl_setting, method_title, owner_of
-from alignlab.plots import final_point
+from alignlab.panels import final_point
 
 
 def may_control(owner: str | None, user: str | None, instructor: str | None = None) -> bool:

@@ -43,9 +43,9 @@ def child(method: str, model: str, seed: int, every: int, output_dir: str, gain:
     reference_cache.cache_dir = lambda: Path(cache)
 
     from alignlab import RunConfig, rundir, start
-    from alignlab.data import BUILTIN_TASK
     from alignlab.evaluate import compare_models
     from alignlab.models import load_model, load_tokenizer
+    from alignlab.task import BUILTIN_TASK
 
     config = RunConfig.from_dict({"method": method, "model": model, "seed": seed, "output_dir": output_dir,
                                   **overrides})

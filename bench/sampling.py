@@ -89,12 +89,12 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
 
     import torch
 
-    from alignlab.data import task_prompts
     from alignlab.decoding import decode
     from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, render_prompt
     from alignlab.models import load_model, load_tokenizer
     from alignlab.rollouts import engine_generate as routed
     from alignlab.rollouts import engine_settings
+    from alignlab.task import task_prompts
 
     def engine_generate_call(model, **kwargs):
         return routed(model, kwargs["input_ids"], kwargs["attention_mask"], **engine_settings((), kwargs))

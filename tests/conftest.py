@@ -79,7 +79,8 @@ def served_app():
     apps = []
 
     def serve_app(runs_dir, serve_options: dict | None = None, **create_options):
-        from alignlab.ui.gradio import create_app, serve
+        from alignlab.ui.gradio.app import create_app
+        from alignlab.ui.gradio.server import serve
 
         demo = create_app(runs_dir, **create_options)
         apps.append(demo)

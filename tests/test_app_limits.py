@@ -21,8 +21,10 @@ from gradio_client.exceptions import AppError
 from alignlab import cli, rundir
 from alignlab.config import RunConfig
 from alignlab.errors import AlignLabError
-from alignlab.ui.gradio import chat_service, create_app, exposure_warning, parse_auth, serve, uploads
+from alignlab.ui.gradio import chat_service, uploads
+from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.chat_service import fit_histories, message_notice
+from alignlab.ui.gradio.server import exposure_warning, parse_auth, serve
 from alignlab.ui.gradio.uploads import UploadStore
 
 pytestmark = pytest.mark.timeout(300)
@@ -231,11 +233,11 @@ def test_a_run_that_a_process_trains_cannot_be_deleted(tmp_path):
     ([], None),
 ])
 def test_serving_to_the_network_without_auth_prints_a_warning(tmp_path, monkeypatch, capsys, flags, warned):
-    import alignlab.ui.gradio as app_module
+    import alignlab.ui.gradio.server as server_module
 
     served = []
-    monkeypatch.setattr(app_module, "create_app", lambda *args: "demo")
-    monkeypatch.setattr(app_module, "serve", lambda *args: served.append(args))
+    monkeypatch.setattr(server_module, "create_app", lambda *args: "demo")
+    monkeypatch.setattr(server_module, "serve", lambda *args: served.append(args))
     with socket.socket() as probe:  # a free port: another test's app may hold the default one
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

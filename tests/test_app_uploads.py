@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from alignlab.ui.gradio import create_app
+from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.components.train import NOT_KEPT, UPLOAD_PREFIX, check_dataset
 
 

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from alignlab.data import load_rows, parse_transcript, task_openings, task_prompts
+from alignlab.data import load_rows
 from alignlab.errors import AlignLabError, AlignLabWarning
+from alignlab.task import task_openings, task_prompts
+from alignlab.transcripts import parse_transcript
 
 
 def test_builtin_task_has_enough_prompts_and_pairs():
@@ -215,8 +217,8 @@ class WordTokenizer:
 
 
 def test_prompts_that_fill_max_length_are_counted_or_refused():
-    from alignlab.data import check_prompt_lengths
     from alignlab.errors import AlignLabWarning
+    from alignlab.prompt_lengths import check_prompt_lengths
 
     long, short = " ".join(["word"] * 20), "a short prompt"
     rows = [{"prompt": long, "chosen": "x", "rejected": "y"}] * 2 + [{"prompt": short, "chosen": "x", "rejected": "y"}]
@@ -241,7 +243,7 @@ def test_rows_whose_prompt_fills_max_length_are_left_out_of_training(tmp_path):
     are left out before the trainer sees them, and the run on the rest finishes."""
     from alignlab import rundir
     from alignlab.cli import main
-    from alignlab.data import rows_that_fit
+    from alignlab.prompt_lengths import rows_that_fit
 
     long, short = " ".join(["word"] * 20), "a short prompt"
     rows = [{"prompt": long, "chosen": "x", "rejected": "y"}, {"prompt": short, "chosen": "x", "rejected": "y"}]

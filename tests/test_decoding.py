@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignlab.data import task_prompts
 from alignlab.decoding import decode, merged_lora
 from alignlab.generation import SamplingSettings, render_prompt, sample, stop_token_ids
 from alignlab.models import load_model, load_tokenizer
+from alignlab.task import task_prompts
 
 PROMPTS = ["I went in with low expectations and", [{"role": "user", "content": "Write a short review."}],
            "The second half drags, but"]

@@ -6,7 +6,7 @@ import pytest
 
 from alignlab.drift import drift_metrics, verdict
 from alignlab.metrics import PROBE_KL_RATE, PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO
-from alignlab.plots import DRIFT, DRIFT_PANEL, visible_panels
+from alignlab.panels import DRIFT, DRIFT_PANEL, visible_panels
 
 
 def probe(step, reward, kl, follow=None, follow_se=0.0, length=8.0, ref_ppl=20.0, **more):

@@ -39,7 +39,7 @@ def engine_modules() -> list[str]:
 
 def test_engine_imports_with_ui_packages_hidden():
     modules = engine_modules()
-    assert {"alignlab", "alignlab.cli", "alignlab.runner", "alignlab.plots", "alignlab.probe"} <= set(modules)
+    assert {"alignlab", "alignlab.cli", "alignlab.runner", "alignlab.panels", "alignlab.probe"} <= set(modules)
     code = HIDE_UI.format(names=UI_PACKAGES, modules=modules)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=ROOT.parent)

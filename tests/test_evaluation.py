@@ -62,8 +62,8 @@ def test_distinct_ratio_exposes_repetition():
 @pytest.mark.slow
 @pytest.mark.ci
 def test_reference_perplexity_flags_a_reward_hack():
-    from alignlab.data import task_prompts
     from alignlab.models import load_model, load_tokenizer
+    from alignlab.task import task_prompts
 
     model, tokenizer = load_model("smollm2-135m-instruct"), load_tokenizer("smollm2-135m-instruct")
     prompts = task_prompts("eval")[:2]

@@ -3,7 +3,6 @@ normalised first, and how a task declares a check of its own."""
 
 import pytest
 
-from alignlab.data import BUILTIN_TASK, task_instruction
 from alignlab.errors import AlignLabError
 from alignlab.follow import _CHECKS as CHECKS
 from alignlab.follow import (
@@ -16,6 +15,7 @@ from alignlab.follow import (
     requested_opening,
     share,
 )
+from alignlab.task import BUILTIN_TASK, task_instruction
 
 OPENING = "The pacing changes noticeably after"
 

@@ -9,13 +9,13 @@ import pytest
 from alignlab import rundir
 from alignlab.cli import main
 from alignlab.config import RunConfig
-from alignlab.data import BUILTIN_TASK
 from alignlab.evaluate import compare_run
 from alignlab.follow import _CHECKS as CHECKS
 from alignlab.follow import register_check, requested_opening
 from alignlab.metrics import PROBE_FOLLOW, PROBE_KL, se_key
 from alignlab.model_card import card_text
 from alignlab.runner import start
+from alignlab.task import BUILTIN_TASK
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -20,11 +20,12 @@ from alignlab.config import RunConfig, common_knobs
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.methods import get_method, method_names, registry
-from alignlab.plots import FRONTIER, merged_panels
-from alignlab.ui.gradio import create_app, parse_auth, serve
+from alignlab.panels import FRONTIER, merged_panels
+from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.components.plot_grid import create_plot_grid
 from alignlab.ui.gradio.components.runs import comparison_figures, comparison_slots
 from alignlab.ui.gradio.forms import APP_OWNED, config_from_form, form_knobs, knob_input, method_input_name
+from alignlab.ui.gradio.server import parse_auth, serve
 from alignlab.ui.gradio.uploads import MAX_BYTES, UploadStore
 
 pytestmark = pytest.mark.timeout(300)
@@ -148,7 +149,8 @@ def test_comparing_runs_of_every_method_keeps_every_panel_and_the_frontier(built
 
 
 def test_the_dataset_preview_opens_with_the_built_in_rows(built_app):
-    from alignlab.data import BUILTIN_TASK, load_rows
+    from alignlab.data import load_rows
+    from alignlab.task import BUILTIN_TASK
 
     table = next(block for block in built_app.blocks.values() if getattr(block, "elem_id", None) == "train-preview")
     rows = load_rows(BUILTIN_TASK, get_method("dpo").data_format, "dpo")
@@ -207,7 +209,7 @@ def test_the_queued_message_under_start_is_replaced_when_its_job_ends(tmp_path):
 
 
 def test_the_train_tab_shows_the_drift_panel_with_its_verdict_and_explains_a_dpo_run(tmp_path, built_app):
-    from alignlab.plots import DRIFT
+    from alignlab.panels import DRIFT
     from alignlab.ui.gradio.components.job_view import job_explainer, job_figures
     from alignlab.ui.gradio.jobs import Job
 
@@ -411,7 +413,7 @@ def test_auth_is_required_when_set(tmp_path):
 def test_serving_names_the_share_flag_not_gradios_launch_argument(tmp_path, capsys, monkeypatch):
     demo = create_app(tmp_path / "runs")
     served = []  # what ``alignlab app`` waits in until a signal (tests/test_app_shutdown.py sends them for real)
-    monkeypatch.setattr("alignlab.ui.gradio.serve_until_signalled", served.append)
+    monkeypatch.setattr("alignlab.ui.gradio.server.serve_until_signalled", served.append)
     try:
         serve(demo, port=None, block=True)
     finally:
@@ -461,7 +463,7 @@ def test_a_json_upload_is_taken_by_the_button_and_the_store_and_loads(tmp_path, 
 
 
 def test_chat_tab_offers_held_out_review_requests_and_says_why_it_chats(tmp_path):
-    from alignlab.data import task_instruction, task_openings
+    from alignlab.task import task_instruction, task_openings
     from alignlab.ui.gradio.components.chat import default_mode
 
     run = tmp_path / "runs" / "20250101-120000-dpo-ab12"
@@ -536,8 +538,8 @@ def test_the_chat_tab_opens_on_the_newest_finished_run_and_keeps_a_pick_until_an
 
 def test_examples_are_labelled_by_their_opening_and_tiny_random_is_offered_only_in_development(monkeypatch,
                                                                                                 built_app):
-    from alignlab.data import task_openings
     from alignlab.models import DEV_ENV
+    from alignlab.task import task_openings
     from alignlab.ui.gradio.components.train import model_choices
 
     examples = next(block for block in built_app.blocks.values() if isinstance(block, gr.Dataset))
@@ -585,9 +587,9 @@ def test_a_reopened_page_shows_the_settings_of_the_job_on_its_card(built_app, pa
 def test_a_reloaded_workshop_page_fills_the_form_from_its_participants_own_job(tmp_path):
     """The name the browser remembers picks the job before the page has named itself again: the participant's own
     (the one their card follows), not the room's latest; outside workshop mode no remembered name is read."""
-    from alignlab.ui.gradio import workshop_settings
     from alignlab.ui.gradio.components.train import page_job
     from alignlab.ui.gradio.jobs import Job
+    from alignlab.ui.gradio.server import workshop_settings
 
     demo = create_app(tmp_path / "runs", workshop=workshop_settings(True, "carol", None, None))
     try:

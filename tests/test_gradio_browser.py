@@ -15,7 +15,8 @@ import pytest
 
 from alignlab.config import RunConfig
 from alignlab.methods import registry
-from alignlab.ui.gradio import create_app, serve
+from alignlab.ui.gradio.app import create_app
+from alignlab.ui.gradio.server import serve
 
 playwright = pytest.importorskip("playwright.sync_api")
 

@@ -10,7 +10,7 @@ from alignlab import rundir
 from alignlab.methods import get_method, registry
 from alignlab.methods.base import headline_of, summary_keys
 from alignlab.metrics import PROBE_HEADLINE, PROBE_KL, PROBE_REWARD, ROLLOUT_KL, ROLLOUT_SCORE, headline
-from alignlab.plots import frontier_points, frontier_sources
+from alignlab.panels import frontier_points, frontier_sources
 
 ENGINE = Path(alignlab.__file__).parent
 

@@ -16,13 +16,14 @@ from alignlab import rundir
 from alignlab.changes import run_changes
 from alignlab.cli import main
 from alignlab.config import RunConfig
-from alignlab.data import BUILTIN_TASK, load_rows, prompt_key, task_prompts
+from alignlab.data import load_rows, prompt_key
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
 from alignlab.held_out import HELD_OUT_PROMPTS, choose_held_out, held_out_of_run
 from alignlab.model_card import card_text
 from alignlab.rewards import register_reward
 from alignlab.runner import resume, start
+from alignlab.task import BUILTIN_TASK, task_prompts
 
 pytestmark = pytest.mark.timeout(300)
 TINY = dict(model="tiny-random", max_steps=2, batch_size=2, max_length=48, max_completion_length=8)

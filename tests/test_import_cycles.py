@@ -19,7 +19,7 @@ def module_name(path: Path) -> str:
 
 def engine_modules() -> dict[str, Path]:
     return {module_name(p): p for p in ROOT.rglob("*.py")
-            if "ui" not in p.relative_to(ROOT).parts and p.name != "__main__.py" and p.stem != "cli"}
+            if not {"ui", "cli"} & set(p.relative_to(ROOT).parts) and p.name != "__main__.py"}
 
 
 def import_graph() -> dict[str, set[str]]:

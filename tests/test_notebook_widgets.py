@@ -14,12 +14,12 @@ from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import KNOB_GROUPS
-from alignlab.plots import FRONTIER
+from alignlab.panels import FRONTIER
 from alignlab.rewards import reward_names
 from alignlab.rundir import list_runs
 from alignlab.ui.notebook import Chat, Lab, RunForm, RunsView, knob_widget, sweep, waiting
 from alignlab.ui.notebook.runs import short_id
-from alignlab.ui.notebook.series import grid
+from alignlab.ui.notebook.sweeps import grid
 
 
 @pytest.mark.parametrize("method", method_names())
@@ -390,7 +390,7 @@ def test_the_drift_panel_and_the_metric_explainer_fill_from_the_runs_own_numbers
 
     from alignlab.drift import verdict
     from alignlab.metrics import PROBE_KL, PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO
-    from alignlab.plots import DRIFT, rows_from_events
+    from alignlab.panels import DRIFT, rows_from_events
     from alignlab.ui.notebook.grid import verdict_name
 
     live, handle = live_run["lab"].live, live_run["handle"]

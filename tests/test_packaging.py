@@ -67,8 +67,8 @@ def test_a_wheel_install_finds_the_built_in_task_outside_the_checkout(tmp_path):
     site = next(prefix.glob("lib/python*/site-packages"))
     deps = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
     (site / "zz_deps.pth").write_text(f"{deps}\n")  # after alignlab's own folder, so the wheel's copy wins
-    code = ("import alignlab, alignlab.data as d; print(alignlab.__file__); print(d.task_dir()); "
-            "print(len(d.task_openings('train')))")
+    code = ("import alignlab, alignlab.task as t; print(alignlab.__file__); print(t.task_dir()); "
+            "print(len(t.task_openings('train')))")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "ALIGNLAB_ASSETS")}
     out = subprocess.run([str(prefix / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True,
                          cwd=tmp_path, env=env).stdout.split("\n")

@@ -17,7 +17,7 @@ from alignlab.metrics import (
     PROBE_REF_PPL_RATIO,
 )
 from alignlab.models import load_model, load_tokenizer, lora_config
-from alignlab.plots import frontier_points
+from alignlab.panels import frontier_points
 from alignlab.probe import measure, sequence_logprobs
 from alignlab.reference import reference_of
 from alignlab.rewards import get_reward

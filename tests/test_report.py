@@ -23,8 +23,9 @@ from alignlab.drift import verdict
 from alignlab.errors import AlignLabError
 from alignlab.evaluate import compare_run
 from alignlab.metrics import PROBE_LENGTH_RATIO, PROBE_REF_PPL_RATIO
-from alignlab.plots import DRIFT, frontier_points, series, visible_panels
-from alignlab.ui.gradio import create_app, serve
+from alignlab.panels import DRIFT, frontier_points, series, visible_panels
+from alignlab.ui.gradio.app import create_app
+from alignlab.ui.gradio.server import serve
 from alignlab.ui.notebook import RunsView
 from alignlab.ui.report import REPORT_NAME, flat_config, report_file_name, report_html, write_report
 from alignlab.votes import Round, append_vote, reward_figure, run_votes, summary

@@ -263,7 +263,8 @@ def test_the_app_resumes_a_killed_run_from_the_runs_tab(tiny):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from alignlab.ui.gradio import create_app, serve
+    from alignlab.ui.gradio.app import create_app
+    from alignlab.ui.gradio.server import serve
 
     handle = stopped_run(RunConfig(**dict(tiny, max_steps=4, probe_every=0, save_every=0)), 2)
     with open(handle.run_dir / rundir.METRICS, "a", encoding="utf-8") as metrics:  # logged, then killed

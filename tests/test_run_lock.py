@@ -116,7 +116,8 @@ def test_the_apps_resume_of_a_run_another_process_trains_is_refused_in_one_line(
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from alignlab.ui.gradio import create_app, serve
+    from alignlab.ui.gradio.app import create_app
+    from alignlab.ui.gradio.server import serve
 
     run_dir = Path(tiny["output_dir"]) / "r"
     rundir.create(run_dir, {"run_id": "r", **RunConfig(**tiny).to_dict()})

@@ -16,7 +16,8 @@ from gradio_client.exceptions import AppError
 
 from alignlab import rundir
 from alignlab.config import RunConfig
-from alignlab.ui.gradio import create_app, serve, workshop_settings
+from alignlab.ui.gradio.app import create_app
+from alignlab.ui.gradio.server import serve, workshop_settings
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -129,7 +130,7 @@ def test_on_a_single_user_app_anyone_deletes_or_resumes_any_run(tmp_path, served
 
 def test_with_accounts_alone_instructor_names_the_admin_account():
     from alignlab.errors import AlignLabError
-    from alignlab.ui.gradio import parse_auth
+    from alignlab.ui.gradio.server import parse_auth
 
     accounts = parse_auth(["ada:lovelace", "root:hunter2"])
     assert workshop_settings(False, "root", None, accounts) is None  # no workshop: the admin, for create_app

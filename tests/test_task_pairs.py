@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 
-from alignlab.data import BUILTIN_TASK, load_rows, prompt_key, read_jsonl, task_dir, task_prompts
+from alignlab.data import load_rows, prompt_key
+from alignlab.data_readers import read_jsonl
 from alignlab.follow import begins_with, opening_followed, requested_opening
-from alignlab.make_prefs import card_path, make_prefs, write_card
+from alignlab.make_prefs import card_path, make_prefs, write_dataset_card
+from alignlab.task import BUILTIN_TASK, task_dir, task_prompts
 
 
 def test_every_shipped_pair_begins_with_its_opening_in_both_answers():
@@ -50,7 +52,7 @@ def test_make_prefs_prefills_the_requested_opening_in_both_answers(tmp_path):
         for side in ("chosen", "rejected"):
             assert begins_with(row[side][0]["content"], opening), (side, row[side])
             assert len(row[side][0]["content"]) > len(opening)  # the model wrote something after it
-    write_card(report, card_path(output), "alignlab data make-prefs --prefill-opening")
+    write_dataset_card(report, card_path(output), "alignlab data make-prefs --prefill-opening")
     assert "Opening prefilled: 3 of 4 prompts" in card_path(output).read_text()
 
 

@@ -13,10 +13,11 @@ import pytest
 
 from alignlab import rundir
 from alignlab.config import RunConfig
-from alignlab.data import load_rows, resolve_dataset, task_prompts
+from alignlab.data import load_rows, resolve_dataset
 from alignlab.errors import AlignLabError, AlignLabWarning
 from alignlab.held_out import choose_held_out
 from alignlab.stats import wilson_interval
+from alignlab.task import task_prompts
 from alignlab.votes import (
     NO_VOTES,
     Round,

@@ -11,7 +11,8 @@ from conftest import wait_for
 
 from alignlab.cli import main
 from alignlab.rundir import votes_path
-from alignlab.ui.gradio import create_app, serve
+from alignlab.ui.gradio.app import create_app
+from alignlab.ui.gradio.server import serve
 from alignlab.votes import read_votes
 from tests.test_gradio_browser import open_app, pick, send_chat, shot
 

@@ -17,8 +17,9 @@ from alignlab import rundir
 from alignlab.cli import main
 from alignlab.data import VOTES_PREFIX
 from alignlab.errors import AlignLabError
-from alignlab.ui.gradio import create_app, serve, workshop_settings
+from alignlab.ui.gradio.app import create_app
 from alignlab.ui.gradio.components.vote import ASK, NO_ROUND, NOT_A_RUN, votes_config
+from alignlab.ui.gradio.server import serve, workshop_settings
 from alignlab.vote_runs import votes_run_config
 from alignlab.votes import CHOICES, Round, append_vote, read_votes, reward_figure, run_votes, summary, win_rate_cell
 

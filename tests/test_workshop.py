@@ -142,7 +142,7 @@ def test_several_jobs_at_once_need_a_gpu_with_room_for_them():
 
 def test_the_instructor_is_an_account_or_gives_the_key(capsys):
     from alignlab.cli import main
-    from alignlab.ui.gradio import instructor_note, parse_auth, workshop_settings
+    from alignlab.ui.gradio.server import instructor_note, parse_auth, workshop_settings
 
     room = workshop_settings(True, "carol", 0.5, None)  # no accounts: a fresh key proves who the instructor is
     assert room.kl_budget == 0.5 and len(room.key) >= 8 and room.key != workshop_settings(True, "carol", None, None).key

@@ -15,8 +15,8 @@ from gradio_client.exceptions import AppError
 
 from alignlab.config import RunConfig
 from alignlab.rundir import list_runs
-from alignlab.ui.gradio import parse_auth, workshop_settings
 from alignlab.ui.gradio.jobs import JobQueue
+from alignlab.ui.gradio.server import parse_auth, workshop_settings
 from alignlab.ui.gradio.workshop import job_times
 from alignlab.workshop import leaderboard
 

@@ -11,7 +11,8 @@ import pytest
 
 from alignlab import rundir
 from alignlab.config import RunConfig
-from alignlab.ui.gradio import create_app, serve, workshop_settings
+from alignlab.ui.gradio.app import create_app
+from alignlab.ui.gradio.server import serve, workshop_settings
 
 playwright = pytest.importorskip("playwright.sync_api")
 

@@ -37,7 +37,8 @@ import nbformat  # noqa: E402
 from PIL import Image  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from alignlab.ui.gradio import create_app, serve  # noqa: E402
+from alignlab.ui.gradio.app import create_app  # noqa: E402
+from alignlab.ui.gradio.server import serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"

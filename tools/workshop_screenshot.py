@@ -18,7 +18,8 @@ from pathlib import Path
 from gradio_client import Client
 from playwright.sync_api import sync_playwright
 
-from alignlab.ui.gradio import create_app, serve, workshop_settings
+from alignlab.ui.gradio.app import create_app
+from alignlab.ui.gradio.server import serve, workshop_settings
 from alignlab.workshop import class_points
 
 CHROMIUM = "/usr/bin/chromium"

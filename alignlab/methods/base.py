@@ -154,8 +154,8 @@ class Panel:
 
     A ``curve`` panel draws each key's value against the step (what a method's own panels are); the
     ``frontier`` panel draws reward against KL from the reference, one line per run, keyed by its one key
-    (:data:`alignlab.plots.FRONTIER_PANEL`); the ``drift`` panel draws its keys as curves and says in words
-    whether the run is drifting (:data:`alignlab.plots.DRIFT_PANEL`, :func:`alignlab.drift.verdict`).
+    (:data:`alignlab.panels.FRONTIER_PANEL`); the ``drift`` panel draws its keys as curves and says in words
+    whether the run is drifting (:data:`alignlab.panels.DRIFT_PANEL`, :func:`alignlab.drift.verdict`).
     """
 
     title: str

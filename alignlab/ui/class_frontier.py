@@ -1,7 +1,7 @@
 """The class frontier of workshop mode: every participant's finished run as one point, reward against KL.
 
 The points come from :func:`alignlab.workshop.class_points` (each run's final frontier point,
-:func:`alignlab.plots.final_point`); the look is the run frontier's (:mod:`alignlab.ui.figures`: axis titles,
+:func:`alignlab.panels.final_point`); the look is the run frontier's (:mod:`alignlab.ui.figures`: axis titles,
 colours, error bars of ±1.96·se, the note on a KL below 0), with one colour and legend entry per participant
 and the leaderboard's KL budget as a dashed line: points left of it count.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from alignlab.plots import FRONTIER_PANEL, error_bars
+from alignlab.panels import FRONTIER_PANEL, error_bars
 from alignlab.ui.figures import (
     COLOURS,
     ERROR_OPACITY,

@@ -1,6 +1,6 @@
 """Plotly figures from run histories, shared by the notebook widgets and the Gradio app.
 
-A history is a list of a run's metric rows (see :mod:`alignlab.plots`, which picks the data);
+A history is a list of a run's metric rows (see :mod:`alignlab.panels`, which picks the data);
 this module decides how it looks, once for both front ends: the lines a run draws on a panel
 (:func:`panel_lines`), each line's name, colour, dash, markers and hover text (:func:`line_style`), the
 axis titles and the template. The Gradio app shows one figure per panel (:func:`curves_figure`,
@@ -23,7 +23,7 @@ way is more reward and which is further from the reference. A KL below 0 (the es
 samples: the true KL is ≥ 0) says so in its hover text and in a note on the panel, over a visible zero
 line (:func:`kl_notes`, :func:`kl_note`).
 
-The drift panel (:data:`alignlab.plots.DRIFT_PANEL`) draws its curves like any curve panel and says under its title
+The drift panel (:data:`alignlab.panels.DRIFT_PANEL`) draws its curves like any curve panel and says under its title
 whether each run is drifting, in the run's own numbers (:func:`verdict_text`, from :func:`alignlab.drift.verdict`):
 red when it is trading the instruction or the reference's language for reward.
 """
@@ -41,7 +41,7 @@ from alignlab.drift import verdict
 from alignlab.labels import metric_name
 from alignlab.methods.base import Panel
 from alignlab.metrics import KL_KEYS, PROBE_KL, PROBE_REWARD, SE_SUFFIX, is_se_key, se_key
-from alignlab.plots import FRONTIER_PANEL, band, error_bars, frontier_points, series
+from alignlab.panels import FRONTIER_PANEL, band, error_bars, frontier_points, series
 
 HEIGHT = 280
 LOOK = {"template": "plotly_white", "hovermode": "closest"}
@@ -107,7 +107,7 @@ def panel_bands(panel: Panel, rows: list[dict]) -> list[tuple[str, list, list]]:
     """``(key, x, y)`` of the ±1.96·se band under each curve of ``panel`` whose rows log ``key``'s standard error.
 
     The band is one closed outline for ``fill="toself"``: the upper edge left to right, then the
-    lower edge back (:func:`alignlab.plots.band`). The frontier has error bars instead (:func:`line_errors`).
+    lower edge back (:func:`alignlab.panels.band`). The frontier has error bars instead (:func:`line_errors`).
     """
     if panel.kind == "frontier":
         return []
@@ -380,7 +380,7 @@ def frontier_figure(runs: dict[str, list[dict]]) -> go.Figure:
 
 
 def panel_figures(panels: Sequence[Panel], histories: dict[str, list[dict]]) -> list[go.Figure]:
-    """One figure per panel, in order (the panels of :func:`alignlab.plots.visible_panels`): the frontier's
+    """One figure per panel, in order (the panels of :func:`alignlab.panels.visible_panels`): the frontier's
     (:func:`frontier_figure`) for the frontier panel, curves (as :func:`curves_figure` draws them) for the others,
     the drift panel's with its verdict."""
     return [frontier_figure(histories) if panel.kind == "frontier" else

@@ -7,7 +7,7 @@ call :func:`write_report`. The file holds, in this order:
   instruction followed (the probe's share, :mod:`alignlab.follow`), and their samples' instruction followed,
   reference → aligned;
 - their curves and reward-vs-KL frontier, overlaid: the same panels and figures the Runs views draw
-  (:func:`alignlab.plots.visible_panels`, :func:`alignlab.ui.figures.panel_figures`), interactive;
+  (:func:`alignlab.panels.visible_panels`, :func:`alignlab.ui.figures.panel_figures`), interactive;
 - each run's drift verdict in words (:func:`alignlab.drift.verdict`; its panel is among the curves) and, for a
   DPO-family run, what its metrics mean in its own numbers (:func:`alignlab.explain.explain`);
 - the people's blind win-rate with its 95% Wilson interval, the reward's win-rate on the held-out samples and
@@ -44,7 +44,7 @@ from alignlab.generation import prompt_text
 from alignlab.held_out import held_out_of_run
 from alignlab.labels import run_label
 from alignlab.methods import method_names
-from alignlab.plots import visible_panels
+from alignlab.panels import visible_panels
 from alignlab.rundir import UNREADABLE, enclosing_run_dir, read_eval, read_run, read_samples, samples_summary
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import FOLLOWED, FOLLOWED_CHANGE, MISSING, followed_change, number, samples_followed, share

@@ -24,7 +24,7 @@ from pathlib import Path
 from alignlab.data import load_rows
 from alignlab.errors import AlignLabError
 
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what alignlab.data reads from a file
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what alignlab.data_readers reads from a file
 MAX_BYTES = 20 * 1024 * 1024  # the file as sent
 MAX_ROWS = 100_000
 MAX_COLUMNS = 64
@@ -95,7 +95,7 @@ def check_expanded_size(path: str | Path, suffix: str) -> None:
 
 def check_readable(path: str | Path) -> None:
     """AlignLabError unless some method can train on the data in ``path``: its rows read and match one of the
-    layouts :mod:`alignlab.data` accepts (every layout gives prompts, so a prompt-format load tells).
+    layouts :mod:`alignlab.data_rows` accepts (every layout gives prompts, so a prompt-format load tells).
     Which method suits it is checked when one is chosen; this only keeps out files no method can use."""
     try:
         load_rows(str(path), "prompt")

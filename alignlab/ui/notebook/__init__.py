@@ -16,7 +16,7 @@ from alignlab.ui.notebook.form import RunForm, knob_widget
 from alignlab.ui.notebook.lab import Lab
 from alignlab.ui.notebook.live import LiveFigures
 from alignlab.ui.notebook.runs import RunsView
-from alignlab.ui.notebook.series import compare, compare_async, sweep, sweep_async, train, train_async
+from alignlab.ui.notebook.sweeps import compare, compare_async, sweep, sweep_async, train, train_async
 
 __all__ = ["Chat", "Lab", "LiveFigures", "RunForm", "RunsView", "compare", "compare_async", "knob_widget", "sweep",
            "sweep_async", "train", "train_async"]

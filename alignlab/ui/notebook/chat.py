@@ -61,7 +61,7 @@ def make_pair(run: Any, mode: str) -> ChatPair:
 class Chat(widgets.VBox):
     """Prompt box, two streamed columns (reference | aligned) with each answer's reward; multi-turn.
 
-    >>> from alignlab.data import task_instruction
+    >>> from alignlab.task import task_instruction
     >>> chat = Chat("runs/20250101-120000-dpo-ab12")  # doctest: +SKIP
     >>> chat.send(task_instruction("I went in with low expectations and"))  # doctest: +SKIP
 

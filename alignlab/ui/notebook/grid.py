@@ -2,7 +2,7 @@
 
 The notebook draws one ``FigureWidget`` per view rather than one per panel: each widget makes the
 browser load plotly's whole bundle again (see :mod:`alignlab.ui.notebook.figure_widget`). The
-panels are :func:`alignlab.plots.visible_panels` of the methods shown, the reward-vs-KL frontier last.
+panels are :func:`alignlab.panels.visible_panels` of the methods shown, the reward-vs-KL frontier last.
 
 The lines are the Gradio app's (:mod:`alignlab.ui.figures`: data, names, colours, dashes, hover,
 axis titles); what is the grid's own is where each panel sits and its subplot title, which says

@@ -3,7 +3,7 @@
 :class:`LiveFigures` shows the panels of the followed runs' methods (loss, reward, KL, the method's
 own panels, the reward-vs-KL frontier) as subplots of a single ``FigureWidget`` (see
 :mod:`alignlab.ui.notebook.grid`): every panel until the first row, then the ones rows fill
-(:func:`alignlab.plots.visible_panels`, the app's rule), laid out again as panels come and go.
+(:func:`alignlab.panels.visible_panels`, the app's rule), laid out again as panels come and go.
 ``follow(handle)`` subscribes to the run's metric bus; each event
 extends the run's traces inside one ``batch_update`` (one message to the browser per logged step,
 and one more when a subplot's axes are refitted or a KL-below-0 note is added: see
@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from alignlab.explain import explain
 from alignlab.metrics import is_se_key, se_key
-from alignlab.plots import rows_from_events, visible_panels
+from alignlab.panels import rows_from_events, visible_panels
 from alignlab.ui.figures import kl_notes, line_errors, line_mode, panel_bands, panel_lines, path_marks
 from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import (

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
-from alignlab.plots import rows_from_events
+from alignlab.panels import rows_from_events
 from alignlab.ui.format import duration, pace_text
 
 TICK_S = 1.0

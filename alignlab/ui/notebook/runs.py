@@ -17,12 +17,12 @@ import ipywidgets as widgets
 
 from alignlab import runner
 from alignlab.config import RunConfig
-from alignlab.data import BUILTIN_TASK
 from alignlab.errors import AlignLabError
 from alignlab.labels import run_label
 from alignlab.methods import method_names
-from alignlab.plots import visible_panels
+from alignlab.panels import visible_panels
 from alignlab.rundir import UNREADABLE, default_runs_dir, list_runs, samples_summary
+from alignlab.task import BUILTIN_TASK
 from alignlab.ui.format import FOLLOWED, FOLLOWED_CHANGE, number, samples_followed, share
 from alignlab.ui.notebook.figure_widget import FigureWidget
 from alignlab.ui.notebook.grid import grid_figure

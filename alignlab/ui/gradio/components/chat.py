@@ -19,11 +19,11 @@ import gradio as gr
 
 from alignlab.chat import trained_mode
 from alignlab.config import config_of
-from alignlab.data import task_instruction, task_openings
 from alignlab.errors import AlignLabError
 from alignlab.generation import SamplingSettings
 from alignlab.models import DEFAULT_MODEL
 from alignlab.rundir import find_run
+from alignlab.task import task_instruction, task_openings
 from alignlab.ui.format import chat_settings
 from alignlab.ui.gradio.chat_service import BASE_PREFIX, RUN_PREFIX, fit_histories, message_notice, token_counter
 from alignlab.ui.gradio.components.vote import ASK, BLIND_TITLES, create_voting

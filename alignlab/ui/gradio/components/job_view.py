@@ -10,7 +10,7 @@ import time
 from html import escape
 
 from alignlab.explain import explain, markdown
-from alignlab.plots import visible_panels
+from alignlab.panels import visible_panels
 from alignlab.ui.figures import panel_figures
 from alignlab.ui.format import duration, pace_text
 from alignlab.ui.gradio.jobs import Job
@@ -73,7 +73,7 @@ def queue_table(services: Services) -> dict:
 
 
 def job_figures(job: Job, rows: list[dict]) -> list:
-    """The current job's panels and its reward-vs-KL frontier (:func:`alignlab.plots.visible_panels`). While the job
+    """The current job's panels and its reward-vs-KL frontier (:func:`alignlab.panels.visible_panels`). While the job
     is queued or training the grid stays fixed at every panel of its method, each filling as its keys arrive (a first
     probe row fills Reward and KL before the first loss: the grid does not shrink to those and grow back); once it
     ended, a panel none of its rows fills is left out."""

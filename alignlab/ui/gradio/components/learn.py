@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from alignlab.data import FORMATS
+from alignlab.data_formats import FORMATS
 from alignlab.measured import measured_text
 from alignlab.methods import Knob, MethodSpec, registry
-from alignlab.plots import DRIFT_PANEL
+from alignlab.panels import DRIFT_PANEL
 from alignlab.ui.figures import frontier_figure, panel_figure
 from alignlab.ui.gradio.forms import form_knobs
 from alignlab.worked_examples import WorkedExample, worked_examples

@@ -1,7 +1,7 @@
 """A fixed pool of plot slots, two per row, filled with however many figures a method or a comparison has.
 
 Gradio components are created once, when the page is built; a view's panels (Loss, Reward, KL, the
-methods' own, then the reward-vs-KL frontier: :func:`alignlab.plots.visible_panels`) differ between
+methods' own, then the reward-vs-KL frontier: :func:`alignlab.panels.visible_panels`) differ between
 methods, so a tab holds as many slots as the largest view it can show needs (:func:`slot_count`) and shows
 only the slots (and rows) it fills.
 """
@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import gradio as gr
 import plotly.graph_objects as go
 
-from alignlab.plots import visible_panels
+from alignlab.panels import visible_panels
 
 PER_ROW = 2
 
 
 def slot_count(views: Iterable[Iterable[str]]) -> int:
     """Slots for the largest of ``views`` (each the methods one view draws together): the most panels
-    :func:`~alignlab.plots.visible_panels` gives any of them, frontier included (before rows arrive it
+    :func:`~alignlab.panels.visible_panels` gives any of them, frontier included (before rows arrive it
     shows every panel, so no later view needs more)."""
     return max(len(visible_panels(methods)) for methods in views)
 

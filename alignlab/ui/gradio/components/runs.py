@@ -18,7 +18,7 @@ import gradio as gr
 from alignlab.errors import AlignLabError
 from alignlab.labels import run_label
 from alignlab.methods import method_names
-from alignlab.plots import visible_panels
+from alignlab.panels import visible_panels
 from alignlab.rundir import UNREADABLE, delete_run, find_run, read_run, read_samples
 from alignlab.runner import resume_point
 from alignlab.ui.figures import panel_figures
@@ -58,7 +58,7 @@ def run_choices(runs: list[dict]) -> list[tuple[str, str]]:
 
 def comparison_figures(runs: list[dict], selected: list[str]) -> list:
     """Overlay figures for the selected runs: each panel of their methods that some run logged, then the
-    frontier (:func:`alignlab.plots.visible_panels`)."""
+    frontier (:func:`alignlab.panels.visible_panels`)."""
     chosen = [run for run in runs if run["run_id"] in selected]
     if not chosen:
         return []

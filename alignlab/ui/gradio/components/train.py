@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from alignlab.data import BUILTIN_TASK, VOTES_PREFIX, load_rows
+from alignlab.data import VOTES_PREFIX, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names, registry
 from alignlab.methods.base import KNOB_GROUPS
@@ -24,6 +24,7 @@ from alignlab.models import DEFAULT_MODEL, TINY_MODEL
 from alignlab.presets import PRESETS, get_preset
 from alignlab.rewards import check_no_path
 from alignlab.rundir import find_run, votes_names, votes_path
+from alignlab.task import BUILTIN_TASK
 from alignlab.ui.gradio.components.changes import changes_view, create_changes_view
 from alignlab.ui.gradio.components.job_view import (
     end_message,

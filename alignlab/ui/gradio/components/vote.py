@@ -24,9 +24,9 @@ import gradio as gr
 
 from alignlab import votes
 from alignlab.config import RunConfig, config_of
-from alignlab.data import BUILTIN_TASK
 from alignlab.errors import AlignLabError
 from alignlab.rundir import find_run, votes_path
+from alignlab.task import BUILTIN_TASK
 from alignlab.ui.gradio.chat_service import RUN_PREFIX
 from alignlab.ui.gradio.services import Services
 from alignlab.vote_runs import VOTE_METHODS, votes_run_config

@@ -1,4 +1,5 @@
-"""Plot data: run histories -> the series and points every plot draws. Pure data, no plotting library.
+"""Panel data: run histories -> the panels a view shows and the series, bands and points they hold. Pure data, no
+plotting library.
 
 Both front ends draw from these functions (through :mod:`alignlab.ui.figures`), so a curve looks the
 same in the notebook and in the app. A history is a list of a run's metric rows

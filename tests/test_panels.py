@@ -1,4 +1,4 @@
-"""Plot data (alignlab.plots) and the plotly figures both UIs draw (alignlab.ui.figures)."""
+"""Panel data (alignlab.panels) and the plotly figures both UIs draw (alignlab.ui.figures)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from alignlab import rundir
 from alignlab.config import RunConfig
 from alignlab.methods import Panel, method_names
-from alignlab.plots import (
+from alignlab.panels import (
     DRIFT_PANELS,
     FRONTIER,
     FRONTIER_PANEL,

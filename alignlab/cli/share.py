@@ -2,7 +2,7 @@
 
 ``alignlab export RUN --to DIR [--merged]`` writes the run's model with its card to a new folder;
 ``alignlab push RUN REPO_ID [--private] [--merged]`` uploads the same to a Hugging Face hub repository.
-:mod:`alignlab.cli` adds these parsers and hands the parsed arguments here.
+:mod:`alignlab.cli.parser` adds these parsers and :func:`alignlab.cli.main` hands the parsed arguments here.
 """
 
 from __future__ import annotations
