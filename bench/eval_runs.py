@@ -49,9 +49,10 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
     Raises ValueError when the run did not finish or has no evaluation.
     """
     from alignlab import rundir
+    from alignlab.config import config_of
     from alignlab.metrics import PROBE_FOLLOW, PROBE_KL, se_key
 
-    config = rundir.read_config(run_dir)
+    config = config_of(run_dir).flat()  # the method's knobs beside the shared settings, as the benchmark keeps them
     status = rundir.read_status(run_dir)
     evaluation = rundir.read_eval(run_dir)
     if status.get("state") != "finished":
@@ -66,7 +67,8 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
     final["kl_se"] = probe.get(se_key(PROBE_KL))
     final["probe_follow"] = probe.get(PROBE_FOLLOW)
     visible = final["gain"] >= VISIBLE_GAIN and final["gain_se"] <= VISIBLE_SE
-    return {"run_id": config["run_id"], "method": config["method"], "config": config, "state": "finished",
+    run_id = rundir.read_config(run_dir)["run_id"]
+    return {"run_id": run_id, "method": config["method"], "config": config, "state": "finished",
             "seed": config["seed"], "threads": threads, "cache": "not recorded", "steps": config.get("max_steps"),
             "train_s": status.get("elapsed_s"),
             "visible": {"step": config.get("max_steps"), "seconds": status.get("elapsed_s"), "at_end": True}

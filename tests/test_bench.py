@@ -162,6 +162,10 @@ def test_learn_figures_keep_runs_at_todays_defaults_apart_from_other_settings(tm
     text = measured_text("orpo", figures)
     assert text.startswith("after 12 steps, sentiment reward gain over the reference on 100 held-out prompts: seed 42 "
                            "(1 thread): +0.50 ± 0.04, wins on 90%, KL 12 nats, 270 s of training; visible")
+    rloo = {**runs[0], "method": "rloo", "config": {"method": "rloo", "max_steps": 12}}
+    before = learn_figures({"runs": [runs[0], rloo], "finished": "2026-11-23 18:48"})["methods"]  # pairs rebuilt after
+    assert not before["orpo"]["defaults"] and before["orpo"]["variants"][0]["label"] == "orpo (previous pairs)"
+    assert len(before["rloo"]["defaults"]) == 1  # it samples the prompts only: the rebuilt pairs do not matter
     with_follow = {**runs[0], "final": {**final, "reference_follow": 0.385, "aligned_follow": 0.825}}
     assert "KL 12 nats, instruction followed 38% → 82%, 270 s" in measured_text(
         "orpo", learn_figures({"runs": [with_follow]}))
