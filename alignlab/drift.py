@@ -39,6 +39,7 @@ FOLLOW_DROP_SHARE = 1 / 3  # ...and at least this fraction of the step-0 share (
 PPL_RISE = 2.0  # the reference finds the samples at least this many times as surprising as its own: drift
 LENGTH_OFF = 1.5  # completions this many times longer than the reference's (or shorter by as much): drift
 COST_RISE = 3.0  # the last half's KL per unit of reward gained, this many times the first half's: diminishing returns
+KL_PER_TOKEN = 0.25  # nats per completion token: far from the reference (about 10 nats on the task's 40-token reviews)
 Z_95 = 1.96
 
 
@@ -110,6 +111,12 @@ def _length_ratio(first: dict, last: dict) -> float | None:
     return last.get(PROBE_LENGTH_RATIO) or _ratio(last.get(PROBE_LENGTH), first.get(PROBE_LENGTH))
 
 
+def _kl_per_token(last: dict) -> float | None:
+    """The last probe's KL per completion token (its KL ÷ its mean length), or None without a length."""
+    length = last.get(PROBE_LENGTH)
+    return float(last[PROBE_KL]) / float(length) if length and float(length) > 0 else None
+
+
 def _kl_cost(probes: list[dict]) -> tuple[float, float, float, float] | None:
     """``(first half's KL per unit reward, last half's, last half's reward gain, its KL)`` when the last half of the
     run bought its reward at :data:`COST_RISE` times the first half's KL price (both halves gaining reward), else
@@ -135,8 +142,9 @@ def verdict(rows: list[dict]) -> Verdict | None:
     Alarms, most telling first (at most two are named): the share that followed the instruction fell well below
     its step-0 value (while reward rose: "trading the instruction for reward"); the reference finds the samples
     :data:`PPL_RISE` times as surprising as its own; completions grew (or shrank) :data:`LENGTH_OFF` times; the
-    last half of the run paid :data:`COST_RISE` times the KL per unit of reward the first half did. Without an
-    alarm it says where each measure stands.
+    last half of the run paid :data:`COST_RISE` times the KL per unit of reward the first half did; the samples
+    are :data:`KL_PER_TOKEN` nats per token or more from the reference. Without an alarm it says where each
+    measure stands.
 
     >>> rows = [{"step": 0, "probe/reward": 0.05, "probe/kl": 0.0, "probe/follow": 0.31, "probe/follow_se": 0.08},
     ...         {"step": 12, "probe/reward": 0.92, "probe/kl": 27.1, "probe/follow": 0.0, "probe/follow_se": 0.0}]
@@ -168,6 +176,10 @@ by +0.87.
         early, late, late_gain, late_kl = cost
         alarms.append(f"diminishing returns: the last {late_gain:+.2f} reward cost {late_kl:.1f} nats of KL "
                       f"({late:.0f} nats per unit reward, against {early:.0f} in the first half)")
+    per_token = _kl_per_token(last)
+    if per_token is not None and per_token >= KL_PER_TOKEN:
+        alarms.append(f"the samples are {per_token:.2f} nats per token from the reference ({float(last[PROBE_KL]):.0f} "
+                      "nats a completion): far from it, whatever the reward says")
     if alarms:
         text = "; ".join(alarms[:2])
         return Verdict(True, text[0].upper() + text[1:] + ".")

@@ -9,10 +9,11 @@ from alignlab.metrics import PROBE_KL_RATE, PROBE_LENGTH_RATIO, PROBE_REF_PPL_RA
 from alignlab.panels import DRIFT, DRIFT_PANEL, visible_panels
 
 
-def probe(step, reward, kl, follow=None, follow_se=0.0, length=8.0, ref_ppl=20.0, **more):
-    """One probe row as the probe logs it, its drift metrics against step 0 (length 8, perplexity 20) included."""
+def probe(step, reward, kl, follow=None, follow_se=0.0, length=40.0, ref_ppl=20.0, **more):
+    """One probe row as the probe logs it, its drift metrics against step 0 (length 40 tokens, as the built-in
+    task's reviews, and perplexity 20) included."""
     row = {"step": step, "probe/reward": reward, "probe/kl": kl, "probe/length": length, "probe/ref_ppl": ref_ppl,
-           "probe/length_ratio": length / 8.0, "probe/ref_ppl_ratio": ref_ppl / 20.0, **more}
+           "probe/length_ratio": length / 40.0, "probe/ref_ppl_ratio": ref_ppl / 20.0, **more}
     if follow is not None:
         row.update({"probe/follow": follow, "probe/follow_se": follow_se})
     return row
@@ -27,7 +28,7 @@ FAITHFUL = [probe(0, 0.05, 0.0, follow=0.31, follow_se=0.08), probe(6, 0.30, 2.0
 
 def test_drift_metrics_read_each_probe_against_the_step_0_probe_and_the_one_before():
     earlier = [{"step": 0, "loss": 0.69}, probe(0, 0.0, 0.0), probe(5, 0.2, 2.0)]
-    found = drift_metrics(earlier, {"probe/length": 4.0, "probe/ref_ppl": 60.0, "probe/kl": 5.0}, 8)
+    found = drift_metrics(earlier, {"probe/length": 20.0, "probe/ref_ppl": 60.0, "probe/kl": 5.0}, 8)
     assert found == {PROBE_LENGTH_RATIO: 0.5, PROBE_REF_PPL_RATIO: 3.0, PROBE_KL_RATE: 1.0}
     resumed = [probe(5, 0.2, 2.0)]  # no step-0 probe to read against: no ratio, but a rate
     assert drift_metrics(resumed, {"probe/length": 4.0, "probe/kl": 5.0}, 8) == {PROBE_KL_RATE: 1.0}
@@ -59,13 +60,22 @@ def test_a_fall_within_the_noise_or_small_is_no_alarm():
 
 @pytest.mark.parametrize(("last", "words"), [
     (probe(10, 0.5, 3.0, ref_ppl=70.0), "the reference finds the samples 3.5× as surprising per token as its own"),
-    (probe(10, 0.5, 3.0, length=16.0), "completions are 2.00× the reference's length"),
+    (probe(10, 0.5, 3.0, length=80.0), "completions are 2.00× the reference's length"),
     (probe(10, -0.1, 3.0, follow=0.0), "The instruction is being dropped: instruction followed fell from 50% to 0% "
                                        "(step 0 → 10), and reward did not rise (-0.10)"),
 ])
 def test_the_reference_losing_its_language_and_length_running_off_are_alarms(last, words):
     said = verdict([probe(0, 0.0, 0.0, follow=0.5), last])
     assert said.alarm and words.lower() in said.text.lower()
+
+
+def test_samples_far_from_the_reference_per_token_are_an_alarm_whatever_the_reward():
+    """PPO at kl_coef 0.01 on the built-in task: +0.46 for 31 nats over 48-token completions, no other sign."""
+    far = [probe(0, 0.16, 0.0, follow=0.09, follow_se=0.05, length=44.0), probe(12, 0.62, 31.0, length=48.0)]
+    # (lengths 44 → 48: 1.1× the reference's, no length alarm)
+    said = verdict(far)
+    assert said.alarm and "The samples are 0.65 nats per token from the reference (31 nats a completion)" in said.text
+    assert not verdict([probe(0, 0.16, 0.0, length=44.0), probe(12, 0.57, 8.0, length=38.0)]).alarm  # 0.21 a token
 
 
 def test_one_probe_is_no_verdict_yet():
