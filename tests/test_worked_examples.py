@@ -24,7 +24,7 @@ def test_the_reward_hack_alarms_and_the_default_dpo_run_does_not():
     """What the lessons say is what the rows show: PPO with a cheap KL penalty drifts, DPO at its defaults keeps
     the instruction."""
     found = {example.name: example for example in worked_examples()}
-    assert found["ppo-kl-0.01"].verdict().alarm
+    assert found["ppo-cheap-kl"].verdict().alarm
     assert not found["dpo"].verdict().alarm
 
 
