@@ -60,7 +60,7 @@ def faithful_problems(run: dict, gain: float = 0.3, max_se: float = 0.05) -> lis
     >>> faithful_problems({"gain": 0.36, "gain_se": 0.04, "kl": 8.0, "reference_follow": 0.39, "aligned_follow": 0.82})
     []
     >>> faithful_problems({"gain": 0.6, "gain_se": 0.04, "kl": 27.0, "reference_follow": 0.31, "aligned_follow": 0.0})
-    ['KL 27 nats > 10', 'instruction followed 31% → 0%']
+    ['KL 27.0 nats > 10', 'instruction followed 31% → 0%']
     """
     if run.get("gain") is None or run.get("aligned_follow") is None or run.get("reference_follow") is None:
         return None
@@ -68,7 +68,7 @@ def faithful_problems(run: dict, gain: float = 0.3, max_se: float = 0.05) -> lis
     if run["gain"] < gain or run["gain_se"] > max_se:
         problems.append(f"gain {run['gain']:+.3f} ± {run['gain_se']:.3f}, not ≥ {gain:g} with s.e. ≤ {max_se:g}")
     if run.get("kl") is not None and run["kl"] > FAITHFUL_KL:
-        problems.append(f"KL {run['kl']:.0f} nats > {FAITHFUL_KL:g}")
+        problems.append(f"KL {run['kl']:.1f} nats > {FAITHFUL_KL:g}")
     if run["aligned_follow"] < run["reference_follow"] - FAITHFUL_FOLLOW_DROP:
         problems.append(f"instruction followed {run['reference_follow']:.0%} → {run['aligned_follow']:.0%}")
     return problems
