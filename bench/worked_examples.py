@@ -7,7 +7,7 @@ makes the run again and the machine it ran on. Make the runs first, then name th
     alignlab train --method ppo --kl-coef 0.01 --seed 42 --run-id ppo-kl001
     alignlab train --method simpo --seed 42 --run-id simpo-42
     alignlab train --method dpo --seed 42 --run-id dpo-42
-    python -m bench.worked_examples ppo-kl-0.01=runs/ppo-kl001 simpo=runs/simpo-42 dpo=runs/dpo-42 \\
+    python -m bench.worked_examples ppo-cheap-kl=runs/ppo-kl001 simpo=runs/simpo-42 dpo=runs/dpo-42 \\
         --note "1 thread, other jobs on the machine"
 """
 
@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-TITLES = {"ppo-kl-0.01": "PPO with a cheap KL penalty (kl_coef 0.01): reward hacking",
+TITLES = {"ppo-cheap-kl": "PPO with a cheap KL penalty (kl_coef 0.01): reward hacking",
           "simpo": "SimPO at its defaults: no reference in the loss",
           "dpo": "DPO at its defaults: the faithful contrast"}
 LEFT_OUT = {"run_id", "run_name", "output_dir", "owner", "report_to"}  # where a run went, not how it trained
