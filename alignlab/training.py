@@ -21,7 +21,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from alignlab import devices, rundir, threads
+from alignlab import devices, rundir
 from alignlab.changes import side_by_side
 from alignlab.config import RunConfig
 from alignlab.data import load_dataset, trained_on
@@ -204,12 +204,7 @@ def _train(handle: TrainingRun) -> None:
     checked = handle.preflight
     tokenizer = checked.tokenizer if checked is not None and checked.tokenizer is not None else load_tokenizer(
         config.model, config.trust_remote_code)
-    placement = devices.of_run(config)
-    if placement.device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        said = threads.apply()  # the cores other work leaves free (OMP_NUM_THREADS, where set, wins)
-        if said:
-            warnings.warn(f"run {handle.run_id}: {said}", AlignLabWarning, stacklevel=2)
-    model = load_model(config.model, spec.model_kind, config.trust_remote_code, placement)
+    model = load_model(config.model, spec.model_kind, config.trust_remote_code, devices.of_run(config))
     handle.set_phase("building the trainer: tokenizing the data")
     dataset, reward = training_data(handle, tokenizer)
     context = RunContext(config=config, run_dir=handle.run_dir, model=model, tokenizer=tokenizer, dataset=dataset,
