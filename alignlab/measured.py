@@ -48,10 +48,11 @@ def _final(run: dict) -> str:
 
 
 FAITHFUL_KL = 10.0  # nats: "visible at small KL" (the faithful-alignment goal of the defaults)
+VISIBLE_GAIN, VISIBLE_SE = 0.3, 0.05  # "visible": the gain and its largest s.e. (the alignment benchmark's defaults)
 FAITHFUL_FOLLOW_DROP = 0.05  # the instruction counts as kept when followed at most this much less than by the reference
 
 
-def faithful_problems(run: dict, gain: float = 0.3, max_se: float = 0.05) -> list[str] | None:
+def faithful_problems(run: dict, gain: float = VISIBLE_GAIN, max_se: float = VISIBLE_SE) -> list[str] | None:
     """What keeps a run at the defaults from being *faithful* alignment (visible at small KL with the instruction
     kept): gain below ``gain`` or s.e. above ``max_se``, KL above :data:`FAITHFUL_KL`, instruction followed more than
     :data:`FAITHFUL_FOLLOW_DROP` below the reference. [] when nothing does; None when its figures cannot tell
@@ -110,6 +111,7 @@ def measured_text(method: str, figures: dict | None = None) -> str:
     if not found or not (found.get("defaults") or found.get("variants")):
         return ""
     settings = figures.get("settings", {})
+    gain, max_se = settings.get("visible_gain") or VISIBLE_GAIN, settings.get("visible_se") or VISIBLE_SE
     text = (f"after {settings.get('steps', '?')} steps, {settings.get('reward', 'the')} reward gain over the reference "
             f"on {settings.get('prompts', '?')} held-out prompts: ")
     finals = [_final(run) for run in found.get("defaults", []) if run.get("gain") is not None]
@@ -118,13 +120,12 @@ def measured_text(method: str, figures: dict | None = None) -> str:
     else:
         text += "; ".join(finals) if finals else "no final model evaluated at the defaults"
         seen = [note for note in map(_visible, found.get("defaults", [])) if note]
-        threshold = f"gain ≥ {settings.get('visible_gain', 0.3)} with s.e. ≤ {settings.get('visible_se', 0.05)}"
+        threshold = f"gain ≥ {gain} with s.e. ≤ {max_se}"
         text += (f"; visible ({threshold}) " + "; ".join(seen)) if seen else (
             f"; not visible ({threshold}) in any run at the defaults")
     variants = [f"{run['label']}, seed {run['seed']}: {_gain(run)}" for run in found.get("variants", [])
                 if run.get("gain") is not None]
     if variants:
         text += ". Other settings: " + "; ".join(variants)
-    faithful = _faithful(found.get("defaults", []), settings.get("visible_gain") or 0.3,
-                         settings.get("visible_se") or 0.05)
+    faithful = _faithful(found.get("defaults", []), gain, max_se)
     return text + "." + (f" {faithful}" if faithful else "")

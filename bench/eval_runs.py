@@ -23,7 +23,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_RUNS = ROOT / "bench" / "eval_runs.json"
-VISIBLE_GAIN, VISIBLE_SE = 0.3, 0.05  # the alignment benchmark's "visible" (its --gain and --max-se defaults)
 
 
 def _number(value):
@@ -35,14 +34,6 @@ def _figures(value):
     return {name: _figures(item) for name, item in value.items()} if isinstance(value, dict) else _number(value)
 
 
-def last_probe(rows: list[dict]) -> dict:
-    """The last row of the run's metrics that a probe wrote (its reward and KL), or {}."""
-    from alignlab.metrics import PROBE_KL, PROBE_REWARD
-
-    probed = [row for row in rows if row.get(PROBE_REWARD) is not None and row.get(PROBE_KL) is not None]
-    return probed[-1] if probed else {}
-
-
 def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") -> dict:
     """One evaluated run's figures, in the shape :func:`bench.learn_figures.run_figures` reads.
 
@@ -50,6 +41,8 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
     """
     from alignlab import rundir
     from alignlab.config import config_of
+    from alignlab.drift import probe_rows
+    from alignlab.measured import VISIBLE_GAIN, VISIBLE_SE
     from alignlab.metrics import PROBE_FOLLOW, PROBE_KL, se_key
 
     config = config_of(run_dir).flat()  # the method's knobs beside the shared settings, as the benchmark keeps them
@@ -59,7 +52,7 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
         raise ValueError(f"{run_dir}: the run is {status.get('state')!r}, not finished")
     if evaluation is None:
         raise ValueError(f"{run_dir}: no evaluation; run `alignlab eval {run_dir}` first")
-    probe = last_probe(rundir.read_metrics(run_dir)[0])
+    probe = (probe_rows(rundir.read_metrics(run_dir)[0]) or [{}])[-1]
     kept = ("reward", "gain", "gain_se", "win_rate", "aligned_fluency", "reference_fluency", "reference_follow",
             "aligned_follow", "follow_change", "follow_change_se")
     final = {name: _figures(evaluation.get(name)) for name in kept}

@@ -136,13 +136,16 @@ def test_an_uncached_step_0_probe_waits_for_the_first_probe_and_measures_what_st
         step_0 = [sample for sample in read_probe_samples(handle.run_dir) if sample["step"] == 0]
         return rows, step_0
 
+    def kinds(rows):  # each metric row as (what wrote it, its step), in file order
+        return [("probe" if PROBE_KL in row else "loss" if "loss" in row else "other", row["step"]) for row in rows]
+
     deferred, deferred_samples = run("a")
-    kinds = [("probe" if PROBE_KL in row else "loss" if "loss" in row else "other", row["step"]) for row in deferred]
-    assert kinds.index(("loss", 1)) < kinds.index(("probe", 0)) < kinds.index(("probe", 2))
+    order = kinds(deferred)
+    assert order.index(("loss", 1)) < order.index(("probe", 0)) < order.index(("probe", 2))
     monkeypatch.setattr(probe, "DEFER_UNTRAINED", False)
     at_once, at_once_samples = run("b")
-    kinds = [("probe" if PROBE_KL in row else "loss" if "loss" in row else "other", row["step"]) for row in at_once]
-    assert kinds.index(("probe", 0)) < kinds.index(("loss", 1))
+    order = kinds(at_once)
+    assert order.index(("probe", 0)) < order.index(("loss", 1))
     first, second = (next(row for row in rows if PROBE_KL in row and row["step"] == 0) for rows in (deferred, at_once))
     for key in ("probe/reward", PROBE_LENGTH, PROBE_REF_PPL):
         assert first[key] == pytest.approx(second[key], rel=1e-5), key

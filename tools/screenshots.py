@@ -24,6 +24,7 @@ import os
 
 os.environ.setdefault("ALIGNLAB_DEV", "1")  # before alignlab: the pickers offer tiny-random in development only
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -65,14 +66,24 @@ def pick(page, elem_id: str, option: str) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
-def gradio_shots(browser, out: Path) -> None:
-    """Train (during, after), Chat with an example, Chat in blind mode."""
+@contextlib.contextmanager
+def app_page(browser):
+    """The app served from a temporary runs folder, and a 1280×800 page open on it: ``(demo, page)``."""
     demo = create_app(Path(tempfile.mkdtemp(prefix="alignlab-shots-")) / "runs")
     _, url, _ = serve(demo, port=None, block=False)
     try:
         page = browser.new_context(viewport=VIEWPORT).new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
+        yield demo, page
+    finally:
+        demo.services.jobs.close()
+        demo.close()
+
+
+def gradio_shots(browser, out: Path) -> None:
+    """Train (during, after), Chat with an example, Chat in blind mode."""
+    with app_page(browser) as (demo, page):
         page.wait_for_selector("#train-start")
         pick(page, "train-model", "tiny-random")
         for knob, value in RUN.items():
@@ -109,21 +120,13 @@ def gradio_shots(browser, out: Path) -> None:
         page.locator("#chat-blind").scroll_into_view_if_needed()
         page.evaluate("() => window.scrollBy(0, -420)")  # both columns above the vote buttons
         save(page, out / "gradio-chat-blind.png")
-    finally:
-        demo.services.jobs.close()
-        demo.close()
 
 
 def learn_shots(browser, out: Path) -> None:
     """The Learn tab's worked examples of drift, one picture each (no training: the runs are shipped)."""
     from alignlab.worked_examples import worked_examples
 
-    demo = create_app(Path(tempfile.mkdtemp(prefix="alignlab-shots-")) / "runs")
-    _, url, _ = serve(demo, port=None, block=False)
-    try:
-        page = browser.new_context(viewport=VIEWPORT).new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
+    with app_page(browser) as (_, page):
         page.get_by_role("tab", name="Learn").click()
         page.locator("#learn-examples button").first.click()  # open the accordion
         for example in worked_examples():
@@ -131,9 +134,6 @@ def learn_shots(browser, out: Path) -> None:
             card.wait_for()
             page.evaluate(f"() => document.getElementById('example-{example.name}').scrollIntoView({{block: 'start'}})")
             save(page, out / f"gradio-learn-drift-{example.name}.png")
-    finally:
-        demo.services.jobs.close()
-        demo.close()
 
 
 def free_port() -> int:
