@@ -4,10 +4,12 @@
     python -m bench.sampling --full          # 64 tokens, 3 reps
     python -m bench --sections sampling      # the same, as a section of the whole benchmark
 
-Both paths decode the same left-padded built-in review prompts (chat template) for exactly ``tokens``
-new tokens per row (no stop tokens, so both do the same work), at the lab's reading settings
+Every path decodes the same left-padded built-in review prompts (chat template) for exactly ``tokens``
+new tokens per row (no stop tokens, so all do the same work), at the lab's reading settings
 (temperature 0.7, top-p 0.9). (a) ``model.generate``; (b) :func:`alignlab.decoding.decode`, the engine
-behind :func:`alignlab.generation.sample`. The rollout rows (``*-groups``) decode the largest batch as an
+behind :func:`alignlab.generation.sample`, on the model's own fp32 forward (``exact``); (c) the engine as
+it runs by default, on the packed bf16 decoder where it applies (:mod:`alignlab.packed_decoder`), with
+how far its next-token distributions are from fp32's (KL per token on the sampled rows). The rollout rows (``*-groups``) decode the largest batch as an
 online trainer lays it out, ``GROUP`` copies of each prompt in a row: (a) ``generate`` on it as TRL calls it,
 (b) the route TRL's trainers take in the lab (:func:`alignlab.rollouts.engine_generate`), which prefills
 each prompt once. Each path's first call (batch 1, a few tokens) is its
@@ -25,7 +27,9 @@ where MACs are the multiply-accumulates of every linear layer per token (lm_head
 attention width (4·layers·width·L counts the scores and the weighted sum over L cached positions),
 W the bytes of the weights read per forward (every parameter; an untied input embedding is only
 looked up, so it is left out), and KV the bytes of keys and values cached per position. The bound
-tokens/s is ``B·N`` over the sum: compute-bound at large B, memory-bound at small B.
+tokens/s is ``B·N`` over the sum: compute-bound at large B, memory-bound at small B. The bf16 bound is
+the same sum with bf16's bytes (half of fp32's) and the best bf16 FLOP/s of oneDNN's packed product
+(:func:`bf16_peak`): the bound of the precision the packed route computes in.
 """
 
 from __future__ import annotations
@@ -51,6 +55,32 @@ def bandwidth(mib: int = 256, seconds: float = 1.0) -> float:
         target.copy_(source)
         copies += 1
     return 2 * source.numel() * 4 * copies / (time.perf_counter() - begin)
+
+
+def bf16_peak(seconds: float = 1.0, tokens: int = 800, hidden: int = 576, ffn: int = 1536) -> float:
+    """Best bf16 FLOP/s of oneDNN's packed linear (the packed decoder's product) on model-shaped and square
+    sizes; 0 where bf16 packing is not available."""
+    import torch
+
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return 0.0
+
+    def rate(rows: int, inner: int, out: int) -> float:
+        x = torch.randn(rows, inner).to(torch.bfloat16)
+        packed = torch.ops.mkldnn._reorder_linear_weight(torch.randn(out, inner).to(torch.bfloat16), rows)
+
+        def product():
+            return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+        for _ in range(3):
+            product()
+        n, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < seconds / 3:
+            product()
+            n += 1
+        return 2 * rows * inner * out * n / (time.perf_counter() - begin)
+
+    return max(rate(tokens, hidden, 2 * ffn), rate(1024, 1024, 1024), rate(2048, 2048, 2048))
 
 
 def shape(model) -> dict:
@@ -92,6 +122,7 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
     from alignlab.decoding import decode
     from alignlab.generation import READING_TEMPERATURE, READING_TOP_P, render_prompt
     from alignlab.models import load_model, load_tokenizer
+    from alignlab.packed_decoder import applies, bf16_drift, sampling_mode
     from alignlab.rollouts import engine_generate as routed
     from alignlab.rollouts import engine_settings
     from alignlab.task import task_prompts
@@ -120,6 +151,10 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
         decode(net, batch["input_ids"], batch["attention_mask"], new, READING_TEMPERATURE, READING_TOP_P,
                torch.Generator().manual_seed(0), stop_ids=(), pad_id=pad)
 
+    def exact(batch, new: int) -> None:
+        with sampling_mode("exact"):
+            engine(batch, new)
+
     def generate_groups(batch, new: int) -> None:  # a rollout batch as TRL lays it out: k copies of each prompt
         generate({name: value.repeat_interleave(GROUP, dim=0) for name, value in batch.items()}, new)
 
@@ -130,7 +165,7 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
         engine_generate_call(net, **{name: value.repeat_interleave(GROUP, dim=0) for name, value in batch.items()},
                              generation_config=config)
 
-    paths = {"generate": generate, "engine": engine}
+    paths = {"generate": generate, "exact": exact, "engine": engine}
     warmup = {}
     for name, run in paths.items():
         torch.manual_seed(0)
@@ -138,8 +173,12 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
         run(batch_of(1), 4)
         warmup[name] = time.perf_counter() - begin
     peak = matmul_peak(seconds=1.0)["peak_flops"]
+    peak_bf16 = bf16_peak()
     bytes_per_s = bandwidth()
     model_shape = shape(net)
+    half = {**model_shape, "weight_bytes": model_shape["weight_bytes"] / 2,
+            "kv_bytes_per_position": model_shape["kv_bytes_per_position"] / 2}
+    packed = applies(net)
     rows = []
     for size in batch_sizes:
         batch = batch_of(size)
@@ -153,6 +192,9 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
                              "tokens": size * tokens})
         rows.append({"path": "bound", "batch": size, "prompt_tokens": prompt,
                      "tokens_per_s": bound_tokens_per_s(model_shape, peak, bytes_per_s, size, prompt, tokens)})
+        if peak_bf16:
+            rows.append({"path": "bound-bf16", "batch": size, "prompt_tokens": prompt,
+                         "tokens_per_s": bound_tokens_per_s(half, peak_bf16, bytes_per_s, size, prompt, tokens)})
     prompts_per_group_batch = max(1, max(batch_sizes) // GROUP)
     batch = batch_of(prompts_per_group_batch)
     for rep in range(reps):
@@ -163,8 +205,17 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
             rows.append({"path": f"{name}-groups", "batch": prompts_per_group_batch * GROUP, "group": GROUP,
                          "rep": rep, "seconds": time.perf_counter() - begin,
                          "tokens": prompts_per_group_batch * GROUP * tokens})
+    drift = None
+    if packed:  # how far the packed route's next-token distributions are from fp32's, on sampled rows
+        batch = batch_of(8)
+        sampled = decode(net, batch["input_ids"], batch["attention_mask"], 32, READING_TEMPERATURE, READING_TOP_P,
+                         torch.Generator().manual_seed(0), stop_ids=(), pad_id=pad).tokens
+        drift = bf16_drift(net, torch.cat([batch["input_ids"], sampled], 1),
+                           torch.cat([batch["attention_mask"], torch.ones_like(sampled)], 1))
     return {"threads": torch.get_num_threads(), "tokens": tokens, "reps": reps, "warmup_s": warmup,
-            "peak_flops": peak, "bandwidth_bytes_per_s": bytes_per_s, "shape": model_shape, "rows": rows}
+            "peak_flops": peak, "peak_flops_bf16": peak_bf16, "bandwidth_bytes_per_s": bytes_per_s,
+            "shape": model_shape, "route": "packed bf16" if packed else "model forward",
+            "kl_fp32_to_engine_per_token": drift, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

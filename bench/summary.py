@@ -176,11 +176,16 @@ def sampling(rows: list[dict]) -> dict:
     for size in sorted({r["batch"] for r in plain}):
         here = [r for r in plain if r["batch"] == size]
         rate = {path: median(r["tokens"] / r["seconds"] for r in here if r["path"] == path)
-                for path in ("generate", "engine")}
-        bound = next(r["tokens_per_s"] for r in here if r["path"] == "bound")
-        table[str(size)] = {**rate, "bound": bound, "engine_over_bound": rate["engine"] / bound,
+                for path in ("generate", "exact", "engine") if any(r["path"] == path for r in here)}
+        fp32 = next(r["tokens_per_s"] for r in here if r["path"] == "bound")
+        bf16 = next((r["tokens_per_s"] for r in here if r["path"] == "bound-bf16"), None)
+        bound = bf16 if bf16 and run.get("route") == "packed bf16" else fp32  # the engine's own precision
+        table[str(size)] = {**rate, "bound": bound, "bound_fp32": fp32, "bound_bf16": bf16,
+                            "engine_over_bound": rate["engine"] / bound, "engine_over_fp32_bound": rate["engine"] / fp32,
                             "engine_over_generate": rate["engine"] / rate["generate"],
-                            "generate_over_bound": rate["generate"] / bound}
+                            "generate_over_bound": rate["generate"] / fp32}
+        if "exact" in rate:
+            table[str(size)]["engine_over_exact"] = rate["engine"] / rate["exact"]
     groups, rollouts = [r for r in run["rows"] if r["path"].endswith("-groups")], None
     if groups:
         rate = {path: median(r["tokens"] / r["seconds"] for r in groups if r["path"] == f"{path}-groups")
@@ -188,13 +193,15 @@ def sampling(rows: list[dict]) -> dict:
         rollouts = {**rate, "rows": groups[0]["batch"], "group": groups[0]["group"],
                     "engine_over_generate": rate["engine"] / rate["generate"]}
     end_to_end = {}
-    for path in ("generate", "engine"):
+    for path in [p for p in ("generate", "exact", "engine") if p in run["warmup_s"]]:
         timed = [r for r in plain if r["path"] == path]
         end_to_end[path] = sum(r["tokens"] for r in timed) / (sum(r["seconds"] for r in timed) + run["warmup_s"][path])
     return {"threads": run["threads"], "tokens": run["tokens"], "reps": run["reps"], "batches": table,
             "rollouts": rollouts,
             "warmup_s": run["warmup_s"], "end_to_end_tokens_per_s": end_to_end,
-            "peak_gflops": run["peak_flops"] / 1e9, "bandwidth_gb_s": run["bandwidth_bytes_per_s"] / 1e9}
+            "peak_gflops": run["peak_flops"] / 1e9, "bandwidth_gb_s": run["bandwidth_bytes_per_s"] / 1e9,
+            "peak_gflops_bf16": (run.get("peak_flops_bf16") or 0) / 1e9, "route": run.get("route", "model forward"),
+            "kl_fp32_to_engine_per_token": run.get("kl_fp32_to_engine_per_token")}
 
 
 def summarise(raw: dict[str, list]) -> dict:

@@ -1,4 +1,7 @@
-"""The sampling engine (alignlab.decoding) and generation.sample on it: tiny-random; the real default model slow."""
+"""The sampling engine (alignlab.decoding) and generation.sample on it: tiny-random; the real default model slow.
+
+Tests that compare with ``model.generate`` token for token, or look inside :func:`merged_lora`, run on the
+model's own forward (``exact``); the packed bf16 route has its own tests (``tests/test_packed_decoder.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import torch
 from alignlab.decoding import decode, merged_lora
 from alignlab.generation import SamplingSettings, render_prompt, sample, stop_token_ids
 from alignlab.models import load_model, load_tokenizer
+from alignlab.packed_decoder import sampling_mode
 from alignlab.task import task_prompts
 
 PROMPTS = ["I went in with low expectations and", [{"role": "user", "content": "Write a short review."}],
@@ -17,6 +21,12 @@ PROMPTS = ["I went in with low expectations and", [{"role": "user", "content": "
 @pytest.fixture(scope="module")
 def tiny():
     return load_model("tiny-random").eval(), load_tokenizer("tiny-random")
+
+
+@pytest.fixture
+def exact():
+    with sampling_mode("exact"):
+        yield
 
 
 def lora(model):
@@ -50,13 +60,13 @@ def engine_greedy(model, tokenizer, prompts, new_tokens: int, stops) -> list[lis
     return [row[:n] for row, n in zip(decoded.tokens.tolist(), decoded.lengths)]
 
 
-def test_greedy_is_what_generate_writes(tiny):
+def test_greedy_is_what_generate_writes(tiny, exact):
     model, tokenizer = tiny
     stops = stop_token_ids(model, tokenizer)
     assert engine_greedy(model, tokenizer, PROMPTS, 12, stops) == generate_greedy(model, tokenizer, PROMPTS, 12, stops)
 
 
-def test_a_row_that_stops_leaves_the_batch_and_the_others_go_on(tiny):
+def test_a_row_that_stops_leaves_the_batch_and_the_others_go_on(tiny, exact):
     model, tokenizer = tiny
     stops = stop_token_ids(model, tokenizer)
     plain = engine_greedy(model, tokenizer, PROMPTS, 8, [])
@@ -89,7 +99,7 @@ def test_k_sequences_share_one_prefill_and_come_prompt_major(tiny):
     assert twice == [text for text in once for _ in range(2)]
 
 
-def test_lora_is_merged_for_sampling_and_the_weights_are_unchanged_after(tiny):
+def test_lora_is_merged_for_sampling_and_the_weights_are_unchanged_after(tiny, exact):
     model, tokenizer = load_model("tiny-random").eval(), tiny[1]
     peft_model = lora(model)
     before = {name: tensor.clone() for name, tensor in peft_model.state_dict().items()}
@@ -107,7 +117,7 @@ def test_lora_is_merged_for_sampling_and_the_weights_are_unchanged_after(tiny):
     assert base != merged  # the adapter matters, and disabling it is respected (nothing merged meanwhile)
 
 
-def test_merged_lora_restores_the_weights_when_sampling_fails(tiny):
+def test_merged_lora_restores_the_weights_when_sampling_fails(tiny, exact):
     peft_model = lora(load_model("tiny-random").eval())
     before = {name: tensor.clone() for name, tensor in peft_model.state_dict().items()}
     with pytest.raises(RuntimeError, match="stop"), merged_lora(peft_model):
@@ -133,7 +143,7 @@ def test_logprobs_are_the_sampled_tokens_log_probabilities(tiny):
 
 
 @pytest.mark.slow
-def test_default_model_greedy_is_what_generate_writes():
+def test_default_model_greedy_is_what_generate_writes(exact):
     model, tokenizer = load_model("smollm2-135m-instruct").eval(), load_tokenizer("smollm2-135m-instruct")
     prompts = task_prompts("eval")[:8]
     stops = stop_token_ids(model, tokenizer)
