@@ -112,6 +112,12 @@ def applies(model) -> bool:
     return wanted() and _supported(model) and available()
 
 
+def route_name(model) -> str:
+    """``"packed-bf16"`` where this route samples ``model``, else ``"model-forward"``: cached samples (the step-0
+    probe) are keyed by it, since the two routes draw different tokens from the same seed."""
+    return "packed-bf16" if applies(model) else "model-forward"
+
+
 def _supported(model) -> bool:
     config = getattr(base_of(model), "config", None)
     if config is None or getattr(config, "model_type", None) not in ARCHITECTURES:
@@ -126,7 +132,16 @@ def _supported(model) -> bool:
             and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False)
             and getattr(config, "pretraining_tp", 1) == 1 and getattr(config, "sliding_window", None) is None
             and rope.get("rope_type", "default") in STATIC_ROPE and hasattr(base, "model")
-            and hasattr(base.model, "rotary_emb") and all(_adapters_supported(layer) for layer in _projections(base)))
+            and hasattr(base.model, "rotary_emb") and _plain_ends(base)
+            and all(_adapters_supported(layer) for layer in _projections(base)))
+
+
+def _plain_ends(base) -> bool:
+    """The embedding and the output layer carry no adapter (this route reads their weights as they are)."""
+    import torch
+
+    return (type(base.model.embed_tokens) is torch.nn.Embedding and type(base.lm_head) is torch.nn.Linear
+            and base.lm_head.bias is None)
 
 
 def _projections(base) -> list:

@@ -50,6 +50,7 @@ from transformers import TrainerCallback
 
 from alignlab import reference_cache, rundir
 from alignlab.decoding import decode, merged_lora
+from alignlab.packed_decoder import route_name
 from alignlab.drift import drift_metrics
 from alignlab.follow import FollowCheck, followed, share
 from alignlab.generation import render_prompt, stop_token_ids
@@ -251,7 +252,8 @@ class ProbeCallback(TrainerCallback):
         if identity is None:
             return None
         settings = [identity, self.prompts, self.config.seed, self.config.max_completion_length, self.reward.name,
-                    self.config.judge_instruction, self.config.judge_opposite, PROBE_PROMPTS, SAMPLER, MEASURES]
+                    self.config.judge_instruction, self.config.judge_opposite, PROBE_PROMPTS, SAMPLER,
+                    route_name(policy), MEASURES]
         return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:32]
 
     def _cached_untrained(self, policy) -> tuple[str | None, dict | None]:

@@ -133,3 +133,30 @@ def test_default_model_bf16_drift_is_far_below_what_training_moves():
     model, tokenizer = load_model("smollm2-135m-instruct").eval(), load_tokenizer("smollm2-135m-instruct")
     batch = prompts_batch(tokenizer, count=6)
     assert packed_decoder.bf16_drift(model, *sampled_rows(model, batch, 32)) < 0.01
+
+
+def test_the_step_zero_probe_cache_key_names_the_route():
+    """A step-0 probe cached from one route is not read back by the other: they draw different tokens."""
+    from types import SimpleNamespace
+
+    from alignlab.config import RunConfig
+    from alignlab.probe import ProbeCallback
+
+    model = load_model("tiny-random").eval()
+    probe = SimpleNamespace(config=RunConfig(model="tiny-random"), prompts=["a prompt"],
+                            reward=SimpleNamespace(name="sentiment"))
+    fast = ProbeCallback._untrained_key(probe, model)
+    with packed_decoder.sampling_mode("exact"):
+        assert packed_decoder.route_name(model) == "model-forward"
+        exact = ProbeCallback._untrained_key(probe, model)
+    assert packed_decoder.route_name(model) == "packed-bf16"
+    assert fast and exact and fast != exact
+    assert ProbeCallback._untrained_key(probe, model) == fast
+
+
+def test_an_adapter_on_the_output_layer_keeps_the_models_own_forward():
+    from peft import LoraConfig, get_peft_model
+
+    adapted = get_peft_model(load_model("tiny-random").eval(), LoraConfig(r=4, target_modules=["q_proj", "lm_head"]))
+    assert packed_decoder.decoder_for(adapted, {}) is None  # the route would read lm_head without its adapter
+    assert packed_decoder.route_name(adapted) == "model-forward"
