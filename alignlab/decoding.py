@@ -103,8 +103,8 @@ def stream(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
 
 
 def _route(model, rows: int, prompt_length: int, max_new_tokens: int, forward_kwargs: dict):
-    """``(forward, cache)`` for a decode of ``rows`` prompts of ``prompt_length`` positions and ``max_new_tokens`` more: the packed bf16
-    decoder where it applies (:mod:`alignlab.packed_decoder`), else the model's own forward on a
+    """``(forward, cache)`` for a decode of ``rows`` prompts of ``prompt_length`` positions and ``max_new_tokens``
+    more: the packed bf16 decoder where it applies (:mod:`alignlab.packed_decoder`), else the model's own forward on a
     :func:`reserved_cache`. ``forward(input_ids, attention_mask, position_ids, cache, forward_kwargs)`` returns
     the float logits of each row's last position."""
     import torch
@@ -202,9 +202,8 @@ def merged_lora(model):
     """
     import torch
 
-    from alignlab.reference import lock_for
-
     from alignlab.packed_decoder import applies
+    from alignlab.reference import lock_for
 
     layers = _lora_linears(model)
     if not layers or applies(model):  # the packed decoder adds the adapters itself, unmerged

@@ -199,7 +199,8 @@ def _adapters(base, row_adapters) -> list | None:
                 for name in _names_in_use(module, row_adapters):
                     if name not in module.lora_A:
                         return None
-                    pieces.append((offset, module.lora_A[name].weight, module.lora_B[name].weight * module.scaling[name]))
+                    scaled_b = module.lora_B[name].weight * module.scaling[name]
+                    pieces.append((offset, module.lora_A[name].weight, scaled_b))
                     names.append(name)
                 offset += out
             if pieces:

@@ -50,7 +50,6 @@ from transformers import TrainerCallback
 
 from alignlab import reference_cache, rundir
 from alignlab.decoding import decode, merged_lora
-from alignlab.packed_decoder import route_name
 from alignlab.drift import drift_metrics
 from alignlab.follow import FollowCheck, followed, share
 from alignlab.generation import render_prompt, stop_token_ids
@@ -64,6 +63,7 @@ from alignlab.metrics import (
     se_key,
 )
 from alignlab.models import policy_of
+from alignlab.packed_decoder import route_name
 from alignlab.reference import frozen_reference, is_adapter_model, reference_of
 from alignlab.reference_cache import weights_identity
 from alignlab.stats import mean_se

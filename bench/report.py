@@ -162,7 +162,8 @@ def _sampling(p: dict, source: list[str]) -> list[str]:
                 f"≥ 3x generate: {_goal(row['engine_over_generate'], 3.0, below=False)}")
         bf16 = row.get("bound_bf16")
         lines.append(f"| {size} | {row['generate']:.1f} | {_f(row.get('exact'), '.1f')} | {row['engine']:.1f} | "
-                     f"{row.get('bound_fp32', row['bound']):.1f} | {_f(bf16, '.1f')} | {row['engine_over_bound']:.2f} | "
+                     f"{row.get('bound_fp32', row['bound']):.1f} | {_f(bf16, '.1f')} | "
+                     f"{row['engine_over_bound']:.2f} | "
                      f"{row.get('engine_over_fp32_bound', row['engine_over_bound']):.2f} | "
                      f"{row['engine_over_generate']:.2f} | {goal} |")
     if p.get("rollouts"):

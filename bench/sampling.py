@@ -9,11 +9,12 @@ new tokens per row (no stop tokens, so all do the same work), at the lab's readi
 (temperature 0.7, top-p 0.9). (a) ``model.generate``; (b) :func:`alignlab.decoding.decode`, the engine
 behind :func:`alignlab.generation.sample`, on the model's own fp32 forward (``exact``); (c) the engine as
 it runs by default, on the packed bf16 decoder where it applies (:mod:`alignlab.packed_decoder`), with
-how far its next-token distributions are from fp32's (KL per token on the sampled rows). The rollout rows (``*-groups``) decode the largest batch as an
-online trainer lays it out, ``GROUP`` copies of each prompt in a row: (a) ``generate`` on it as TRL calls it,
-(b) the route TRL's trainers take in the lab (:func:`alignlab.rollouts.engine_generate`), which prefills
-each prompt once. Each path's first call (batch 1, a few tokens) is its
-warm-up, timed and reported; the end-to-end rate of a path adds its warm-up to its timed calls.
+how far its next-token distributions are from fp32's (KL per token on the sampled rows). The rollout rows
+(``*-groups``) decode the largest batch as an online trainer lays it out, ``GROUP`` copies of each prompt
+in a row: (a) ``generate`` on it as TRL calls it, (b) the route TRL's trainers take in the lab
+(:func:`alignlab.rollouts.engine_generate`), which prefills each prompt once. Each path's first call
+(batch 1, a few tokens) is its warm-up, timed and reported; the end-to-end rate of a path adds its
+warm-up to its timed calls.
 
 The bound, measured in the same process at the same thread count: ``peak`` is the best fp32 matmul
 FLOP/s (:func:`bench.cases.matmul_peak`), ``bandwidth`` the bytes per second of a timed copy of a

@@ -181,7 +181,8 @@ def sampling(rows: list[dict]) -> dict:
         bf16 = next((r["tokens_per_s"] for r in here if r["path"] == "bound-bf16"), None)
         bound = bf16 if bf16 and run.get("route") == "packed bf16" else fp32  # the engine's own precision
         table[str(size)] = {**rate, "bound": bound, "bound_fp32": fp32, "bound_bf16": bf16,
-                            "engine_over_bound": rate["engine"] / bound, "engine_over_fp32_bound": rate["engine"] / fp32,
+                            "engine_over_bound": rate["engine"] / bound,
+                            "engine_over_fp32_bound": rate["engine"] / fp32,
                             "engine_over_generate": rate["engine"] / rate["generate"],
                             "generate_over_bound": rate["generate"] / fp32}
         if "exact" in rate:
