@@ -27,6 +27,10 @@ FOLLOW_FIELDS = ("reference_follow", "aligned_follow", "follow_change", "follow_
 # alignment"): a run of a method that learns from them (not one that only samples their prompts) finished before it
 # trained on the previous pairs, so it is not a run at today's defaults.
 PAIRS_REBUILT = "2026-12-06"
+# From this day the engine samples on packed bf16 weights (alignlab/packed_decoder.py): a benchmark run of a method
+# that learns from its own samples (a prompt-only dataset) finished before it drew them on the fp32 forward, so it
+# is not a run at today's defaults either.
+PACKED_SAMPLING = "2026-12-07"
 
 
 def run_figures(run: dict) -> dict:
@@ -56,22 +60,26 @@ def learn_figures(results: dict, evaluated: dict | None = None) -> dict:
 
     specs = registry()
     methods: dict[str, dict] = {}
-    previous_pairs = bool(results.get("finished")) and results["finished"] < PAIRS_REBUILT  # the benchmark's runs
-    for run in [(run, previous_pairs) for run in results.get("runs", [])] + [
+    finished = results.get("finished") or ""
+    previous_pairs = bool(finished) and finished < PAIRS_REBUILT  # the benchmark's runs
+    fp32_sampling = bool(finished) and finished < PACKED_SAMPLING
+    for run, from_benchmark in [(run, True) for run in results.get("runs", [])] + [
             (run, False) for run in (evaluated or {}).get("runs", [])]:
-        run, on_previous_pairs = run
         config = run.get("config") or {}
         name = config.get("method")
         if name not in specs or run.get("state") != "finished":
             continue
-        on_previous_pairs = on_previous_pairs and specs[name].data_format != "prompt"
+        samples_itself = specs[name].data_format == "prompt"
+        on_previous_pairs = from_benchmark and previous_pairs and not samples_itself
+        on_fp32_samples = from_benchmark and fp32_sampling and samples_itself
         changed = changed_knobs(run, specs[name].defaults())
         entry = methods.setdefault(name, {"defaults": [], "variants": []})
-        if run["method"] == name and not changed and not on_previous_pairs:
+        if run["method"] == name and not changed and not on_previous_pairs and not on_fp32_samples:
             entry["defaults"].append(run_figures(run))
         else:  # the method's name with the knobs that differ from today's defaults, else the benchmark's label
             label = f"{name} {json.dumps(changed)}" if changed else run["method"]
             label += " (previous pairs)" if on_previous_pairs else ""
+            label += " (fp32 sampling)" if on_fp32_samples else ""
             entry["variants"].append({"label": label, **run_figures(run)})
     first = next(iter(results.get("runs", [])), {})
     settings = results.get("settings", {})

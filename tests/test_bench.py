@@ -165,7 +165,12 @@ def test_learn_figures_keep_runs_at_todays_defaults_apart_from_other_settings(tm
     rloo = {**runs[0], "method": "rloo", "config": {"method": "rloo", "max_steps": 12}}
     before = learn_figures({"runs": [runs[0], rloo], "finished": "2026-11-23 18:48"})["methods"]  # pairs rebuilt after
     assert not before["orpo"]["defaults"] and before["orpo"]["variants"][0]["label"] == "orpo (previous pairs)"
-    assert len(before["rloo"]["defaults"]) == 1  # it samples the prompts only: the rebuilt pairs do not matter
+    assert not before["rloo"]["defaults"]  # it learns from its own samples, drawn then on the fp32 forward
+    assert before["rloo"]["variants"][0]["label"] == "rloo (fp32 sampling)"
+    between = learn_figures({"runs": [runs[0], rloo], "finished": "2026-12-06 18:48"})["methods"]
+    assert len(between["rloo"]["defaults"]) == 0 and len(between["orpo"]["defaults"]) == 1
+    after = learn_figures({"runs": [runs[0], rloo], "finished": "2026-12-07 18:48"})["methods"]
+    assert len(after["rloo"]["defaults"]) == 1  # it samples the prompts only: the rebuilt pairs do not matter
     with_follow = {**runs[0], "final": {**final, "reference_follow": 0.385, "aligned_follow": 0.825}}
     assert "KL 12 nats, instruction followed 38% → 82%, 270 s" in measured_text(
         "orpo", learn_figures({"runs": [with_follow]}))

@@ -42,7 +42,7 @@ SPEC = register(
             temperature_knob(),
         ),
         lesson="the gain depends on the seed, and with β = 0 nothing holds the policy near the reference: it drifts "
-        "far (a high KL, and the reference finds its text less likely)",
+        "far (a high KL, the reference finds its text less likely, and the requested opening is dropped)",
         panels=(LENGTH_PANEL, Panel("Clipped ratio", ("clip_ratio/region_mean",))),
         trainer_kwargs=reward_functions,
         validate=check_groups,

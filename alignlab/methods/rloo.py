@@ -43,7 +43,9 @@ SPEC = register(
             epsilon_knob(),
             temperature_knob(),
         ),
-        lesson="in 12 steps the gain depends on the seed: train longer for a dependable effect",
+        lesson="visible in 12 steps at each of three seeds, but bought by dropping the requested opening: the "
+        "reward asks only for sentiment, so only the KL holds the instruction, and at β 0.2 (which keeps it) "
+        "nothing is gained",
         panels=(LENGTH_PANEL, Panel("Reward spread within groups", ("reward_std",))),
         trainer_kwargs=reward_functions,
         validate=check_groups,
