@@ -14,6 +14,10 @@ so RL trainers can call it directly. Names:
 - ``judge-pairwise[:<model>]``: the LLM-as-a-judge questions (Zheng et al. 2023): P(Yes) to "is the response
   <instruction>?", and for pairs (online DPO, annotate) "which is more <instruction>?" in both orders,
   averaged, reducing position bias as in OAIF (Guo et al. 2024); a small model mostly reads the order.
+- ``sentiment-followed``: ``sentiment`` where the completion does what its prompt asked (the built-in task's
+  check: it begins with the requested opening), -1 (VADER's floor) where it does not; a prompt that asks for
+  nothing the check can tell scores plain ``sentiment``. The instruction becomes part of what is rewarded, as a
+  format reward is in RL on verifiable tasks, so an online method cannot buy sentiment by dropping the opening.
 - any name added with :func:`register_reward`.
 
 Each kind is one :class:`RewardKind` entry of ``REWARD_KINDS`` (prefix, argument parser, builder,
@@ -127,6 +131,22 @@ def sentiment_scores(prompts: Sequence[str], completions: Sequence[str]) -> list
     """VADER compound sentiment of each completion, in [-1, 1] (Hutto & Gilbert 2014)."""
     analyzer = _vader()
     return [analyzer.polarity_scores(text)["compound"] for text in completions]
+
+
+def followed_sentiment_scores(prompts: Sequence, completions: Sequence[str]) -> list[float]:
+    """:func:`sentiment_scores` where the completion follows its prompt's instruction (or the prompt asks for
+    nothing :func:`alignlab.follow.opening_followed` can tell), -1 where it does not.
+
+    >>> from alignlab.task import task_instruction
+    >>> prompts = [task_instruction("The plot is thin, but")] * 2
+    >>> [round(x, 2) for x in followed_sentiment_scores(prompts, ["The plot is thin, but a joy to watch!",
+    ...                                                           "A wonderful film, a joy to watch!"])]
+    [0.76, -1.0]
+    """
+    from alignlab.follow import opening_followed
+
+    scores = sentiment_scores(prompts, completions)
+    return [-1.0 if kept is False else score for score, kept in zip(scores, opening_followed(prompts, completions))]
 
 
 def length_scores(prompts: Sequence[str], completions: Sequence[str], target_words: int = 20) -> list[float]:
@@ -298,6 +318,8 @@ REWARD_KINDS: dict[str, RewardKind] = {kind.prefix: kind for kind in [
     RewardKind("judge-pairwise", "judge-pairwise[:<model>]", lambda argument: argument or _default_judge(),
                lambda model, instruction, **_: judge_source(model, instruction, pairwise=True),
                offered=("judge-pairwise",), safe_arguments=_builtin_models),
+    RewardKind("sentiment-followed", "sentiment-followed", _no_argument("sentiment-followed"),
+               lambda _, name, **__: RewardSource(name, followed_sentiment_scores), offered=("sentiment-followed",)),
 ]}
 _BUILT_IN = frozenset(REWARD_KINDS)
 

@@ -201,3 +201,17 @@ def test_pairwise_reward_turns_a_judge_into_online_dpo_preferences(judge):
 def test_empty_judge_instruction_is_rejected():
     with pytest.raises(AlignLabError, match="judge_instruction"):
         get_reward("judge:tiny-random", instruction="  ")
+
+
+def test_sentiment_followed_rewards_the_instruction_as_well_as_the_sentiment():
+    from alignlab.follow import requested_opening
+    from alignlab.task import task_prompts
+
+    prompt = task_prompts("eval")[0]  # a chat prompt, as TRL's trainers pass it
+    opening = requested_opening(prompt)
+    reward = get_reward("sentiment-followed")
+    kept, dropped = f"{opening} a wonderful, joyful film.", "A wonderful, joyful film."
+    scores = reward([prompt, prompt, "Say something nice."], [kept, dropped, dropped])
+    plain = get_reward("sentiment")([prompt, prompt, "Say something nice."], [kept, dropped, dropped])
+    assert scores[0] == plain[0] > 0 and scores[1] == -1.0 < plain[1]
+    assert scores[2] == plain[2]  # a prompt that asks for no opening scores plain sentiment
