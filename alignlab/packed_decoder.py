@@ -275,15 +275,15 @@ class PackedWeights:
         self.intermediate = config.intermediate_size
         with torch.no_grad():
             self.layers = [{
-                "n1": layer.input_layernorm.weight.detach().to(torch.bfloat16),
-                "n2": layer.post_attention_layernorm.weight.detach().to(torch.bfloat16),
+                "n1": _bf16(layer.input_layernorm.weight),
+                "n2": _bf16(layer.post_attention_layernorm.weight),
                 "qkv": pack(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
                 "o": pack(layer.self_attn.o_proj),
                 "gu": pack(layer.mlp.gate_proj, layer.mlp.up_proj),
                 "d": pack(layer.mlp.down_proj),
             } for layer in base.model.layers]
-            self.norm = base.model.norm.weight.detach().to(torch.bfloat16)
-            self.embed = base.model.embed_tokens.weight.detach().to(torch.bfloat16)
+            self.norm = _bf16(base.model.norm.weight)
+            self.embed = _bf16(base.model.embed_tokens.weight)
             self.head = pack(base.lm_head)
             rotary = base.model.rotary_emb
             self.inv_freq = rotary.inv_freq.detach().float().clone()
@@ -408,6 +408,13 @@ def bf16_drift(model, input_ids, attention_mask) -> float:
     per_position = (exact.exp() * (exact - packed)).sum(-1)
     real = attention_mask.bool()
     return float(per_position[real].mean())
+
+
+def _bf16(weight):
+    """A bf16 copy of a weight tensor (the model itself is left as it is)."""
+    import torch
+
+    return weight.detach().to(torch.bfloat16)
 
 
 def _rms(x, weight, eps: float):
