@@ -14,9 +14,10 @@ so RL trainers can call it directly. Names:
 - ``judge-pairwise[:<model>]``: the LLM-as-a-judge questions (Zheng et al. 2023): P(Yes) to "is the response
   <instruction>?", and for pairs (online DPO, annotate) "which is more <instruction>?" in both orders,
   averaged, reducing position bias as in OAIF (Guo et al. 2024); a small model mostly reads the order.
-- ``sentiment-followed``: ``sentiment`` where the completion does what its prompt asked (the built-in task's
-  check: it begins with the requested opening), -1 (VADER's floor) where it does not; a prompt that asks for
-  nothing the check can tell scores plain ``sentiment``. The instruction becomes part of what is rewarded, as a
+- ``sentiment-followed[:P]``: ``sentiment`` where the completion does what its prompt asked (the built-in task's
+  check: it begins with the requested opening), -1 (VADER's floor) where it does not, or with ``:P`` its
+  ``sentiment`` minus ``P`` (a softer gate); a prompt that asks for nothing the check can tell scores plain
+  ``sentiment``. The instruction becomes part of what is rewarded, as a
   format reward is in RL on verifiable tasks, so an online method cannot buy sentiment by dropping the opening.
 - any name added with :func:`register_reward`.
 
@@ -133,20 +134,26 @@ def sentiment_scores(prompts: Sequence[str], completions: Sequence[str]) -> list
     return [analyzer.polarity_scores(text)["compound"] for text in completions]
 
 
-def followed_sentiment_scores(prompts: Sequence, completions: Sequence[str]) -> list[float]:
+def followed_sentiment_scores(prompts: Sequence, completions: Sequence[str], penalty: float | None = None
+                              ) -> list[float]:
     """:func:`sentiment_scores` where the completion follows its prompt's instruction (or the prompt asks for
-    nothing :func:`alignlab.follow.opening_followed` can tell), -1 where it does not.
+    nothing :func:`alignlab.follow.opening_followed` can tell); where it does not, -1, or with ``penalty`` its
+    sentiment minus ``penalty``.
 
     >>> from alignlab.task import task_instruction
     >>> prompts = [task_instruction("The plot is thin, but")] * 2
     >>> [round(x, 2) for x in followed_sentiment_scores(prompts, ["The plot is thin, but a joy to watch!",
     ...                                                           "A wonderful film, a joy to watch!"])]
     [0.76, -1.0]
+    >>> [round(x, 2) for x in followed_sentiment_scores(prompts, ["A wonderful film, a joy to watch!"], penalty=1)]
+    [-0.17]
     """
     from alignlab.follow import opening_followed
 
     scores = sentiment_scores(prompts, completions)
-    return [-1.0 if kept is False else score for score, kept in zip(scores, opening_followed(prompts, completions))]
+    dropped = (lambda score: -1.0) if penalty is None else (lambda score: score - penalty)
+    return [dropped(score) if kept is False else score
+            for score, kept in zip(scores, opening_followed(prompts, completions))]
 
 
 def length_scores(prompts: Sequence[str], completions: Sequence[str], target_words: int = 20) -> list[float]:
@@ -286,6 +293,19 @@ def _word_count(argument: str) -> int:
     return int(target)
 
 
+def _penalty(argument: str) -> float | None:
+    if not argument:
+        return None
+    try:
+        value = float(argument)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 2:
+        raise AlignLabError(f"reward: got 'sentiment-followed:{argument}', expected sentiment-followed or "
+                            "sentiment-followed:P with P in (0, 2], what a dropped instruction costs")
+    return value
+
+
 def _run_reference(argument: str) -> str:
     if not argument:
         raise AlignLabError("reward: got 'reward-model', expected reward-model:<run-id or path>")
@@ -318,8 +338,10 @@ REWARD_KINDS: dict[str, RewardKind] = {kind.prefix: kind for kind in [
     RewardKind("judge-pairwise", "judge-pairwise[:<model>]", lambda argument: argument or _default_judge(),
                lambda model, instruction, **_: judge_source(model, instruction, pairwise=True),
                offered=("judge-pairwise",), safe_arguments=_builtin_models),
-    RewardKind("sentiment-followed", "sentiment-followed", _no_argument("sentiment-followed"),
-               lambda _, name, **__: RewardSource(name, followed_sentiment_scores), offered=("sentiment-followed",)),
+    RewardKind("sentiment-followed", "sentiment-followed[:P]", _penalty,
+               lambda penalty, name, **__: RewardSource(
+                   name, functools.partial(followed_sentiment_scores, penalty=penalty)),
+               offered=("sentiment-followed", "sentiment-followed:1")),
 ]}
 _BUILT_IN = frozenset(REWARD_KINDS)
 

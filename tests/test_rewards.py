@@ -215,3 +215,15 @@ def test_sentiment_followed_rewards_the_instruction_as_well_as_the_sentiment():
     plain = get_reward("sentiment")([prompt, prompt, "Say something nice."], [kept, dropped, dropped])
     assert scores[0] == plain[0] > 0 and scores[1] == -1.0 < plain[1]
     assert scores[2] == plain[2]  # a prompt that asks for no opening scores plain sentiment
+
+
+def test_sentiment_followed_takes_a_softer_penalty_and_rejects_a_bad_one():
+    from alignlab.task import task_prompts
+
+    prompt = task_prompts("eval")[0]
+    dropped = "A wonderful, joyful film."
+    plain = get_reward("sentiment")([prompt], [dropped])[0]
+    assert get_reward("sentiment-followed:0.5")([prompt], [dropped])[0] == pytest.approx(plain - 0.5)
+    for bad in ("sentiment-followed:0", "sentiment-followed:3", "sentiment-followed:x"):
+        with pytest.raises(AlignLabError, match=r"sentiment-followed:P with P in \(0, 2\]"):
+            get_reward(bad)
