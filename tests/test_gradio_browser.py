@@ -165,7 +165,9 @@ def test_upload_checks_the_dataset_and_switching_method_swaps_knobs(app, browser
     assert "preference format" in page.locator("#train-dataset-check").inner_text()
     stored = app[0].services.uploads.names()
     assert len(stored) == 1 and stored[0].startswith("pairs-")  # renamed by the server
-    assert stored[0] in page.locator("#train-dataset input").input_value()
+    # on a busy machine the dataset box may be filled after the check shows: wait for it too
+    page.wait_for_function("(name) => document.querySelector('#train-dataset input').value.includes(name)",
+                           arg=stored[0])
     assert page.locator("#knob-dpo__beta").is_visible()
     pick(page, "train-method", registry()["kto"].title)
     page.wait_for_selector("#knob-kto__desirable_weight", state="visible")
