@@ -322,7 +322,9 @@ def test_an_app_restart_lists_past_runs(stopped_run):
         demo.close()
 
 
-def test_chat_streams_both_sides_with_rewards_and_keeps_turns(client, stopped_run):
+def test_chat_streams_both_sides_with_rewards_and_keeps_turns(client, stopped_run, monkeypatch):
+    from alignlab.ui.gradio.components import chat as chat_component
+    monkeypatch.setattr(chat_component, "STREAM_EVERY_S", 0.0)  # every token is sent: a fast decoder ends in 0.1 s
     run_choice = "run:" + stopped_run["run_dir"].name
     picker = client.predict(api_name="/chat_models")
     labels = {value: label for label, value in picker["choices"]}
@@ -330,7 +332,7 @@ def test_chat_streams_both_sides_with_rewards_and_keeps_turns(client, stopped_ru
     job = client.submit("Tell me about the film.", run_choice, "chat", 12, 0.8, 0.95, 7, api_name="/chat")
     reference, aligned, reference_reward, aligned_reward, _, notice = job.result()
     assert notice == ""  # a short message in a short conversation: nothing to say about the chat's limits
-    assert len(job.outputs()) > 3  # streamed: loading, then a reply per token pair, then the final one
+    assert len(job.outputs()) > 3  # streamed: loading, then a reply per token, then the final one
     assert reference[-1]["role"] == aligned[-1]["role"] == "assistant"
     assert reference_reward.startswith("reward (sentiment)") and aligned_reward.startswith("reward (sentiment)")
     second = client.predict("And the acting?", run_choice, "chat", 6, 0.8, 0.95, 7, reference, aligned,
