@@ -63,12 +63,21 @@ def stream(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
     ``generator``: a ``torch.Generator``, or a list of one per row (each row then draws its own stream).
     ``forward_kwargs`` go to every forward pass (e.g. PEFT's ``adapter_names``, one per row).
     """
+    from alignlab.packed_decoder import decoder_for
+
+    yield from _steps(model, decoder_for(model, forward_kwargs), input_ids, attention_mask, max_new_tokens,
+                      temperature, top_p, generator, stop_ids, num_return_sequences, want_logprobs, forward_kwargs)
+
+
+def _steps(model, packed, input_ids, attention_mask, max_new_tokens: int, temperature: float, top_p: float,
+           generator, stop_ids: Sequence[int], k: int, want_logprobs: bool, forward_kwargs: dict) -> Iterator[Step]:
+    """:func:`stream`'s loop, on ``packed`` (a :class:`~alignlab.packed_decoder.PackedDecoder`) or, when it is
+    None, the model's own forward."""
     import torch
 
-    k = num_return_sequences
     rows = torch.arange(input_ids.shape[0] * k, device=input_ids.device)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    forward, cache = _route(model, input_ids.shape[0], input_ids.shape[1], max_new_tokens, forward_kwargs)
+    forward, cache = _route(model, packed, input_ids.shape[0], input_ids.shape[1], max_new_tokens)
     logits = forward(input_ids, attention_mask, position_ids, cache, forward_kwargs)
     if k > 1:  # one prefill per prompt, shared by its k completions
         cache.batch_repeat_interleave(k)
@@ -102,16 +111,13 @@ def stream(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
         logits = forward(tokens[:, None], attention_mask, position, cache, forward_kwargs)
 
 
-def _route(model, rows: int, prompt_length: int, max_new_tokens: int, forward_kwargs: dict):
+def _route(model, packed, rows: int, prompt_length: int, max_new_tokens: int):
     """``(forward, cache)`` for a decode of ``rows`` prompts of ``prompt_length`` positions and ``max_new_tokens``
-    more: the packed bf16 decoder where it applies (:mod:`alignlab.packed_decoder`), else the model's own forward on a
-    :func:`reserved_cache`. ``forward(input_ids, attention_mask, position_ids, cache, forward_kwargs)`` returns
-    the float logits of each row's last position."""
+    more: the packed bf16 decoder when given (:func:`alignlab.packed_decoder.decoder_for`), else the model's own
+    forward on a :func:`reserved_cache`. ``forward(input_ids, attention_mask, position_ids, cache, forward_kwargs)``
+    returns the float logits of each row's last position."""
     import torch
 
-    from alignlab.packed_decoder import decoder_for
-
-    packed = decoder_for(model, forward_kwargs)
     if packed is not None:
         def packed_forward(input_ids, attention_mask, position_ids, cache, kwargs):
             return packed.forward(input_ids, attention_mask, position_ids, cache, kwargs.get("adapter_names"))
@@ -138,10 +144,11 @@ def decode(model, input_ids, attention_mask, max_new_tokens: int, temperature: f
 
     count = input_ids.shape[0] * num_return_sequences
     columns, logprob_columns, lengths = [], [], [0] * count
-    rescore = want_logprobs and decoder_for(model, forward_kwargs) is not None  # bf16 logits are not the model's
+    packed = decoder_for(model, forward_kwargs)
+    rescore = want_logprobs and packed is not None  # bf16 logits are not the model's
     want_logprobs = want_logprobs and not rescore
-    for step in stream(model, input_ids, attention_mask, max_new_tokens, temperature, top_p, generator, stop_ids,
-                       num_return_sequences, want_logprobs, **forward_kwargs):
+    for step in _steps(model, packed, input_ids, attention_mask, max_new_tokens, temperature, top_p, generator,
+                       stop_ids, num_return_sequences, want_logprobs, forward_kwargs):
         index = torch.tensor(step.rows, device=input_ids.device)
         column = torch.full((count,), pad_id, dtype=torch.long, device=input_ids.device)
         column[index] = torch.tensor(step.tokens, device=input_ids.device)
@@ -176,13 +183,12 @@ def token_logprobs(model, input_ids, attention_mask, tokens, lengths: list[int],
     sequences = torch.cat([input_ids, tokens], dim=1)
     mask = torch.cat([attention_mask, filled.long()], dim=1)
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    prompt = input_ids.shape[1]
     with torch.no_grad():
         for start in range(0, len(sequences), rows_per_pass):
             part = slice(start, start + rows_per_pass)
             kwargs = {name: _rows(value, torch.arange(len(sequences))[part]) for name, value in forward_kwargs.items()}
             logits = model(input_ids=sequences[part], attention_mask=mask[part], position_ids=positions[part],
-                           **kwargs).logits[:, prompt - 1:-1].float()
+                           logits_to_keep=steps + 1, **kwargs).logits[:, :-1].float()  # those predicting ``tokens``
             picked = torch.log_softmax(logits, dim=-1).gather(-1, tokens[part, :, None]).squeeze(-1)
             scored[part] = picked * filled[part]
     return scored

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 from transformers import TrainerCallback
 
 from alignlab import reference_cache, rundir
-from alignlab.decoding import decode, merged_lora
+from alignlab.decoding import decode, merged_lora, token_logprobs
 from alignlab.drift import drift_metrics
 from alignlab.follow import FollowCheck, followed, share
 from alignlab.generation import render_prompt, stop_token_ids
@@ -116,17 +116,11 @@ class ProbeResult:
 
 
 def sequence_logprobs(model, input_ids, attention_mask, completion_mask):
-    """Summed log-probability of each row's completion (the last ``completion_mask.shape[1]`` tokens)."""
-    import torch
-
+    """Summed log-probability of each row's completion (the last ``completion_mask.shape[1]`` tokens, the mask a
+    run of ones from each completion's start), by :func:`alignlab.decoding.token_logprobs`."""
     completion_length = completion_mask.shape[1]
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding, as during generation
-    with torch.no_grad():  # logits only where they predict a completion token
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       logits_to_keep=completion_length + 1).logits
-    logits = logits[:, -completion_length - 1:-1].float()
-    tokens = input_ids[:, -completion_length:].unsqueeze(-1)
-    return _summed_logprobs(logits, tokens, completion_mask)
+    return token_logprobs(model, input_ids[:, :-completion_length], attention_mask[:, :-completion_length],
+                          input_ids[:, -completion_length:], completion_mask.sum(-1).tolist()).sum(-1)
 
 
 def _summed_logprobs(logits, tokens, mask):
