@@ -142,7 +142,7 @@ class RunConfig:
     judge_opposite: str = field(
         default=DEFAULT_OPPOSITE,
         metadata=_meta("The judge's contrast: what a bad response is asked to be (only with reward judge[:<model>]; "
-                       "empty: the request alone).", kind="str"),
+                       "several separated by ';' are averaged; empty: the request alone).", kind="str"),
     )
     max_steps: int = field(
         default=12, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", "essential", min=0, max=100000))

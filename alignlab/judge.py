@@ -19,10 +19,22 @@ from collections.abc import Sequence
 
 from alignlab.models import load_model, load_tokenizer
 
-# What the judge asks for by default, and what it contrasts that with ("": the request alone): the built-in task's
-# wish (positive reviews), chosen by experiments/judge_agreement.py (figures in docs/judge-agreement.json).
+# What the judge asks for by default, and what it contrasts that with (several requests separated by OPPOSITES_SEP,
+# their log-likelihoods averaged; "": the request alone): the built-in task's wish (positive reviews), chosen by
+# `python -m experiments.judge_agreement --grid` on pairs 200-299 (figures in docs/judge.md and
+# docs/judge-agreement.json).
 DEFAULT_INSTRUCTION = "glowing praise"
-DEFAULT_OPPOSITE = ""
+DEFAULT_OPPOSITE = "a scathing review; negative"
+OPPOSITES_SEP = ";"
+
+
+def opposites_of(opposite: str) -> list[str]:
+    """The requests ``opposite`` names, in order: several separated by ``;``; [""] (the request alone) when empty.
+
+    >>> opposites_of("a scathing review; negative"), opposites_of(""), opposites_of(" harsh criticism ")
+    (['a scathing review', 'negative'], [''], ['harsh criticism'])
+    """
+    return [part.strip() for part in opposite.split(OPPOSITES_SEP) if part.strip()] or [""]
 
 
 class Judge:
@@ -91,14 +103,17 @@ class Judge:
 
     def contrast(self, prompts: Sequence[str], completions: Sequence[str], opposite: str | None = None) -> list[float]:
         """Per response: the mean over its tokens of log P(token | request asking for <instruction>) minus
-        log P(token | request asking for ``opposite``, by default the judge's; the request alone when it is "").
+        log P(token | request asking for ``opposite``), by default the judge's. ``opposite`` may name several
+        requests separated by ``;`` (their log-likelihoods are averaged: the response against the typical
+        opposite, not one wording of it); "" is the request alone.
 
         Each response is scored alone, so the order two are shown in cannot matter. Positive when the
         judge reads the response as written to the instruction rather than to its opposite."""
         asked = self._log_likelihoods(prompts, completions, f" Make it {self.instruction}.")
-        opposite = self.opposite if opposite is None else opposite
-        other = self._log_likelihoods(prompts, completions, f" Make it {opposite}." if opposite else "")
-        return [(a - b) / max(1, n) for (a, n), (b, _) in zip(asked, other)]
+        wishes = opposites_of(self.opposite if opposite is None else opposite)
+        others = [self._log_likelihoods(prompts, completions, f" Make it {wish}." if wish else "") for wish in wishes]
+        return [(a - sum(other[i][0] for other in others) / len(others)) / max(1, n)
+                for i, (a, n) in enumerate(asked)]
 
     def _log_likelihoods(self, prompts: Sequence[str], completions: Sequence[str], wish: str) -> list[tuple]:
         """(log P(completion | chat-templated prompt + wish), completion tokens) per pair, in batches."""

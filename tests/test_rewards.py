@@ -168,6 +168,12 @@ def test_the_judge_scores_each_answer_alone_by_its_likelihood_contrast():
         assert score == pytest.approx((wanted - unwanted) / n, abs=1e-4)
     plain = get_reward("judge:tiny-random", instruction="glowing praise", opposite="")(prompts, completions)
     assert plain != scores  # against the request alone when there is no opposite
+    both = get_reward("judge:tiny-random", instruction="glowing praise",
+                      opposite="harsh criticism; negative")(prompts, completions)
+    for prompt, answer, score in zip(prompts, completions, both):  # several opposites: their log-likelihoods averaged
+        (wanted, n), (harsh, _), (negative, _) = (log_likelihood(f"{prompt} Make it {wish}.", answer)
+                                                  for wish in ("glowing praise", "harsh criticism", "negative"))
+        assert score == pytest.approx((wanted - (harsh + negative) / 2) / n, abs=1e-4)
 
 
 def test_judge_scores_are_probabilities_and_follow_the_instruction(judge):
