@@ -9,8 +9,8 @@ makes it faster than ``model.generate`` on a CPU (``bench/sampling.py`` measures
 - logits are computed for the last position only;
 - rows that reached a stop token leave the batch (their cache rows are dropped), so the forward
   passes shrink as completions end;
-- sampling at ``top_p == 1`` draws straight from the softmax (no sort), and nucleus sampling sorts only
-  the ``NUCLEUS_CANDIDATES`` most likely tokens when they hold the nucleus, the full vocabulary otherwise;
+- sampling at ``top_p == 1`` draws straight from the softmax (no sort), and nucleus sampling takes only
+  the 256 (else 1024) most likely tokens of a row when they hold the nucleus, the full vocabulary otherwise;
 - on a CPU with bf16 matrix units, a Llama-family model runs on packed bf16 weights with its LoRA
   adapters unmerged (:mod:`alignlab.packed_decoder`); elsewhere a LoRA model samples with its adapter
   folded into the weights (:func:`merged_lora`) through the model's own forward;
@@ -30,7 +30,9 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-NUCLEUS_CANDIDATES = 1024  # tokens sorted first for top-p; the full vocabulary only when they hold < top_p
+NUCLEUS_CANDIDATES = (256, 1024)  # tokens taken first for top-p, then for the rows they left short; the full
+# vocabulary is sorted only for rows whose 1024 most likely tokens hold < top_p (a top-256 of a 49k vocabulary
+# costs a quarter of a top-1024: bench/sampling.py's batch 32)
 
 
 @dataclass
@@ -253,9 +255,9 @@ def pick(scores, temperature: float, top_p: float, generator=None):
     tokens whose probability reaches ``top_p`` (a token stays if the mass before it is below ``top_p``).
 
     The draw is by inverse CDF: one uniform number per row, located in the cumulative probabilities of the
-    candidates (the ``NUCLEUS_CANDIDATES`` most likely tokens when they hold the nucleus, else the whole
-    vocabulary). That is the same distribution as ``torch.multinomial`` at a fraction of its cost, which
-    draws one exponential number per vocabulary entry."""
+    candidates (the most likely tokens, as many as hold the nucleus: :func:`_nucleus`). That is the same
+    distribution as ``torch.multinomial`` at a fraction of its cost, which draws one exponential number per
+    vocabulary entry."""
     import torch
 
     if temperature <= 0:
@@ -278,12 +280,25 @@ def pick(scores, temperature: float, top_p: float, generator=None):
 
 
 def _nucleus(probs, top_p: float):
-    """The nucleus of each row as (probabilities, token ids), most likely first; tokens outside it have 0."""
+    """The nucleus of each row as (probabilities, token ids), most likely first; tokens outside it have 0.
 
-    candidates = min(NUCLEUS_CANDIDATES, probs.shape[-1])
-    top, order = probs.topk(candidates, dim=-1)  # sorted, descending
-    if bool((top.sum(-1) < top_p).any()):  # a flat distribution: the nucleus needs the whole vocabulary
-        top, order = probs.sort(dim=-1, descending=True)
+    The nucleus is a prefix of the row sorted by probability, so it lies within any most-likely-first
+    candidate set that holds ``top_p`` of the mass: each row takes the first of ``NUCLEUS_CANDIDATES`` that
+    does, or the whole sorted vocabulary. Rows narrower than the widest are padded with probability 0, which
+    is never drawn."""
+    import torch.nn.functional as F
+
+    vocabulary = probs.shape[-1]
+    top, order = probs.topk(min(NUCLEUS_CANDIDATES[0], vocabulary), dim=-1)  # sorted, descending
+    for wider in [*NUCLEUS_CANDIDATES[1:], vocabulary]:
+        short = top.sum(-1) < top_p  # a flatter row: its nucleus reaches past these candidates
+        if wider <= top.shape[-1] or not bool(short.any()):
+            break
+        rows = short.nonzero().squeeze(-1)
+        wide = min(wider, vocabulary)
+        more = probs[rows].topk(wide, dim=-1) if wide < vocabulary else probs[rows].sort(dim=-1, descending=True)
+        top, order = F.pad(top, (0, wide - top.shape[-1])), F.pad(order, (0, wide - order.shape[-1]))
+        top[rows], order[rows] = more[0], more[1]
     return top.masked_fill(top.cumsum(-1) - top >= top_p, 0.0), order
 
 

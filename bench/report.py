@@ -155,17 +155,23 @@ def _sampling(p: dict, source: list[str]) -> list[str]:
                 "sampled rows; its own bound is the bf16 one." if packed and kl is not None else
                 "the model's own fp32 forward."), "",
              "| batch | plain `generate` | engine, fp32 forward | engine | fp32 bound | bf16 bound | "
-             "engine / own bound | engine / fp32 bound | engine / generate | goal |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "packed products alone | engine / own bound | engine / fp32 bound | engine / generate | goal |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for size, row in p["batches"].items():
         goal = (f"≥ 0.6 of bound: {_goal(row['engine_over_bound'], 0.6, below=False)}" if int(size) >= 8 else
                 f"≥ 3x generate: {_goal(row['engine_over_generate'], 3.0, below=False)}")
         bf16 = row.get("bound_bf16")
         lines.append(f"| {size} | {row['generate']:.1f} | {_f(row.get('exact'), '.1f')} | {row['engine']:.1f} | "
                      f"{row.get('bound_fp32', row['bound']):.1f} | {_f(bf16, '.1f')} | "
-                     f"{row['engine_over_bound']:.2f} | "
+                     f"{_f(row.get('products'), '.1f')} | {row['engine_over_bound']:.2f} | "
                      f"{row.get('engine_over_fp32_bound', row['engine_over_bound']):.2f} | "
                      f"{row['engine_over_generate']:.2f} | {goal} |")
+    one = p["batches"].get("1", {})
+    if one.get("products"):
+        ceiling = one["products"]
+        lines += ["", f"The packed products alone take {1000 / ceiling:.1f} ms per token at batch 1: no step on these "
+                  f"kernels can beat {ceiling:.1f} tokens/s there, {ceiling / one['generate']:.2f}x `generate`; the "
+                  f"engine reaches {one['engine_over_products']:.2f} of that."]
     if p.get("rollouts"):
         r = p["rollouts"]
         lines += ["", f"Rollouts as the online trainers lay them out ({r['rows']} rows: {r['group']} copies of each of "

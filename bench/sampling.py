@@ -30,7 +30,10 @@ W the bytes of the weights read per forward (every parameter; an untied input em
 looked up, so it is left out), and KV the bytes of keys and values cached per position. The bound
 tokens/s is ``B·N`` over the sum: compute-bound at large B, memory-bound at small B. The bf16 bound is
 the same sum with bf16's bytes (half of fp32's) and the best bf16 FLOP/s of oneDNN's packed product
-(:func:`bf16_peak`): the bound of the precision the packed route computes in.
+(:func:`bf16_peak`): the bound of the precision the packed route computes in. Where the packed route
+applies, ``products`` is what its weight products alone allow (:func:`products_seconds`): how close the
+rest of the decode step comes to them, and how far oneDNN's bf16 kernels are from the bandwidth bound at
+small batches.
 """
 
 from __future__ import annotations
@@ -82,6 +85,39 @@ def bf16_peak(seconds: float = 1.0, tokens: int = 800, hidden: int = 576, ffn: i
         return 2 * rows * inner * out * n / (time.perf_counter() - begin)
 
     return max(rate(tokens, hidden, 2 * ffn), rate(1024, 1024, 1024), rate(2048, 2048, 2048))
+
+
+def products_seconds(model, batch: int, repeats: int = 5) -> float | None:
+    """Seconds one decode step of ``batch`` rows spends in the packed decoder's weight products alone (every
+    layer's and the output layer's, on the model's own packed weights; the best of ``repeats``); None where the
+    packed route does not apply. ``batch`` over it is the most tokens/s the route can reach with these
+    products, whatever the rest of the step costs."""
+    import torch
+
+    from alignlab.packed_decoder import decoder_for
+
+    decoder = decoder_for(model, {})
+    if decoder is None:
+        return None
+    w = decoder.weights
+    width = w.heads * w.head_dim
+    hidden = torch.randn(batch, 1, w.embed.shape[1]).to(torch.bfloat16)
+    attended = torch.randn(batch, 1, width).to(torch.bfloat16)
+    inner = torch.randn(batch, 1, w.intermediate).to(torch.bfloat16)
+
+    def step():
+        for layer in w.layers:
+            for name, x in (("qkv", hidden), ("o", attended), ("gu", hidden), ("d", inner)):
+                torch.ops.mkldnn._linear_pointwise(x, layer[name], None, "none", [], "")
+        torch.ops.mkldnn._linear_pointwise(hidden, w.head, None, "none", [], "")
+
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - begin)
+    return best
 
 
 def shape(model) -> dict:
@@ -193,6 +229,10 @@ def measure(model: str, tokens: int = 16, reps: int = 1, batch_sizes=BATCH_SIZES
                              "tokens": size * tokens})
         rows.append({"path": "bound", "batch": size, "prompt_tokens": prompt,
                      "tokens_per_s": bound_tokens_per_s(model_shape, peak, bytes_per_s, size, prompt, tokens)})
+        products = products_seconds(net, size) if packed else None
+        if products:
+            rows.append({"path": "products", "batch": size, "seconds_per_step": products,
+                         "tokens_per_s": size / products})
         if peak_bf16:
             rows.append({"path": "bound-bf16", "batch": size, "prompt_tokens": prompt,
                          "tokens_per_s": bound_tokens_per_s(half, peak_bf16, bytes_per_s, size, prompt, tokens)})

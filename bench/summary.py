@@ -180,7 +180,9 @@ def sampling(rows: list[dict]) -> dict:
         fp32 = next(r["tokens_per_s"] for r in here if r["path"] == "bound")
         bf16 = next((r["tokens_per_s"] for r in here if r["path"] == "bound-bf16"), None)
         bound = bf16 if bf16 and run.get("route") == "packed bf16" else fp32  # the engine's own precision
-        table[str(size)] = {**rate, "bound": bound, "bound_fp32": fp32, "bound_bf16": bf16,
+        products = next((r["tokens_per_s"] for r in here if r["path"] == "products"), None)
+        table[str(size)] = {**rate, "bound": bound, "bound_fp32": fp32, "bound_bf16": bf16, "products": products,
+                            "engine_over_products": rate["engine"] / products if products else None,
                             "engine_over_bound": rate["engine"] / bound,
                             "engine_over_fp32_bound": rate["engine"] / fp32,
                             "engine_over_generate": rate["engine"] / rate["generate"],

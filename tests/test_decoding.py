@@ -148,3 +148,28 @@ def test_default_model_greedy_is_what_generate_writes(exact):
     prompts = task_prompts("eval")[:8]
     stops = stop_token_ids(model, tokenizer)
     assert engine_greedy(model, tokenizer, prompts, 48, stops) == generate_greedy(model, tokenizer, prompts, 48, stops)
+
+
+def test_the_nucleus_is_the_same_whichever_candidate_set_holds_it():
+    """Rows whose top 256 hold top-p, rows that need the top 1024, and a flat row that needs the whole sorted
+    vocabulary, in one batch: each row's nucleus (token ids and probabilities) is the one a full sort gives."""
+    from alignlab.decoding import _nucleus
+
+    generator = torch.Generator().manual_seed(0)
+    vocabulary = 5000
+    logits = torch.randn(4, vocabulary, generator=generator)
+    logits[0, :10] += 12.0  # peaked: a few tokens hold the mass
+    logits[1] *= 2.5  # wider: past 256 tokens, within 1024
+    logits[2] = 0.0  # flat: the nucleus is 90% of the vocabulary
+    probs = torch.softmax(logits, dim=-1)
+    top, order = _nucleus(probs, 0.9)
+    assert top.shape[-1] == vocabulary  # the flat row needed the whole vocabulary; the others are padded
+    widths = []
+    for row in range(4):
+        ranked, ids = probs[row].sort(descending=True)
+        kept = (ranked.cumsum(-1) - ranked) < 0.9
+        widths.append(int(kept.sum()))
+        chosen = top[row] > 0
+        assert sorted(order[row][chosen].tolist()) == sorted(ids[kept].tolist())
+        assert torch.allclose(top[row][chosen].sort().values, ranked[kept].sort().values)
+    assert widths[0] <= 256 < widths[1] <= 1024 < widths[2]
