@@ -22,7 +22,7 @@ from alignlab.models import load_model, load_tokenizer
 # What the judge asks for by default, and what it contrasts that with (several requests separated by OPPOSITES_SEP,
 # their log-likelihoods averaged; "": the request alone): the built-in task's wish (positive reviews), chosen by
 # `python -m experiments.judge_agreement --grid` on pairs 200-299 (figures in docs/judge.md and
-# docs/judge-agreement.json).
+# docs/judge-grid.json).
 DEFAULT_INSTRUCTION = "glowing praise"
 DEFAULT_OPPOSITE = "a scathing review; negative"
 OPPOSITES_SEP = ";"

@@ -48,10 +48,20 @@ def run_figures(run: dict) -> dict:
     return figures
 
 
+RUN_SETTINGS = ("reward", "max_steps", "batch_size", "learning_rate", "max_completion_length")  # beside the knobs
+
+
 def changed_knobs(run: dict, defaults: dict) -> dict:
-    """The method knobs whose value in the run's config differs from today's default."""
+    """The method knobs, and the run settings of ``RUN_SETTINGS``, whose value in the run's config differs from
+    today's default (a run trained with another reward or batch size is not a run at the defaults)."""
+    import dataclasses
+
+    from alignlab.config import RunConfig
+
     config = run.get("config") or {}
-    return {name: config[name] for name, default in defaults.items() if name in config and config[name] != default}
+    common = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in RUN_SETTINGS}
+    return {name: config[name] for name, default in {**common, **defaults}.items()
+            if name in config and config[name] != default}
 
 
 def learn_figures(results: dict, evaluated: dict | None = None) -> dict:
