@@ -69,12 +69,12 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
 
 
 def setting(run: dict) -> str:
-    """The run's method and the method knobs it set away from today's defaults, e.g. ``dpo {"loss_type": "ipo"}``."""
+    """The run's method and what it set away from today's defaults (method knobs and the run settings
+    :func:`bench.learn_figures.changed_knobs` compares), e.g. ``dpo {"loss_type": "ipo"}``."""
     from alignlab.methods import get_method
+    from bench.learn_figures import changed_knobs
 
-    defaults = get_method(run["method"]).defaults()
-    changed = {name: run["config"][name] for name, value in defaults.items()
-               if name in run["config"] and run["config"][name] != value}
+    changed = changed_knobs(run, get_method(run["method"]).defaults())
     return run["method"] + (f" {json.dumps(changed)}" if changed else "")
 
 

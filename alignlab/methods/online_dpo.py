@@ -57,8 +57,10 @@ SPEC = register(
                  choices=("sigmoid", "ipo")),
             temperature_knob(),
         ),
-        lesson="TRL's β 0.1 was not visible in workshop time: 12 steps see only 48 fresh pairs of 2 samples each, "
-        "and a lower β lets those few pairs move the policy further; the IPO loss gained nothing at β 0.1. "
+        lesson="at these defaults (β 0.03, 4 prompts a step) 12 steps see only 48 fresh pairs and the gain is not "
+        "visible at three seeds (+0.17 to +0.21 VADER); twice the prompts a step (--batch-size 16) with TRL's β 0.1 "
+        "is: +0.41, +0.52 and +0.51 at seeds 42, 7 and 1, at 8-18 nats, keeping the requested opening at seed 42 "
+        "only (docs/alignment.md); the IPO loss gained nothing at β 0.1. "
         "The AI annotator (reward judge) scores each answer alone by how much likelier the judge model finds it "
         "after a request for the instruction, so the order of a pair cannot sway it; it tells tone and wording, "
         "not facts or whether the answer kept a format such as the requested opening (docs/judge.md)",
