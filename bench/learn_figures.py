@@ -48,12 +48,12 @@ def run_figures(run: dict) -> dict:
     return figures
 
 
-RUN_SETTINGS = ("reward", "max_steps", "batch_size", "learning_rate", "max_completion_length")  # beside the knobs
+RUN_SETTINGS = ("model", "reward", "max_steps", "batch_size", "learning_rate", "max_completion_length")  # and knobs
 
 
 def changed_knobs(run: dict, defaults: dict) -> dict:
     """The method knobs, and the run settings of ``RUN_SETTINGS``, whose value in the run's config differs from
-    today's default (a run trained with another reward or batch size is not a run at the defaults)."""
+    today's default (a run on another model, or with another reward or batch size, is not a run at the defaults)."""
     import dataclasses
 
     from alignlab.config import RunConfig

@@ -104,8 +104,13 @@ def test_eval_cli_reports_paired_gain_win_rate_and_fluency(tiny, tmp_path):
     (record,) = json.loads(kept.read_text())["runs"]
     assert record["final"]["gain"] == pytest.approx(figures["gain"]) and record["train_s"] > 0
     assert record["final"]["kl"] is not None  # the last probe's
+    from alignlab.methods import get_method
+    from bench.learn_figures import changed_knobs
+
+    changed = changed_knobs(record, get_method("dpo").defaults())
+    assert {"max_steps", "batch_size"} <= set(changed)  # a tiny run is no run at the defaults: a variant, so labelled
     dpo = learn_figures({"runs": []}, json.loads(kept.read_text()))["methods"]["dpo"]
-    assert [run["gain"] for run in dpo["defaults"]] == [record["final"]["gain"]]
-    assert "test" in dpo["defaults"][0]["machine"]
-    assert f"| dpo | {record['seed']} | {figures['gain']:+.3f} ± {figures['gain_se']:.3f} |" in table(
-        json.loads(kept.read_text()))
+    assert dpo["defaults"] == [] and [run["gain"] for run in dpo["variants"]] == [record["final"]["gain"]]
+    assert "test" in dpo["variants"][0]["machine"] and dpo["variants"][0]["label"] == f"dpo {json.dumps(changed)}"
+    assert f"| dpo {json.dumps(changed)} | {record['seed']} | {figures['gain']:+.3f} ± {figures['gain_se']:.3f} |" in (
+        table(json.loads(kept.read_text())))
