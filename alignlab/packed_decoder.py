@@ -92,13 +92,14 @@ def _measure_bf16_speedup() -> float:
             return min(times)
 
         fp32 = timed(lambda: [torch.nn.functional.linear(x, w) for w in weights])
-        bf16 = timed(lambda: [_packed_linear(x16, p) for p in packed])
+        bf16 = timed(lambda: [packed_linear(x16, p) for p in packed])
         return fp32 / bf16
     except (RuntimeError, AttributeError):
         return 0.0
 
 
-def _packed_linear(x, packed):
+def packed_linear(x, packed):
+    """``x`` (bf16) times a weight packed by ``torch.ops.mkldnn._reorder_linear_weight``: oneDNN's packed product."""
     import torch
 
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
@@ -368,8 +369,8 @@ class PackedDecoder:
                                      layer["d"], lora.get("d"), masks)
             cache.length = end
             if all_positions:
-                return _packed_linear(_rms(x, w.norm, w.eps), w.head).float()
-            return _packed_linear(_rms(x[:, -1:], w.norm, w.eps), w.head)[:, -1].float()
+                return packed_linear(_rms(x, w.norm, w.eps), w.head).float()
+            return packed_linear(_rms(x[:, -1:], w.norm, w.eps), w.head)[:, -1].float()
 
     def _row_masks(self, row_adapters, rows: int) -> dict | None:
         """Per adapter, a rows x 1 x 1 mask of the rows it applies to (None: every adapter on every row)."""
@@ -382,7 +383,7 @@ class PackedDecoder:
 
     @staticmethod
     def _linear(x, packed, lora, masks):
-        out = _packed_linear(x, packed)
+        out = packed_linear(x, packed)
         if lora is None:
             return out
         a_stack, b_block, columns = lora

@@ -66,6 +66,8 @@ def bf16_peak(seconds: float = 1.0, tokens: int = 800, hidden: int = 576, ffn: i
     sizes; 0 where bf16 packing is not available."""
     import torch
 
+    from alignlab.packed_decoder import packed_linear
+
     if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return 0.0
 
@@ -74,7 +76,7 @@ def bf16_peak(seconds: float = 1.0, tokens: int = 800, hidden: int = 576, ffn: i
         packed = torch.ops.mkldnn._reorder_linear_weight(torch.randn(out, inner).to(torch.bfloat16), rows)
 
         def product():
-            return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+            return packed_linear(x, packed)
 
         for _ in range(3):
             product()
@@ -94,7 +96,7 @@ def products_seconds(model, batch: int, repeats: int = 5) -> float | None:
     products, whatever the rest of the step costs."""
     import torch
 
-    from alignlab.packed_decoder import decoder_for
+    from alignlab.packed_decoder import decoder_for, packed_linear
 
     decoder = decoder_for(model, {})
     if decoder is None:
@@ -108,8 +110,8 @@ def products_seconds(model, batch: int, repeats: int = 5) -> float | None:
     def step():
         for layer in w.layers:
             for name, x in (("qkv", hidden), ("o", attended), ("gu", hidden), ("d", inner)):
-                torch.ops.mkldnn._linear_pointwise(x, layer[name], None, "none", [], "")
-        torch.ops.mkldnn._linear_pointwise(hidden, w.head, None, "none", [], "")
+                packed_linear(x, layer[name])
+        packed_linear(hidden, w.head)
 
     step()
     best = float("inf")
