@@ -367,15 +367,21 @@ def test_the_message_box_is_no_streaming_output_and_a_message_sent_while_streami
                and dep["id"] != chat["id"]]
     take = next(fn for fn in writers if fn.name == "take")
     assert not any(inspect.isgeneratorfunction(fn.fn) for fn in writers)  # written at Send and at the end
-    box, pending, notice, *_ = take.fn("Second question", True)  # Send or Enter while an answer streams
+    box, pending, notice, _, _, taken = take.fn("Second question", True)  # Send or Enter while an answer streams
     assert isinstance(box, type(gr.skip())) and pending == "" and notice == BUSY_NOTICE  # kept in the box, said so
-    box, pending, notice, busy, send = take.fn("First question", False)
-    assert box == "" and pending == "First question" and busy is True and send["interactive"] is False
+    assert taken is False
+    box, pending, notice, busy, send, taken = take.fn("First question", False)
+    assert box == "" and pending == "First question" and busy is True and send["interactive"] is False and taken
+    # Enter just as an answer ends: the chat step after the refusing take is no longer pending and runs; it sends
+    # nothing and leaves the page (no "type a message first" notice), and the end says "done" once.
+    answer = demo.fns[chat["id"]].fn("", "base:tiny-random", "chat", 4, 1.0, 1.0, 3, [], [], [], [], False, False)
+    assert all(isinstance(update, type(gr.skip())) for update in list(answer)[0])
     done = next(fn for fn in writers if fn.name == "done")
     box, pending, busy, send, _ = done.fn("Too long", "typed meanwhile")  # a message not sent comes back, nothing lost
     assert box == "Too long\ntyped meanwhile" and busy is False and send["interactive"] is True
     box, _, busy, send, notice = done.fn("", "typed meanwhile", BUSY_NOTICE)  # answered: the typed text stays
     assert isinstance(box, type(gr.skip())) and busy is False and notice == READY_NOTICE
+    assert done.fn("", "typed meanwhile", READY_NOTICE)[-1] == READY_NOTICE  # two chains ending say it once
 
 
 def test_export_adapter_and_merged_model(app, client, stopped_run):

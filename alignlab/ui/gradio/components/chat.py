@@ -97,6 +97,11 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
     # answer streams), handed back into the box if it could not be sent.
     pending = gr.Textbox(visible=False, elem_id="chat-pending")
     busy = gr.State(False)  # an answer is streaming: Send is disabled and Enter only says so
+    # Whether this Send's message was taken (False: refused while an answer streamed). The chain's ``chat`` step
+    # reads it, for an Enter that lands as an answer ends: then the refusing ``take`` is followed by a ``chat``
+    # step no longer pending, which must leave the page alone rather than report an empty message. True to begin
+    # with, as API calls to ``chat`` (no Send before them) read it.
+    taken = gr.State(True)
     openings = task_openings("eval")[:EXAMPLES]
     gr.Examples([[task_instruction(opening)] for opening in openings], [message], example_labels=[
         example_label(opening) for opening in openings], label="Review requests (held out from training)")
@@ -168,13 +173,17 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
 
     def chat(text: str, picked: str, chat_mode: str, tokens: float, temp: float, nucleus: float, seed_value: float,
              reference_turns: list, aligned_turns: list, reference_view: list, aligned_view: list, blind: bool = False,
-             request: gr.Request = None) -> Iterator:
+             taken: bool = True, request: gr.Request = None) -> Iterator:
         """Stream both answers to ``text``; yields (reference view, aligned view, rewards, histories, the message
         handed back, notice). An empty message or one over the chat's limits is not sent: the notice says why and
         the message is handed back ("" once answered); the oldest turns of a long conversation are left out, and
         the notice says how many. The message box itself is no output: typing goes on while an answer streams.
         ``blind``: the message is answered on its own, the columns show A and B in a seeded random order without
-        rewards, and the answered round waits for this session's vote (see :mod:`.vote`)."""
+        rewards, and the answered round waits for this session's vote (see :mod:`.vote`). ``taken`` False: Send
+        refused the message (an answer was streaming), so nothing is sent and the page is left as it is."""
+        if not taken:
+            yield tuple([gr.skip()] * 8)
+            return
         if not text or not text.strip():
             yield *[gr.skip()] * 6, "", EMPTY_NOTICE
             return
@@ -233,9 +242,9 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
         """Send or Enter: take the message out of the box (cleared once, here) and hold Send until it is answered;
         while an answer streams the box keeps what is typed and the notice says to wait."""
         if streaming_now:
-            return gr.skip(), "", BUSY_NOTICE, gr.skip(), gr.skip()
+            return gr.skip(), "", BUSY_NOTICE, gr.skip(), gr.skip(), False
         return ("" if text and text.strip() else gr.skip()), text, "", True, gr.update(interactive=False,
-                                                                                       value="Answering…")
+                                                                                       value="Answering…"), True
 
     def done(handed_back: str, text: str, said: str = ""):
         """The answer ended (or the message was not sent): Send again, and a message not sent back in the box. A
@@ -244,17 +253,20 @@ def create_chat_tab(services: Services, tab: gr.Tab) -> None:
         if handed_back and handed_back.strip():
             return (f"{handed_back}\n{text}" if text and text.strip() else handed_back), "", False, ready, gr.skip()
         if text and text.strip():
-            kept = said if said and said != BUSY_NOTICE else ""  # a note of the answer (turns left out) stays
+            # a note of the answer (turns left out) stays; "wait" goes, and "done" is said once
+            kept = "" if said == BUSY_NOTICE else (said or "").replace(READY_NOTICE, "").strip()
             return gr.skip(), "", False, ready, f"{kept} {READY_NOTICE}".strip()
         return gr.skip(), "", False, ready, gr.skip()
 
     send_inputs = [pending, choice, mode, max_new_tokens, temperature, top_p, seed, reference_history,
-                   aligned_history, reference_box, aligned_box, voting.blind]
+                   aligned_history, reference_box, aligned_box, voting.blind, taken]
     send_outputs = [*chat_outputs, pending, notice]
     streaming = dict(concurrency_limit=2, concurrency_id="chat", show_progress="hidden")
     quick = dict(api_visibility="private", show_progress="hidden")
     # One chain for Send and Enter, so a second message while an answer streams is refused by ``take`` (with a
-    # note) and the chain's ``chat`` step, still pending, does not run again (trigger mode "once").
-    gr.on([send.click, message.submit], take, [message, busy], [message, pending, notice, busy, send], **quick) \
+    # note) and the chain's ``chat`` step, still pending, does not run again (trigger mode "once"); if that answer
+    # has just ended, ``chat`` does run, and ``taken`` tells it to send nothing.
+    gr.on([send.click, message.submit], take, [message, busy], [message, pending, notice, busy, send, taken],
+          **quick) \
         .then(chat, send_inputs, send_outputs, api_name="chat", **streaming) \
         .then(done, [pending, message, notice], [message, pending, busy, send, notice], **quick)
