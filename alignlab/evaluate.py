@@ -66,6 +66,8 @@ class Comparison:
     reference_follow: float | None = None
     follow_change: float | None = None  # aligned - reference, paired by prompt like the gain
     follow_change_se: float | None = None
+    temperature: float = READING_TEMPERATURE  # how both models were sampled (the lab's reading setting by default;
+    top_p: float = READING_TOP_P  # temperature 1, top-p 1 is the whole distribution, as the probe samples it)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,7 +89,8 @@ class Comparison:
 
     def _report_lines(self, a: dict, r: dict) -> str:
         return (
-            f"{self.reward} on {self.prompts} held-out prompts x {self.samples_per_prompt} samples (seed {self.seed})\n"
+            f"{self.reward} on {self.prompts} held-out prompts x {self.samples_per_prompt} samples (seed {self.seed}, "
+            f"temperature {self.temperature:g}, top-p {self.top_p:g})\n"
             f"  reward    aligned {self.aligned_mean:+.3f}   reference {self.reference_mean:+.3f}   "
             f"gain {self.gain:+.3f} ± {self.gain_se:.3f} (paired s.e.)\n"
             f"  win-rate  {self.win_rate:.0%} of prompts [95% CI {self.win_low:.0%}-{self.win_high:.0%}] "
@@ -128,7 +131,7 @@ def compare_models(model, tokenizer, config, prompts: list, run_id: str = "", re
                       round(paired.se, 4), paired.wins, paired.losses, paired.ties, round(paired.win_rate, 4),
                       round(low, 4), round(high, 4), aligned_fluency, reference_fluency,
                       **_follow_figures(check or check_for(config.dataset), repeated, groups, aligned_texts,
-                                        reference_texts))
+                                        reference_texts), temperature=temperature, top_p=top_p)
 
 
 def _follow_figures(check: FollowCheck, prompts: list, groups: list, aligned_texts: list, reference_texts: list

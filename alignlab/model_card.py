@@ -30,6 +30,7 @@ from alignlab.base_model import BaseModel, base_of, trained_from
 from alignlab.data import VOTES_PREFIX, dataset_parts
 from alignlab.errors import AlignLabError
 from alignlab.follow import OPENING_CHECK
+from alignlab.generation import READING_TEMPERATURE, READING_TOP_P
 from alignlab.held_out import held_out_of_run
 from alignlab.methods import registry
 from alignlab.methods.base import summary_keys
@@ -121,6 +122,15 @@ def _settings(config: dict, spec) -> str:
     return "\n".join(lines)
 
 
+def _sampled_at(evaluation: dict) -> str:
+    """", temperature T, top-p P" for an evaluation sampled at other than the lab's reading setting ("" otherwise,
+    and for one recorded before evaluations kept their setting)."""
+    setting = (evaluation.get("temperature", READING_TEMPERATURE), evaluation.get("top_p", READING_TOP_P))
+    if setting == (READING_TEMPERATURE, READING_TOP_P):
+        return ""
+    return f", temperature {setting[0]:g}, top-p {setting[1]:g}"
+
+
 def _results(run_dir: Path, config: dict, state: str | None) -> str:
     rows, _ = rundir.read_metrics(run_dir)
     status = rundir.read_status(run_dir)
@@ -158,7 +168,8 @@ def _results(run_dir: Path, config: dict, state: str | None) -> str:
     if evaluation is not None:
         lines += ["", f"**Evaluation** (`alignlab eval`, {evaluation.get('prompts')} held-out prompts × "
                   f"{evaluation.get('samples_per_prompt')} samples, reward `{evaluation.get('reward')}`, seed "
-                  f"{evaluation.get('seed')}): gain {evaluation['gain']:+.3f} ± {evaluation['gain_se']:.3f} (paired "
+                  f"{evaluation.get('seed')}{_sampled_at(evaluation)}): gain {evaluation['gain']:+.3f} ± "
+                  f"{evaluation['gain_se']:.3f} (paired "
                   f"s.e.) over the reference; wins on {evaluation.get('win_rate', 0):.0%} of prompts "
                   f"[95% CI {evaluation.get('win_low', 0):.0%}-{evaluation.get('win_high', 0):.0%}]."
                   + _eval_follow(evaluation)]

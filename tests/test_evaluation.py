@@ -114,3 +114,26 @@ def test_eval_cli_reports_paired_gain_win_rate_and_fluency(tiny, tmp_path):
     assert "test" in dpo["variants"][0]["machine"] and dpo["variants"][0]["label"] == f"dpo {json.dumps(changed)}"
     assert f"| dpo {json.dumps(changed)} | {record['seed']} | {figures['gain']:+.3f} ± {figures['gain_se']:.3f} |" in (
         table(json.loads(kept.read_text())))
+
+
+def test_eval_cli_samples_at_the_temperature_asked_and_says_so(tiny, tmp_path):
+    """The probe samples the whole distribution (temperature 1), the eval the lab's reading setting: eval can read at
+    the probe's setting, and its report, figures and the model card say which setting was read."""
+    from alignlab import RunConfig, start
+    from alignlab.rundir import MODEL_CARD, model_dir
+
+    handle = start(RunConfig(method="dpo", **tiny), background=False)
+    assert handle.state == "finished", handle.error
+    out = tmp_path / "eval.json"
+    refused = subprocess.run([sys.executable, "-m", "alignlab", "eval", str(handle.run_dir), "--top-p", "1.5"],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "top_p: got 1.5" in refused.stderr
+    result = subprocess.run([sys.executable, "-m", "alignlab", "eval", str(handle.run_dir), "--samples", "1",
+                             "--temperature", "1", "--top-p", "1", "--no-fluency", "--json", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "temperature 1, top-p 1)" in result.stdout
+    figures = json.loads(out.read_text())
+    assert (figures["temperature"], figures["top_p"]) == (1.0, 1.0)
+    card = (model_dir(handle.run_dir) / MODEL_CARD).read_text()
+    assert "seed 1234, temperature 1, top-p 1): gain" in card

@@ -33,11 +33,12 @@ def eval_command(args) -> int:
         raise AlignLabError(f"samples: got {args.samples}, expected an integer >= 1")
     if args.seed < 0:
         raise AlignLabError(f"seed: got {args.seed}, expected an integer >= 0")
+    sampling = check_settings(temperature=args.temperature, top_p=args.top_p)
     run_dir = find(args.run_dir)
     if args.json:
         _check_writable(args.json, "json")
     result = compare_run(run_dir, reward=args.reward, samples_per_prompt=args.samples, seed=args.seed,
-                         with_fluency=not args.no_fluency, dtype=args.dtype)
+                         with_fluency=not args.no_fluency, dtype=args.dtype, **sampling)
     print(result.report())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:

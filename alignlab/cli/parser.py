@@ -13,6 +13,7 @@ from alignlab.cli.share import add_share_parsers
 from alignlab.config import common_knobs
 from alignlab.devices import DTYPES
 from alignlab.export import EXPORT_FORMATS
+from alignlab.generation import READING_TEMPERATURE, READING_TOP_P
 from alignlab.job_slots import JOB_GIB
 from alignlab.methods import method_names, registry
 from alignlab.presets import PRESETS, preset_names
@@ -158,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"Completions per held-out prompt (default {DEFAULT_SAMPLES}: paired s.e. < 0.05 "
                           "over the built-in task's 100 prompts).")
     evaluate.add_argument("--seed", type=int, default=1234, help="Sampling seed, shared by both models.")
+    evaluate.add_argument("--temperature", type=float, default=READING_TEMPERATURE,
+                          help=f"Sampling temperature (default {READING_TEMPERATURE}, the lab's reading setting, as "
+                          "the end-of-run samples; 1 with --top-p 1 samples the whole distribution, as the probe).")
+    evaluate.add_argument("--top-p", type=float, default=READING_TOP_P,
+                          help=f"Nucleus sampling (default {READING_TOP_P}).")
     evaluate.add_argument("--no-fluency", action="store_true", help="Skip the reference-perplexity pass.")
     evaluate.add_argument("--json", metavar="FILE", help="Also write the figures to FILE as JSON.")
     _add_dtype(evaluate, "the run's model and its reference")
