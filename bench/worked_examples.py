@@ -2,7 +2,8 @@
 
 Copies each run's probe rows (step and ``probe/*`` metrics) out of its run folder into
 ``alignlab/worked_examples.json`` (:mod:`alignlab.worked_examples`), with the ``alignlab train`` command that
-makes the run again and the machine it ran on. Make the runs first, then name them here:
+makes the run again and the machine it ran on; the examples already in the file that are not named keep their
+place. Make the runs first, then name them here:
 
     alignlab train --method ppo --kl-coef 0.01 --seed 42 --run-id ppo-kl001
     alignlab train --method simpo --seed 42 --run-id simpo-42
@@ -54,6 +55,13 @@ def example(name: str, run_dir: str | Path, machine: str) -> dict:
             "machine": machine, "rows": rows}
 
 
+def _in_order(examples: list[dict]) -> list[dict]:
+    """The examples in :data:`TITLES`' order (the Learn tab's), any other name after them."""
+    order = list(TITLES)
+    return sorted(examples, key=lambda example: order.index(example["name"]) if example["name"] in order
+                  else len(order))
+
+
 def main(argv: list[str] | None = None) -> int:
     from alignlab.worked_examples import EXAMPLES_FILE
     from bench.__main__ import machine
@@ -72,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{item!r}: expected NAME=RUN_DIR")
         examples.append(example(name, run_dir, where))
         print(f"{name}: {len(examples[-1]['rows'])} probes; {examples[-1]['command']}")
-    payload = {"written_by": "python -m bench.worked_examples", "examples": examples}
+    kept = json.loads(args.out.read_text(encoding="utf-8"))["examples"] if args.out.exists() else []
+    named = {example["name"] for example in examples}
+    examples = [*(example for example in kept if example["name"] not in named), *examples]
+    payload = {"written_by": "python -m bench.worked_examples", "examples": _in_order(examples)}
     args.out.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0

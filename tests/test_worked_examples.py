@@ -44,6 +44,12 @@ def test_bench_writes_an_example_from_a_finished_run_with_the_command_that_makes
     assert [row["step"] for row in example.rows] == [0, 1, 2]
     assert all(key == "step" or key.startswith("probe/") for row in example.rows for key in row)
     assert json.loads(out.read_text())["written_by"] == "python -m bench.worked_examples"
+    # naming one example again replaces it and keeps the others, in the Learn tab's order
+    assert main([f"simpo={handle.run_dir}", "--out", str(out)]) == 0
+    assert main([f"dpo={handle.run_dir}", "--note", "again", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())["examples"]  # (read() keeps what it read first of a path)
+    assert [(example["name"], "again" in example["machine"]) for example in written] == [("simpo", False),
+                                                                                         ("dpo", True)]
     with pytest.raises(SystemExit):
         main([str(handle.run_dir), "--out", str(out)])  # NAME= missing
 
