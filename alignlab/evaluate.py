@@ -19,6 +19,7 @@ on the built-in task. With LoRA the reference is the adapter-disabled model.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,9 +97,16 @@ class Comparison:
             f"  win-rate  {self.win_rate:.0%} of prompts [95% CI {self.win_low:.0%}-{self.win_high:.0%}] "
             f"({self.wins} won, {self.losses} lost, {self.ties} tied)\n"
             f"  fluency   distinct words {a['distinct']:.2f} vs {r['distinct']:.2f}, words {a['words']:.1f} vs "
-            f"{r['words']:.1f}, reference perplexity {a['perplexity']:.1f} vs {r['perplexity']:.1f} "
-            "(aligned vs reference)"
+            f"{r['words']:.1f}, {_perplexities(a, r)} (aligned vs reference)"
         )
+
+
+def _perplexities(aligned: dict, reference: dict) -> str:
+    """The report's reference-perplexity figures, or that they were not measured (``--no-fluency``)."""
+    values = [fluency.get("perplexity") for fluency in (aligned, reference)]
+    if any(value is None or math.isnan(value) for value in values):
+        return "reference perplexity not measured"
+    return f"reference perplexity {values[0]:.1f} vs {values[1]:.1f}"
 
 
 def compare_models(model, tokenizer, config, prompts: list, run_id: str = "", reward=None,

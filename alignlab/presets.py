@@ -80,7 +80,7 @@ CLASSROOM = Preset(
     description=(
         "DPO on the default model (SmolLM2-135M-Instruct, LoRA r 16) for 6 steps, probed at steps 0, 3 and 6; "
         "everything else at the lab's defaults (lr 1e-3 constant, batch 8, β 0.5 with the chosen answers' likelihood "
-        "at weight 1). Just long enough to show the effect: at the previous defaults (β 0.1 on the previous pairs) "
+        "at weight 0.5). Just long enough to show the effect: at the previous defaults (β 0.1 on the previous pairs) "
         "its held-out reward gain was visible at step 6 (+0.38 ± 0.04 VADER) but not yet at step 3 "
         "(docs/alignment.md); not yet measured again at the new ones. How long it takes depends on the machine "
         "and on what else runs on it. Measured on an "

@@ -39,7 +39,7 @@ LESSONS = {
         "before its reward."),
     "dpo": (
         "DPO at the lab's defaults: β 0.5, pairs whose both answers begin with the requested opening, and a "
-        "likelihood term on the chosen answer (`sft_weight` 1, RPO). The reward rises at a few nats of KL and the "
+        "likelihood term on the chosen answer (`sft_weight` 0.5, RPO). The reward rises at a few nats of KL and the "
         "instruction is kept: the faithful side of the frontier, for contrast with the two runs above."),
 }
 

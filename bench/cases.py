@@ -74,12 +74,12 @@ def alignlab_run(method: str, model: str, steps: int, output_dir: str, probe_eve
 
 
 def dpo_bare(model_path: str, steps: int, output_dir: str, batch_size: int = 8, seed: int = 42,
-             learning_rate: float = 1e-3, beta: float = 0.5, max_length: int = 112, lora_r: int = 16,
-             lora_alpha: int = 32, extra: dict | None = None) -> dict:
+             learning_rate: float = 1e-3, beta: float = 0.5, sft_weight: float = 0.5, max_length: int = 112,
+             lora_r: int = 16, lora_alpha: int = 32, extra: dict | None = None) -> dict:
     """The same DPO run as a plain TRL script: model, tokenizer, dataset, DPOConfig, DPOTrainer, train().
 
     ``bf16`` is off as in alignlab's CPU runs (TRL's default turns it on; ``extra`` may turn it back on).
-    Settings mirror alignlab's defaults (β 0.5, DPO's loss mixed with the chosen answer's likelihood at weight 1),
+    Settings mirror alignlab's defaults (β 0.5, DPO's loss mixed with the chosen answer's likelihood at weight 0.5),
     with the reference computed in every step (TRL's default; the overhead section runs alignlab that way too, so
     both consume the same pairs in the same order).
     """
@@ -107,7 +107,7 @@ def dpo_bare(model_path: str, steps: int, output_dir: str, batch_size: int = 8, 
                      per_device_train_batch_size=batch_size, seed=seed, data_seed=seed, logging_steps=1,
                      save_strategy="no", report_to="none", use_cpu=True, max_length=max_length, beta=beta,
                      gradient_checkpointing=False, disable_tqdm=True, logging_nan_inf_filter=False,
-                     loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0], **{"bf16": False, **(extra or {})})
+                     loss_type=["sigmoid", "sft"], loss_weights=[1.0, sft_weight], **{"bf16": False, **(extra or {})})
     clock = StepClock()
     started = time.time()
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

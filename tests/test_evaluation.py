@@ -133,6 +133,7 @@ def test_eval_cli_samples_at_the_temperature_asked_and_says_so(tiny, tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "temperature 1, top-p 1)" in result.stdout
+    assert "reference perplexity not measured" in result.stdout and "nan" not in result.stdout  # --no-fluency
     figures = json.loads(out.read_text())
     assert (figures["temperature"], figures["top_p"]) == (1.0, 1.0)
     card = (model_dir(handle.run_dir) / MODEL_CARD).read_text()

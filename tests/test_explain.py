@@ -104,7 +104,7 @@ def test_the_zero_margin_losses():
 
 
 def test_a_loss_with_the_chosen_likelihood_term_is_not_read_as_stuck_at_ln_2(tmp_path):
-    """DPO's defaults add the chosen answer's likelihood (sft_weight 1): the explainer says why the loss starts
+    """DPO's defaults add the chosen answer's likelihood (sft_weight 0.5): the explainer says why the loss starts
     above ln 2 instead of calling the run stuck or wrong."""
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"Review {i}: the film", "chosen": " was wonderful and moving.",
@@ -120,4 +120,4 @@ def test_a_loss_with_the_chosen_likelihood_term_is_not_read_as_stuck_at_ln_2(tmp
     said = by_title(explain("dpo", config.method_args, rows))
     assert "Loss at 0.693 (ln 2)" not in said and start_loss("dpo", config.method_args) is None
     text = said["Loss: DPO plus the chosen answer's likelihood"]
-    assert f"was {rows[0]['loss']:.4f} at step 1" in text and "α = 1" in text
+    assert f"was {rows[0]['loss']:.4f} at step 1" in text and "α = 0.5" in text

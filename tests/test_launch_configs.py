@@ -76,7 +76,7 @@ def test_readme_trl_dpo_command_parses_with_the_installed_trl(tmp_path, monkeypa
     script, training, model, data, remaining = make_parser().parse_args_and_config(argv, return_remaining_strings=True)
     assert not remaining, f"flags TRL does not know: {remaining}"
     assert (training.beta, training.loss_type, training.loss_weights, training.max_length) == (
-        0.5, ["sigmoid", "sft"], [1.0, 1.0], 112)  # alignlab's DPO defaults (β, sft_weight)
+        0.5, ["sigmoid", "sft"], [1.0, 0.5], 112)  # alignlab's DPO defaults (β, sft_weight)
     assert model.use_peft and (model.lora_r, model.lora_alpha, model.lora_target_modules) == (16, 32, "all-linear")
     pairs = get_dataset(data)["train"]  # the shipped file, read locally
     shipped = (ROOT / "assets" / "positive-reviews" / "prefs.jsonl").read_text().splitlines()
