@@ -80,11 +80,11 @@ CLASSROOM = Preset(
     description=(
         "DPO on the default model (SmolLM2-135M-Instruct, LoRA r 16) for 6 steps, probed at steps 0, 3 and 6; "
         "everything else at the lab's defaults (lr 1e-3 constant, batch 8, β 0.5 with the chosen answers' likelihood "
-        "at weight 0.5). Just long enough to show the effect: at the previous defaults (β 0.1 on the previous pairs) "
-        "its held-out reward gain was visible at step 6 (+0.38 ± 0.04 VADER) but not yet at step 3 "
-        "(docs/alignment.md); not yet measured again at the new ones. How long it takes depends on the machine "
-        "and on what else runs on it. Measured on an "
-        "otherwise idle 2-core CPU: step 6 in 178 s from a cold start and 110 s with the reference cache warm "
+        "at weight 0.5). Just long enough to show the effect: at these defaults its held-out reward gain at step 6 "
+        "was +0.40 ± 0.04 VADER at seed 42 and +0.31 ± 0.05 at seed 7, at 5.7 and 2.4 nats of KL, the requested "
+        "opening kept (35.5% of the reference's reviews begin with it, 52.5% and 33.5% of the aligned model's; "
+        "docs/alignment.md). How long it takes depends on the machine and on what else runs on it. Measured on an "
+        "otherwise idle 2-core CPU at the previous defaults: step 6 in 178 s from a cold start and 110 s with the reference cache warm "
         "(2 threads), 294 s on 1 thread (the Gradio app trains on half the cores); the probe at step 3 adds about "
         "20 s. A machine shared by a class takes longer."
     ),
