@@ -41,6 +41,7 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+DEFAULT_BATCH_SIZE = 8  # examples per optimizer step where the method declares no default of its own
 MAX_OWNER = 64  # characters of a run owner's (a participant's) name
 NOT_KNOBS = ("method", "method_args", "owner")  # fields no form or flag sets: the method is picked first, the owner
 # is set by the app
@@ -162,8 +163,10 @@ class RunConfig:
     )
     warmup_steps: int = field(default=0, metadata=_meta("Steps of linear warm-up at the start (the first of them "
                                                         "runs at rate 0).", min=0, max=100000))
-    batch_size: int = field(
-        default=8, metadata=_meta("Examples per optimizer step (per device).", "essential", min=1, max=4096))
+    batch_size: int | None = field(
+        default=None, metadata=_meta("Examples per optimizer step (per device); unset, the method's default (the "
+                                     "lab's 8 unless the method declares its own).", "essential", kind="int", min=1,
+                                     max=4096, form_default=DEFAULT_BATCH_SIZE))
     grad_accum: int = field(default=1, metadata=_meta("Gradient accumulation steps.", min=1, max=1024))
     max_length: int = field(
         default=112, metadata=_meta("Max tokens of prompt + completion (the built-in task's chat prompt is ~52).",
@@ -256,6 +259,8 @@ class RunConfig:
         """
         if not isinstance(self.method, str) or self.method not in method_names():
             raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
+        if self.batch_size is None:  # the method's own default, else the lab's
+            self.batch_size = default_batch_size(self.method)
         if isinstance(self.report_to, (list, tuple)):  # a YAML list or a repeated flag, as transformers takes it
             self.report_to = report_to_value(self.report_to)
         for knob in common_knobs():
@@ -377,6 +382,16 @@ def config_of(run_dir: str | Path) -> RunConfig:
         raise AlignLabError(f"run: {Path(run_dir).name}/{CONFIG} holds a config that is not valid: {error}") from None
 
 
+def default_batch_size(method: str) -> int:
+    """The batch size a run of ``method`` gets when it sets none: the method's own
+    (:attr:`~alignlab.methods.base.MethodSpec.batch_size`), else :data:`DEFAULT_BATCH_SIZE`.
+
+    >>> default_batch_size("dpo"), default_batch_size("online-dpo")
+    (8, 16)
+    """
+    return get_method(method).batch_size or DEFAULT_BATCH_SIZE
+
+
 @functools.cache
 def common_knobs() -> tuple[Knob, ...]:
     """The RunConfig fields as Knobs (:data:`NOT_KNOBS` excluded: the method is the form's first choice, the owner
@@ -387,6 +402,7 @@ def common_knobs() -> tuple[Knob, ...]:
             continue
         meta = dict(f.metadata)
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # the runs folder's, now
+        default = meta.pop("form_default", default)  # what a form shows where the method may set its own
         kind = meta.pop("kind", None) or {bool: "bool", int: "int", float: "float"}.get(type(default), "str")
         knobs.append(Knob(f.name, default, meta.pop("help"), kind=kind, **meta))
     return tuple(knobs)

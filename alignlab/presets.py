@@ -84,9 +84,9 @@ CLASSROOM = Preset(
         "was +0.40 ± 0.04 VADER at seed 42 and +0.31 ± 0.05 at seed 7, at 5.7 and 2.4 nats of KL, the requested "
         "opening kept (35.5% of the reference's reviews begin with it, 52.5% and 33.5% of the aligned model's; "
         "docs/alignment.md). How long it takes depends on the machine and on what else runs on it. Measured on an "
-        "otherwise idle 2-core CPU at the previous defaults: step 6 in 178 s from a cold start and 110 s with the reference cache warm "
-        "(2 threads), 294 s on 1 thread (the Gradio app trains on half the cores); the probe at step 3 adds about "
-        "20 s. A machine shared by a class takes longer."
+        "otherwise idle 2-core CPU at the previous defaults: step 6 in 178 s from a cold start and 110 s with the "
+        "reference cache warm (2 threads), 294 s on 1 thread (the Gradio app trains on half the cores); the probe "
+        "at step 3 adds about 20 s. A machine shared by a class takes longer."
     ),
     settings={"method": "dpo", "model": DEFAULT_MODEL, "max_steps": 6, "probe_every": 3},
 )

@@ -83,6 +83,22 @@ def test_config_file_and_flags_agree(tmp_path):
         RunConfig.from_file(path)
 
 
+def test_a_method_may_declare_its_own_default_batch_size():
+    """Online DPO declares 16 completions a step (8 pairs); a run that sets no batch gets it, one that sets a batch
+    keeps it, and the others get the lab's 8. The config a run writes holds the number."""
+    from alignlab.cli.parser import flag_help, knob_declarations
+    from alignlab.config import DEFAULT_BATCH_SIZE, default_batch_size
+
+    assert RunConfig(method="online-dpo").batch_size == default_batch_size("online-dpo") == 16
+    assert RunConfig.from_dict({"method": "online-dpo", "batch_size": None}).batch_size == 16
+    assert RunConfig(method="online-dpo", batch_size=8).batch_size == 8
+    assert RunConfig().batch_size == RunConfig(method="rloo").batch_size == DEFAULT_BATCH_SIZE == 8
+    assert RunConfig(method="online-dpo").flat()["batch_size"] == 16
+    assert next(k for k in common_knobs() if k.name == "batch_size").default == 8  # what a form shows first
+    said = flag_help(knob_declarations()["batch_size"])
+    assert "online-dpo: an integer >= 1 and <= 4096, default 16" in said and "the others:" in said
+
+
 def test_common_knobs_cover_the_fields():
     names = {knob.name for knob in common_knobs()}
     assert {"learning_rate", "max_steps", "max_grad_norm", "lora_r", "seed"} <= names

@@ -613,3 +613,16 @@ def test_a_reloaded_workshop_page_fills_the_form_from_its_participants_own_job(t
         assert page_job(demo.services, None, {"name": "ada"}).owner == "bob"
     finally:
         demo.services.jobs.close()
+
+
+def test_picking_a_method_shows_its_own_default_batch_size_unless_the_user_changed_it(app):
+    """The Train form's batch follows the method (online DPO's default is 16 completions, the lab's 8) and keeps a
+    batch the user typed."""
+    demo, _ = app
+    on_method = next(fn for fn in demo.fns.values() if fn.name == "on_method")
+    *_, batch, shown = on_method.fn("online-dpo", "positive-reviews", 8, "dpo")
+    assert batch["value"] == 16 and shown == "online-dpo"
+    *_, batch, shown = on_method.fn("rloo", "positive-reviews", 16, "online-dpo")
+    assert batch["value"] == 8 and shown == "rloo"
+    *_, batch, _ = on_method.fn("online-dpo", "positive-reviews", 12, "rloo")
+    assert isinstance(batch, type(gr.skip()))  # the user's 12 stays

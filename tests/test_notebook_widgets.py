@@ -515,3 +515,19 @@ def test_a_click_reaches_its_widget_while_a_cell_waits_in_a_real_kernel(tmp_path
     finally:
         client.stop_channels()
         kernel.shutdown_kernel(now=True)
+
+
+def test_the_batch_size_follows_the_methods_own_default_unless_the_user_set_it():
+    """Online DPO's default batch is 16 completions (8 pairs a step), the lab's is 8: picking the method shows its
+    own, a batch the user typed stays through method changes, and a batch given to the form is kept."""
+    form = RunForm("dpo")
+    assert form.inputs["batch_size"].value == 8
+    form.method.value = "online-dpo"
+    assert form.inputs["batch_size"].value == 16 and form.config().batch_size == 16
+    form.method.value = "rloo"
+    assert form.inputs["batch_size"].value == 8  # back to the lab's, as the user never changed it
+    form.inputs["batch_size"].value = 12
+    form.method.value = "online-dpo"
+    assert form.inputs["batch_size"].value == 12  # the user's
+    assert RunForm("online-dpo").inputs["batch_size"].value == 16
+    assert RunForm("online-dpo", batch_size=4).inputs["batch_size"].value == 4

@@ -8,6 +8,7 @@ Training flags are generated from the knob declarations (RunConfig fields and ev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from alignlab.cli.share import add_share_parsers
 from alignlab.config import common_knobs
@@ -32,6 +33,9 @@ def knob_declarations() -> dict[str, list[tuple[str, object]]]:
     for name, spec in registry().items():
         for knob in spec.knobs:
             declarations.setdefault(knob.name, []).append((name, knob))
+        if spec.batch_size is not None:  # a method's own default batch size (alignlab.config.default_batch_size)
+            lab = declarations["batch_size"][0][1]
+            declarations["batch_size"].append((name, dataclasses.replace(lab, default=spec.batch_size)))
     return declarations
 
 
@@ -56,7 +60,7 @@ def flag_help(declarations: list[tuple[str, object]]) -> str:
         (expected, default), methods = next(iter(owners.items()))
         used_by = "" if methods == [""] else f"; {', '.join(methods)}"
         return f"{text} [{expected}; default {default}{used_by}]"
-    per_method = "; ".join(f"{', '.join(methods)}: {expected}, default {default}"
+    per_method = "; ".join(f"{', '.join(method or 'the others' for method in methods)}: {expected}, default {default}"
                            for (expected, default), methods in owners.items())
     return f"{text} [{per_method}]"
 
@@ -71,8 +75,9 @@ def _add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="Train one run and save it under --output-dir.")
     parser.add_argument("--method", choices=method_names(), help="Training method (default dpo).")
     parser.add_argument("--config", help="YAML/JSON file of knob values; flags override it.")
+    presets = " ".join(f"{preset.name}: {preset.description}" for preset in PRESETS.values())
     parser.add_argument("--preset", choices=preset_names(), help="Start from a named run; flags override it. "
-                        + " ".join(f"{preset.name}: {preset.description}" for preset in PRESETS.values()))
+                        + presets.replace("%", "%%"))  # argparse formats help with %
     for name, declarations in knob_declarations().items():
         kind = declarations[0][1].kind
         metavar = {"float": "F", "int": "N", "bool": "BOOL", "choice": "CHOICE", "str": "TEXT"}[kind]

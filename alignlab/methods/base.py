@@ -195,6 +195,9 @@ class MethodSpec:
     source's score of the samples it trains on and its KL from the reference (an online method's; None for a
     method that logs neither): a run without the probe shows them as its reward and KL
     (:meth:`headline`, :func:`alignlab.metrics.headline`); the registry-wide test checks that a run logs them.
+    ``batch_size`` is the method's own default batch size where it differs from the lab's
+    (:data:`alignlab.config.DEFAULT_BATCH_SIZE`): a run that sets none gets it, and the forms show it when the
+    method is picked (None: the lab's).
     """
 
     name: str
@@ -219,6 +222,7 @@ class MethodSpec:
     resumable: bool = True
     reward_key: str | None = None
     kl_key: str | None = None
+    batch_size: int | None = None
 
     def __post_init__(self):
         if self.kl_knob is not None and self.kl_knob not in {knob.name for knob in self.knobs}:

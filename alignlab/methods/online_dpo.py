@@ -12,7 +12,9 @@ likelihood of the response under a request for ``judge_instruction`` against one
 :meth:`alignlab.judge.Judge.contrast`), so it has no position bias by construction; the higher score wins.
 ``judge-pairwise`` asks the paper's pairwise question in both orders instead, and any other source
 (``sentiment``, ``reward-model:<run>``) picks the higher-scoring response. ``batch_size`` counts completions,
-so each step uses batch_size / 2 prompts.
+so each step uses batch_size / 2 prompts; the method's default is 16 (8 fresh pairs a step, twice the lab's batch),
+with TRL's β 0.1: at the lab's 8 completions and β 0.03 twelve steps saw 48 pairs and the gain was not visible
+(docs/alignment.md, "The online methods at their defaults").
 """
 
 from alignlab.errors import AlignLabError
@@ -51,16 +53,17 @@ SPEC = register(
         kl_key=ROLLOUT_KL,
         order=90,
         knobs=(
-            beta_knob(0.03, "β: inverse temperature of DPO's implicit reward; higher stays nearer the reference "
-                            "(TRL's default is 0.1; 0.03 here, as measured in the Learn card)."),
+            beta_knob(0.1, "β: inverse temperature of DPO's implicit reward; higher stays nearer the reference "
+                           "(TRL's default; 0.03 drifted to 24-30 nats without a visible gain, see the Learn card)."),
             Knob("loss_type", "sigmoid", "sigmoid = DPO loss, ipo = IPO loss on the online pairs.", kind="choice",
                  choices=("sigmoid", "ipo")),
             temperature_knob(),
         ),
-        lesson="at these defaults (β 0.03, 4 prompts a step) 12 steps see only 48 fresh pairs and the gain is not "
-        "visible at three seeds (+0.17 to +0.21 VADER); twice the prompts a step (--batch-size 16) with TRL's β 0.1 "
-        "is: +0.41, +0.52 and +0.51 at seeds 42, 7 and 1, at 8-18 nats, keeping the requested opening at seed 42 "
-        "only (docs/alignment.md); the IPO loss gained nothing at β 0.1. "
+        lesson="at its defaults (8 prompts, 16 completions a step, TRL's β 0.1) 12 steps see 96 fresh pairs and the "
+        "gain is visible at three seeds, at 8-18 nats, keeping the requested opening at seed 42 only: the reward "
+        "is VADER alone, and dropping a negative opening is its cheapest gain. At the lab's batch of 8 with β 0.03 "
+        "(the defaults before) it was not visible, and drifted further (docs/alignment.md); the IPO loss gained "
+        "nothing at β 0.1. "
         "The AI annotator (reward judge) scores each answer alone by how much likelier the judge model finds it "
         "after a request for the instruction, so the order of a pair cannot sway it; it tells tone and wording, "
         "not facts or whether the answer kept a format such as the requested opening (docs/judge.md)",
@@ -69,5 +72,6 @@ SPEC = register(
         trainer_kwargs=_annotator,
         trl_overrides=_prompts_per_step,
         validate=_pairs,
+        batch_size=16,
     )
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from alignlab.config import RunConfig, common_knobs
+from alignlab.config import RunConfig, common_knobs, default_batch_size
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import KNOB_GROUPS, Knob
@@ -89,6 +89,7 @@ class RunForm(widgets.VBox):
         self.inputs: dict[str, widgets.ValueWidget] = {}
         self.knobs: dict[str, Knob] = {}
         self.method_box = widgets.VBox()
+        self._shown: str | None = None  # the method the form was last shown for
         common = common_knobs()
         unknown = set(self.presets) - {k.name for k in common} - {k.name for spec in map(get_method, method_names())
                                                                   for k in spec.knobs}
@@ -147,6 +148,13 @@ class RunForm(widgets.VBox):
         spec = get_method(self.method.value)
         for name in [n for n in self.knobs if n not in {k.name for k in common_knobs()}]:
             del self.inputs[name], self.knobs[name]
+        # the batch size follows the method's own default (online DPO's is larger) unless it was set: given to the
+        # form, or changed from the previous method's default
+        batch = self.inputs["batch_size"]
+        if (self._shown is None and "batch_size" not in self.presets) or (
+                self._shown is not None and batch.value == default_batch_size(self._shown)):
+            batch.value = default_batch_size(spec.name)
+        self._shown = spec.name
         own = [self._add(knob, strict) for knob in spec.knobs]
         self.method_box.children = own
         self.summary.value = (f"<div style='max-width:640px;color:#444'>{html.escape(spec.summary)}"

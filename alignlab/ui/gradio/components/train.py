@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from alignlab.config import default_batch_size
 from alignlab.data import VOTES_PREFIX, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names, registry
@@ -220,11 +221,19 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
     seen = gr.State({})
     timer = gr.Timer(REFRESH_S)
 
-    def on_method(name: str, choice: str):
-        text, rows = check_dataset(services, choice, name)
-        return [method_summary(name), *[gr.update(visible=key == name) for key in method_groups], text, rows]
+    shown = gr.State(DEFAULT_METHOD)  # the method whose default batch size the form may be showing
 
-    method.change(on_method, [method, dataset], [summary, *method_groups.values(), check, table],
+    def on_method(name: str, choice: str, batch: float | None, before: str):
+        """The picked method's knobs, summary and dataset check; the batch size follows the method's own default
+        (online DPO's is larger) unless the user had changed it from the previous method's."""
+        text, rows = check_dataset(services, choice, name)
+        followed = batch is None or int(batch) == default_batch_size(before or DEFAULT_METHOD)
+        batch_update = gr.update(value=default_batch_size(name)) if followed else gr.skip()
+        return [method_summary(name), *[gr.update(visible=key == name) for key in method_groups], text, rows,
+                batch_update, name]
+
+    method.change(on_method, [method, dataset, knob_inputs["batch_size"], shown],
+                  [summary, *method_groups.values(), check, table, knob_inputs["batch_size"], shown],
                   api_visibility="private")
 
     def on_upload(file_path: str | None, method_name: str):
