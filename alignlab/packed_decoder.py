@@ -373,13 +373,15 @@ class PackedDecoder:
             return packed_linear(_rms(x[:, -1:], w.norm, w.eps), w.head)[:, -1].float()
 
     def _row_masks(self, row_adapters, rows: int) -> dict | None:
-        """Per adapter, a rows x 1 x 1 mask of the rows it applies to (None: every adapter on every row)."""
+        """Per adapter, a rows x 1 x 1 mask of the rows it applies to (None: every adapter on every row). An adapter
+        the decoder was built with and no row names any more (its rows finished and left the batch) gets an
+        all-zero mask: its factors stay in the products and add nothing."""
         import torch
 
         if row_adapters is None:
             return None
         return {name: torch.tensor([[[float(n == name)]] for n in row_adapters], dtype=torch.bfloat16)
-                for name in set(row_adapters)}
+                for name in set(row_adapters) | set(self.row_adapters or ())}
 
     @staticmethod
     def _linear(x, packed, lora, masks):

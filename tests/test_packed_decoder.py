@@ -160,3 +160,24 @@ def test_an_adapter_on_the_output_layer_keeps_the_models_own_forward():
     adapted = get_peft_model(load_model("tiny-random").eval(), LoraConfig(r=4, target_modules=["q_proj", "lm_head"]))
     assert packed_decoder.decoder_for(adapted, {}) is None  # the route would read lm_head without its adapter
     assert packed_decoder.route_name(adapted) == "model-forward"
+
+
+def test_a_mixed_batch_goes_on_when_the_adapters_rows_have_finished():
+    """The chat decodes the reference and the aligned answer in one batch; when the aligned answer ends first, its
+    row leaves the batch and the reference's goes on alone, as a batch of the reference's row alone would."""
+    model, tokenizer = load_model("tiny-random").eval(), load_tokenizer("tiny-random")
+    adapted = lora(model).eval()
+    batch = prompts_batch(tokenizer, count=2)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    token, grown = torch.tensor([[5]]), torch.cat([mask[:1], torch.ones(1, 1, dtype=mask.dtype)], 1)
+
+    def next_logits(names, finished: bool):
+        decoder = packed_decoder.decoder_for(adapted, {"adapter_names": names})
+        cache = decoder.new_cache(len(names), ids.shape[1] + 1)
+        decoder.forward(ids[:len(names)], mask[:len(names)], positions[:len(names)], cache, names)
+        if finished:
+            cache.batch_select_indices(torch.tensor([0]))  # the aligned row ended
+        return decoder.forward(token, grown, positions[:1, -1:] + 1, cache, ["__base__"])
+
+    assert torch.allclose(next_logits(["__base__", "default"], finished=True), next_logits(["__base__"], False))
