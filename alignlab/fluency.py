@@ -35,9 +35,11 @@ class Fluency:
     words: float
     perplexity: float
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
+        """The figures rounded, as files keep them; perplexity None where it was not measured (plain JSON has no
+        NaN)."""
         return {"distinct": round(self.distinct, 4), "words": round(self.words, 2),
-                "perplexity": round(self.perplexity, 3)}
+                "perplexity": round(self.perplexity, 3) if math.isfinite(self.perplexity) else None}
 
 
 def words(text: str) -> list[str]:

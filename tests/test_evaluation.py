@@ -136,5 +136,6 @@ def test_eval_cli_samples_at_the_temperature_asked_and_says_so(tiny, tmp_path):
     assert "reference perplexity not measured" in result.stdout and "nan" not in result.stdout  # --no-fluency
     figures = json.loads(out.read_text())
     assert (figures["temperature"], figures["top_p"]) == (1.0, 1.0)
+    assert figures["aligned_fluency"]["perplexity"] is None and "NaN" not in out.read_text()  # not measured
     card = (model_dir(handle.run_dir) / MODEL_CARD).read_text()
     assert "seed 1234, temperature 1, top-p 1): gain" in card

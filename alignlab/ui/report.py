@@ -251,7 +251,7 @@ def _eval_followed(result: dict) -> str:
 
 def _number(value) -> str:
     """A table cell of a number read from a file: :func:`~alignlab.ui.format.number`, ``–`` for what is not a finite
-    number (an eval without fluency has no perplexity: NaN)."""
+    number (an eval without fluency has no perplexity: None, or NaN in files written before)."""
     finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return number(value) if finite else MISSING
 
