@@ -42,6 +42,14 @@ def open_app(browser, url: str):
     return page
 
 
+def form_settled(app, page) -> None:
+    """Wait until a freshly opened page has set the Train form to the last job's settings (it does so once loaded,
+    when there is a job), so that what a test picks or types afterwards is not replaced."""
+    if app[0].services.jobs.current() is not None:
+        page.wait_for_function("() => (document.getElementById('train-preset-note')?.innerText || '')"
+                               ".includes('The form shows the settings of')")
+
+
 def pick(page, elem_id: str, option: str) -> None:
     """Choose a dropdown option by (part of) its label."""
     page.locator(f"#{elem_id} input").click()
@@ -158,6 +166,7 @@ def test_two_sessions_train_watch_stop_and_chat(app, browser):
 
 def test_upload_checks_the_dataset_and_switching_method_swaps_knobs(app, browser, pairs_file):
     page = open_app(browser, app[1])
+    form_settled(app, page)
     with page.expect_file_chooser() as chooser:
         page.locator("#train-upload").click()
     chooser.value.set_files(str(pairs_file))
@@ -181,6 +190,7 @@ def test_upload_checks_the_dataset_and_switching_method_swaps_knobs(app, browser
 
 def test_picking_the_classroom_preset_fills_the_form(app, browser):
     page = open_app(browser, app[1])
+    form_settled(app, page)
     pick(page, "train-preset", "Classroom")
     page.wait_for_function("() => document.getElementById('train-preset-note').innerText.includes('178 s')")
     assert "estimate of its time" in page.locator("#train-preset-note").inner_text()  # no run of it here yet
@@ -328,6 +338,7 @@ def test_at_1280_by_800_start_brings_the_run_into_view_the_grid_stays_fixed_and_
     page.wait_for_selector("#train-start")
     page.wait_for_selector("#train-progress", state="attached")  # drawn a moment later on a busy machine
     assert not page.evaluate(IN_VIEW_JS, "train-progress")  # the form fills the first screen
+    form_settled(app, page)
     pick(page, "train-model", "tiny-random")
     for knob, value in (("max_steps", 4), ("batch_size", 2), ("probe_every", 2)):
         fill(page, knob, value)
