@@ -19,7 +19,6 @@ on the built-in task. With LoRA the reference is the adapter-disabled model.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,7 +103,7 @@ class Comparison:
 def _perplexities(aligned: dict, reference: dict) -> str:
     """The report's reference-perplexity figures, or that they were not measured (``--no-fluency``)."""
     values = [fluency.get("perplexity") for fluency in (aligned, reference)]
-    if any(value is None or math.isnan(value) for value in values):
+    if None in values:  # Fluency.as_dict keeps an unmeasured perplexity as None
         return "reference perplexity not measured"
     return f"reference perplexity {values[0]:.1f} vs {values[1]:.1f}"
 
