@@ -9,7 +9,8 @@ new run. Here the key is what the numbers actually depend on: the reference weig
 modification time), the tokenized ids of every pair, and the settings that change the sum (maximum
 length, truncation, LD-DPO's ``ld_alpha``). The first run computes them as its steps need them (no pre-pass
 before step 1) and stores them when every pair has them; every later run on the same model and data reads them
-and runs only the policy in each step.
+and runs only the policy in each step. Step 1 of a cold LoRA run needs no reference pass at all: the adapter is
+still zero, so the policy is the reference and its own forward gives the numbers (:func:`adapter_is_untrained`).
 
 The same store keeps the probe's step-0 measurement (:mod:`alignlab.probe`): before the first step the
 policy *is* the reference, so that point depends only on the base weights, the prompts and the sampling
@@ -82,6 +83,50 @@ def store(key: str, values: dict, kind: str = "reference-logps") -> None:
 LAZY = True  # on a cache miss, compute each pair's reference log-probs in the step that first uses it
 
 
+SHARE_UNTRAINED = True  # while the adapter is untrained, take the reference's log-probs from the policy's forward
+
+
+def adapter_is_untrained(model) -> bool:
+    """Whether ``model`` is a LoRA model that still computes exactly its base model: plain LoRA (no DoRA, no
+    modules copied for training), every ``lora_B`` all zeros, as PEFT initialises it (Hu et al. 2021, Sec. 4.1:
+    ΔW = BA is zero at the start). Then the policy *is* the reference, bit for bit: each adapted layer adds an
+    exact zero to its base output."""
+    import torch
+
+    unwrapped = getattr(model, "module", model)
+    configs = getattr(unwrapped, "peft_config", None)
+    if not configs or len(configs) != 1:
+        return False
+    config = next(iter(configs.values()))
+    if getattr(config, "peft_type", None) != "LORA" or getattr(config, "use_dora", False) or getattr(
+            config, "modules_to_save", None) or getattr(config, "trainable_token_indices", None):
+        return False
+    found = False
+    with torch.no_grad():
+        for name, parameter in unwrapped.named_parameters():
+            if "lora_B" in name or "lora_embedding_B" in name:
+                found = True
+                if bool(parameter.any()):
+                    return False
+    return found
+
+
+def _filling(chosen, rejected, completion_mask):
+    """A forward hook that writes the summed per-token log-probs of the forward it sees (TRL's
+    ``compute_ref_log_probs`` sum, without LD-DPO) into ``chosen`` and ``rejected``, detached: the reference's
+    numbers when the policy still is the reference, read by the loss after that forward."""
+    import torch
+
+    def fill(module, args, output):
+        with torch.no_grad():
+            logps = output.log_probs[:, -(completion_mask.size(1) - 1):].sum(dim=1)
+            first, second = logps.detach().chunk(2, dim=0)
+            chosen.copy_(first)
+            rejected.copy_(second)
+
+    return fill
+
+
 def _pair_key(input_ids, attention_mask, row: int, rows: int) -> str:
     """A pair's identity in a collated DPO batch: its chosen (row ``row``) and rejected (row ``rows + row``) ids,
     padding left out."""
@@ -135,17 +180,29 @@ def cached_trainer(trainer_class: type) -> type:
         def compute_loss(self, model, inputs, *args, **kwargs):
             import torch
 
-            if self._lazy is not None and "ref_chosen_logps" in inputs and bool(
+            if self._lazy is None or "ref_chosen_logps" not in inputs or not bool(
                     torch.isnan(inputs["ref_chosen_logps"]).any()):
+                return super().compute_loss(model, inputs, *args, **kwargs)
+            if self.ref_model is None and self.ld_alpha is None and SHARE_UNTRAINED and adapter_is_untrained(model):
+                # The policy is still the reference: its own forward gives the reference's numbers.
+                chosen, rejected = (torch.full_like(inputs[column], math.nan) for column in COLUMNS)
+                inputs = {**inputs, COLUMNS[0]: chosen, COLUMNS[1]: rejected}
+                hook = model.register_forward_hook(_filling(chosen, rejected, inputs["completion_mask"]))
+                try:
+                    result = super().compute_loss(model, inputs, *args, **kwargs)
+                finally:
+                    hook.remove()
+            else:
                 chosen, rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
-                inputs = {**inputs, "ref_chosen_logps": chosen.detach(), "ref_rejected_logps": rejected.detach()}
-                pairs = len(chosen)
-                for row in range(pairs):
-                    found = _pair_key(inputs["input_ids"], inputs["attention_mask"], row, pairs)
-                    for index in self._lazy["rows"].get(found, []):
-                        self._lazy["values"][COLUMNS[0]][index] = float(chosen[row])
-                        self._lazy["values"][COLUMNS[1]][index] = float(rejected[row])
-            return super().compute_loss(model, inputs, *args, **kwargs)
+                inputs = {**inputs, COLUMNS[0]: chosen.detach(), COLUMNS[1]: rejected.detach()}
+                result = super().compute_loss(model, inputs, *args, **kwargs)
+            pairs = len(chosen)
+            for row in range(pairs):
+                found = _pair_key(inputs["input_ids"], inputs["attention_mask"], row, pairs)
+                for index in self._lazy["rows"].get(found, []):
+                    self._lazy["values"][COLUMNS[0]][index] = float(chosen[row])
+                    self._lazy["values"][COLUMNS[1]][index] = float(rejected[row])
+            return result
 
         def train(self, *args, **kwargs):
             try:

@@ -56,6 +56,31 @@ def test_a_cold_run_fills_the_cache_as_its_steps_go_with_the_numbers_the_pre_pas
     assert _trainer(changed, seed=1).reference_cache_hit is False  # other data, other key
 
 
+def test_while_the_adapter_is_untrained_the_policys_own_forward_gives_the_reference_log_probs(pairs_file, cache_folder,
+                                                                                              monkeypatch):
+    """Before the first update the LoRA policy is the reference, bit for bit: step 1 takes the reference's numbers
+    from the policy's forward instead of running the model twice, and stores what a separate reference pass gives."""
+    import alignlab.reference_cache as reference_cache
+
+    rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    stored = []
+    for share in (True, False):
+        monkeypatch.setattr(reference_cache, "SHARE_UNTRAINED", share)
+        monkeypatch.setattr(reference_cache, "cache_dir", lambda folder=cache_folder.parent / str(share): folder)
+        trainer, calls = _trainer(rows, seed=1, max_steps=len(rows) // 2), []
+        reference_pass = trainer.compute_ref_log_probs
+        monkeypatch.setattr(trainer, "compute_ref_log_probs",
+                            lambda *a, calls=calls, run=reference_pass: calls.append(1) or run(*a))
+        assert reference_cache.adapter_is_untrained(trainer.model)
+        trainer.train()
+        assert not reference_cache.adapter_is_untrained(trainer.model)  # trained: B is no longer zero
+        assert len(calls) == len(rows) // 2 - (1 if share else 0)  # every step's pairs but the first step's
+        [file] = (cache_folder.parent / str(share) / "reference-logps").glob("*.json")
+        stored.append(json.loads(file.read_text()))
+    for column in reference_cache.COLUMNS:
+        assert stored[0][column] == pytest.approx(stored[1][column], rel=1e-5)
+
+
 def test_a_stopped_cold_run_stores_nothing(pairs_file, cache_folder):
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
     trainer = _trainer(rows, seed=1, max_steps=1)  # 2 of the pairs: the others never get theirs
