@@ -164,6 +164,42 @@ def test_two_sessions_train_watch_stop_and_chat(app, browser):
     shot(trainer, "learn")
 
 
+def test_a_value_typed_before_the_page_shows_the_last_jobs_settings_is_kept(app, browser, monkeypatch, tmp_path):
+    """A page opened beside a job fills the form with that job's settings, but on a busy machine that answer can
+    come after the user began typing: what they typed stays, and the note says whose run the card shows. An
+    untouched page is still filled."""
+    import threading
+
+    import alignlab.ui.gradio.components.train as train
+    from alignlab.ui.gradio.jobs import Job
+
+    demo, url = app
+    jobs = demo.services.jobs
+    if jobs.current() is None:  # this test alone: a finished job of 7 steps for the page to show
+        jobs.jobs.append(Job(99, RunConfig(model="tiny-random", max_steps=7), tmp_path / "99.json", tmp_path / "99.log",
+                             state="finished", started=1.0))
+    steps = str(jobs.current().config.max_steps)
+    typed, found = threading.Event(), train.page_job
+
+    def late(*args):  # the load answer waits until the user has typed: a busy server
+        typed.wait(60)
+        return found(*args)
+
+    monkeypatch.setattr(train, "page_job", late)
+    page = open_app(browser, url)
+    fill(page, "max_steps", 5)
+    typed.set()
+    page.wait_for_function("() => (document.getElementById('train-preset-note')?.innerText || '')"
+                           ".includes('keeps the values you changed')")
+    assert page.locator("#knob-max_steps input").first.input_value() == "5"
+    assert jobs.current().label in page.locator("#train-preset-note").inner_text()
+    monkeypatch.setattr(train, "page_job", found)
+    untouched = open_app(browser, url)
+    form_settled(app, untouched)
+    assert untouched.locator("#knob-max_steps input").first.input_value() == steps
+    assert untouched.locator("#train-model input").input_value().startswith("tiny-random")
+
+
 def test_upload_checks_the_dataset_and_switching_method_swaps_knobs(app, browser, pairs_file):
     page = open_app(browser, app[1])
     form_settled(app, page)

@@ -27,6 +27,7 @@ from alignlab.rewards import check_no_path
 from alignlab.rundir import find_run, votes_names, votes_path
 from alignlab.task import BUILTIN_TASK
 from alignlab.ui.gradio.components.changes import changes_view, create_changes_view
+from alignlab.ui.gradio.components.form_fill import fill_data, fill_js
 from alignlab.ui.gradio.components.job_view import (
     end_message,
     job_explainer,
@@ -221,7 +222,9 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
     seen = gr.State({})
     timer = gr.Timer(REFRESH_S)
 
-    shown = gr.State(DEFAULT_METHOD)  # the method whose default batch size the form may be showing
+    # the method whose default batch size the form may be showing (a hidden field: the page's fill sets it too)
+    shown = gr.Textbox(DEFAULT_METHOD, visible=False)
+    filled = gr.JSON(None, visible=False)  # the settings a page load found for the form (form_fill)
 
     def on_method(name: str, choice: str, batch: float | None, before: str):
         """The picked method's knobs, summary and dataset check; the batch size follows the method's own default
@@ -252,28 +255,35 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
 
     upload.upload(on_upload, [upload, method], [dataset, check, table], api_visibility="private")
 
+    fields = {"preset": preset, "shown": shown, "method": method, "model": model, "dataset": dataset, **knob_inputs}
+
     def on_load(kept: Any, request: gr.Request):
         """On page load: the Dataset list read from disk again, so uploads since the app started are offered; and,
-        when the progress card follows a job (training, queued or the last one, the page user's own first), the
-        form set to that job's settings with a note saying so (:func:`job_form`), so that a reloaded page does not
-        show defaults beside another run's card."""
+        when the progress card follows a job (training, queued or the last one, the page user's own first), that
+        job's settings for the form with a note saying so (:func:`job_form`), so that a reloaded page does not show
+        defaults beside another run's card. The page applies them unless its user changed the form first
+        (:mod:`~alignlab.ui.gradio.components.form_fill`)."""
         datasets = dataset_choices(services)
         job = page_job(services, services.user(request), kept)
         if job is None:
-            return [gr.update(choices=datasets), *[gr.skip()] * (6 + len(knob_inputs))]
+            return gr.update(choices=datasets), gr.skip(), None
         values, preset_name, note = job_form(services, job)
         models = model_choices()
         if values["model"] not in [value for _, value in models]:  # e.g. a model the API named: offered back
             models.append((values["model"], values["model"]))
-        choice = values.get("dataset")
-        text, rows = check_dataset(services, choice, values["method"]) if choice else (gr.skip(), gr.skip())
-        return [gr.update(choices=datasets, value=choice) if choice else gr.update(choices=datasets),
-                preset_name or "", note, values["method"], gr.update(choices=models, value=values["model"]), text,
-                rows, *[values.get(key, gr.skip()) for key in knob_inputs]]
+        kept_note = (f"**The form keeps the values you changed** before this page could show the settings of "
+                     f"{job.label}, the run on the card below.")
+        values = {**values, "preset": preset_name or "", "shown": values["method"]}
+        return gr.update(choices=datasets), gr.update(choices=models), fill_data(values, list(fields), note,
+                                                                                  kept_note)
 
-    gr.on(None, on_load, [remembered if remembered is not None else gr.State(None)],
-          [dataset, preset, preset_note, method, model, check, table, *knob_inputs.values()],
-          api_visibility="private", show_progress="hidden")
+    gr.on(None, on_load, [remembered if remembered is not None else gr.State(None)], [dataset, model, filled],
+          api_visibility="private", show_progress="hidden").then(
+        None, js=fill_js([component.value for component in fields.values()]),
+        inputs=[filled, preset_note, *fields.values()], outputs=[preset_note, *fields.values()],
+        show_progress="hidden").then(
+        lambda choice, name: check_dataset(services, choice, name) if choice else (gr.skip(), gr.skip()),
+        [dataset, method], [check, table], api_visibility="private", show_progress="hidden")
     dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
                   api_visibility="private")
 
