@@ -81,6 +81,23 @@ def _rows(run_dir):
     return [row for row in rows if "loss/policy_avg" in row]
 
 
+def test_the_value_model_starts_at_zero_so_the_first_advantages_are_the_returns():
+    """The lab's value model (a classifier of the base model, LoRA'd) gives V = 0 everywhere before training: its
+    new head starts at zero instead of at random values as large as the reward differences."""
+    from types import SimpleNamespace
+
+    from alignlab.methods.ppo import _ppo_parts
+
+    config = RunConfig(method="ppo", model="tiny-random")
+    config.validate()
+    value_model = _ppo_parts(SimpleNamespace(config=config, reward=None))["value_model"]
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        values = value_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert torch.count_nonzero(values) == 0
+    assert any(p.requires_grad for name, p in value_model.named_parameters() if "score" in name)  # it still learns
+
+
 @pytest.mark.parametrize("lora", [True, False])
 def test_a_short_run_logs_the_ppo_metrics_and_saves_the_policy(tiny, lora):
     config = RunConfig.from_dict({"method": "ppo", **tiny, "lora": lora, "max_completion_length": 6,

@@ -25,12 +25,28 @@ def _ppo_parts(context) -> dict:
     """The reward function and the value model (a sequence classifier with one output, LoRA'd with LoRA on)."""
     config = context.config
     value_model = load_model(config.model, "sequence-classifier", config.trust_remote_code, devices.of_run(config))
+    zero_value_head(value_model)
     if config.lora:
         from peft import get_peft_model
 
         value_model = get_peft_model(value_model, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
                                                               config.lora_target_modules, "sequence-classifier"))
     return dict(reward_fn=context.reward, value_model=value_model)
+
+
+def zero_value_head(value_model) -> None:
+    """Start the value head (the classifier's new ``score`` layer) at zero, so that V = 0 everywhere before the value
+    model has learned anything. Its random initialisation gives values with a spread of about 0.5 on the default
+    model, as large as the reward differences between completions: with GAE (λ < 1) they are most of an early
+    token's advantage, noise the first steps would fit. At zero, the first advantages are the whitened returns."""
+    import torch
+
+    head = getattr(value_model, "score", None)
+    if head is None:
+        return
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.zero_()
 
 
 def _check(config) -> None:
@@ -62,6 +78,8 @@ SPEC = register(
             Knob("cliprange_value", 0.2, "Value clip: how far a value prediction may move per update.",
                  min=0.0, min_exclusive=True, max=10.0),
             Knob("vf_coef", 0.1, "Weight of the value-model loss.", min=0.0, max=10.0),
+            Knob("lam", 0.95, "GAE λ: 1 = the whole return from each token on (no bias from the value model, more "
+                 "variance); lower leans on the value model's estimates.", min=0.0, max=1.0),
             Knob("ppo_epochs", 4, "Optimisation passes over each batch of samples.", kind="int", min=1, max=32),
             temperature_knob(),
             Knob("whiten_rewards", False, "Normalise rewards within the batch (needs batch >= 8).", kind="bool"),
