@@ -42,6 +42,8 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 DEFAULT_BATCH_SIZE = 8  # examples per optimizer step where the method declares no default of its own
+DEFAULT_LEARNING_RATE = 1e-3  # LoRA's rate on the default model, where the method declares no default of its own
+LAB_DEFAULTS = {"batch_size": DEFAULT_BATCH_SIZE, "learning_rate": DEFAULT_LEARNING_RATE}  # of METHOD_SETTINGS
 MAX_OWNER = 64  # characters of a run owner's (a participant's) name
 NOT_KNOBS = ("method", "method_args", "owner")  # fields no form or flag sets: the method is picked first, the owner
 # is set by the app
@@ -149,10 +151,11 @@ class RunConfig:
         default=12, metadata=_meta("Optimizer steps (0 = run `epochs` instead).", "essential", min=0, max=100000))
     epochs: float = field(
         default=1.0, metadata=_meta("Passes over the data when max_steps is 0.", min=0, min_exclusive=True, max=1000))
-    learning_rate: float = field(
-        default=1e-3, metadata=_meta("Learning rate (LoRA adapters take a higher rate than full fine-tuning; try 1e-4 "
-                                     "without LoRA).", "essential", min=0, min_exclusive=True, max=1.0,
-                                     log_scale=True)
+    learning_rate: float | None = field(
+        default=None, metadata=_meta("Learning rate (LoRA adapters take a higher rate than full fine-tuning; try 1e-4 "
+                                     "without LoRA); unset, the method's default (the lab's 1e-3 unless the method "
+                                     "declares its own).", "essential", kind="float", min=0, min_exclusive=True,
+                                     max=1.0, log_scale=True, form_default=DEFAULT_LEARNING_RATE)
     )
     lr_schedule: str = field(
         default="constant",
@@ -259,8 +262,9 @@ class RunConfig:
         """
         if not isinstance(self.method, str) or self.method not in method_names():
             raise AlignLabError(f"method: got {_short(self.method)}, expected one of {', '.join(method_names())}")
-        if self.batch_size is None:  # the method's own default, else the lab's
-            self.batch_size = default_batch_size(self.method)
+        for name in LAB_DEFAULTS:  # unset: the method's own default, else the lab's
+            if getattr(self, name) is None:
+                setattr(self, name, method_default(self.method, name))
         if isinstance(self.report_to, (list, tuple)):  # a YAML list or a repeated flag, as transformers takes it
             self.report_to = report_to_value(self.report_to)
         for knob in common_knobs():
@@ -382,14 +386,16 @@ def config_of(run_dir: str | Path) -> RunConfig:
         raise AlignLabError(f"run: {Path(run_dir).name}/{CONFIG} holds a config that is not valid: {error}") from None
 
 
-def default_batch_size(method: str) -> int:
-    """The batch size a run of ``method`` gets when it sets none: the method's own
-    (:attr:`~alignlab.methods.base.MethodSpec.batch_size`), else :data:`DEFAULT_BATCH_SIZE`.
+def method_default(method: str, name: str) -> Any:
+    """The value of run setting ``name`` (one of :data:`LAB_DEFAULTS`) that a run of ``method`` gets when it sets
+    none: the method's own (:attr:`~alignlab.methods.base.MethodSpec.run_defaults`), else the lab's.
 
-    >>> default_batch_size("dpo"), default_batch_size("online-dpo")
+    >>> method_default("dpo", "batch_size"), method_default("online-dpo", "batch_size")
     (8, 16)
+    >>> method_default("dpo", "learning_rate"), method_default("simpo", "learning_rate")
+    (0.001, 0.0003)
     """
-    return get_method(method).batch_size or DEFAULT_BATCH_SIZE
+    return get_method(method).run_defaults.get(name, LAB_DEFAULTS[name])
 
 
 @functools.cache

@@ -7,7 +7,7 @@ Learn tab draws them with the same drift panel and verdict a live run gets (:mod
 
 - ``ppo-cheap-kl``: PPO with its KL penalty five times cheaper than the default, the classic reward hack of RLHF
   (Ziegler et al. 2019; Ouyang et al. 2022 keep the per-token KL penalty for this reason);
-- ``simpo``: SimPO at its defaults, with no reference model in its loss (Meng et al. 2024);
+- ``simpo``: pure SimPO (``cpo_alpha`` 0, the lab's rate 1e-3), with no reference model in its loss (Meng et al. 2024);
 - ``dpo``: DPO at its defaults, on pairs that keep the instruction, with RPO's likelihood term (Rafailov et al.
   2023; Pang et al. 2024), for contrast.
 

@@ -56,11 +56,12 @@ def changed_knobs(run: dict, defaults: dict) -> dict:
     today's default (a run on another model, or with another reward or batch size, is not a run at the defaults)."""
     import dataclasses
 
-    from alignlab.config import RunConfig, default_batch_size
+    from alignlab.config import LAB_DEFAULTS, RunConfig, method_default
 
     config = run.get("config") or {}
     common = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in RUN_SETTINGS}
-    common["batch_size"] = default_batch_size(config.get("method") or "dpo")  # the method's own, if it has one
+    for name in LAB_DEFAULTS:  # the method's own, if it has one
+        common[name] = method_default(config.get("method") or "dpo", name)
     return {name: config[name] for name, default in {**common, **defaults}.items()
             if name in config and config[name] != default}
 

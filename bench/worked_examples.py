@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 TITLES = {"ppo-cheap-kl": "PPO with a cheap KL penalty (kl_coef 0.01): reward hacking",
-          "simpo": "SimPO at its defaults: no reference in the loss",
+          "simpo": "Pure SimPO (cpo_alpha 0, lr 1e-3): no reference in the loss",
           "dpo": "DPO at its defaults: the faithful contrast"}
 LEFT_OUT = {"run_id", "run_name", "output_dir", "owner", "report_to"}  # where a run went, not how it trained
 
@@ -35,7 +35,7 @@ def train_command(config: dict) -> str:
         if name in LEFT_OUT or name == "method" or name not in defaults or defaults[name] == value:
             continue
         shown = str(value).lower() if isinstance(value, bool) else str(value)
-        flags.append(f"--{name.replace('_', '-')} {json.dumps(shown) if ' ' in shown else shown}")
+        flags.append(f"--{name.replace('_', '-')} {json.dumps(shown) if ' ' in shown or not shown else shown}")
     return "alignlab train " + " ".join(flags)
 
 

@@ -615,14 +615,18 @@ def test_a_reloaded_workshop_page_fills_the_form_from_its_participants_own_job(t
         demo.services.jobs.close()
 
 
-def test_picking_a_method_shows_its_own_default_batch_size_unless_the_user_changed_it(app):
-    """The Train form's batch follows the method (online DPO's default is 16 completions, the lab's 8) and keeps a
-    batch the user typed."""
+def test_picking_a_method_shows_its_own_default_batch_size_and_learning_rate_unless_the_user_changed_them(app):
+    """The Train form's batch and learning rate follow the method (online DPO's default is 16 completions, SimPO's
+    rate 3e-4, the lab's 8 and 1e-3) and keep a value the user typed."""
     demo, _ = app
     on_method = next(fn for fn in demo.fns.values() if fn.name == "on_method")
-    *_, batch, shown = on_method.fn("online-dpo", "positive-reviews", 8, "dpo")
-    assert batch["value"] == 16 and shown == "online-dpo"
-    *_, batch, shown = on_method.fn("rloo", "positive-reviews", 16, "online-dpo")
+    *_, shown, batch, rate = on_method.fn("online-dpo", "positive-reviews", "dpo", 8, 1e-3)
+    assert batch["value"] == 16 and rate["value"] == 1e-3 and shown == "online-dpo"
+    *_, shown, batch, rate = on_method.fn("rloo", "positive-reviews", "online-dpo", 16, 1e-3)
     assert batch["value"] == 8 and shown == "rloo"
-    *_, batch, _ = on_method.fn("online-dpo", "positive-reviews", 12, "rloo")
+    *_, batch, _ = on_method.fn("online-dpo", "positive-reviews", "rloo", 12, 1e-3)
     assert isinstance(batch, type(gr.skip()))  # the user's 12 stays
+    *_, rate = on_method.fn("simpo", "positive-reviews", "dpo", 8, 1e-3)
+    assert rate["value"] == 3e-4
+    *_, rate = on_method.fn("dpo", "positive-reviews", "simpo", 8, 5e-4)
+    assert isinstance(rate, type(gr.skip()))  # the user's 5e-4 stays

@@ -531,3 +531,7 @@ def test_the_batch_size_follows_the_methods_own_default_unless_the_user_set_it()
     assert form.inputs["batch_size"].value == 12  # the user's
     assert RunForm("online-dpo").inputs["batch_size"].value == 16
     assert RunForm("online-dpo", batch_size=4).inputs["batch_size"].value == 4
+    simpo = RunForm("simpo")  # SimPO's own learning rate, shown and run
+    assert simpo.inputs["learning_rate"].value == pytest.approx(3e-4) and simpo.config().learning_rate == 3e-4
+    simpo.method.value = "dpo"
+    assert simpo.inputs["learning_rate"].value == pytest.approx(1e-3)

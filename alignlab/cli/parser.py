@@ -33,9 +33,9 @@ def knob_declarations() -> dict[str, list[tuple[str, object]]]:
     for name, spec in registry().items():
         for knob in spec.knobs:
             declarations.setdefault(knob.name, []).append((name, knob))
-        if spec.batch_size is not None:  # a method's own default batch size (alignlab.config.default_batch_size)
-            lab = declarations["batch_size"][0][1]
-            declarations["batch_size"].append((name, dataclasses.replace(lab, default=spec.batch_size)))
+        for setting, default in spec.run_defaults.items():  # a method's own default (config.method_default)
+            lab = declarations[setting][0][1]
+            declarations[setting].append((name, dataclasses.replace(lab, default=default)))
     return declarations
 
 

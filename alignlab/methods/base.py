@@ -25,6 +25,9 @@ KNOB_GROUPS = {"essential": "Training", "lora": "LoRA (train a small adapter, no
 SLIDER_SPAN = 100  # a bounded, linear number gets a slider when max - min is at most this (else a number box)
 
 
+METHOD_SETTINGS = ("batch_size", "learning_rate")  # the run settings a method may give its own default
+
+
 @dataclass(frozen=True)
 class Knob:
     """One tunable value of a run, declared once.
@@ -195,9 +198,10 @@ class MethodSpec:
     source's score of the samples it trains on and its KL from the reference (an online method's; None for a
     method that logs neither): a run without the probe shows them as its reward and KL
     (:meth:`headline`, :func:`alignlab.metrics.headline`); the registry-wide test checks that a run logs them.
-    ``batch_size`` is the method's own default batch size where it differs from the lab's
-    (:data:`alignlab.config.DEFAULT_BATCH_SIZE`): a run that sets none gets it, and the forms show it when the
-    method is picked (None: the lab's).
+    ``run_defaults`` holds the method's own defaults of the run settings in :data:`METHOD_SETTINGS` where they
+    differ from the lab's (:data:`alignlab.config.LAB_DEFAULTS`): a run that sets none gets them, ``--help`` lists
+    them, and the forms show them when the method is picked (online DPO's batch of 16 completions, SimPO's lower
+    learning rate).
     """
 
     name: str
@@ -222,9 +226,11 @@ class MethodSpec:
     resumable: bool = True
     reward_key: str | None = None
     kl_key: str | None = None
-    batch_size: int | None = None
+    run_defaults: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if set(self.run_defaults) - set(METHOD_SETTINGS):
+            raise ValueError(f"MethodSpec {self.name}: run_defaults may set only {', '.join(METHOD_SETTINGS)}")
         if self.kl_knob is not None and self.kl_knob not in {knob.name for knob in self.knobs}:
             raise ValueError(f"MethodSpec {self.name}: kl_knob {self.kl_knob!r} is not one of its knobs")
 

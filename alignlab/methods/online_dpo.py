@@ -72,6 +72,6 @@ SPEC = register(
         trainer_kwargs=_annotator,
         trl_overrides=_prompts_per_step,
         validate=_pairs,
-        batch_size=16,
+        run_defaults={"batch_size": 16},
     )
 )

@@ -11,6 +11,12 @@ al. 2024, "Contrastive Preference Optimization", Eq. 3 and 6) is the same traine
 sigmoid loss on summed log-probs and a behaviour-cloning (NLL) term on the chosen answer weighted by
 ``cpo_alpha``: pick ``loss_type=sigmoid`` and ``cpo_alpha=1`` for CPO. The paper's SimPO settings are
 β = 2 to 2.5 with γ/β near 0.5; TRL's ``simpo_gamma`` is γ itself.
+
+The lab's defaults add CPO's behaviour-cloning term to SimPO's loss (``cpo_alpha`` 1, the combination TRL's
+trainer offers) and train at a learning rate of 3e-4 instead of the lab's 1e-3. Pure SimPO (``cpo_alpha`` 0) on
+the built-in task gains the most reward of any offline method but drops the requested opening entirely, far from
+the base model (``docs/alignment.md``); the likelihood of the chosen answers, which all begin with the opening,
+holds it, as DPO's ``sft_weight`` (RPO) does for DPO.
 """
 
 from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
@@ -33,8 +39,8 @@ SPEC = register(
                  "(SimPO loss only).", min=0.0, max=10.0),
             Knob("loss_type", "simpo", "simpo = SimPO; sigmoid = CPO's loss on summed log-probs; hinge; ipo.",
                  kind="choice", choices=("simpo", "sigmoid", "hinge", "ipo")),
-            Knob("cpo_alpha", 0.0, "Weight of the SFT (NLL) term on the chosen answer: 0 = pure SimPO, 1 = CPO.",
-                 min=0.0, max=10.0),
+            Knob("cpo_alpha", 1.0, "Weight of the SFT (NLL) term on the chosen answer, CPO's behaviour cloning: "
+                 "keeps the instruction the chosen answers follow; 0 = pure SimPO.", min=0.0, max=10.0),
         ),
         panels=(
             Panel("Reward margin (length-normalised)", ("rewards/margins",)),
@@ -42,8 +48,10 @@ SPEC = register(
         ),
         uses_reference=False,
         order=55,
-        lesson="with no reference model nothing holds it back: it converges on stock praise (\"I am incredibly proud "
-        "of the amazing film...\") instead of a review of the requested opening; lower the learning rate or train "
-        "fewer steps to keep it closer",
+        run_defaults={"learning_rate": 3e-4},
+        lesson="pure SimPO (cpo_alpha 0) has no reference model, so nothing holds it back: it converges on stock "
+        "praise (\"I am incredibly proud of the amazing film...\") instead of a review of the requested opening, as "
+        "the Learn tab's worked example shows; the defaults add CPO's likelihood term on the chosen answers and a "
+        "lower learning rate, which keep the opening and the model near where it started",
     )
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from alignlab.config import RunConfig, common_knobs, default_batch_size
+from alignlab.config import LAB_DEFAULTS, RunConfig, common_knobs, method_default
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
 from alignlab.methods.base import KNOB_GROUPS, Knob
@@ -148,12 +148,13 @@ class RunForm(widgets.VBox):
         spec = get_method(self.method.value)
         for name in [n for n in self.knobs if n not in {k.name for k in common_knobs()}]:
             del self.inputs[name], self.knobs[name]
-        # the batch size follows the method's own default (online DPO's is larger) unless it was set: given to the
-        # form, or changed from the previous method's default
-        batch = self.inputs["batch_size"]
-        if (self._shown is None and "batch_size" not in self.presets) or (
-                self._shown is not None and batch.value == default_batch_size(self._shown)):
-            batch.value = default_batch_size(spec.name)
+        # the batch size and learning rate follow the method's own defaults (online DPO's batch is larger, SimPO's
+        # rate lower) unless they were set: given to the form, or changed from the previous method's default
+        for name in LAB_DEFAULTS:
+            widget = self.inputs[name]
+            if (self._shown is None and name not in self.presets) or (
+                    self._shown is not None and widget.value == method_default(self._shown, name)):
+                widget.value = method_default(spec.name, name)
         self._shown = spec.name
         own = [self._add(knob, strict) for knob in spec.knobs]
         self.method_box.children = own

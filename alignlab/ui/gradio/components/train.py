@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from alignlab.config import default_batch_size
+from alignlab.config import LAB_DEFAULTS, method_default
 from alignlab.data import VOTES_PREFIX, load_rows
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names, registry
@@ -226,18 +226,21 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
     shown = gr.Textbox(DEFAULT_METHOD, visible=False)
     filled = gr.JSON(None, visible=False)  # the settings a page load found for the form (form_fill)
 
-    def on_method(name: str, choice: str, batch: float | None, before: str):
-        """The picked method's knobs, summary and dataset check; the batch size follows the method's own default
-        (online DPO's is larger) unless the user had changed it from the previous method's."""
-        text, rows = check_dataset(services, choice, name)
-        followed = batch is None or int(batch) == default_batch_size(before or DEFAULT_METHOD)
-        batch_update = gr.update(value=default_batch_size(name)) if followed else gr.skip()
-        return [method_summary(name), *[gr.update(visible=key == name) for key in method_groups], text, rows,
-                batch_update, name]
+    followed = [knob_inputs[name] for name in LAB_DEFAULTS]  # the settings a method may have its own default of
 
-    method.change(on_method, [method, dataset, knob_inputs["batch_size"], shown],
-                  [summary, *method_groups.values(), check, table, knob_inputs["batch_size"], shown],
-                  api_visibility="private")
+    def on_method(name: str, choice: str, before: str, *values: float | None):
+        """The picked method's knobs, summary and dataset check; the batch size and learning rate follow the
+        method's own defaults (online DPO's batch is larger, SimPO's rate lower) unless the user had changed them
+        from the previous method's."""
+        text, rows = check_dataset(services, choice, name)
+        updates = [gr.update(value=method_default(name, setting))
+                   if value is None or value == method_default(before or DEFAULT_METHOD, setting) else gr.skip()
+                   for setting, value in zip(LAB_DEFAULTS, values, strict=True)]
+        return [method_summary(name), *[gr.update(visible=key == name) for key in method_groups], text, rows,
+                name, *updates]
+
+    method.change(on_method, [method, dataset, shown, *followed],
+                  [summary, *method_groups.values(), check, table, shown, *followed], api_visibility="private")
 
     def on_upload(file_path: str | None, method_name: str):
         """Store a checked upload and pick it; a file that fails a check is not kept. Messages name the file as the
