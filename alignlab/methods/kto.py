@@ -22,6 +22,10 @@ SPEC = register(
         kl_knob="beta",
         kl_key=KL_ESTIMATE,
         order=40,
+        lesson="on the built-in task no single setting tried put it on the faithful side: a lower learning rate holds "
+        "its KL, but then fewer reviews begin with the requested opening, and a rate that keeps the opening moves "
+        "further. KTO has no likelihood term on the desirable answers to hold the instruction, which DPO's "
+        "sft_weight and SimPO's cpo_alpha add",
         knobs=(
             beta_knob(0.1),
             Knob("desirable_weight", 1.0, "Weight of the loss on good examples (λ_D).", min=0.0, min_exclusive=True,

@@ -24,7 +24,9 @@ SPEC = register(
         knobs=(beta_knob(1.0, "λ: weight of the odds-ratio term against the SFT loss (TRL's default is 0.1; "
                              "1.0 here, as measured in the Learn card)."),),
         lesson="TRL's default λ = 0.1 was not visible in workshop time: the odds-ratio term is then small beside the "
-        "SFT loss on the chosen reviews, which mostly teaches their style",
+        "SFT loss on the chosen reviews, which mostly teaches their style. At λ 1 it keeps the instruction but stays "
+        "just short of the faithful side, and a larger λ gains more only by moving further: the SFT term is its only "
+        "anchor, as it keeps no reference model",
         panels=(
             Panel("Reward margin", ("rewards/margins",)),
             Panel("Preference accuracy", ("rewards/accuracies",)),

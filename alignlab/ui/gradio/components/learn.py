@@ -58,10 +58,12 @@ def method_card(spec: MethodSpec) -> str:
                  if spec.uses_reference else "needs **no reference** model")
     output = "a reward model (a scorer, not a chatbot)" if spec.model_kind == "sequence-classifier" else "a text model"
     columns = ", ".join(FORMATS.get(spec.data_format, ()))
+    own = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in spec.run_defaults.items())
     return (f"{spec.summary}\n\n"
             f"- **Name:** `{spec.name}` (CLI: `alignlab train --method {spec.name}`)\n"
             f"- **Paper:** {spec.paper}\n- **Data:** {spec.data_format} ({columns})\n"
             f"- **Trains:** {output}; {reference}\n"
+            + (f"- **Its own defaults:** {own}, where the other methods take the lab's\n" if own else "")
             + (f"- **Measured at the defaults:** {measured}\n" if measured else "")
             + f"\n{knob_rows(spec.knobs)}")
 
