@@ -86,11 +86,12 @@ SPEC = register(
         ),
         panels=(Panel("Value loss", ("loss/value_avg",)), Panel("Policy loss", ("loss/policy_avg",)),
                 Panel("Clip fraction", ("policy/clipfrac_avg",))),
-        lesson="not visible at 12 steps on a CPU, because each step samples, scores, runs the value model and takes 4 "
-        "optimisation epochs; with a small kl_coef it gains by reward hacking: answers shrink to a stock \"I'm happy "
-        "to help\" that is no longer a review (the reference perplexity of its text shows it), a lesson the fluency "
-        "figures teach. Use RLOO or GRPO for a live CPU demo, PPO on a GPU or as a take-home run "
-        "(`python -m bench.ppo_vs_trl` compares it with TRL's trainer)",
+        lesson="at 12 steps on a CPU it learns, since its value head starts at zero, but by drifting: its updates "
+        "leave PPO's trust region (half the tokens clipped at the first step), the seeds differ widely, and the "
+        "requested opening is dropped at most seeds; with a small kl_coef it gains by reward hacking, answers "
+        "shrinking to a stock \"I'm happy to help\" that is no longer a review (the reference perplexity of its "
+        "text shows it), a lesson the fluency figures teach. Use RLOO or GRPO for a live CPU demo, PPO on a GPU or "
+        "as a take-home run (`python -m bench.ppo_vs_trl` compares it with TRL's trainer)",
         trainer_kwargs=_ppo_parts,
         validate=_check,
     )
