@@ -183,8 +183,10 @@ def cached_trainer(trainer_class: type) -> type:
             if self._lazy is None or "ref_chosen_logps" not in inputs or not bool(
                     torch.isnan(inputs["ref_chosen_logps"]).any()):
                 return super().compute_loss(model, inputs, *args, **kwargs)
-            if self.ref_model is None and self.ld_alpha is None and SHARE_UNTRAINED and adapter_is_untrained(model):
-                # The policy is still the reference: its own forward gives the reference's numbers.
+            if (self.ref_model is None and self.ld_alpha is None and SHARE_UNTRAINED
+                    and self.accelerator.num_processes == 1 and adapter_is_untrained(model)):
+                # The policy is still the reference: its own forward gives the reference's numbers. One process
+                # only: sharded weights' processes must all take the same path, each holding a part of lora_B.
                 chosen, rejected = (torch.full_like(inputs[column], math.nan) for column in COLUMNS)
                 inputs = {**inputs, COLUMNS[0]: chosen, COLUMNS[1]: rejected}
                 hook = model.register_forward_hook(_filling(chosen, rejected, inputs["completion_mask"]))
