@@ -20,7 +20,7 @@ from alignlab.data_readers import is_dataset_object
 from alignlab.devices import ATTENTION, DTYPES
 from alignlab.errors import AlignLabError
 from alignlab.methods import get_method, method_names
-from alignlab.methods.base import Knob
+from alignlab.methods.base import METHOD_SETTINGS, Knob
 from alignlab.models import DEFAULT_MODEL, offered_models
 from alignlab.rewards import DEFAULT_INSTRUCTION, DEFAULT_OPPOSITE, reward_names
 from alignlab.rundir import CONFIG, MAX_RUN_NAME, RUNS_WHERE, check_run_id, default_runs_dir, read_config
@@ -43,7 +43,8 @@ def _short(value: Any, limit: int = 40) -> str:
 
 DEFAULT_BATCH_SIZE = 8  # examples per optimizer step where the method declares no default of its own
 DEFAULT_LEARNING_RATE = 1e-3  # LoRA's rate on the default model, where the method declares no default of its own
-LAB_DEFAULTS = {"batch_size": DEFAULT_BATCH_SIZE, "learning_rate": DEFAULT_LEARNING_RATE}  # of METHOD_SETTINGS
+# the lab's defaults of the run settings a method may give its own default of (``METHOD_SETTINGS``, in its order)
+LAB_DEFAULTS = dict(zip(METHOD_SETTINGS, (DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE), strict=True))
 MAX_OWNER = 64  # characters of a run owner's (a participant's) name
 NOT_KNOBS = ("method", "method_args", "owner")  # fields no form or flag sets: the method is picked first, the owner
 # is set by the app

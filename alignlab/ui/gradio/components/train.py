@@ -222,7 +222,8 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
     seen = gr.State({})
     timer = gr.Timer(REFRESH_S)
 
-    # the method whose default batch size the form may be showing (a hidden field: the page's fill sets it too)
+    # the method whose own defaults (batch size, learning rate) the form may be showing; a hidden field, so that the
+    # page's fill sets it too
     shown = gr.Textbox(DEFAULT_METHOD, visible=False)
     filled = gr.JSON(None, visible=False)  # the settings a page load found for the form (form_fill)
 
@@ -285,8 +286,9 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
         None, js=fill_js([component.value for component in fields.values()]),
         inputs=[filled, preset_note, *fields.values()], outputs=[preset_note, *fields.values()],
         show_progress="hidden").then(
-        lambda choice, name: check_dataset(services, choice, name) if choice else (gr.skip(), gr.skip()),
-        [dataset, method], [check, table], api_visibility="private", show_progress="hidden")
+        lambda found, choice, name: check_dataset(services, choice, name) if found and choice else (gr.skip(),
+                                                                                                   gr.skip()),
+        [filled, dataset, method], [check, table], api_visibility="private", show_progress="hidden")
     dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
                   api_visibility="private")
 
