@@ -84,9 +84,9 @@ def test_config_file_and_flags_agree(tmp_path):
 
 
 def test_a_method_may_declare_its_own_default_batch_size_and_learning_rate():
-    """Online DPO declares 16 completions a step (8 pairs), SimPO a learning rate of 3e-4; a run that sets neither
-    gets them, one that sets them keeps its own, and the others get the lab's 8 and 1e-3. The config a run writes
-    holds the numbers, and --help lists them."""
+    """Online DPO declares 16 completions a step (8 pairs), SimPO and PPO a learning rate of 3e-4; a run that sets
+    neither gets them, one that sets them keeps its own, and the others get the lab's 8 and 1e-3. The config a run
+    writes holds the numbers, and --help lists them."""
     from alignlab.cli.parser import flag_help, knob_declarations
     from alignlab.config import DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, method_default
 
@@ -96,12 +96,13 @@ def test_a_method_may_declare_its_own_default_batch_size_and_learning_rate():
     assert RunConfig().batch_size == RunConfig(method="rloo").batch_size == DEFAULT_BATCH_SIZE == 8
     assert RunConfig(method="online-dpo").flat()["batch_size"] == 16
     assert RunConfig(method="simpo").learning_rate == 3e-4 and RunConfig(method="simpo").batch_size == 8
+    assert RunConfig(method="ppo").learning_rate == 3e-4
     assert RunConfig(method="simpo", learning_rate=1e-3).learning_rate == 1e-3
     assert RunConfig().learning_rate == RunConfig(method="online-dpo").learning_rate == DEFAULT_LEARNING_RATE
     assert RunConfig(method="simpo").flat()["learning_rate"] == 3e-4
     for name, lab in (("batch_size", 8), ("learning_rate", 1e-3)):  # what a form shows first
         assert next(k for k in common_knobs() if k.name == name).default == lab
-    assert "simpo: a number > 0 and <= 1.0, default 0.0003" in flag_help(knob_declarations()["learning_rate"])
+    assert "simpo, ppo: a number > 0 and <= 1.0, default 0.0003" in flag_help(knob_declarations()["learning_rate"])
     said = flag_help(knob_declarations()["batch_size"])
     assert "online-dpo: an integer >= 1 and <= 4096, default 16" in said and "the others:" in said
 

@@ -70,6 +70,7 @@ SPEC = register(
         reward_key=ROLLOUT_SCORE,
         kl_key=ROLLOUT_KL,
         order=60,
+        run_defaults={"learning_rate": 3e-4},
         knobs=(
             Knob("kl_coef", 0.05, "β: weight of the per-token KL penalty to the reference (higher = stay closer).",
                  min=0.0, max=100.0, log_scale=True),
