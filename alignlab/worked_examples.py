@@ -1,12 +1,12 @@
 """Worked examples of drift: real runs' probe curves, shipped with the lab, for the Learn tab.
 
-A presenter cannot wait twelve minutes for a PPO run to show reward hacking. So the lab ships the probe rows of
+A presenter cannot wait a quarter of an hour for a PPO run to drift. So the lab ships the probe rows of
 a few runs made with ``alignlab train`` (``python -m bench.worked_examples`` copies them out of the run
 folders into :data:`EXAMPLES_FILE`, with the command that made each run and the machine it ran on), and the
 Learn tab draws them with the same drift panel and verdict a live run gets (:mod:`alignlab.drift`):
 
-- ``ppo-cheap-kl``: PPO with its KL penalty five times cheaper than the default, the classic reward hack of RLHF
-  (Ziegler et al. 2019; Ouyang et al. 2022 keep the per-token KL penalty for this reason);
+- ``ppo-cheap-kl``: PPO with its KL penalty five times cheaper than the default, the classic over-optimisation of
+  RLHF (Ziegler et al. 2019; Ouyang et al. 2022 keep the per-token KL penalty for this reason);
 - ``simpo``: pure SimPO (``cpo_alpha`` 0, the lab's rate 1e-3), with no reference model in its loss (Meng et al. 2024);
 - ``dpo``: DPO at its defaults, on pairs that keep the instruction, with RPO's likelihood term (Rafailov et al.
   2023; Pang et al. 2024), for contrast.

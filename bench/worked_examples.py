@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-TITLES = {"ppo-cheap-kl": "PPO with a cheap KL penalty (kl_coef 0.01): reward hacking",
+TITLES = {"ppo-cheap-kl": "PPO with a cheap KL penalty (kl_coef 0.01): reward bought with drift",
           "simpo": "Pure SimPO (cpo_alpha 0, lr 1e-3): no reference in the loss",
           "dpo": "DPO at its defaults: the faithful contrast"}
 LEFT_OUT = {"run_id", "run_name", "output_dir", "owner", "report_to"}  # where a run went, not how it trained

@@ -20,7 +20,7 @@ def test_each_shipped_example_is_a_real_run_with_probes_a_command_and_a_lesson()
         assert "CPUs" in example.machine
 
 
-def test_the_reward_hack_alarms_and_the_default_dpo_run_does_not():
+def test_the_cheap_kl_ppo_run_alarms_and_the_default_dpo_run_does_not():
     """What the lessons say is what the rows show: PPO with a cheap KL penalty drifts, DPO at its defaults keeps
     the instruction."""
     found = {example.name: example for example in worked_examples()}

@@ -87,12 +87,14 @@ SPEC = register(
         ),
         panels=(Panel("Value loss", ("loss/value_avg",)), Panel("Policy loss", ("loss/policy_avg",)),
                 Panel("Clip fraction", ("policy/clipfrac_avg",))),
-        lesson="at 12 steps on a CPU it learns, since its value head starts at zero, but by drifting: its updates "
-        "leave PPO's trust region (half the tokens clipped at the first step), the seeds differ widely, and the "
-        "requested opening is dropped at most seeds; with a small kl_coef it gains by reward hacking, answers "
-        "shrinking to a stock \"I'm happy to help\" that is no longer a review (the reference perplexity of its "
-        "text shows it), a lesson the fluency figures teach. Use RLOO or GRPO for a live CPU demo, PPO on a GPU or "
-        "as a take-home run (`python -m bench.ppo_vs_trl` compares it with TRL's trainer)",
+        lesson="at its own learning rate, lower than the lab's, each update stays inside PPO's trust region, and "
+        "in 12 steps on a CPU it gains visibly but modestly, with fluent text, a few nats of KL and the requested "
+        "opening kept at most seeds; at the lab's rate its updates left the trust region (half the tokens clipped at "
+        "the first step) and it drifted. kl_coef is the dial between reward and drift: a smaller one buys a larger "
+        "gain with more KL and the opening dropped, and the KL keeps growing while the reward curve looks like "
+        "success (the Learn tab's worked example). A run takes a quarter of an hour at 1 thread on a 2-core CPU: "
+        "use RLOO or GRPO for a live CPU demo, PPO on a GPU or as a take-home run (`python -m bench.ppo_vs_trl` "
+        "compares it with TRL's trainer)",
         trainer_kwargs=_ppo_parts,
         validate=_check,
     )
