@@ -129,7 +129,11 @@ def learn_shots(browser, out: Path) -> None:
     with app_page(browser) as (_, page):
         page.get_by_role("tab", name="Learn").click()
         page.locator("#learn-examples button").first.click()  # open the accordion
-        for example in worked_examples():
+        examples = worked_examples()
+        drawn = len(examples) * 2  # each example's drift panel and reward-vs-KL plot, drawn by plotly in the page
+        page.wait_for_function(f"() => document.querySelectorAll('#learn-examples .js-plotly-plot').length >= {drawn}",
+                               timeout=120_000)
+        for example in examples:
             card = page.locator(f"#example-{example.name}")
             card.wait_for()
             page.evaluate(f"() => document.getElementById('example-{example.name}').scrollIntoView({{block: 'start'}})")

@@ -92,8 +92,8 @@ SPEC = register(
         "opening kept at most seeds; at the lab's rate its updates left the trust region (half the tokens clipped at "
         "the first step) and it drifted. kl_coef is the dial between reward and drift: a smaller one buys a larger "
         "gain with more KL and the opening dropped, and the KL keeps growing while the reward curve looks like "
-        "success (the Learn tab's worked example). A run takes a quarter of an hour at 1 thread on a 2-core CPU: "
-        "use RLOO or GRPO for a live CPU demo, PPO on a GPU or as a take-home run (`python -m bench.ppo_vs_trl` "
+        "success (the Learn tab's worked example). A run takes a quarter of an hour at 1 thread on a 2-core CPU. "
+        "Use RLOO or GRPO for a live CPU demo, PPO on a GPU or as a take-home run (`python -m bench.ppo_vs_trl` "
         "compares it with TRL's trainer)",
         trainer_kwargs=_ppo_parts,
         validate=_check,
