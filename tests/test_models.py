@@ -57,7 +57,7 @@ def test_the_checkpointing_rename_warning_is_silenced_only_inside_the_lab_s_call
     """In a process of its own (pytest sets warning filters of its own): importing alignlab changes no warning
     filter; inside quiet_checkpointing_rename (the lab's adapter loads and training) the rename warning is not
     shown, other FutureWarnings are, and when the block ends the filters are as they were, so the user's own
-    adapter load outside it shows the rename warning."""
+    read of the old name outside it shows the rename warning."""
     import subprocess
     import sys
 
@@ -71,12 +71,14 @@ def test_the_checkpointing_rename_warning_is_silenced_only_inside_the_lab_s_call
             "assert warnings.filters == before, 'an engine module changed the warning filters'\n"
             "from peft import get_peft_model\n"
             "from alignlab.models import load_model, lora_config, quiet_checkpointing_rename\n"
+            "model = load_model('tiny-random')\n"
             "with quiet_checkpointing_rename(), quiet_checkpointing_rename():\n"
+            "    model.is_gradient_checkpointing  # transformers' old name, as TRL (and PEFT before 0.22) read it\n"
             "    get_peft_model(load_model('tiny-random'), lora_config(r=4))\n"
             "    warnings.warn('another FutureWarning', FutureWarning, stacklevel=1)\n"
             "assert warnings.filters == before, 'the block left a filter behind'\n"
             "print('OUTSIDE', file=__import__('sys').stderr, flush=True)\n"
-            "get_peft_model(load_model('tiny-random'), lora_config(r=4))\n")
+            "model.is_gradient_checkpointing  # the user's own read of the old name\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     inside, outside = result.stderr.split("OUTSIDE")
