@@ -5,7 +5,7 @@ a few runs made with ``alignlab train`` (``python -m bench.worked_examples`` cop
 folders into :data:`EXAMPLES_FILE`, with the command that made each run and the machine it ran on), and the
 Learn tab draws them with the same drift panel and verdict a live run gets (:mod:`alignlab.drift`):
 
-- ``ppo-cheap-kl``: PPO with its KL penalty five times cheaper than the default, the classic over-optimisation of
+- ``ppo-cheap-kl``: PPO with its KL penalty three times cheaper than the default, the classic over-optimisation of
   RLHF (Ziegler et al. 2019; Ouyang et al. 2022 keep the per-token KL penalty for this reason);
 - ``simpo``: pure SimPO (``cpo_alpha`` 0, the lab's rate 1e-3), with no reference model in its loss (Meng et al. 2024);
 - ``dpo``: DPO at its defaults, on pairs that keep the instruction, with RPO's likelihood term (Rafailov et al.
@@ -29,9 +29,9 @@ EXAMPLES_FILE = Path(__file__).with_name("worked_examples.json")
 LESSONS = {
     "ppo-cheap-kl": (
         "PPO's `kl_coef` is the price of drift: every token pays `kl_coef` times its log-ratio to the reference. "
-        "Five times cheaper than the default, the policy finds what the reward pays for and keeps buying it. "
+        "Three times cheaper than the default, the policy finds what the reward pays for and keeps buying it. "
         "The reward curve alone looks like a success; the drift panel shows what was paid for it. This is the "
-        "lesson, not the default: the lab keeps `kl_coef` 0.05."),
+        "lesson, not the default: the lab keeps `kl_coef` 0.03."),
     "simpo": (
         "SimPO drops the reference model from its loss and scores answers by their average log-likelihood, with a "
         "target margin γ. Nothing in the loss measures distance from where the model started, so only the learning "

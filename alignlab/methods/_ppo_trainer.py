@@ -71,7 +71,7 @@ VALUE_MODEL_DIR = "value_model"  # the value model's folder inside a checkpoint
 class PPOConfig(TrainingArguments):
     """TrainingArguments plus PPO's settings (defaults: the lab's knobs; γ and λ as Huang et al. 2022)."""
 
-    kl_coef: float = field(default=0.05, metadata={"help": "β: weight of the per-token KL penalty to the reference."})
+    kl_coef: float = field(default=0.03, metadata={"help": "β: weight of the per-token KL penalty to the reference."})
     cliprange: float = field(default=0.2, metadata={"help": "ε: the policy ratio is clipped to [1 − ε, 1 + ε]."})
     cliprange_value: float = field(default=0.2, metadata={"help": "How far a value prediction may move from the "
                                                                   "rollout's value per batch."})

@@ -281,14 +281,17 @@ def create_train_tab(services: Services, remembered: gr.BrowserState | None = No
         return gr.update(choices=datasets), gr.update(choices=models), fill_data(values, list(fields), note,
                                                                                   kept_note)
 
+    def check_filled_dataset(found, choice: str, name: str):
+        """After a page load filled the form from a job, check the dataset it put there; otherwise change nothing."""
+        return check_dataset(services, choice, name) if found and choice else (gr.skip(), gr.skip())
+
     gr.on(None, on_load, [remembered if remembered is not None else gr.State(None)], [dataset, model, filled],
           api_visibility="private", show_progress="hidden").then(
         None, js=fill_js([component.value for component in fields.values()]),
         inputs=[filled, preset_note, *fields.values()], outputs=[preset_note, *fields.values()],
         show_progress="hidden").then(
-        lambda found, choice, name: check_dataset(services, choice, name) if found and choice else (gr.skip(),
-                                                                                                   gr.skip()),
-        [filled, dataset, method], [check, table], api_visibility="private", show_progress="hidden")
+        check_filled_dataset, [filled, dataset, method], [check, table], api_visibility="private",
+        show_progress="hidden")
     dataset.input(lambda choice, name: check_dataset(services, choice, name), [dataset, method], [check, table],
                   api_visibility="private")
 
