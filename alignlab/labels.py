@@ -72,12 +72,12 @@ METRIC_NAMES = {  # metric keys (TRL's, the probe's, alignlab's PPO's) as a lege
 
 
 def kl_setting(method: str | None, config: dict) -> str:
-    """The method's KL knob and its value in ``config`` (``β 0.1``, ``kl_coef 0.05``); "" for a method without
+    """The method's KL knob and its value in ``config`` (``β 0.1``, ``kl_coef 0.03``); "" for a method without
     one (SFT, ORPO) or an unknown method. A config without the value (written before the knob existed) shows
     the knob's default, which is what :class:`~alignlab.config.RunConfig` fills in.
 
     >>> kl_setting("dpo", {"method_args": {"beta": 0.3}}), kl_setting("ppo", {}), kl_setting("sft", {})
-    ('β 0.3', 'kl_coef 0.05', '')
+    ('β 0.3', 'kl_coef 0.03', '')
     """
     spec = registry().get(method or "")
     if spec is None or spec.kl_knob is None:
