@@ -74,7 +74,7 @@ def test_the_checkpointing_rename_warning_is_silenced_only_inside_the_lab_s_call
             "model = load_model('tiny-random')\n"
             "with quiet_checkpointing_rename(), quiet_checkpointing_rename():\n"
             "    model.is_gradient_checkpointing  # transformers' old name, as TRL (and PEFT before 0.22) read it\n"
-            "    get_peft_model(load_model('tiny-random'), lora_config(r=4))\n"
+            "    get_peft_model(model, lora_config(r=4))\n"
             "    warnings.warn('another FutureWarning', FutureWarning, stacklevel=1)\n"
             "assert warnings.filters == before, 'the block left a filter behind'\n"
             "print('OUTSIDE', file=__import__('sys').stderr, flush=True)\n"
