@@ -360,15 +360,21 @@ def train_distributed(config: RunConfig | None = None, run_id: str | None = None
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    PartialState()  # joins the launch's process group
+    state = PartialState()  # joins the launch's process group
     _, rank = launched_processes()
-    if resume_run is not None:
-        return resume(resume_run, runs_dir, background=False, is_writer=rank == 0)
-    if config is None:
-        raise AlignLabError("config: got None, expected a RunConfig (or a run to resume)")
-    holder = [(run_id or new_run_id(config.method, config.run_name)) if rank == 0 else None]
-    broadcast_object_list(holder, from_process=0)
-    return start(config, background=False, run_id=holder[0], is_writer=rank == 0)
+    try:
+        if resume_run is not None:
+            return resume(resume_run, runs_dir, background=False, is_writer=rank == 0)
+        if config is None:
+            raise AlignLabError("config: got None, expected a RunConfig (or a run to resume)")
+        holder = [(run_id or new_run_id(config.method, config.run_name)) if rank == 0 else None]
+        broadcast_object_list(holder, from_process=0)
+        return start(config, background=False, run_id=holder[0], is_writer=rank == 0)
+    finally:
+        # Leave the group while the interpreter is whole: a gloo group left to the interpreter's exit can abort
+        # the process (SIGABRT) when its worker threads free their tensors after Python is gone. Leaving it needs
+        # no other process, so one that ends first (the others, while process 0 samples) does not wait.
+        state.destroy_process_group()
 
 
 def _launch(handle: RunHandle, background: bool) -> None:

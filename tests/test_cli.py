@@ -209,8 +209,7 @@ def test_accelerate_launch_two_cpu_processes(tiny, tmp_path):
         (cache / "models" / name).symlink_to(cache_dir() / "models" / name)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**ENV, "ALIGNLAB_CACHE": str(cache)})
-    failure = [line for line in result.stderr.splitlines() if "Error" in line or "[rank" in line]
-    assert result.returncode == 0, "\n".join(failure[-30:]) or result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-6000:]
     (run,) = Path(tiny["output_dir"]).iterdir()  # one run directory for both processes
     (one,) = (tmp_path / "single").iterdir()
     status, rows, probes, samples = read_run_files(run)
