@@ -12,6 +12,7 @@ benchmark's results.
     python -m bench.eval_runs runs/kto-42 --threads 1 --note "load 2-3 from other jobs"
     python -m bench.learn_figures
     python -m bench.eval_runs --table          # the kept runs as a Markdown table (docs/alignment.md quotes it)
+    python -m bench.eval_runs --by-setting     # each setting's seeds together: mean gain ± s.e. over seeds
 """
 
 from __future__ import annotations
@@ -99,6 +100,45 @@ def table(kept: dict) -> str:
     return "\n".join(lines)
 
 
+def _cpu(machine: str) -> str:
+    """The CPU's name out of a run's machine text ("AMD EPYC, 2 CPUs, torch ...": "AMD EPYC")."""
+    return machine.split(",")[0]
+
+
+def by_setting(kept: dict) -> str:
+    """The kept runs grouped by setting (:func:`setting`), CPU and thread count, one Markdown row per group: how
+    many seeds, the mean gain ± its standard error over the seeds (sample standard deviation / √n; "–" for one
+    seed), the lowest seed's gain, the KL's mean and range, each seed's change in instruction-following, and whether
+    every seed is visible (gain >= :data:`alignlab.measured.VISIBLE_GAIN` with its paired s.e. <=
+    :data:`alignlab.measured.VISIBLE_SE`).
+
+    A seed drawn on another CPU or at another thread count is a different draw (the arithmetic differs), so such
+    runs make their own rows. A seed run twice in one group counts once, its latest run.
+    """
+    from alignlab.measured import VISIBLE_GAIN, VISIBLE_SE
+    from alignlab.stats import mean_se
+
+    groups: dict[tuple, dict] = {}
+    for run in kept["runs"]:
+        groups.setdefault((setting(run), _cpu(run["machine"]), run["threads"]), {})[run["seed"]] = run
+    lines = ["| setting | CPU (threads) | seeds | gain, mean ± s.e. over seeds | lowest gain | KL, mean (range) "
+             "| followed, change per seed | visible at every seed |", "|---|---|---|---|---:|---|---|---|"]
+    for (name, cpu, threads), seeds in groups.items():
+        finals = [run["final"] for run in seeds.values()]
+        gains = [final["gain"] for final in finals]
+        mean, se = mean_se(gains)
+        spread = f"{mean:+.3f} ± {se:.3f}" if len(gains) > 1 else f"{mean:+.3f} ± –"
+        kls = [final["kl"] for final in finals if final.get("kl") is not None]
+        kl = ("–" if not kls else f"{kls[0]:.1f}" if len(kls) == 1 else
+              f"{sum(kls) / len(kls):.1f} ({min(kls):.1f}-{max(kls):.1f})")
+        follow = ", ".join("–" if final.get("follow_change") is None else f"{final['follow_change'] * 100:+.0f}"
+                           for final in finals)
+        visible = all(final["gain"] >= VISIBLE_GAIN and final["gain_se"] <= VISIBLE_SE for final in finals)
+        lines.append(f"| {name} | {cpu} ({threads}) | {', '.join(str(seed) for seed in seeds)} | {spread} | "
+                     f"{min(gains):+.3f} | {kl} | {follow} | {'yes' if visible else 'no'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.__main__ import machine
 
@@ -106,15 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="*", help="run directories trained and evaluated (alignlab eval) to keep")
     parser.add_argument("--threads", type=int, help="the torch threads the runs were given (required with runs)")
     parser.add_argument("--table", action="store_true", help="print the kept runs as a Markdown table")
+    parser.add_argument("--by-setting", action="store_true",
+                        help="print each setting's seeds together: mean gain ± s.e. over seeds, per CPU and threads")
     parser.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     parser.add_argument("--out", type=Path, default=EVAL_RUNS, help="the file the figures are kept in")
     args = parser.parse_args(argv)
     if args.runs and args.threads is None:
         parser.error("--threads is required with runs: how many threads they were given")
     if not args.runs:
-        if not args.table:
-            parser.error("name the runs to keep, or --table to print those kept")
-        print(table(json.loads(args.out.read_text(encoding="utf-8"))))
+        if not (args.table or args.by_setting):
+            parser.error("name the runs to keep, or --table / --by-setting to print those kept")
+        kept = json.loads(args.out.read_text(encoding="utf-8"))
+        print("\n\n".join(show(kept) for wanted, show in ((args.table, table), (args.by_setting, by_setting))
+                           if wanted))
         return 0
     info = machine()
     machine_text = f"{info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}, CUDA {'yes' if info['cuda'] else 'no'}"

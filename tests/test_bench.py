@@ -176,3 +176,28 @@ def test_learn_figures_keep_runs_at_todays_defaults_apart_from_other_settings(tm
         "orpo", learn_figures({"runs": [with_follow]}))
     assert 'Other settings: orpo {"beta": 0.1}, seed 7: +0.10 ± 0.04; orpo (another trainer), seed 42: +0.20' in text
     assert measured_text("sft", figures) == ""
+
+
+def test_by_setting_averages_each_settings_seeds_per_cpu_and_threads(capsys, tmp_path):
+    from bench.eval_runs import main
+
+    amd, xeon = "AMD EPYC, 2 CPUs, torch 2.13.0+cpu, CUDA no", "Intel(R) Xeon(R), 2 CPUs, torch 2.13.0+cpu, CUDA no"
+
+    def run(seed, gain, kl, follow, machine=amd, threads=1, **knobs):
+        return {"run_id": f"ppo-{seed}-{gain}", "method": "ppo", "seed": seed, "threads": threads, "machine": machine,
+                "config": {"method": "ppo", **knobs}, "final": {"gain": gain, "gain_se": 0.04, "kl": kl,
+                                                                "follow_change": follow}}
+
+    runs = [run(42, 0.9, 99.0, 0.5),  # seed 42 again below: its latest run counts
+            run(42, 0.39, 9.3, -0.08), run(7, 0.44, 9.9, 0.01), run(1, 0.52, 9.8, -0.25),
+            run(42, 0.29, 5.0, 0.04, kl_coef=0.05), run(7, 0.25, 6.0, -0.18, kl_coef=0.05),
+            run(42, 0.60, 9.0, 0.0, machine=xeon), run(42, 0.41, 9.2, 0.0, threads=2)]
+    kept = tmp_path / "eval_runs.json"
+    kept.write_text(json.dumps({"runs": runs}))
+    assert main(["--by-setting", "--out", str(kept)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ppo")]
+    assert rows == [
+        "| ppo | AMD EPYC (1) | 42, 7, 1 | +0.450 ± 0.038 | +0.390 | 9.7 (9.3-9.9) | -8, +1, -25 | yes |",
+        '| ppo {"kl_coef": 0.05} | AMD EPYC (1) | 42, 7 | +0.270 ± 0.020 | +0.250 | 5.5 (5.0-6.0) | +4, -18 | no |',
+        "| ppo | Intel(R) Xeon(R) (1) | 42 | +0.600 ± – | +0.600 | 9.0 | +0 | yes |",
+        "| ppo | AMD EPYC (2) | 42 | +0.410 ± – | +0.410 | 9.2 | +0 | yes |"]
