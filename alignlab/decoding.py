@@ -125,12 +125,12 @@ def _route(model, packed, rows: int, prompt_length: int, max_new_tokens: int):
             return packed.forward(input_ids, attention_mask, position_ids, cache, kwargs.get("adapter_names"))
 
         return packed_forward, packed.new_cache(rows, prompt_length + max_new_tokens)
-    cache_argument = _cache_argument(model)
+    argument = cache_argument(model)
 
     def own_forward(input_ids, attention_mask, position_ids, cache, kwargs):
         with torch.no_grad():
             output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                           use_cache=True, logits_to_keep=1, **{cache_argument: cache}, **kwargs)
+                           use_cache=True, logits_to_keep=1, **{argument: cache}, **kwargs)
         return output.logits[:, -1]
 
     return own_forward, reserved_cache(max_new_tokens)
@@ -361,7 +361,7 @@ def _rows(value, index):
     return value[index] if hasattr(value, "index_select") else value
 
 
-def _cache_argument(model) -> str:
+def cache_argument(model) -> str:
     """The forward argument that takes the KV cache: ``cache`` in transformers 5 (``past_key_values`` is
     deprecated there and warns on every call), ``past_key_values`` in models that predate it."""
     import inspect

@@ -17,6 +17,7 @@ from alignlab.methods._online import (
 )
 from alignlab.methods.base import Knob, MethodSpec, Panel, register, trl_class
 from alignlab.metrics import KL_ESTIMATE, ROLLOUT_REWARD
+from alignlab.shared_prompt import shared_prompt_trainer
 
 SPEC = register(
     MethodSpec(
@@ -28,7 +29,7 @@ SPEC = register(
         "Models (arXiv:2402.03300)",
         data_format="prompt",
         config_class=trl_class("trl.GRPOConfig"),
-        trainer_class=trl_class("trl.GRPOTrainer"),
+        trainer_class=trl_class("trl.GRPOTrainer", wrap=shared_prompt_trainer),
         kl_knob="beta",
         reward_key=ROLLOUT_REWARD,
         kl_key=KL_ESTIMATE,  # logged when β > 0

@@ -20,6 +20,7 @@ from alignlab.methods._online import (
 )
 from alignlab.methods.base import MethodSpec, Panel, beta_knob, register, trl_class
 from alignlab.metrics import KL_ESTIMATE, ROLLOUT_REWARD
+from alignlab.shared_prompt import shared_prompt_trainer
 
 SPEC = register(
     MethodSpec(
@@ -31,7 +32,7 @@ SPEC = register(
         "Human Feedback in LLMs (arXiv:2402.14740)",
         data_format="prompt",
         config_class=trl_class("trl.RLOOConfig"),
-        trainer_class=trl_class("trl.RLOOTrainer"),
+        trainer_class=trl_class("trl.RLOOTrainer", wrap=shared_prompt_trainer),
         kl_knob="beta",
         reward_key=ROLLOUT_REWARD,
         kl_key=KL_ESTIMATE,

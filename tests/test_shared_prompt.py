@@ -1,0 +1,104 @@
+"""RLOO and GRPO score the k completions of a prompt with one pass over the prompt (alignlab.shared_prompt): the
+same log-probs, entropies and gradients as TRL's full pass, TRL's own pass for rows that are not in groups, and
+real tiny-random runs that score every step's groups that way."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from trl.trainer.utils import add_fused_lm_head
+
+from alignlab import shared_prompt
+from alignlab.config import RunConfig
+from alignlab.models import load_model
+from alignlab.runner import start
+from alignlab.shared_prompt import grouped_logps
+
+pytestmark = pytest.mark.timeout(300)
+PROMPT, COMPLETION, K = 12, 9, 4
+
+
+@pytest.fixture()
+def policy():
+    """tiny-random with TRL's fused head (temperature 0.9, entropies on) and a LoRA adapter that is not zero."""
+    torch.manual_seed(0)
+    model = load_model("tiny-random")
+    add_fused_lm_head(model, temperature=0.9, outputs=("log_probs", "entropy"))
+    return get_peft_model(model, LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False))
+
+
+def groups_of_rows(vocab: int):
+    """Two prompts (the second left-padded), K completions of each, right-padded to different lengths."""
+    prompts = torch.randint(5, vocab, (2, PROMPT))
+    prompt_mask = torch.ones(2, PROMPT, dtype=torch.long)
+    prompts[1, :3], prompt_mask[1, :3] = 0, 0
+    ids = torch.cat([prompts.repeat_interleave(K, 0), torch.randint(5, vocab, (2 * K, COMPLETION))], 1)
+    mask = torch.cat([prompt_mask.repeat_interleave(K, 0), torch.ones(2 * K, COMPLETION, dtype=torch.long)], 1)
+    for row, length in enumerate([COMPLETION, 7, 1, COMPLETION, 4, COMPLETION, 8, 2]):
+        mask[row, PROMPT + length:] = 0
+    return ids, mask
+
+
+def full_pass(model, ids, mask):
+    """What TRL's trainers compute: every row whole, the completion's tokens labelled."""
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-COMPLETION] = -100
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    return out.log_probs[:, -COMPLETION:], out.entropy[:, -COMPLETION:]
+
+
+def scored_with_gradients(model, score, mask):
+    model.zero_grad()
+    logps, entropies = score()
+    completion = mask[:, -COMPLETION:]
+    ((logps * completion).sum() + 0.1 * (entropies * completion).sum()).backward()
+    return logps.detach(), entropies.detach(), {name: p.grad.clone() for name, p in model.named_parameters()
+                                                if p.requires_grad}
+
+
+def test_one_pass_per_prompt_gives_the_full_pass_log_probs_entropies_and_gradients(policy):
+    ids, mask = groups_of_rows(policy.config.vocab_size)
+    full = scored_with_gradients(policy, lambda: full_pass(policy, ids, mask), mask)
+    shared = scored_with_gradients(policy, lambda: grouped_logps(policy, ids, mask, COMPLETION, True), mask)
+    scored = mask[:, -COMPLETION:].bool()
+    assert torch.allclose(full[0][scored], shared[0][scored], atol=1e-5)
+    assert torch.allclose(full[1][scored], shared[1][scored], atol=1e-5)
+    assert full[2].keys() == shared[2].keys() and len(full[2]) > 0
+    for name, gradient in full[2].items():
+        assert (gradient - shared[2][name]).abs().max() <= 1e-4 * gradient.abs().max(), name
+    assert all(gradient.abs().sum() > 0 for gradient in shared[2].values())  # every adapter weight learns
+
+
+def test_shuffled_rows_share_their_prompts_and_rows_of_distinct_prompts_are_left_to_the_full_pass(policy):
+    ids, mask = groups_of_rows(policy.config.vocab_size)
+    order = [5, 0, 7, 2, 1, 4, 6, 3]  # how TRL shuffles a generation batch for its training pass
+    with torch.no_grad():
+        logps, entropies = grouped_logps(policy, ids[order], mask[order], COMPLETION)
+        full, _ = full_pass(policy, ids[order], mask[order])
+        assert grouped_logps(policy, ids[[0, 4]], mask[[0, 4]], COMPLETION) is None  # no prompt repeats
+        assert grouped_logps(policy, ids[:, PROMPT - 1:], mask[:, PROMPT - 1:], COMPLETION) is None  # a 1-token prompt
+    scored = mask[order, -COMPLETION:].bool()
+    assert torch.allclose(logps[scored], full[scored], atol=1e-5) and entropies is None
+
+
+@pytest.mark.parametrize("method", ["rloo", "grpo"])
+def test_rloo_and_grpo_runs_score_their_groups_with_one_pass_per_prompt(tmp_path, monkeypatch, method):
+    answers = []
+    grouped = shared_prompt.grouped_logps
+
+    def recording(model, input_ids, *args, **kwargs):
+        scored = grouped(model, input_ids, *args, **kwargs)
+        answers.append((input_ids.shape[0], torch.is_grad_enabled(), scored is not None))
+        return scored
+
+    monkeypatch.setattr(shared_prompt, "grouped_logps", recording)
+    config = RunConfig.from_dict({"method": method, "model": "tiny-random", "max_steps": 2, "batch_size": 4,
+                                  "num_generations": 2, "max_length": 48, "max_completion_length": 8,
+                                  "probe_every": 0, "output_dir": str(tmp_path)})
+    handle = start(config, background=False)
+    assert handle.state == "finished", handle.error
+    assert answers and all(shared for _, _, shared in answers)
+    assert any(grad for _, grad, _ in answers)  # the training forward itself, gradients on
+    if method == "rloo":  # the policy before the update and the reference, each step, without gradients
+        assert sum(not grad for _, grad, _ in answers) >= 2 * config.max_steps
