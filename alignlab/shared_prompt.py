@@ -25,27 +25,38 @@ _OTHER_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attentio
                  "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
 
 
-def grouped_logps(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool = False):
-    """Per-token log-probs (and entropies, or None) of the last ``logits_to_keep`` tokens of each row, as TRL's
-    ``model(..., labels=..., fused_lm_head=True)`` gives them (a model patched by TRL's ``add_fused_lm_head``),
-    with each distinct prompt (the columns before those tokens, padding included) computed once, wherever its
-    rows stand in the batch. None when no prompt repeats or the prompts are shorter than two tokens: then the
-    caller scores the rows the usual way."""
+def _prompt_cache(model, prompts, prompt_masks):
+    """``(cache, argument)``: the key/value cache of each row's prompt but its last token, each distinct prompt
+    (ids and mask alike) computed once, and the forward argument that takes it; None when no prompt repeats or the
+    prompts are shorter than two tokens."""
     import torch
     from transformers import DynamicCache
 
-    prompt_length = input_ids.shape[1] - logits_to_keep
-    if prompt_length < 2:
+    if prompts.shape[1] < 2:
         return None
-    prompts = torch.cat([input_ids[:, :prompt_length], attention_mask[:, :prompt_length]], dim=1)
-    distinct, row_prompt = torch.unique(prompts, dim=0, return_inverse=True)
+    distinct, row_prompt = torch.unique(torch.cat([prompts, prompt_masks], dim=1), dim=0, return_inverse=True)
     if len(distinct) == len(prompts):
         return None
+    length = prompts.shape[1]
     argument = cache_argument(model)
     cache = DynamicCache()
-    model(input_ids=distinct[:, :prompt_length - 1], attention_mask=distinct[:, prompt_length:-1], use_cache=True,
+    model(input_ids=distinct[:, :length - 1], attention_mask=distinct[:, length:-1], use_cache=True,
           logits_to_keep=1, **{argument: cache})
     cache.batch_select_indices(row_prompt)  # each row's prompt, repeated as often as it appears
+    return cache, argument
+
+
+def grouped_logps(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool = False):
+    """Per-token log-probs (and entropies, or None) of the last ``logits_to_keep`` tokens of each row, as TRL's
+    ``model(..., labels=..., fused_lm_head=True)`` gives them (a model patched by TRL's ``add_fused_lm_head``; RLOO
+    and GRPO), with each distinct prompt (the columns before those tokens, padding included) computed once,
+    wherever its rows stand in the batch. None when no prompt repeats or the prompts are shorter than two tokens:
+    then the caller scores the rows the usual way."""
+    prompt_length = input_ids.shape[1] - logits_to_keep
+    shared = _prompt_cache(model, input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
+    if shared is None:
+        return None
+    cache, argument = shared
     tail = input_ids[:, prompt_length - 1:]
     labels = tail.masked_fill(attention_mask[:, prompt_length - 1:] == 0, -100)
     labels[:, 0] = -100  # the last prompt token is input only: the first label is the completion's first token
@@ -53,6 +64,22 @@ def grouped_logps(model, input_ids, attention_mask, logits_to_keep: int, compute
                     **{argument: cache})
     entropies = outputs.entropy[:, -logits_to_keep:] if compute_entropy else None
     return outputs.log_probs[:, -logits_to_keep:], entropies
+
+
+def grouped_completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    """Each completion token's log-probability under the model's full softmax, as TRL's online DPO scores its
+    pairs (both completions of a prompt), with each distinct prompt computed once; None as for
+    :func:`grouped_logps`."""
+    import torch
+
+    shared = _prompt_cache(model, prompt_ids, prompt_mask)
+    if shared is None:
+        return None
+    cache, argument = shared
+    tail = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    logits = model(input_ids=tail, attention_mask=mask, **{argument: cache}).logits[:, :-1]
+    return torch.take_along_dim(logits.log_softmax(dim=-1), completion_ids.unsqueeze(-1), dim=2).squeeze(-1)
 
 
 def _plain_model(trainer) -> bool:
@@ -82,3 +109,23 @@ def shared_prompt_trainer(trainer_class: type) -> type:
 
     SharedPromptTrainer.__name__ = SharedPromptTrainer.__qualname__ = trainer_class.__name__
     return SharedPromptTrainer
+
+
+def shared_prompt_pairs_trainer(trainer_class: type) -> type:
+    """``trainer_class`` (TRL's OnlineDPOTrainer) scoring the two completions of each prompt on one pass over the
+    prompt (:func:`grouped_completion_logprobs`), after TRL's own left truncation to ``max_length``."""
+
+    class SharedPromptPairsTrainer(trainer_class):
+        __doc__ = f"{trainer_class.__name__} that computes each prompt of a pair once (alignlab.shared_prompt)."
+
+        def _forward(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask, vision_inputs=None):
+            if vision_inputs is None and _plain_model(self):
+                cut = max(prompt_ids.size(1) + completion_ids.size(1) - self.max_length, 0)
+                scored = grouped_completion_logprobs(model, prompt_ids[:, cut:], prompt_mask[:, cut:],
+                                                     completion_ids, completion_mask)
+                if scored is not None:
+                    return scored
+            return super()._forward(model, prompt_ids, prompt_mask, completion_ids, completion_mask, vision_inputs)
+
+    SharedPromptPairsTrainer.__name__ = SharedPromptPairsTrainer.__qualname__ = trainer_class.__name__
+    return SharedPromptPairsTrainer

@@ -1,6 +1,6 @@
-"""RLOO and GRPO score the k completions of a prompt with one pass over the prompt (alignlab.shared_prompt): the
-same log-probs, entropies and gradients as TRL's full pass, TRL's own pass for rows that are not in groups, and
-real tiny-random runs that score every step's groups that way."""
+"""RLOO, GRPO and online DPO score the completions of a prompt with one pass over the prompt
+(alignlab.shared_prompt): the same log-probs, entropies and gradients as TRL's full pass, TRL's own pass for rows
+whose prompts do not repeat, and real tiny-random runs that score every step that way."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from alignlab import shared_prompt
 from alignlab.config import RunConfig
 from alignlab.models import load_model
 from alignlab.runner import start
-from alignlab.shared_prompt import grouped_logps
+from alignlab.shared_prompt import grouped_completion_logprobs, grouped_logps
 
 pytestmark = pytest.mark.timeout(300)
 PROMPT, COMPLETION, K = 12, 9, 4
@@ -82,23 +82,54 @@ def test_shuffled_rows_share_their_prompts_and_rows_of_distinct_prompts_are_left
     assert torch.allclose(logps[scored], full[scored], atol=1e-5) and entropies is None
 
 
-@pytest.mark.parametrize("method", ["rloo", "grpo"])
-def test_rloo_and_grpo_runs_score_their_groups_with_one_pass_per_prompt(tmp_path, monkeypatch, method):
+def test_online_dpo_pairs_score_as_trls_full_softmax_pass(policy):
+    ids, mask = groups_of_rows(policy.config.vocab_size)
+    pairs = [0, 4, 1, 5]  # TRL's layout: the prompts, then the same prompts again
+    prompt_ids, prompt_mask = ids[pairs, :PROMPT], mask[pairs, :PROMPT]
+    completion_ids, completion_mask = ids[pairs, PROMPT:], mask[pairs, PROMPT:]
+
+    def full():  # what TRL's online DPO computes: the whole rows, the completion's logits after a full softmax
+        logits = policy(input_ids=ids[pairs], attention_mask=mask[pairs]).logits[:, PROMPT - 1:-1]
+        return torch.take_along_dim(logits.log_softmax(-1), completion_ids.unsqueeze(-1), dim=2).squeeze(-1)
+
+    def shared():
+        return grouped_completion_logprobs(policy, prompt_ids, prompt_mask, completion_ids, completion_mask)
+
+    scored = completion_mask.bool()
+    expected, expected_grads = [], []
+    for score in (full, shared):
+        policy.zero_grad()
+        logprobs = score()
+        (logprobs * completion_mask).sum().backward()
+        expected.append(logprobs.detach())
+        expected_grads.append({name: p.grad.clone() for name, p in policy.named_parameters() if p.requires_grad})
+    assert torch.allclose(expected[0][scored], expected[1][scored], atol=1e-5)
+    for name, gradient in expected_grads[0].items():
+        assert (gradient - expected_grads[1][name]).abs().max() <= 1e-4 * gradient.abs().max(), name
+    with torch.no_grad():
+        assert grouped_completion_logprobs(policy, prompt_ids[:2], prompt_mask[:2], completion_ids[:2],
+                                           completion_mask[:2]) is None  # two distinct prompts: TRL's pass
+
+
+@pytest.mark.parametrize("method, function", [("rloo", "grouped_logps"), ("grpo", "grouped_logps"),
+                                              ("online-dpo", "grouped_completion_logprobs")])
+def test_online_runs_score_every_step_with_one_pass_per_prompt(tmp_path, monkeypatch, method, function):
     answers = []
-    grouped = shared_prompt.grouped_logps
+    grouped = getattr(shared_prompt, function)
 
     def recording(model, input_ids, *args, **kwargs):
         scored = grouped(model, input_ids, *args, **kwargs)
         answers.append((input_ids.shape[0], torch.is_grad_enabled(), scored is not None))
         return scored
 
-    monkeypatch.setattr(shared_prompt, "grouped_logps", recording)
+    monkeypatch.setattr(shared_prompt, function, recording)
+    groups = {"num_generations": 2} if method != "online-dpo" else {}
     config = RunConfig.from_dict({"method": method, "model": "tiny-random", "max_steps": 2, "batch_size": 4,
-                                  "num_generations": 2, "max_length": 48, "max_completion_length": 8,
-                                  "probe_every": 0, "output_dir": str(tmp_path)})
+                                  "max_length": 48, "max_completion_length": 8, "probe_every": 0,
+                                  "output_dir": str(tmp_path), **groups})
     handle = start(config, background=False)
     assert handle.state == "finished", handle.error
     assert answers and all(shared for _, _, shared in answers)
     assert any(grad for _, grad, _ in answers)  # the training forward itself, gradients on
-    if method == "rloo":  # the policy before the update and the reference, each step, without gradients
-        assert sum(not grad for _, grad, _ in answers) >= 2 * config.max_steps
+    if method != "grpo":  # the reference each step (and RLOO's policy before the update), without gradients
+        assert sum(not grad for _, grad, _ in answers) >= config.max_steps

@@ -21,6 +21,7 @@ from alignlab.errors import AlignLabError
 from alignlab.methods._online import temperature_knob
 from alignlab.methods.base import Knob, MethodSpec, Panel, beta_knob, register, trl_class
 from alignlab.metrics import ROLLOUT_KL, ROLLOUT_SCORE
+from alignlab.shared_prompt import shared_prompt_pairs_trainer
 
 
 def _annotator(context) -> dict:
@@ -47,7 +48,7 @@ SPEC = register(
         paper="Guo et al. 2024, Direct Language Model Alignment from Online AI Feedback (arXiv:2402.04792)",
         data_format="prompt",
         config_class=trl_class("trl.experimental.online_dpo.OnlineDPOConfig"),
-        trainer_class=trl_class("trl.experimental.online_dpo.OnlineDPOTrainer"),
+        trainer_class=trl_class("trl.experimental.online_dpo.OnlineDPOTrainer", wrap=shared_prompt_pairs_trainer),
         kl_knob="beta",
         reward_key=ROLLOUT_SCORE,
         kl_key=ROLLOUT_KL,
