@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +63,10 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
     final["probe_follow"] = probe.get(PROBE_FOLLOW)
     visible = final["gain"] >= VISIBLE_GAIN and final["gain_se"] <= VISIBLE_SE
     run_id = rundir.read_config(run_dir)["run_id"]
-    return {"run_id": run_id, "method": config["method"], "config": config, "state": "finished",
+    started = None
+    if status.get("updated") is not None and status.get("elapsed_s") is not None:  # when training started, UTC
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(status["updated"] - status["elapsed_s"]))
+    return {"run_id": run_id, "started": started, "method": config["method"], "config": config, "state": "finished",
             "seed": config["seed"], "threads": threads, "cache": "not recorded", "steps": config.get("max_steps"),
             "train_s": status.get("elapsed_s"),
             "visible": {"step": config.get("max_steps"), "seconds": status.get("elapsed_s"), "at_end": True}

@@ -31,6 +31,11 @@ PAIRS_REBUILT = "2026-12-06"
 # that learns from its own samples (a prompt-only dataset) finished before it drew them on the fp32 forward, so it
 # is not a run at today's defaults either.
 PACKED_SAMPLING = "2026-12-07"
+# From these times (UTC) RLOO, GRPO and online DPO score each prompt of a group once (alignlab/shared_prompt.py): the
+# same log-probs up to rounding, but a trajectory that learns from its own samples diverges from the full pass's at
+# the first rounded difference, so an evaluated run that started training before is a run of the code before.
+SHARED_PROMPT_SCORING = {"rloo": "2026-12-07 20:37:21", "grpo": "2026-12-07 20:37:21",
+                         "online-dpo": "2026-12-07 20:59:51"}
 
 
 def run_figures(run: dict) -> dict:
@@ -84,14 +89,17 @@ def learn_figures(results: dict, evaluated: dict | None = None) -> dict:
         samples_itself = specs[name].data_format == "prompt"
         on_previous_pairs = from_benchmark and previous_pairs and not samples_itself
         on_fp32_samples = from_benchmark and fp32_sampling and samples_itself
+        started = (finished or "0") if from_benchmark else (run.get("started") or "")  # unknown: before
+        full_pass = name in SHARED_PROMPT_SCORING and started < SHARED_PROMPT_SCORING[name]
         changed = changed_knobs(run, specs[name].defaults())
         entry = methods.setdefault(name, {"defaults": [], "variants": []})
-        if run["method"] == name and not changed and not on_previous_pairs and not on_fp32_samples:
+        if run["method"] == name and not changed and not (on_previous_pairs or on_fp32_samples or full_pass):
             entry["defaults"].append(run_figures(run))
         else:  # the method's name with the knobs that differ from today's defaults, else the benchmark's label
             label = f"{name} {json.dumps(changed)}" if changed else run["method"]
             label += " (previous pairs)" if on_previous_pairs else ""
             label += " (fp32 sampling)" if on_fp32_samples else ""
+            label += " (full-pass scoring)" if full_pass and not on_fp32_samples else ""
             entry["variants"].append({"label": label, **run_figures(run)})
     first = next(iter(results.get("runs", [])), {})
     settings = results.get("settings", {})

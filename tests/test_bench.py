@@ -169,8 +169,16 @@ def test_learn_figures_keep_runs_at_todays_defaults_apart_from_other_settings(tm
     assert before["rloo"]["variants"][0]["label"] == "rloo (fp32 sampling)"
     between = learn_figures({"runs": [runs[0], rloo], "finished": "2026-12-06 18:48"})["methods"]
     assert len(between["rloo"]["defaults"]) == 0 and len(between["orpo"]["defaults"]) == 1
-    after = learn_figures({"runs": [runs[0], rloo], "finished": "2026-12-07 18:48"})["methods"]
+    scored_k_times = learn_figures({"runs": [runs[0], rloo], "finished": "2026-12-07 18:48"})["methods"]
+    assert not scored_k_times["rloo"]["defaults"]  # packed sampling, but each prompt of a group scored k times then
+    assert scored_k_times["rloo"]["variants"][0]["label"] == "rloo (full-pass scoring)"
+    after = learn_figures({"runs": [runs[0], rloo], "finished": "2026-12-08 09:00"})["methods"]
     assert len(after["rloo"]["defaults"]) == 1  # it samples the prompts only: the rebuilt pairs do not matter
+    evaluated = [{**rloo, "machine": "AMD EPYC", "started": started} for started in
+                 ("2026-12-07 20:31:00", "2026-12-07 20:40:48", None)]  # before, after the shared prompt pass, unknown
+    scored = learn_figures({"runs": [], "finished": "2026-12-07 18:48"}, {"runs": evaluated})["methods"]["rloo"]
+    assert len(scored["defaults"]) == 1 and scored["defaults"][0]["machine"] == "AMD EPYC"
+    assert [run["label"] for run in scored["variants"]] == ["rloo (full-pass scoring)"] * 2
     with_follow = {**runs[0], "final": {**final, "reference_follow": 0.385, "aligned_follow": 0.825}}
     assert "KL 12 nats, instruction followed 38% → 82%, 270 s" in measured_text(
         "orpo", learn_figures({"runs": [with_follow]}))
@@ -201,3 +209,18 @@ def test_by_setting_averages_each_settings_seeds_per_cpu_and_threads(capsys, tmp
         '| ppo {"kl_coef": 0.05} | AMD EPYC (1) | 42, 7 | +0.270 ± 0.020 | +0.250 | 5.5 (5.0-6.0) | +4, -18 | no |',
         "| ppo | Intel(R) Xeon(R) (1) | 42 | +0.600 ± – | +0.600 | 9.0 | +0 | yes |",
         "| ppo | AMD EPYC (2) | 42 | +0.410 ± – | +0.410 | 9.2 | +0 | yes |"]
+
+
+def test_scoring_bench_times_both_ways_on_the_task_prompts_and_finds_them_equal(tmp_path, capsys):
+    from bench.scoring import main
+
+    out = tmp_path / "scoring.json"
+    assert main(["--model", "tiny-random", "--reps", "1", "--completion", "8", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["rows"] == 8 and result["k"] == 4 and result["prompt_tokens"] > 40  # the task's chat prompts
+    assert set(result["median_s"]) == {"full pass", "one pass per prompt"}
+    assert all(seconds > 0 for way in result["median_s"].values() for seconds in way.values())
+    assert result["max_logprob_difference"] < 1e-4 and result["max_entropy_difference"] < 1e-4
+    assert result["max_gradient_difference_relative"] < 1e-4
+    printed = capsys.readouterr().out
+    assert "| one pass per prompt |" in printed and "x faster scoring" in printed

@@ -61,8 +61,9 @@ SPEC = register(
             temperature_knob(),
         ),
         lesson="at its defaults (8 prompts, 16 completions a step, TRL's β 0.1) 12 steps see 96 fresh pairs and the "
-        "gain is visible at three seeds, at 8-18 nats, keeping the requested opening at seed 42 only: the reward "
-        "is VADER alone, and dropping a negative opening is its cheapest gain. At the lab's batch of 8 with β 0.03 "
+        "gain is visible at three seeds on each of two CPUs, at 8-18 nats, in about 4 minutes on 2 threads, keeping "
+        "the requested opening at one seed of three: the reward is VADER alone, and dropping a negative opening "
+        "is its cheapest gain. At the lab's batch of 8 with β 0.03 "
         "(the defaults before) it was not visible, and drifted further (docs/alignment.md); the IPO loss gained "
         "nothing at β 0.1. "
         "The AI annotator (reward judge) scores each answer alone by how much likelier the judge model finds it "

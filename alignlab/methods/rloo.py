@@ -44,10 +44,10 @@ SPEC = register(
             epsilon_knob(),
             temperature_knob(),
         ),
-        lesson="visible in 12 steps at each of three seeds on one CPU (seed 42 on another CPU, at 2 threads, drew "
-        "another trajectory and gained only +0.15), but bought by dropping the requested opening: the "
-        "reward asks only for sentiment, so only the KL holds the instruction, and at β 0.2 (which keeps it) "
-        "nothing is gained",
+        lesson="visible in 12 steps at each of three seeds, each run within 3 minutes on 2 threads (each prompt of "
+        "a group is scored once), at about 10 nats; the requested opening is kept at two seeds of three on "
+        "this CPU and was dropped at all three on another: the reward asks only for sentiment, so only the KL "
+        "holds the instruction, and at β 0.2 (which keeps it) nothing is gained",
         panels=(LENGTH_PANEL, Panel("Reward spread within groups", ("reward_std",))),
         trainer_kwargs=reward_functions,
         validate=check_groups,
