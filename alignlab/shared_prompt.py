@@ -1,4 +1,4 @@
-"""Scoring the k completions of a prompt with one pass over the prompt.
+"""Scoring the completions of a prompt with one pass over the prompt.
 
 GRPO (Shao et al. 2024, "DeepSeekMath", arXiv:2402.03300) and RLOO (Ahmadian et al. 2024, arXiv:2402.14740)
 sample k completions of each prompt, so each prompt stands in k rows of a batch (in a row when sampled, shuffled
@@ -11,8 +11,12 @@ every row its prompt's cache, and runs the last prompt token and the completion 
 completion token sees the same keys and values at the same positions as in the full pass, so the log-probs (and
 entropies) are the full pass's up to floating-point rounding, and gradients flow through the shared prompt pass
 into the weights as they would through k copies of it. :func:`shared_prompt_trainer` gives a TRL trainer class
-that scores this way when it can and hands every other call (no repeated prompt, images, a mixture-of-experts
-loss, several processes, activation checkpointing) to TRL unchanged.
+that scores this way when it can, ``batch_size`` rows at a time as TRL does, and hands every other call (no
+repeated prompt, images, a mixture-of-experts loss, several processes, activation checkpointing) to TRL unchanged.
+
+Online DPO (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback", arXiv:2402.04792) samples
+two completions of each prompt and scores both with the policy and the reference:
+:func:`grouped_completion_logprobs` and :func:`shared_prompt_pairs_trainer` do the same for its pairs.
 """
 
 from __future__ import annotations
@@ -20,9 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 from alignlab.decoding import cache_argument
-
-_OTHER_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
-                 "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
 
 
 def _prompt_cache(model, prompts, prompt_masks):
@@ -99,10 +100,15 @@ def shared_prompt_trainer(trainer_class: type) -> type:
                                                batch_size=None, compute_entropy=False, compute_aux_loss=False,
                                                **other: Any):
             if not compute_aux_loss and all(value is None for value in other.values()) and _plain_model(self):
+                import torch
+
+                size = batch_size or len(input_ids)  # rows a pass, as TRL scores them
                 with self.accelerator.autocast():
-                    scored = grouped_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy)
-                if scored is not None:
-                    return (*scored, None)
+                    parts = [grouped_logps(model, input_ids[start:start + size], attention_mask[start:start + size],
+                                           logits_to_keep, compute_entropy) for start in range(0, len(input_ids), size)]
+                if all(part is not None for part in parts):
+                    logps, entropies = zip(*parts)
+                    return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **other)

@@ -111,9 +111,10 @@ def test_online_dpo_pairs_score_as_trls_full_softmax_pass(policy):
                                            completion_mask[:2]) is None  # two distinct prompts: TRL's pass
 
 
-@pytest.mark.parametrize("method, function", [("rloo", "grouped_logps"), ("grpo", "grouped_logps"),
-                                              ("online-dpo", "grouped_completion_logprobs")])
-def test_online_runs_score_every_step_with_one_pass_per_prompt(tmp_path, monkeypatch, method, function):
+@pytest.mark.parametrize("method, function, accumulate", [
+    ("rloo", "grouped_logps", 1), ("grpo", "grouped_logps", 1), ("online-dpo", "grouped_completion_logprobs", 1),
+    ("rloo", "grouped_logps", 2)])  # two batches a step: TRL scores the rollouts batch_size rows at a time
+def test_online_runs_score_every_step_with_one_pass_per_prompt(tmp_path, monkeypatch, method, function, accumulate):
     answers = []
     grouped = getattr(shared_prompt, function)
 
@@ -125,11 +126,14 @@ def test_online_runs_score_every_step_with_one_pass_per_prompt(tmp_path, monkeyp
     monkeypatch.setattr(shared_prompt, function, recording)
     groups = {"num_generations": 2} if method != "online-dpo" else {}
     config = RunConfig.from_dict({"method": method, "model": "tiny-random", "max_steps": 2, "batch_size": 4,
-                                  "max_length": 48, "max_completion_length": 8, "probe_every": 0,
-                                  "output_dir": str(tmp_path), **groups})
+                                  "grad_accum": accumulate, "max_length": 48, "max_completion_length": 8,
+                                  "probe_every": 0, "output_dir": str(tmp_path), **groups})
     handle = start(config, background=False)
     assert handle.state == "finished", handle.error
-    assert answers and all(shared for _, _, shared in answers)
+    assert all(rows == config.batch_size for rows, _, _ in answers)  # one batch a pass, as TRL scores them
+    # The rollouts are scored in the order sampled, each prompt's copies together; shuffled into two batches for
+    # the training pass, a batch may hold no prompt twice and goes to TRL's own pass.
+    assert answers and all(shared for _, grad, shared in answers if accumulate == 1 or not grad)
     assert any(grad for _, grad, _ in answers)  # the training forward itself, gradients on
     if method != "grpo":  # the reference each step (and RLOO's policy before the update), without gradients
         assert sum(not grad for _, grad, _ in answers) >= config.max_steps
