@@ -14,6 +14,7 @@ from alignlab.config import RunConfig
 from alignlab.models import load_model
 from alignlab.runner import start
 from alignlab.shared_prompt import grouped_completion_logprobs, grouped_logps
+from bench.scoring import full_pass  # TRL's pass, as its RLOO and GRPO score rows
 
 pytestmark = pytest.mark.timeout(300)
 PROMPT, COMPLETION, K = 12, 9, 4
@@ -40,14 +41,6 @@ def groups_of_rows(vocab: int):
     return ids, mask
 
 
-def full_pass(model, ids, mask):
-    """What TRL's trainers compute: every row whole, the completion's tokens labelled."""
-    labels = ids.masked_fill(mask == 0, -100)
-    labels[:, :-COMPLETION] = -100
-    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
-    return out.log_probs[:, -COMPLETION:], out.entropy[:, -COMPLETION:]
-
-
 def scored_with_gradients(model, score, mask):
     model.zero_grad()
     logps, entropies = score()
@@ -59,7 +52,7 @@ def scored_with_gradients(model, score, mask):
 
 def test_one_pass_per_prompt_gives_the_full_pass_log_probs_entropies_and_gradients(policy):
     ids, mask = groups_of_rows(policy.config.vocab_size)
-    full = scored_with_gradients(policy, lambda: full_pass(policy, ids, mask), mask)
+    full = scored_with_gradients(policy, lambda: full_pass(policy, ids, mask, COMPLETION), mask)
     shared = scored_with_gradients(policy, lambda: grouped_logps(policy, ids, mask, COMPLETION, True), mask)
     scored = mask[:, -COMPLETION:].bool()
     assert torch.allclose(full[0][scored], shared[0][scored], atol=1e-5)
@@ -75,7 +68,7 @@ def test_shuffled_rows_share_their_prompts_and_rows_of_distinct_prompts_are_left
     order = [5, 0, 7, 2, 1, 4, 6, 3]  # how TRL shuffles a generation batch for its training pass
     with torch.no_grad():
         logps, entropies = grouped_logps(policy, ids[order], mask[order], COMPLETION)
-        full, _ = full_pass(policy, ids[order], mask[order])
+        full, _ = full_pass(policy, ids[order], mask[order], COMPLETION)
         assert grouped_logps(policy, ids[[0, 4]], mask[[0, 4]], COMPLETION) is None  # no prompt repeats
         assert grouped_logps(policy, ids[:, PROMPT - 1:], mask[:, PROMPT - 1:], COMPLETION) is None  # a 1-token prompt
     scored = mask[order, -COMPLETION:].bool()
