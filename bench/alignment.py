@@ -228,10 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = json.dumps({**overrides, **json.loads(args.overrides)})
         args.every, args.prompts, args.samples = 1, 4, 1
     args.model = args.model or "smollm2-135m-instruct"
-    from bench.__main__ import machine
+    from bench.__main__ import machine_text
 
-    info = machine()
-    machine_text = f"{info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}, CUDA {'yes' if info['cuda'] else 'no'}"
+    machine = machine_text()
     begin = time.time()
     runs = []
     for method in args.methods:
@@ -243,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 warm = Path(args.work) / "cache" / f"{method}-s{seed}-t{args.threads[0]}"
                 runs.append(run_child(args, method, args.threads[0], seed, warm, final=False))
     command = "python -m bench.alignment " + " ".join(argv if argv is not None else sys.argv[1:])
-    results = {"command": command.strip(), "machine": machine_text, "minutes": round((time.time() - begin) / 60, 1),
+    results = {"command": command.strip(), "machine": machine, "minutes": round((time.time() - begin) / 60, 1),
                "finished": time.strftime("%Y-%m-%d %H:%M"), "load_avg": os.getloadavg(),
                "settings": {k: v for k, v in vars(args).items() if k not in ("child", "out", "work")}, "runs": runs}
     out = Path(args.out)

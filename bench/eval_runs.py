@@ -55,8 +55,8 @@ def run_record(run_dir: str | Path, threads: int, machine: str, note: str = "") 
     if evaluation is None:
         raise ValueError(f"{run_dir}: no evaluation; run `alignlab eval {run_dir}` first")
     probe = (probe_rows(rundir.read_metrics(run_dir)[0]) or [{}])[-1]
-    kept = ("reward", "gain", "gain_se", "win_rate", "aligned_fluency", "reference_fluency", "reference_follow",
-            "aligned_follow", "follow_change", "follow_change_se")
+    kept = ("reward", "prompts", "gain", "gain_se", "win_rate", "aligned_fluency", "reference_fluency",
+            "reference_follow", "aligned_follow", "follow_change", "follow_change_se")
     final = {name: _figures(evaluation.get(name)) for name in kept}
     final["kl"] = probe.get(PROBE_KL)
     final["kl_se"] = probe.get(se_key(PROBE_KL))
@@ -144,7 +144,7 @@ def by_setting(kept: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.__main__ import machine
+    from bench.__main__ import machine_text
 
     parser = argparse.ArgumentParser(prog="python -m bench.eval_runs", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="run directories trained and evaluated (alignlab eval) to keep")
@@ -164,11 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n\n".join(show(kept) for wanted, show in ((args.table, table), (args.by_setting, by_setting))
                            if wanted))
         return 0
-    info = machine()
-    machine_text = f"{info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}, CUDA {'yes' if info['cuda'] else 'no'}"
+    machine = machine_text()
     kept = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else {"runs": []}
     for run_dir in args.runs:
-        record = run_record(run_dir, args.threads, machine_text, args.note)
+        record = run_record(run_dir, args.threads, machine, args.note)
         kept["runs"] = [run for run in kept["runs"] if run["run_id"] != record["run_id"]] + [record]
         final = record["final"]
         print(f"{record['run_id']}: gain {final['gain']:+.3f} ± {final['gain_se']:.3f}, KL {final['kl']}, "

@@ -86,6 +86,33 @@ def test_frontier_points_average_seeds_and_reuse_runs_measured_at_the_same_setti
     assert [r["run_dir"] for r in reused] == ["runs/a", "runs/b"]  # the run both files list, once
 
 
+def test_frontier_reads_kept_runs_latest_per_seed_on_one_machine_with_the_instruction_change(tmp_path):
+    from experiments.frontier import QUICK, main
+
+    def kept(seed, gain, follow, started, machine="AMD EPYC, 2 CPUs", run_id=None):
+        final = {"gain": gain, "gain_se": 0.04, "kl": 5.0 + seed / 10, "kl_se": 0.5, "win_rate": 0.8, "prompts": 4,
+                 "reference_follow": 0.3, "aligned_follow": 0.3 + follow, "follow_change": follow,
+                 "follow_change_se": 0.05}
+        return {"run_id": run_id or f"dpo-{seed}-{started}", "started": started, "method": "dpo", "seed": seed,
+                "state": "finished", "machine": machine, "threads": 1, "final": final,
+                "config": QUICK.config("dpo", 0.1, seed)}
+
+    runs = [kept(42, 0.9, -0.5, "2026-12-01 10:00:00"),  # superseded by the same seed's later run
+            kept(42, 0.5, 0.1, "2026-12-02 10:00:00"), kept(7, 0.3, -0.1, "2026-12-02 11:00:00"),
+            kept(1, 0.1, 0.0, "2026-12-03 10:00:00", machine="Intel Xeon, 2 CPUs")]  # another CPU: left out
+    (tmp_path / "eval_runs.json").write_text(json.dumps({"runs": runs}))
+    main(["--quick", "--no-train", "--methods", "dpo", "--seeds", "42", "7", "1", "--machine", "AMD EPYC",
+          "--reuse", str(tmp_path / "eval_runs.json"), "--out", str(tmp_path), "--work", str(tmp_path)])
+    point = json.loads((tmp_path / "frontier.json").read_text())["points"][0]
+    assert (point["value"], point["seeds"]) == (0.1, [42, 7])
+    assert point["gain"] == pytest.approx(0.4) and point["gain_se"] == pytest.approx(0.1)
+    assert point["follow_change"] == pytest.approx(0.0) and point["follow_change_se"] == pytest.approx(0.1)
+    text = (tmp_path / "frontier.md").read_text()
+    assert "| +0 ± 10 |" in text and "s42: +0.500, 9.2, +10; s7: +0.300, 5.7, -10" in text
+    assert "--machine 'AMD EPYC'" in text and "AMD EPYC, 2 CPUs at 1 thread (2 runs)" in text
+    assert "dpo beta=0.1 seed 1" in text  # the Xeon seed is not this machine's: said missing
+
+
 def test_frontier_quick_sweep_trains_evaluates_and_plots_each_point(tmp_path):
     run_quick("experiments.frontier", tmp_path, "--methods", "dpo")
     result = json.loads((tmp_path / "frontier.json").read_text())
