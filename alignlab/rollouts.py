@@ -6,7 +6,8 @@ prompt columns, truncated after the first stop token. :func:`route_generate` giv
 ``generate`` with that contract that runs :func:`alignlab.decoding.decode` instead, so a rollout gets
 what every other sampler in the lab gets:
 
-- the k copies of a prompt that GRPO and RLOO put in a batch are prefilled once and share the cache;
+- the k copies of a prompt that GRPO and RLOO put in a batch, and the two that online DPO samples, are
+  prefilled once and share the cache;
 - rows that finished leave the batch;
 - a LoRA policy samples with its adapter folded into the weights (:func:`alignlab.decoding.merged_lora`).
 
@@ -72,21 +73,27 @@ def engine_generate(model, input_ids, attention_mask, max_new_tokens: int, stop_
     """What ``generate`` returns (prompt columns, then the completions padded with ``pad_id`` after their
     stop token), sampled by :func:`alignlab.decoding.decode` from the global torch random state.
 
-    When the batch is k copies of each of n prompts in a row (how GRPO and RLOO lay out their groups),
-    the n prompts are prefilled once each and decoded as k return sequences."""
+    When the batch is k copies of each of n prompts, either in a row (how GRPO and RLOO lay out their groups)
+    or as k blocks of the n prompts (online DPO's two samples of each prompt), the n prompts are prefilled once
+    each and decoded as k return sequences, which are then put back in the batch's order."""
     import torch
 
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    prompts, masks, k = _groups(input_ids, attention_mask)
+    prompts, masks, k, blocks = _groups(input_ids, attention_mask)
     with merged_lora(model) as sampler:
         decoded = decode(sampler, prompts, masks, max_new_tokens, temperature, top_p, None, stop_ids,
                          num_return_sequences=k, pad_id=pad_id)
-    return torch.cat([input_ids, decoded.tokens.to(input_ids.device)], dim=1)
+    tokens = decoded.tokens  # prompt-major: row i * k + j is prompt i's j-th completion
+    if blocks:  # the batch is block-major: row j * n + i
+        tokens = tokens.view(prompts.shape[0], k, -1).transpose(0, 1).reshape(input_ids.shape[0], -1)
+    return torch.cat([input_ids, tokens.to(input_ids.device)], dim=1)
 
 
 def _groups(input_ids, attention_mask):
-    """``(prompts, masks, k)``: the batch as k consecutive copies of each distinct row, or ``(batch, mask, 1)``."""
+    """``(prompts, masks, k, blocks)``: the batch as k copies of each of its distinct rows, either consecutive
+    (``blocks`` False: the first prompt k times, then the second) or as k blocks of all of them (``blocks`` True:
+    every prompt, then every prompt again); ``(batch, mask, 1, False)`` when it is neither."""
     rows = input_ids.shape[0]
     for k in range(rows, 1, -1):
         if rows % k:
@@ -94,5 +101,8 @@ def _groups(input_ids, attention_mask):
         firsts = input_ids[::k]
         if (input_ids.equal(firsts.repeat_interleave(k, dim=0))
                 and attention_mask.equal(attention_mask[::k].repeat_interleave(k, dim=0))):
-            return firsts, attention_mask[::k], k
-    return input_ids, attention_mask, 1
+            return firsts, attention_mask[::k], k, False
+        n = rows // k
+        if input_ids.equal(input_ids[:n].repeat(k, 1)) and attention_mask.equal(attention_mask[:n].repeat(k, 1)):
+            return input_ids[:n], attention_mask[:n], k, True
+    return input_ids, attention_mask, 1, False

@@ -42,9 +42,14 @@ def trl_like_config(model, tokenizer, **settings) -> GenerationConfig:
                                "repetition_penalty": 1.0, "temperature": 1.0, **settings})
 
 
-def test_greedy_rollouts_are_what_generate_writes_prompt_columns_and_padding_included(tiny):
+@pytest.mark.parametrize("layout", ["consecutive", "blocks"])
+def test_greedy_rollouts_are_what_generate_writes_prompt_columns_and_padding_included(tiny, layout):
     model, tokenizer = tiny
     input_ids, mask = grouped_batch(tokenizer, 3)
+    if layout == "blocks":  # every prompt, then every prompt again: how online DPO asks for its two samples
+        order = [0, 3, 1, 4, 2, 5]
+        input_ids, mask = input_ids[order], mask[order]
+        assert _groups(input_ids, mask)[2:] == (3, True)
     config = trl_like_config(model, tokenizer)
     with torch.no_grad():
         expected = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
@@ -57,10 +62,13 @@ def test_greedy_rollouts_are_what_generate_writes_prompt_columns_and_padding_inc
 def test_k_copies_of_a_prompt_are_prefilled_once_and_sampled_apart(tiny, monkeypatch):
     model, tokenizer = tiny
     input_ids, mask = grouped_batch(tokenizer, 4)
-    prompts, masks, k = _groups(input_ids, mask)
-    assert k == 4 and prompts.equal(input_ids[::4]) and masks.equal(mask[::4])
-    shuffled = input_ids[[0, 4, 1, 5, 2, 6, 3, 7]]
-    assert _groups(shuffled, mask[[0, 4, 1, 5, 2, 6, 3, 7]])[2] == 1  # not in groups: decoded row by row
+    prompts, masks, k, blocks = _groups(input_ids, mask)
+    assert (k, blocks) == (4, False) and prompts.equal(input_ids[::4]) and masks.equal(mask[::4])
+    order = [0, 4, 1, 5, 2, 6, 3, 7]  # A B A B A B A B: four blocks of both prompts (online DPO's layout)
+    prompts, masks, k, blocks = _groups(input_ids[order], mask[order])
+    assert (k, blocks) == (4, True) and prompts.equal(input_ids[[0, 4]]) and masks.equal(mask[[0, 4]])
+    shuffled = [0, 4, 5, 1, 2, 6, 3, 7]  # A B B A ...: neither
+    assert _groups(input_ids[shuffled], mask[shuffled])[2] == 1  # not in groups: decoded row by row
 
     prefilled = []
     forward = model.forward
