@@ -37,9 +37,9 @@ from pathlib import Path
 from alignlab.config import RunConfig
 from alignlab.methods import get_method
 
-# β / kl_coef per method: each method's default (DPO β 0.5, RLOO β 0.05, PPO kl_coef 0.03, online DPO β 0.1) and a
-# weaker pull beside it, so the points overlap in KL (about 5-15 nats) where the methods can be compared.
-GRID = {"dpo": (0.1, 0.5), "rloo": (0.02, 0.05), "ppo": (0.02, 0.03, 0.05), "online-dpo": (0.1,)}
+# β / kl_coef per method: each method's default (DPO β 0.5, RLOO β 0.05, PPO kl_coef 0.03, online DPO β 0.1) and
+# pulls beside it, so the points overlap in KL (about 5-15 nats) where the methods can be compared.
+GRID = {"dpo": (0.1, 0.5, 1.0), "rloo": (0.02, 0.05), "ppo": (0.02, 0.03, 0.05), "online-dpo": (0.1,)}
 SEEDS = (42, 7, 1)
 # Settings that name, own, checkpoint or log a run but leave its training as it is (runs from before the
 # checkpoint, tracker and workshop-owner settings existed are reused).
