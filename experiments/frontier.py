@@ -4,11 +4,12 @@ Rafailov et al. 2023 (Sec. 6.1, Fig. 2) compare methods on IMDb controlled senti
 reward each reaches against its KL from the reference, and report that DPO's frontier dominates PPO's.
 Here: the ``positive-reviews`` task (VADER sentiment as the ground-truth reward), each method at the lab's
 defaults with only its KL knob swept (β for DPO and RLOO, ``kl_coef`` for PPO), over several training
-seeds. Every final model is measured the way ``bench.alignment`` measures one: the held-out reward gain
-over the reference, paired by prompt and sampling seed (100 prompts × 2 samples, as ``alignlab eval``
-does), and the probe's KL on 32 held-out prompts. A point is the mean over seeds; its error bar is the
-standard error over seeds (which contains the evaluation noise) and, with a single seed, the evaluation's
-paired standard error.
+seeds; beside them DPO without its likelihood term (``dpo-alpha0``), the loss the paper measured. Every
+final model is measured the way ``bench.alignment`` measures one: the held-out reward gain over the
+reference, paired by prompt and sampling seed (100 prompts × 2 samples, as ``alignlab eval`` does), and
+the probe's KL on 32 held-out prompts. A point is the mean over seeds; its error bar is the standard error
+over seeds (which contains the evaluation noise) and, with a single seed, the evaluation's paired standard
+error.
 
 Runs already measured at the same settings are reused, not retrained: pass them with ``--reuse``
 (``bench/eval_runs.json``, the runs trained with ``alignlab train`` and measured with ``alignlab eval``;
@@ -39,16 +40,26 @@ from alignlab.methods import get_method
 
 # β / kl_coef per method: each method's default (DPO β 0.5, RLOO β 0.05, PPO kl_coef 0.03, online DPO β 0.1) and
 # pulls beside it, so the points overlap in KL (about 5-15 nats) where the methods can be compared.
-GRID = {"dpo": (0.1, 0.5, 1.0), "rloo": (0.02, 0.05), "ppo": (0.02, 0.03, 0.05), "online-dpo": (0.1,)}
+GRID = {"dpo": (0.1, 0.5, 1.0), "dpo-alpha0": (0.5,), "rloo": (0.02, 0.05), "ppo": (0.02, 0.03, 0.05),
+        "online-dpo": (0.1,)}
 SEEDS = (42, 7, 1)
+# Lines of the grid that are a method with other knobs fixed: label -> (method, knobs), and what the label means.
+VARIANTS = {"dpo-alpha0": ("dpo", {"sft_weight": 0.0})}
+VARIANT_MEANING = {"dpo-alpha0": "DPO without the likelihood term (`sft_weight` 0): the DPO paper's loss"}
 # Settings that name, own, checkpoint or log a run but leave its training as it is (runs from before the
 # checkpoint, tracker and workshop-owner settings existed are reused).
 NOT_TRAINING = {"seed", "output_dir", "run_name", "save_every", "keep_checkpoints", "report_to", "owner"}
 
 
+def line(label: str) -> tuple[str, dict]:
+    """The method a grid line trains and the knobs it fixes (:data:`VARIANTS`; a plain method fixes none)."""
+    return VARIANTS.get(label, (label, {}))
+
+
 def kl_knob(method: str) -> str:
-    """The knob that sets ``method``'s pull toward the reference (its spec's ``kl_knob``: β, PPO's kl_coef)."""
-    knob = get_method(method).kl_knob
+    """The knob that sets a grid line's pull toward the reference (its method spec's ``kl_knob``: β, PPO's
+    kl_coef)."""
+    knob = get_method(line(method)[0]).kl_knob
     if knob is None:
         raise SystemExit(f"method {method!r} has no knob for the KL strength; it cannot be swept on a frontier")
     return knob
@@ -67,10 +78,11 @@ class Sweep:
     work: str = "runs/frontier"
     machine: str = ""  # reuse only runs whose machine text contains this ("AMD EPYC"); "" reuses any
 
-    def config(self, method: str, value: float, seed: int) -> dict:
-        """The flat config a run at (method, value, seed) trains with."""
-        return RunConfig.from_dict({"method": method, "model": self.model, "seed": seed, **self.overrides,
-                                    kl_knob(method): value}).flat()
+    def config(self, label: str, value: float, seed: int) -> dict:
+        """The flat config a run of grid line ``label`` at (value, seed) trains with."""
+        method, fixed = line(label)
+        return RunConfig.from_dict({"method": method, "model": self.model, "seed": seed, **self.overrides, **fixed,
+                                    kl_knob(label): value}).flat()
 
 
 QUICK = Sweep(grid={"dpo": (0.1, 1.0), "rloo": (0.1, 1.0), "ppo": (0.1, 1.0)}, seeds=(42,), model="tiny-random",
@@ -100,7 +112,7 @@ def same_method(label: str | None, method: str) -> bool:
 def matches(run: dict, sweep: Sweep, method: str, value: float, seed: int) -> bool:
     """Whether a measured run (a ``bench.alignment`` or ``bench.eval_runs`` record) trained at exactly this point
     of the sweep, on the sweep's machine."""
-    if not run.get("final") or run.get("state") != "finished" or not same_method(run.get("method"), method):
+    if not run.get("final") or run.get("state") != "finished" or not same_method(run.get("method"), line(method)[0]):
         return False
     if sweep.machine and sweep.machine not in (run.get("machine") or ""):
         return False
@@ -129,9 +141,10 @@ def measure(sweep: Sweep, method: str, value: float, seed: int, threads: int) ->
     from bench.alignment import run_child
 
     work = Path(sweep.work) / f"{method}-{kl_knob(method).replace('_', '')}{value:g}-s{seed}"
+    trained, fixed = line(method)
     args = Namespace(work=str(work), model=sweep.model, every=0, gain=0.3, max_se=0.05, prompts=sweep.prompts,
-                     samples=sweep.samples, overrides=json.dumps({**sweep.overrides, kl_knob(method): value}))
-    return run_child(args, method, threads, seed, work / "cache", final=True) | {"machine": machine_text(),
+                     samples=sweep.samples, overrides=json.dumps({**sweep.overrides, **fixed, kl_knob(method): value}))
+    return run_child(args, trained, threads, seed, work / "cache", final=True) | {"machine": machine_text(),
                                                                                  "threads": threads}
 
 
@@ -188,8 +201,8 @@ def plot(frontier: list[dict], sweep: Sweep, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"dpo": "tab:blue", "ppo": "tab:red", "rloo": "tab:green", "grpo": "tab:purple",
-               "online-dpo": "tab:orange"}
+    colours = {"dpo": "tab:blue", "dpo-alpha0": "tab:cyan", "ppo": "tab:red", "rloo": "tab:green",
+               "grpo": "tab:purple", "online-dpo": "tab:orange"}
     figure, (gain_axes, follow_axes) = plt.subplots(1, 2, figsize=(12, 4.8))
     panels = ((gain_axes, "gain", "gain_se", 1.0), (follow_axes, "follow_change", "follow_change_se", 100.0))
     for method in sweep.grid:
@@ -244,7 +257,8 @@ def markdown(frontier: list[dict], sweep: Sweep, command: str, missing: list[str
         "evaluation's noise), or the evaluation's paired s.e. when only one seed was run. `eval s.e.` is the",
         "evaluation noise alone. \"followed\" is the change in the share of completions that begin with the",
         "requested opening, aligned minus reference, in points (– where an evaluation did not measure it).",
-        "How it was made: `experiments/frontier.py`.", "",
+        "How it was made: `experiments/frontier.py`.",
+        *[f"`{label}`: {VARIANT_MEANING[label]}." for label in sweep.grid if label in VARIANT_MEANING], "",
         f"Rerun: `{command}`", "",
         "![frontier](frontier.png)", "",
         "| method | knob | seeds | gain ± s.e. | eval s.e. | KL (nats) ± s.e. | followed ± s.e. | win-rate "
@@ -287,7 +301,8 @@ def write(docs: Path, runs: list[dict], sweep: Sweep, command: str, missing: lis
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.frontier", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny-random, 2 steps, 4 prompts: checks the pipeline")
-    parser.add_argument("--methods", nargs="*", help="a subset of the grid's methods (dpo, rloo, ppo)")
+    parser.add_argument("--methods", nargs="*",
+                        help="a subset of the grid's lines (its methods, and variants such as dpo-alpha0)")
     parser.add_argument("--seeds", type=int, nargs="*", help=f"training seeds (default {' '.join(map(str, SEEDS))})")
     parser.add_argument("--reuse", type=Path, nargs="*", default=[],
                         help="JSON files of runs already measured (bench/alignment.json, docs/frontier.json)")

@@ -111,6 +111,12 @@ def test_frontier_reads_kept_runs_latest_per_seed_on_one_machine_with_the_instru
     assert "| +0 ± 10 |" in text and "s42: +0.500, 9.2, +10; s7: +0.300, 5.7, -10" in text
     assert "--machine 'AMD EPYC'" in text and "AMD EPYC, 2 CPUs at 1 thread (2 runs)" in text
     assert "dpo beta=0.1 seed 1" in text  # the Xeon seed is not this machine's: said missing
+    from experiments.frontier import matches
+
+    paper = {**runs[1], "config": QUICK.config("dpo-alpha0", 0.1, 42)}  # a grid line that fixes another knob
+    assert paper["config"]["sft_weight"] == 0.0 and paper["config"]["method"] == "dpo"
+    assert matches(paper, QUICK, "dpo-alpha0", 0.1, 42) and not matches(paper, QUICK, "dpo", 0.1, 42)
+    assert not matches(runs[1], QUICK, "dpo-alpha0", 0.1, 42)
 
 
 def test_frontier_quick_sweep_trains_evaluates_and_plots_each_point(tmp_path):
