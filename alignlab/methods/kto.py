@@ -22,10 +22,10 @@ SPEC = register(
         kl_knob="beta",
         kl_key=KL_ESTIMATE,
         order=40,
-        lesson="on the built-in task no single setting tried put it on the faithful side: a lower learning rate holds "
-        "its KL, but then fewer reviews begin with the requested opening, and a rate that keeps the opening moves "
-        "further. KTO has no likelihood term on the desirable answers to hold the instruction, which DPO's "
-        "sft_weight and SimPO's cpo_alpha add",
+        lesson="at its defaults it is visible at every seed and keeps the requested opening (the desirable reviews "
+        "all begin with it, and KTO raises their likelihood against the reference), but at 11-12 nats of KL, just "
+        "past the 10 a faithful run may spend; a lower learning rate holds the KL, and then fewer reviews begin "
+        "with the opening. No single setting tried put it on the faithful side",
         knobs=(
             beta_knob(0.1),
             Knob("desirable_weight", 1.0, "Weight of the loss on good examples (λ_D).", min=0.0, min_exclusive=True,
