@@ -153,9 +153,9 @@ def machine() -> dict:
             "load_avg_start": os.getloadavg()}
 
 
-def machine_text(info: dict | None = None) -> str:
+def machine_text() -> str:
     """The machine in one line, as the kept figures name it: "AMD EPYC, 2 CPUs, torch 2.13.0+cpu, CUDA no"."""
-    info = info or machine()
+    info = machine()
     return f"{info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}, CUDA {'yes' if info['cuda'] else 'no'}"
 
 
